@@ -1,0 +1,23 @@
+//! The wire contract of phonebill: every event that crosses a process boundary.
+//!
+//! - [`envelope`]: the envelope every message carries (ids, sequence, times, payload).
+//! - [`product_change`]: events of the line aggregate about product changes
+//!   (topic `phonebill.product-change`).
+//! - [`kos`]: facts published by KOS on `kos.billing` (catalog and lines).
+//! - [`topics`]: topic names, with the configurable prefix that keeps test runs apart.
+//! - [`codec`]: JSON in and out, with clear errors for bad or unknown-version input.
+//! - `schema` (feature `validation`): checks envelopes against `schemas/`.
+//!
+//! API boundary: outside consumers (KOS) read the JSON Schemas in `schemas/`, which tests
+//! keep in step with these types. This crate does no I/O.
+
+pub mod codec;
+pub mod envelope;
+pub mod kos;
+pub mod product_change;
+#[cfg(feature = "validation")]
+pub mod schema;
+pub mod topics;
+
+pub use codec::{DecodeError, EventPayload};
+pub use envelope::{event_id_for, Envelope};
