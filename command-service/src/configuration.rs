@@ -1,0 +1,288 @@
+//! One typed configuration, read from `PHONEBILL_*` environment variables (or flags) with
+//! defaults that work against the local stack. The same binary runs against Azure Event
+//! Hubs, Azure PostgreSQL and Azure Redis by configuration alone.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "command-service",
+    about = "phonebill command side: product-change commands, event store, outbox relay"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve HTTP and run the outbox relay (the default).
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Load KOS facts (JSON lines of envelopes, as on `kos.billing`) into the reference tables.
+    LoadFacts {
+        /// The JSONL file to read.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// `local` or `production`; production refuses to start without TLS/SASL settings.
+    #[arg(long, env = "PHONEBILL_ENV", value_enum, default_value_t = Environment::Local)]
+    pub environment: Environment,
+
+    /// Address the HTTP API listens on (port 0 picks a free port).
+    #[arg(long, env = "PHONEBILL_HTTP_ADDR", default_value = "127.0.0.1:8081")]
+    pub http_addr: SocketAddr,
+
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+
+    #[command(flatten)]
+    pub kafka: KafkaConfig,
+
+    #[command(flatten)]
+    pub relay: RelayConfig,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "PHONEBILL_BODY_LIMIT_BYTES", default_value_t = 16 * 1024)]
+    pub body_limit_bytes: usize,
+
+    /// A request taking longer than this is answered 503 and abandoned.
+    #[arg(long, env = "PHONEBILL_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    Local,
+    Production,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL; add `sslmode=require` for Azure.
+    #[arg(
+        long = "database-url",
+        env = "PHONEBILL_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/phonebill"
+    )]
+    pub url: String,
+
+    /// Schema holding this service's tables (event store, outbox cursor, reference data).
+    #[arg(
+        long = "database-schema",
+        env = "PHONEBILL_DATABASE_SCHEMA",
+        default_value = "command"
+    )]
+    pub schema: String,
+
+    #[arg(
+        long = "database-max-connections",
+        env = "PHONEBILL_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KafkaConfig {
+    /// Bootstrap servers (`host:port,...`); Event Hubs: `<ns>.servicebus.windows.net:9093`.
+    #[arg(
+        long = "kafka-brokers",
+        env = "PHONEBILL_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub brokers: String,
+
+    /// `plaintext` locally, `sasl_ssl` for Event Hubs.
+    #[arg(
+        long = "kafka-security-protocol",
+        env = "PHONEBILL_KAFKA_SECURITY_PROTOCOL",
+        default_value = "plaintext"
+    )]
+    pub security_protocol: String,
+
+    /// SASL mechanism; Event Hubs takes `PLAIN`.
+    #[arg(
+        long = "kafka-sasl-mechanism",
+        env = "PHONEBILL_KAFKA_SASL_MECHANISM",
+        default_value = "PLAIN"
+    )]
+    pub sasl_mechanism: String,
+
+    /// SASL user name; Event Hubs takes the literal `$ConnectionString`.
+    #[arg(long = "kafka-sasl-username", env = "PHONEBILL_KAFKA_SASL_USERNAME")]
+    pub sasl_username: Option<String>,
+
+    /// SASL password; for Event Hubs, the namespace connection string (a secret).
+    #[arg(
+        long = "kafka-sasl-password",
+        env = "PHONEBILL_KAFKA_SASL_PASSWORD",
+        hide_env_values = true
+    )]
+    pub sasl_password: Option<String>,
+
+    /// Prefix of every topic name (empty in production; unique per test run).
+    #[arg(
+        long = "topic-prefix",
+        env = "PHONEBILL_TOPIC_PREFIX",
+        default_value = ""
+    )]
+    pub topic_prefix: String,
+
+    /// Create missing topics at start-up (off where topics are provisioned, as on Event Hubs).
+    #[arg(long = "kafka-create-topics", env = "PHONEBILL_KAFKA_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub create_topics: bool,
+
+    /// Partitions of topics this service creates.
+    #[arg(
+        long = "topic-partitions",
+        env = "PHONEBILL_TOPIC_PARTITIONS",
+        default_value_t = 12
+    )]
+    pub topic_partitions: i32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RelayConfig {
+    /// Run the outbox relay in this process (one instance at a time holds the lead).
+    #[arg(long = "relay-enabled", env = "PHONEBILL_RELAY_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enabled: bool,
+
+    /// Events read and published per round.
+    #[arg(
+        long = "relay-batch-size",
+        env = "PHONEBILL_RELAY_BATCH_SIZE",
+        default_value_t = 500
+    )]
+    pub batch_size: i64,
+
+    /// How often the relay looks for events committed by other instances.
+    #[arg(
+        long = "relay-poll-interval-ms",
+        env = "PHONEBILL_RELAY_POLL_INTERVAL_MS",
+        default_value_t = 50
+    )]
+    pub poll_interval_ms: u64,
+
+    /// How long one publish may take before the relay gives up, backs off and starts over.
+    #[arg(
+        long = "relay-delivery-timeout-ms",
+        env = "PHONEBILL_RELAY_DELIVERY_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub delivery_timeout_ms: u64,
+}
+
+impl RelayConfig {
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+}
+
+impl Config {
+    /// Reads the configuration from the environment alone (no flags).
+    pub fn from_env() -> Result<Self, clap::Error> {
+        Cli::try_parse_from(["command-service"]).map(|cli| cli.config)
+    }
+
+    /// Refuses settings that cannot work, with a message naming the variable to set.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.environment == Environment::Production {
+            if !self
+                .kafka
+                .security_protocol
+                .eq_ignore_ascii_case("sasl_ssl")
+            {
+                return Err(ConfigError("production needs PHONEBILL_KAFKA_SECURITY_PROTOCOL=sasl_ssl (Event Hubs' Kafka endpoint)".into()));
+            }
+            if self.kafka.sasl_username.as_deref().unwrap_or("").is_empty() {
+                return Err(ConfigError("production needs PHONEBILL_KAFKA_SASL_USERNAME (`$ConnectionString` for Event Hubs)".into()));
+            }
+            if self.kafka.sasl_password.as_deref().unwrap_or("").is_empty() {
+                return Err(ConfigError("production needs the secret PHONEBILL_KAFKA_SASL_PASSWORD (the Event Hubs connection string)".into()));
+            }
+            if !self.database.url.contains("sslmode=require")
+                && !self.database.url.contains("sslmode=verify")
+            {
+                return Err(ConfigError("production needs TLS to PostgreSQL: add sslmode=require to PHONEBILL_DATABASE_URL".into()));
+            }
+        }
+        if !is_identifier(&self.database.schema) {
+            return Err(ConfigError(format!(
+                "PHONEBILL_DATABASE_SCHEMA `{}` must be letters, digits and underscores",
+                self.database.schema
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// True for names safe to splice into SQL as an identifier.
+pub fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local() -> Config {
+        Cli::try_parse_from(["command-service"]).unwrap().config
+    }
+
+    #[test]
+    fn local_defaults_pass_the_check() {
+        let config = local();
+        assert_eq!(config.http_addr.port(), 8081);
+        assert_eq!(config.kafka.topic_partitions, 12);
+        config.check().unwrap();
+    }
+
+    #[test]
+    fn production_without_the_event_hubs_secret_fails_with_its_name() {
+        let mut config = local();
+        config.environment = Environment::Production;
+        config.kafka.security_protocol = "sasl_ssl".into();
+        config.kafka.sasl_username = Some("$ConnectionString".into());
+        config.database.url = "postgres://u@db:5432/phonebill?sslmode=require".into();
+        let err = config.check().unwrap_err();
+        assert!(
+            err.to_string().contains("PHONEBILL_KAFKA_SASL_PASSWORD"),
+            "{err}"
+        );
+
+        config.kafka.sasl_password = Some("Endpoint=sb://x/;SharedAccessKey=y".into());
+        config.check().unwrap();
+
+        config.database.url = "postgres://u@db:5432/phonebill".into();
+        assert!(config
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("sslmode=require"));
+    }
+
+    #[test]
+    fn schema_names_that_could_inject_sql_are_refused() {
+        let mut config = local();
+        config.database.schema = "x; drop table events".into();
+        assert!(config.check().is_err());
+    }
+}

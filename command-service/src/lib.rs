@@ -1,0 +1,20 @@
+//! phonebill command-service: customers' product-change commands become events in the
+//! event store, and the outbox relay publishes them to the broker.
+//!
+//! Reading order: [`domain`] (the line aggregate and the pre-checks, no I/O), then
+//! [`product_change`] (loads facts, runs the aggregate, commits), [`routes`] (thin HTTP
+//! handlers), [`relay`] (event table to Kafka), and [`startup`] (wiring).
+//! [`reference`] keeps the KOS facts the pre-checks read; [`error`] maps every failure to
+//! one problem+json answer.
+
+pub mod configuration;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod kafka;
+pub mod product_change;
+pub mod reference;
+pub mod relay;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

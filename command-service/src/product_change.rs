@@ -1,0 +1,233 @@
+//! Product-change commands: the application service between the HTTP handlers and the
+//! line aggregate. It loads the reference facts, runs the aggregate, commits its events
+//! (which the relay then publishes) and turns the line's memory of the request into an
+//! answer. Concurrent writers to one line are serialized by the event store's optimistic
+//! concurrency: a conflict reloads the line and decides again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use chrono::Utc;
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{AggregateContext, AggregateError, EventStore};
+use postgres_es::PostgresEventRepository;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::domain::line::{Line, LineCommand, LineError, RequestProductChange, RequestRecord};
+use crate::domain::line_number::LineNumber;
+use crate::domain::product_change::{run_prechecks, ChangeRequest, CheckResult};
+use crate::error::AppError;
+use crate::reference::ReferenceData;
+
+pub type LineStore = PersistedEventStore<PostgresEventRepository, Line>;
+
+/// Who asked, for the envelope's correlation and causation ids.
+#[derive(Debug, Clone, Copy)]
+pub struct Trace {
+    pub correlation_id: Uuid,
+    pub causation_id: Uuid,
+}
+
+/// The answer to a request: its id and what the line recorded for it.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub request_id: Uuid,
+    pub record: RequestRecord,
+}
+
+#[derive(Clone)]
+pub struct ProductChanges {
+    pool: PgPool,
+    store: Arc<LineStore>,
+    reference: ReferenceData,
+    /// Wakes the relay as soon as events are committed here.
+    committed: Arc<Notify>,
+}
+
+impl ProductChanges {
+    pub fn new(pool: PgPool, committed: Arc<Notify>) -> Self {
+        let store =
+            PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()));
+        Self {
+            reference: ReferenceData::new(pool.clone()),
+            pool,
+            store: Arc::new(store),
+            committed,
+        }
+    }
+
+    /// Records a product-change request. With an idempotency key, a repeat (even
+    /// concurrent, even after a crash) gets the first request's answer and adds nothing.
+    pub async fn request(
+        &self,
+        line: &LineNumber,
+        request: ChangeRequest,
+        idempotency_key: Option<&str>,
+        trace: Trace,
+    ) -> Result<Decision, AppError> {
+        let request_id = match idempotency_key {
+            Some(key) => self.claim_key(key, line, &request).await?,
+            None => Uuid::new_v4(),
+        };
+        let attempt = || self.decide(line, &request, request_id, trace);
+        let record = attempt
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(2))
+                    .with_max_delay(Duration::from_millis(100))
+                    .with_max_times(20)
+                    .with_jitter(),
+            )
+            .when(|e| matches!(e, AppError::Conflict))
+            .await?;
+        Ok(Decision { request_id, record })
+    }
+
+    /// Runs the pre-checks against the current state, recording nothing.
+    pub async fn validate(
+        &self,
+        line: &LineNumber,
+        request: &ChangeRequest,
+    ) -> Result<Vec<CheckResult>, AppError> {
+        let (facts, target) = self.reference_for(line, request).await?;
+        let mut context = self
+            .store
+            .load_aggregate(line.as_str())
+            .await
+            .map_err(store_error)?;
+        let in_flight = context.aggregate().in_flight();
+        Ok(run_prechecks(&facts, target.as_ref(), request, in_flight))
+    }
+
+    async fn decide(
+        &self,
+        line: &LineNumber,
+        request: &ChangeRequest,
+        request_id: Uuid,
+        trace: Trace,
+    ) -> Result<RequestRecord, AppError> {
+        let (facts, target) = self.reference_for(line, request).await?;
+        let mut context = self
+            .store
+            .load_aggregate(line.as_str())
+            .await
+            .map_err(store_error)?;
+        let command = LineCommand::RequestProductChange(RequestProductChange {
+            request_id,
+            request: request.clone(),
+            requested_at: Utc::now(),
+            line: facts,
+            target,
+        });
+        let sink = EventSink::default();
+        cqrs_es::Aggregate::handle(context.aggregate(), command, &(), &sink)
+            .await
+            .map_err(|e| match e {
+                LineError::RequestIdReused(_) => AppError::IdempotencyKeyReused,
+            })?;
+        let record = context
+            .aggregate()
+            .request(request_id)
+            .cloned()
+            .ok_or_else(|| {
+                AppError::Internal(anyhow::anyhow!("line forgot request {request_id}"))
+            })?;
+        let events = sink.collect().await;
+        if !events.is_empty() {
+            self.store
+                .commit(events, context, metadata(trace))
+                .await
+                .map_err(store_error)?;
+            self.committed.notify_one();
+            metrics::counter!("product_change_events_committed_total").increment(1);
+        }
+        Ok(record)
+    }
+
+    async fn reference_for(
+        &self,
+        line: &LineNumber,
+        request: &ChangeRequest,
+    ) -> Result<
+        (
+            crate::domain::reference::LineFacts,
+            Option<crate::domain::reference::ProductFacts>,
+        ),
+        AppError,
+    > {
+        self.reference
+            .for_change(line.as_str(), &request.target_product_code)
+            .await?
+            .ok_or_else(|| AppError::LineNotFound(line.to_string()))
+    }
+
+    /// Binds an idempotency key to a request id the first time it is seen; later uses
+    /// with the same request get that id, a different request is refused.
+    async fn claim_key(
+        &self,
+        key: &str,
+        line: &LineNumber,
+        request: &ChangeRequest,
+    ) -> Result<Uuid, AppError> {
+        let fingerprint = format!(
+            "{}|{}|{}",
+            line, request.current_product_code, request.target_product_code
+        );
+        let claimed: Option<(String, Uuid)> = sqlx::query_as(
+            "WITH claimed AS (
+                 INSERT INTO idempotency_keys (idempotency_key, fingerprint, request_id)
+                 VALUES ($1, $2, $3)
+                 ON CONFLICT (idempotency_key) DO NOTHING
+                 RETURNING fingerprint, request_id)
+             SELECT fingerprint, request_id FROM claimed
+             UNION ALL
+             SELECT fingerprint, request_id FROM idempotency_keys WHERE idempotency_key = $1
+             LIMIT 1",
+        )
+        .bind(key)
+        .bind(&fingerprint)
+        .bind(Uuid::new_v4())
+        .fetch_optional(&self.pool)
+        .await?;
+        // A claim committed by a concurrent request after this statement's snapshot is
+        // invisible to it; a fresh statement sees it.
+        let (stored_fingerprint, request_id) = match claimed {
+            Some(row) => row,
+            None => sqlx::query_as(
+                "SELECT fingerprint, request_id FROM idempotency_keys WHERE idempotency_key = $1",
+            )
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await?,
+        };
+        if stored_fingerprint == fingerprint {
+            Ok(request_id)
+        } else {
+            Err(AppError::IdempotencyKeyReused)
+        }
+    }
+}
+
+fn metadata(trace: Trace) -> HashMap<String, String> {
+    HashMap::from([
+        (
+            "correlation_id".to_owned(),
+            trace.correlation_id.to_string(),
+        ),
+        ("causation_id".to_owned(), trace.causation_id.to_string()),
+        ("occurred_at".to_owned(), Utc::now().to_rfc3339()),
+    ])
+}
+
+fn store_error(e: AggregateError<LineError>) -> AppError {
+    match e {
+        AggregateError::AggregateConflict => AppError::Conflict,
+        AggregateError::UserError(LineError::RequestIdReused(_)) => AppError::IdempotencyKeyReused,
+        other => AppError::Internal(anyhow::anyhow!("event store: {other}")),
+    }
+}

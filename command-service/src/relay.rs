@@ -1,0 +1,493 @@
+//! The outbox relay: publishes the event store's rows to `phonebill.product-change`.
+//!
+//! The events table is the outbox (postgres-es commits an aggregate's events atomically),
+//! so there is no dual write. What the relay must get right:
+//!
+//! - **No gaps.** A row's position is fixed before it commits, so rows commit out of
+//!   order. The relay reads only rows written by transactions older than the oldest one
+//!   still open (`tx_id < pg_snapshot_xmin`): nothing can later commit behind its cursor.
+//! - **Order.** Rows go out ordered by (tx_id, position), which keeps each line's order
+//!   (a line's next events are written by a transaction that started after the previous
+//!   one committed). The idempotent producer keeps that order per partition.
+//! - **No loss, no duplicate.** The cursor moves only after the broker acknowledged. After a
+//!   crash between acknowledgement and cursor update, a new session reads the last message
+//!   of every partition and skips rows at or below the position found there; this works
+//!   because the relay picks partitions itself (Kafka's murmur2 on the key, like Java
+//!   clients and Event Hubs) and one relay at a time holds the lead (an advisory lock).
+//! - **Outages** of the broker or the database end the session; it starts over after a
+//!   backoff, from the durable cursor.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use chrono::{DateTime, Utc};
+use events::product_change::ProductChangeEvent;
+use events::{codec, event_id_for, Envelope, EventPayload};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::configuration::RelayConfig;
+use crate::domain::line::Line;
+
+/// Header carrying the outbox position (`tx_id:position`) of a published event.
+pub const POSITION_HEADER: &str = "outbox-position";
+const RELAY_NAME: &str = "product-change";
+
+/// An outbox position: transaction id, then the row's position within the table.
+pub type OutboxPosition = (u64, i64);
+
+#[derive(Clone)]
+pub struct Relay {
+    pool: PgPool,
+    kafka: ClientConfig,
+    topic: String,
+    config: RelayConfig,
+    committed: Arc<Notify>,
+}
+
+/// One row of the outbox, ready to publish.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    pub position: OutboxPosition,
+    pub envelope: Envelope,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("another instance leads the relay")]
+    NotLeader,
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("broker: {0}")]
+    Broker(#[from] rdkafka::error::KafkaError),
+    #[error("delivery: {0}")]
+    Delivery(String),
+    #[error("outbox row {0:?} cannot be published: {1}")]
+    BadRow(OutboxPosition, String),
+}
+
+impl Relay {
+    pub fn new(
+        pool: PgPool,
+        kafka: ClientConfig,
+        topic: String,
+        config: RelayConfig,
+        committed: Arc<Notify>,
+    ) -> Self {
+        Self {
+            pool,
+            kafka,
+            topic,
+            config,
+            committed,
+        }
+    }
+
+    /// Publishes until `shutdown`, starting over after any failure.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(5))
+            .without_max_times()
+            .with_jitter();
+        let session = || async {
+            let mut session = self.start_session().await?;
+            session.run(&shutdown).await
+        };
+        let _ = session
+            .retry(backoff)
+            .when(|_| !shutdown.is_cancelled())
+            .notify(|e, wait| {
+                if !matches!(e, RelayError::NotLeader) {
+                    metrics::counter!("outbox_relay_failures_total").increment(1);
+                    tracing::warn!(error = %e, retry_in = ?wait, "outbox relay session ended");
+                }
+            })
+            .await;
+        tracing::info!("outbox relay stopped");
+    }
+
+    /// Takes the lead, connects to the broker and recovers what was already published.
+    pub async fn start_session(&self) -> Result<RelaySession, RelayError> {
+        let mut lock = self.pool.acquire().await?;
+        let leader: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_lock(hashtext(current_schema() || '.outbox-relay'))",
+        )
+        .fetch_one(&mut *lock)
+        .await?;
+        if !leader {
+            return Err(RelayError::NotLeader);
+        }
+        let mut producer_config = self.kafka.clone();
+        producer_config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("compression.type", "lz4")
+            .set(
+                "message.timeout.ms",
+                self.config.delivery_timeout_ms.to_string(),
+            );
+        let producer: FutureProducer = producer_config.create()?;
+        let partitions = partition_count(&producer, &self.topic).await?;
+        let published = last_published(&self.kafka, &self.topic, partitions).await?;
+        let cursor = load_cursor(&self.pool).await?;
+        tracing::info!(topic = %self.topic, partitions, ?cursor, "outbox relay leads");
+        Ok(RelaySession {
+            relay: self.clone(),
+            _lock: lock,
+            producer,
+            partitions,
+            published,
+            cursor,
+        })
+    }
+}
+
+/// A relay that holds the lead and a producer. Dropping it gives up the lead.
+pub struct RelaySession {
+    relay: Relay,
+    /// The connection holding the advisory lock; the lock goes with it.
+    _lock: PoolConnection<Postgres>,
+    producer: FutureProducer,
+    partitions: i32,
+    /// Per partition, the last outbox position found on the broker at session start.
+    published: HashMap<i32, OutboxPosition>,
+    cursor: OutboxPosition,
+}
+
+impl RelaySession {
+    async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), RelayError> {
+        loop {
+            let batch = self.next_batch().await?;
+            if batch.is_empty() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = self.relay.committed.notified() => {}
+                    _ = tokio::time::sleep(self.relay.config.poll_interval()) => {}
+                }
+                continue;
+            }
+            self.publish(&batch).await?;
+            self.save_cursor(batch.last().expect("batch is not empty").position)
+                .await?;
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The next committed events past the cursor that no open transaction can precede.
+    pub async fn next_batch(&self) -> Result<Vec<OutboxEvent>, RelayError> {
+        let rows: Vec<OutboxRow> = sqlx::query_as(
+            "SELECT tx_id::text::bigint AS tx_id, position, aggregate_id, sequence, event_type,
+                    event_version, payload, metadata, recorded_at
+               FROM events
+              WHERE aggregate_type = $4
+                AND (tx_id, position) > ($1::text::xid8, $2)
+                AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+              ORDER BY tx_id, position
+              LIMIT $3",
+        )
+        .bind(self.cursor.0.to_string())
+        .bind(self.cursor.1)
+        .bind(self.relay.config.batch_size)
+        .bind(<Line as cqrs_es::Aggregate>::TYPE)
+        .fetch_all(&self.relay.pool)
+        .await?;
+        rows.into_iter().map(OutboxRow::into_event).collect()
+    }
+
+    /// Sends a batch and waits for every acknowledgement. Rows the broker already holds
+    /// (found at session start) are skipped.
+    pub async fn publish(&mut self, batch: &[OutboxEvent]) -> Result<(), RelayError> {
+        let started = Instant::now();
+        let mut pending = Vec::with_capacity(batch.len());
+        for event in batch {
+            let partition = partition_for(&event.envelope.aggregate_id, self.partitions);
+            if self
+                .published
+                .get(&partition)
+                .is_some_and(|&p| event.position <= p)
+            {
+                continue;
+            }
+            let payload = codec::encode(&event.envelope);
+            let position = format!("{}:{}", event.position.0, event.position.1);
+            let event_id = event.envelope.event_id.to_string();
+            let version = event.envelope.event_version.to_string();
+            let correlation = event.envelope.correlation_id.to_string();
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "event_id",
+                    value: Some(&event_id),
+                })
+                .insert(Header {
+                    key: "event_type",
+                    value: Some(&event.envelope.event_type),
+                })
+                .insert(Header {
+                    key: "event_version",
+                    value: Some(&version),
+                })
+                .insert(Header {
+                    key: "correlation_id",
+                    value: Some(&correlation),
+                })
+                .insert(Header {
+                    key: "content-type",
+                    value: Some("application/json"),
+                })
+                .insert(Header {
+                    key: POSITION_HEADER,
+                    value: Some(&position),
+                });
+            let record = FutureRecord::to(&self.relay.topic)
+                .partition(partition)
+                .key(&event.envelope.aggregate_id)
+                .payload(&payload)
+                .headers(headers);
+            // Enqueue in order without awaiting each one: the idempotent producer keeps
+            // per-partition order across the in-flight requests.
+            let delivery = self
+                .producer
+                .send_result(record)
+                .map_err(|(e, _)| RelayError::Broker(e))?;
+            pending.push(delivery);
+        }
+        let sent = pending.len();
+        for delivery in pending {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(RelayError::Delivery(e.to_string())),
+                Err(_) => return Err(RelayError::Delivery("producer dropped".into())),
+            }
+        }
+        metrics::counter!("outbox_relay_published_total").increment(sent as u64);
+        metrics::histogram!("outbox_relay_batch_seconds").record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    pub async fn save_cursor(&mut self, position: OutboxPosition) -> Result<(), RelayError> {
+        sqlx::query(
+            "INSERT INTO outbox_cursor (relay, tx_id, position) VALUES ($1, $2::text::xid8, $3)
+             ON CONFLICT (relay) DO UPDATE SET tx_id = EXCLUDED.tx_id, position = EXCLUDED.position",
+        )
+        .bind(RELAY_NAME)
+        .bind(position.0.to_string())
+        .bind(position.1)
+        .execute(&self.relay.pool)
+        .await?;
+        self.cursor = position;
+        Ok(())
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    tx_id: i64,
+    position: i64,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: serde_json::Value,
+    metadata: serde_json::Value,
+    recorded_at: DateTime<Utc>,
+}
+
+impl OutboxRow {
+    fn into_event(self) -> Result<OutboxEvent, RelayError> {
+        let position = (self.tx_id as u64, self.position);
+        let bad = |reason: String| RelayError::BadRow(position, reason);
+        let event: ProductChangeEvent =
+            serde_json::from_value(self.payload).map_err(|e| bad(e.to_string()))?;
+        let version: u32 = self
+            .event_version
+            .parse()
+            .map_err(|_| bad(format!("version `{}`", self.event_version)))?;
+        if event.event_type() != self.event_type || event.event_version() != version {
+            return Err(bad(format!("stored as {} v{version}", self.event_type)));
+        }
+        let meta = |key: &str| {
+            self.metadata
+                .get(key)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let id_from_meta = |key: &str| meta(key).and_then(|v| Uuid::parse_str(&v).ok());
+        let sequence = self.sequence as u64;
+        let event_id = event_id_for(
+            <Line as cqrs_es::Aggregate>::TYPE,
+            &self.aggregate_id,
+            sequence,
+        );
+        let envelope = Envelope {
+            event_id,
+            event_type: self.event_type,
+            event_version: version,
+            sequence,
+            occurred_at: meta("occurred_at")
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or(self.recorded_at),
+            correlation_id: id_from_meta("correlation_id").unwrap_or(event_id),
+            causation_id: id_from_meta("causation_id").unwrap_or(event_id),
+            payload: event.to_payload(),
+            aggregate_id: self.aggregate_id,
+        };
+        Ok(OutboxEvent { position, envelope })
+    }
+}
+
+/// The partition Kafka's default partitioner (Java clients, Event Hubs' Kafka endpoint)
+/// gives a key: murmur2 with Kafka's seed, made positive, modulo the partition count.
+pub fn partition_for(key: &str, partitions: i32) -> i32 {
+    let hash = murmur2::murmur2(key.as_bytes(), 0x9747_b28c) & 0x7fff_ffff;
+    (hash % partitions as u32) as i32
+}
+
+async fn partition_count(producer: &FutureProducer, topic: &str) -> Result<i32, RelayError> {
+    let producer = producer.clone();
+    let name = topic.to_owned();
+    let metadata = tokio::task::spawn_blocking(move || {
+        producer
+            .client()
+            .fetch_metadata(Some(&name), Timeout::After(Duration::from_secs(10)))
+    })
+    .await
+    .map_err(|e| RelayError::Delivery(format!("metadata task: {e}")))??;
+    let count = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().len() as i32)
+        .unwrap_or(0);
+    if count == 0 {
+        return Err(RelayError::Delivery(format!(
+            "topic {topic} has no partitions"
+        )));
+    }
+    Ok(count)
+}
+
+/// Reads the last message of every partition and returns the outbox position it carries.
+async fn last_published(
+    kafka: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+) -> Result<HashMap<i32, OutboxPosition>, RelayError> {
+    let mut config = kafka.clone();
+    config
+        .set(
+            "group.id",
+            format!("outbox-relay-recovery-{}", Uuid::new_v4()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config.create()?;
+        let timeout = Duration::from_secs(10);
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions {
+            let (low, high) = consumer.fetch_watermarks(&topic, partition, timeout)?;
+            if high > low {
+                assignment.add_partition_offset(&topic, partition, Offset::Offset(high - 1))?;
+            }
+        }
+        let mut found = HashMap::new();
+        let wanted = assignment.count();
+        if wanted == 0 {
+            return Ok(found);
+        }
+        consumer.assign(&assignment)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while found.len() < wanted {
+            if Instant::now() > deadline {
+                return Err(RelayError::Delivery(format!(
+                    "read the tail of {} of {wanted} partitions of {topic}",
+                    found.len()
+                )));
+            }
+            let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
+            let message = message?;
+            let position = message
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == POSITION_HEADER))
+                .and_then(|h| h.value)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(parse_position);
+            match position {
+                Some(p) => {
+                    found.insert(message.partition(), p);
+                }
+                None => {
+                    return Err(RelayError::Delivery(format!(
+                        "message at {topic}/{}@{} has no {POSITION_HEADER} header; is another producer writing to the topic?",
+                        message.partition(),
+                        message.offset()
+                    )))
+                }
+            }
+        }
+        Ok(found)
+    })
+    .await
+    .map_err(|e| RelayError::Delivery(format!("recovery task: {e}")))?
+}
+
+fn parse_position(text: &str) -> Option<OutboxPosition> {
+    let (tx, pos) = text.split_once(':')?;
+    Some((tx.parse().ok()?, pos.parse().ok()?))
+}
+
+async fn load_cursor(pool: &PgPool) -> Result<OutboxPosition, RelayError> {
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT tx_id::text::bigint, position FROM outbox_cursor WHERE relay = $1")
+            .bind(RELAY_NAME)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(|(tx, pos)| (tx as u64, pos)).unwrap_or((0, 0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_match_kafkas_default_partitioner() {
+        // Kafka's own test vectors for Utils.murmur2 (clients/.../UtilsTest.java).
+        let cases = [
+            ("21", -973_932_308i32),
+            ("foobar", -790_332_482),
+            ("a-little-bit-long-string", -985_981_536),
+        ];
+        for (key, java_hash) in cases {
+            let ours = murmur2::murmur2(key.as_bytes(), 0x9747_b28c) as i32;
+            assert_eq!(ours, java_hash, "murmur2({key})");
+        }
+        for key in ["010-1234-5678", "010-0000-0001"] {
+            let p = partition_for(key, 12);
+            assert!((0..12).contains(&p));
+            assert_eq!(p, partition_for(key, 12));
+        }
+    }
+
+    #[test]
+    fn positions_round_trip_through_the_header_text() {
+        assert_eq!(parse_position("740:12"), Some((740, 12)));
+        assert_eq!(parse_position("740"), None);
+        assert_eq!(parse_position("x:1"), None);
+    }
+}

@@ -1,0 +1,80 @@
+//! Extractors that turn every kind of bad input into a problem with a stable code.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::error::AppError;
+
+/// `axum::Json`, but rejections become problems: 400 `MALFORMED_JSON` or
+/// `INVALID_FIELDS`, 413 `PAYLOAD_TOO_LARGE`, 415 `UNSUPPORTED_MEDIA_TYPE`.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_problem(rejection)),
+        }
+    }
+}
+
+fn json_problem(rejection: JsonRejection) -> AppError {
+    match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => AppError::UnsupportedMediaType,
+        _ => match rejection {
+            JsonRejection::JsonDataError(e) => AppError::BadRequest {
+                code: "INVALID_FIELDS",
+                detail: e.body_text(),
+            },
+            other => AppError::BadRequest {
+                code: "MALFORMED_JSON",
+                detail: other.body_text(),
+            },
+        },
+    }
+}
+
+/// The request's correlation id, set by the `observe` middleware.
+#[derive(Debug, Clone, Copy)]
+pub struct CorrelationId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for CorrelationId {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<CorrelationId>()
+            .copied()
+            .unwrap_or(CorrelationId(Uuid::new_v4())))
+    }
+}
+
+/// The optional `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(IdempotencyKey(None));
+        };
+        let bad = || AppError::BadRequest {
+            code: "INVALID_IDEMPOTENCY_KEY",
+            detail: "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+        };
+        let key = value.to_str().map_err(|_| bad())?;
+        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad());
+        }
+        Ok(IdempotencyKey(Some(key.to_owned())))
+    }
+}
