@@ -133,7 +133,6 @@ impl Relay {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "2")
-            .set("compression.type", "lz4")
             .set(
                 "message.timeout.ms",
                 self.config.delivery_timeout_ms.to_string(),
@@ -381,7 +380,11 @@ async fn partition_count(producer: &FutureProducer, topic: &str) -> Result<i32, 
     Ok(count)
 }
 
-/// Reads the last message of every partition and returns the outbox position it carries.
+/// Reads the tail of every partition and returns the highest outbox position on it.
+///
+/// Reads from one before the reported high watermark up to the partition's end (EOF)
+/// rather than trusting the watermark alone: Tansu 0.6 reports the base offset of the
+/// last record batch plus one, which hides all but the first record of a batch.
 async fn last_published(
     kafka: &ClientConfig,
     topic: &str,
@@ -394,7 +397,7 @@ async fn last_published(
             format!("outbox-relay-recovery-{}", Uuid::new_v4()),
         )
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "true");
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = config.create()?;
@@ -406,40 +409,43 @@ async fn last_published(
                 assignment.add_partition_offset(&topic, partition, Offset::Offset(high - 1))?;
             }
         }
-        let mut found = HashMap::new();
-        let wanted = assignment.count();
-        if wanted == 0 {
+        let mut found: HashMap<i32, OutboxPosition> = HashMap::new();
+        let mut open: std::collections::HashSet<i32> =
+            assignment.elements().iter().map(|e| e.partition()).collect();
+        if open.is_empty() {
             return Ok(found);
         }
         consumer.assign(&assignment)?;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while found.len() < wanted {
+        while !open.is_empty() {
             if Instant::now() > deadline {
                 return Err(RelayError::Delivery(format!(
-                    "read the tail of {} of {wanted} partitions of {topic}",
-                    found.len()
+                    "could not read the tail of partitions {open:?} of {topic}"
                 )));
             }
-            let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
-            let message = message?;
+            let message = match consumer.poll(Duration::from_millis(200)) {
+                None => continue,
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                    open.remove(&p);
+                    continue;
+                }
+                Some(result) => result?,
+            };
             let position = message
                 .headers()
                 .and_then(|h| h.iter().find(|h| h.key == POSITION_HEADER))
                 .and_then(|h| h.value)
                 .and_then(|v| std::str::from_utf8(v).ok())
-                .and_then(parse_position);
-            match position {
-                Some(p) => {
-                    found.insert(message.partition(), p);
-                }
-                None => {
-                    return Err(RelayError::Delivery(format!(
+                .and_then(parse_position)
+                .ok_or_else(|| {
+                    RelayError::Delivery(format!(
                         "message at {topic}/{}@{} has no {POSITION_HEADER} header; is another producer writing to the topic?",
                         message.partition(),
                         message.offset()
-                    )))
-                }
-            }
+                    ))
+                })?;
+            let best = found.entry(message.partition()).or_insert(position);
+            *best = (*best).max(position);
         }
         Ok(found)
     })

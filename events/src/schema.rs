@@ -11,10 +11,15 @@ const BASE_URI: &str = "https://schemas.phonebill.dev/";
 
 /// (path under `schemas/`, contents) of every schema file.
 pub const FILES: &[(&str, &str)] = &[
-    ("envelope.v1.schema.json", include_str!("../../schemas/envelope.v1.schema.json")),
+    (
+        "envelope.v1.schema.json",
+        include_str!("../../schemas/envelope.v1.schema.json"),
+    ),
     (
         "phonebill.product-change/ProductChangeRequested.v1.schema.json",
-        include_str!("../../schemas/phonebill.product-change/ProductChangeRequested.v1.schema.json"),
+        include_str!(
+            "../../schemas/phonebill.product-change/ProductChangeRequested.v1.schema.json"
+        ),
     ),
     (
         "phonebill.product-change/ProductChangeRejected.v1.schema.json",
@@ -22,11 +27,15 @@ pub const FILES: &[(&str, &str)] = &[
     ),
     (
         "phonebill.product-change/ProductChangeSentToKos.v1.schema.json",
-        include_str!("../../schemas/phonebill.product-change/ProductChangeSentToKos.v1.schema.json"),
+        include_str!(
+            "../../schemas/phonebill.product-change/ProductChangeSentToKos.v1.schema.json"
+        ),
     ),
     (
         "phonebill.product-change/ProductChangeCompleted.v1.schema.json",
-        include_str!("../../schemas/phonebill.product-change/ProductChangeCompleted.v1.schema.json"),
+        include_str!(
+            "../../schemas/phonebill.product-change/ProductChangeCompleted.v1.schema.json"
+        ),
     ),
     (
         "phonebill.product-change/ProductChangeFailed.v1.schema.json",
@@ -71,7 +80,10 @@ impl SchemaSet {
 
     /// Checks a whole envelope (as JSON) against the schema of its type and version.
     pub fn validate(&self, envelope: &serde_json::Value) -> Result<(), DecodeError> {
-        let event_type = envelope["event_type"].as_str().unwrap_or_default().to_owned();
+        let event_type = envelope["event_type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let version = envelope["event_version"].as_u64().unwrap_or_default() as u32;
         let validator = self
             .by_type
@@ -105,6 +117,11 @@ impl SchemaSet {
 fn type_and_version(path: &str) -> (String, u32) {
     let file = path.rsplit('/').next().unwrap_or(path);
     let stem = file.trim_end_matches(".schema.json");
-    let (name, version) = stem.rsplit_once(".v").expect("schema file names end .vN.schema.json");
-    (name.to_owned(), version.parse().expect("schema version is a number"))
+    let (name, version) = stem
+        .rsplit_once(".v")
+        .expect("schema file names end .vN.schema.json");
+    (
+        name.to_owned(),
+        version.parse().expect("schema version is a number"),
+    )
 }

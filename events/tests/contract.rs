@@ -128,8 +128,7 @@ fn every_product_change_event_validates_against_its_schema_and_round_trips() {
         schemas
             .validate(&json)
             .unwrap_or_else(|e| panic!("{} rejected by its schema: {e}", event.event_type()));
-        let (decoded_envelope, decoded) =
-            decode::<ProductChangeEvent>(&encode(&envelope)).unwrap();
+        let (decoded_envelope, decoded) = decode::<ProductChangeEvent>(&encode(&envelope)).unwrap();
         assert_eq!(decoded_envelope, envelope);
         assert_eq!(decoded, event);
     }
@@ -181,7 +180,14 @@ fn schema_rejects_an_envelope_whose_payload_breaks_the_contract() {
 
 #[test]
 fn decoding_garbage_gives_an_envelope_error() {
-    for bytes in [&b""[..], b"{", b"null", b"[1,2]", b"\xff\xfe", b"{\"event_id\":42}"] {
+    for bytes in [
+        &b""[..],
+        b"{",
+        b"null",
+        b"[1,2]",
+        b"\xff\xfe",
+        b"{\"event_id\":42}",
+    ] {
         match decode::<ProductChangeEvent>(bytes) {
             Err(DecodeError::Envelope(reason)) => assert!(!reason.is_empty()),
             other => panic!("expected an envelope error for {bytes:?}, got {other:?}"),

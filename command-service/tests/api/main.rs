@@ -1,0 +1,9 @@
+//! Integration tests against the real PostgreSQL and broker. Each test gets its own
+//! database schema and topic prefix, so they run in parallel and again and again.
+
+mod helpers;
+
+mod concurrency;
+mod input;
+mod outbox;
+mod service;

@@ -1,0 +1,43 @@
+//! Operability: health, readiness, metrics, OpenAPI, validation without side effects.
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_metrics_and_openapi_are_served() {
+    let app = spawn_app().await;
+    let get = |path: &str| app.http.get(format!("{}{path}", app.address)).send();
+    assert_eq!(get("/health/live").await.unwrap().status(), 200);
+    let ready: serde_json::Value = get("/health/ready").await.unwrap().json().await.unwrap();
+    assert_eq!(ready["status"], "UP", "{ready}");
+    assert_eq!(app.post_change(&valid_change(1), None).await.status(), 202);
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("http_requests_total"), "{metrics}");
+    assert!(metrics.contains("product_change_requests_total"));
+    let doc: serde_json::Value = get("/api-docs/openapi.json")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/api/v1/product-changes"]["post"].is_object());
+    assert!(doc["paths"]["/api/v1/product-changes/validation"]["post"].is_object());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn validation_reports_every_check_and_records_nothing() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .post(format!("{}/api/v1/product-changes/validation", app.address))
+        .json(&valid_change(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["valid"], true);
+    assert_eq!(body["checks"].as_array().unwrap().len(), 6);
+    assert_eq!(app.event_count().await, 0);
+    app.stop().await;
+}
