@@ -11,6 +11,7 @@ pub mod configuration;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod event_store;
 pub mod kafka;
 pub mod product_change;
 pub mod reference;

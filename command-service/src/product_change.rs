@@ -13,7 +13,6 @@ use chrono::Utc;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{AggregateContext, AggregateError, EventStore};
-use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -22,9 +21,10 @@ use crate::domain::line::{Line, LineCommand, LineError, RequestProductChange, Re
 use crate::domain::line_number::LineNumber;
 use crate::domain::product_change::{run_prechecks, ChangeRequest, CheckResult};
 use crate::error::AppError;
+use crate::event_store::EventRepository;
 use crate::reference::ReferenceData;
 
-pub type LineStore = PersistedEventStore<PostgresEventRepository, Line>;
+pub type LineStore = PersistedEventStore<EventRepository, Line>;
 
 /// Who asked, for the envelope's correlation and causation ids.
 #[derive(Debug, Clone, Copy)]
@@ -51,8 +51,7 @@ pub struct ProductChanges {
 
 impl ProductChanges {
     pub fn new(pool: PgPool, committed: Arc<Notify>) -> Self {
-        let store =
-            PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()));
+        let store = PersistedEventStore::new_event_store(EventRepository::new(pool.clone()));
         Self {
             reference: ReferenceData::new(pool.clone()),
             pool,

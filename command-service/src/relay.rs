@@ -42,6 +42,10 @@ use crate::domain::line::Line;
 /// Header carrying the outbox position (`tx_id:position`) of a published event.
 pub const POSITION_HEADER: &str = "outbox-position";
 const RELAY_NAME: &str = "product-change";
+/// How long the relay waits after a wake-up so that concurrent commits share a batch.
+const LINGER: Duration = Duration::from_millis(2);
+/// How often the durable cursor is written while events keep coming.
+const CURSOR_SAVE_INTERVAL: Duration = Duration::from_millis(200);
 
 /// An outbox position: transaction id, then the row's position within the table.
 pub type OutboxPosition = (u64, i64);
@@ -167,19 +171,37 @@ pub struct RelaySession {
 
 impl RelaySession {
     async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), RelayError> {
+        let mut unsaved: Option<OutboxPosition> = None;
+        let mut last_save = Instant::now();
         loop {
             let batch = self.next_batch().await?;
             if batch.is_empty() {
+                if let Some(position) = unsaved.take() {
+                    self.save_cursor(position).await?;
+                    last_save = Instant::now();
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
-                    _ = self.relay.committed.notified() => {}
+                    _ = self.relay.committed.notified() => {
+                        // Let concurrent commits join this round: fewer, fuller batches.
+                        tokio::time::sleep(LINGER).await;
+                    }
                     _ = tokio::time::sleep(self.relay.config.poll_interval()) => {}
                 }
                 continue;
             }
             self.publish(&batch).await?;
-            self.save_cursor(batch.last().expect("batch is not empty").position)
-                .await?;
+            let position = batch.last().expect("batch is not empty").position;
+            self.cursor = position;
+            // The durable cursor may lag: after a crash the partition tails tell what was
+            // already published, so a stale cursor costs a re-read, never a duplicate.
+            if last_save.elapsed() >= CURSOR_SAVE_INTERVAL || shutdown.is_cancelled() {
+                self.save_cursor(position).await?;
+                last_save = Instant::now();
+                unsaved = None;
+            } else {
+                unsaved = Some(position);
+            }
             if shutdown.is_cancelled() {
                 return Ok(());
             }

@@ -81,9 +81,9 @@ async fn observe(State(state): State<AppState>, mut request: Request, next: Next
     };
     let status = response.status().as_u16().to_string();
     let elapsed = started.elapsed();
-    metrics::counter!("http_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status.clone())
+    metrics::counter!("http_server_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status.clone())
         .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method.to_string())
+    metrics::histogram!("http_server_request_duration_seconds", "route" => route, "method" => method.to_string(), "status" => status.clone())
         .record(elapsed.as_secs_f64());
     span.in_scope(|| tracing::debug!(%status, elapsed_ms = elapsed.as_millis() as u64, "request"));
     if let Ok(value) = HeaderValue::from_str(&correlation_id.to_string()) {

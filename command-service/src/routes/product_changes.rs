@@ -123,7 +123,7 @@ pub(super) async fn request_change(
         .changes
         .request(&line, request, key.as_deref(), trace)
         .await?;
-    metrics::counter!("product_change_requests_total", "outcome" => match decision.record.outcome {
+    metrics::counter!("phonebill_product_changes_total", "outcome" => match decision.record.outcome {
         RequestOutcome::Processing => "accepted",
         RequestOutcome::Rejected(_) => "rejected",
     })

@@ -11,8 +11,8 @@ async fn health_metrics_and_openapi_are_served() {
     assert_eq!(ready["status"], "UP", "{ready}");
     assert_eq!(app.post_change(&valid_change(1), None).await.status(), 202);
     let metrics = get("/metrics").await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("http_requests_total"), "{metrics}");
-    assert!(metrics.contains("product_change_requests_total"));
+    assert!(metrics.contains("http_server_requests_total"), "{metrics}");
+    assert!(metrics.contains("phonebill_product_changes_total"));
     let doc: serde_json::Value = get("/api-docs/openapi.json")
         .await
         .unwrap()

@@ -1,0 +1,31 @@
+# Design 9: Azure Container Registry Premium with geo-replication to the DR region.
+# Pushes come from CI (Entra ID auth, no admin user); AKS pulls with its kubelet identity.
+resource "azurerm_container_registry" "main" {
+  #checkov:skip=CKV_AZURE_139:CI pushes from hosted runners over the public endpoint (Entra ID auth, admin user off); a private endpoint needs runners inside the VNet
+  #checkov:skip=CKV_AZURE_164:Docker Content Trust is retired by Azure (trust_policy_enabled is gone in azurerm 5); signing with Notation is an open item
+  #checkov:skip=CKV_AZURE_166:quarantine needs a scanner that releases each image; design 9 scans with Trivy in CI before the push
+  #checkov:skip=CKV_AZURE_233:the registry is zone-redundant in Korea Central; its replica in Korea South cannot be, that region has no availability zones
+  name                     = substr("acr${local.compact}", 0, 50)
+  location                 = azurerm_resource_group.main.location
+  resource_group_name      = azurerm_resource_group.main.name
+  sku                      = "Premium"
+  admin_enabled            = false
+  anonymous_pull_enabled   = false
+  zone_redundancy_enabled  = true
+  data_endpoint_enabled    = true
+  retention_policy_in_days = 30
+  tags                     = var.tags
+
+  georeplications {
+    location                = var.dr_location
+    zone_redundancy_enabled = false
+    tags                    = var.tags
+  }
+}
+
+resource "azurerm_role_assignment" "aks_acr_pull" {
+  scope                            = azurerm_container_registry.main.id
+  role_definition_name             = "AcrPull"
+  principal_id                     = azurerm_kubernetes_cluster.main.kubelet_identity[0].object_id
+  skip_service_principal_aad_check = true
+}

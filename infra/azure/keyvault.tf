@@ -1,0 +1,133 @@
+# Design 7.4.1: Key Vault Premium (HSM-backed), private endpoint, RBAC. It holds the
+# four secrets the services read (through the Secrets Store CSI driver, see the
+# chart's SecretProviderClass) and the Application Gateway's TLS certificate.
+# The pods reach it as the user-assigned identity "phonebill-services" (design
+# 7.2.1), federated with each service's Kubernetes service account.
+resource "azurerm_key_vault" "main" {
+  #checkov:skip=CKV_AZURE_189:public access is off unless key_vault_allowed_ip_ranges lists the deployer's addresses, and then the firewall denies everyone else
+  name                          = substr("kv-${var.name}-${var.environment}-${var.unique_suffix}", 0, 24)
+  location                      = azurerm_resource_group.main.location
+  resource_group_name           = azurerm_resource_group.main.name
+  tenant_id                     = data.azurerm_client_config.current.tenant_id
+  sku_name                      = "premium"
+  rbac_authorization_enabled    = true
+  purge_protection_enabled      = true
+  soft_delete_retention_days    = 90
+  public_network_access_enabled = length(var.key_vault_allowed_ip_ranges) > 0
+  tags                          = var.tags
+
+  network_acls {
+    default_action = "Deny"
+    bypass         = "AzureServices"
+    ip_rules       = var.key_vault_allowed_ip_ranges
+  }
+}
+
+resource "azurerm_private_endpoint" "key_vault" {
+  name                = "pe-${local.name}-kv"
+  location            = azurerm_resource_group.main.location
+  resource_group_name = azurerm_resource_group.main.name
+  subnet_id           = azurerm_subnet.endpoints.id
+  tags                = var.tags
+
+  private_service_connection {
+    name                           = "key-vault"
+    private_connection_resource_id = azurerm_key_vault.main.id
+    subresource_names              = ["vault"]
+    is_manual_connection           = false
+  }
+
+  private_dns_zone_group {
+    name                 = "key-vault"
+    private_dns_zone_ids = [azurerm_private_dns_zone.zones["keyvault"].id]
+  }
+}
+
+# Whoever runs Terraform writes the secrets.
+resource "azurerm_role_assignment" "deployer_key_vault" {
+  scope                = azurerm_key_vault.main.id
+  role_definition_name = "Key Vault Secrets Officer"
+  principal_id         = data.azurerm_client_config.current.object_id
+}
+
+resource "azurerm_user_assigned_identity" "workload" {
+  name                = "phonebill-services"
+  location            = azurerm_resource_group.main.location
+  resource_group_name = azurerm_resource_group.main.name
+  tags                = var.tags
+}
+
+resource "azurerm_role_assignment" "workload_key_vault" {
+  scope                = azurerm_key_vault.main.id
+  role_definition_name = "Key Vault Secrets User"
+  principal_id         = azurerm_user_assigned_identity.workload.principal_id
+}
+
+resource "azurerm_federated_identity_credential" "services" {
+  for_each                  = toset(local.services)
+  name                      = "${var.kubernetes_namespace}-${each.key}"
+  user_assigned_identity_id = azurerm_user_assigned_identity.workload.id
+  audience                  = ["api://AzureADTokenExchange"]
+  issuer                    = azurerm_kubernetes_cluster.main.oidc_issuer_url
+  subject                   = "system:serviceaccount:${var.kubernetes_namespace}:${local.chart_fullname}-${each.key}"
+}
+
+# The secrets, named as the chart's secrets.azureKeyVault.objects expects.
+ephemeral "random_password" "jwt_signing_key" {
+  length  = 64
+  special = false
+}
+
+resource "azurerm_key_vault_secret" "database_url" {
+  #checkov:skip=CKV_AZURE_41:rotated every 90 days by the runbook (design 7.4.1); an expiry date nobody renews would stop pods from mounting the secret
+  name             = "phonebill-database-url"
+  key_vault_id     = azurerm_key_vault.main.id
+  content_type     = "text/uri"
+  value_wo_version = var.postgres_password_version
+  value_wo = format(
+    "postgres://%s:%s@%s:5432/%s?sslmode=require",
+    azurerm_postgresql_flexible_server.main.administrator_login,
+    ephemeral.random_password.postgres_admin.result,
+    azurerm_postgresql_flexible_server.main.fqdn,
+    azurerm_postgresql_flexible_server_database.phonebill.name,
+  )
+
+  depends_on = [azurerm_role_assignment.deployer_key_vault, azurerm_private_endpoint.key_vault]
+}
+
+resource "azurerm_key_vault_secret" "redis_url" {
+  #checkov:skip=CKV_AZURE_41:rotated every 90 days by the runbook (design 7.4.1); an expiry date nobody renews would stop pods from mounting the secret
+  name         = "phonebill-redis-url"
+  key_vault_id = azurerm_key_vault.main.id
+  content_type = "text/uri"
+  # rediss = TLS on 6380; the access key is percent-encoded for the URL.
+  value = format(
+    "rediss://:%s@%s:%d",
+    urlencode(azurerm_redis_cache.main.primary_access_key),
+    azurerm_redis_cache.main.hostname,
+    azurerm_redis_cache.main.ssl_port,
+  )
+
+  depends_on = [azurerm_role_assignment.deployer_key_vault, azurerm_private_endpoint.key_vault]
+}
+
+resource "azurerm_key_vault_secret" "eventhubs_connection_string" {
+  #checkov:skip=CKV_AZURE_41:rotated every 90 days by the runbook (design 7.4.1); an expiry date nobody renews would stop pods from mounting the secret
+  name         = "phonebill-eventhubs-connection-string"
+  key_vault_id = azurerm_key_vault.main.id
+  content_type = "text/plain"
+  value        = azurerm_eventhub_namespace_authorization_rule.services.primary_connection_string
+
+  depends_on = [azurerm_role_assignment.deployer_key_vault, azurerm_private_endpoint.key_vault]
+}
+
+resource "azurerm_key_vault_secret" "jwt_signing_key" {
+  #checkov:skip=CKV_AZURE_41:rotated every 90 days by the runbook (design 7.4.1); an expiry date nobody renews would stop pods from mounting the secret
+  name             = "phonebill-jwt-signing-key"
+  key_vault_id     = azurerm_key_vault.main.id
+  content_type     = "text/plain"
+  value_wo         = ephemeral.random_password.jwt_signing_key.result
+  value_wo_version = var.jwt_signing_key_version
+
+  depends_on = [azurerm_role_assignment.deployer_key_vault, azurerm_private_endpoint.key_vault]
+}

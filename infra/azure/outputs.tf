@@ -1,0 +1,55 @@
+# `terraform output -raw helm_values > prod-inputs.yaml` gives the second values
+# file of the production deploy (after values-prod.yaml); see infra/README.md.
+output "helm_values" {
+  description = "Installation-specific Helm values (no secrets)."
+  value = yamlencode({
+    image = {
+      registry = azurerm_container_registry.main.login_server
+    }
+    kafka = {
+      brokers = "${azurerm_eventhub_namespace.main.name}.servicebus.windows.net:9093"
+    }
+    secrets = {
+      azureKeyVault = {
+        name     = azurerm_key_vault.main.name
+        tenantId = data.azurerm_client_config.current.tenant_id
+        clientId = azurerm_user_assigned_identity.workload.client_id
+      }
+    }
+    ingress = {
+      host = var.public_host
+    }
+  })
+}
+
+output "resource_group_name" {
+  value = azurerm_resource_group.main.name
+}
+
+output "aks_cluster_name" {
+  value = azurerm_kubernetes_cluster.main.name
+}
+
+output "acr_login_server" {
+  value = azurerm_container_registry.main.login_server
+}
+
+output "key_vault_name" {
+  value = azurerm_key_vault.main.name
+}
+
+output "workload_identity_client_id" {
+  value = azurerm_user_assigned_identity.workload.client_id
+}
+
+output "app_gateway_public_ip" {
+  value = azurerm_public_ip.app_gateway.ip_address
+}
+
+output "postgres_fqdn" {
+  value = azurerm_postgresql_flexible_server.main.fqdn
+}
+
+output "redis_hostname" {
+  value = azurerm_redis_cache.main.hostname
+}

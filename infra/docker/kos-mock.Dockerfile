@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1.7
+# kos-mock: The simulated carrier back office: consumes product changes, publishes results and billing facts.
+#
+# Build from the repository root (the build context is the Cargo workspace):
+#   DOCKER_BUILDKIT=1 docker build -f infra/docker/kos-mock.Dockerfile -t phonebill/kos-mock:dev .
+# kos-mock.Dockerfile.dockerignore keeps target/ and .git out of the context.
+# Runtime contract (infra/README.md): non-root uid 10001, read-only root filesystem,
+# HTTP, /health/live, /health/ready and /metrics on PHONEBILL_HTTP_ADDR (0.0.0.0:8080),
+# JSON logs on stdout, SIGTERM = graceful shutdown.
+
+ARG RUST_VERSION=1.95
+
+FROM rust:${RUST_VERSION}-slim-bookworm AS build
+# rdkafka builds librdkafka from source (make or cmake, a C/C++ toolchain) and links
+# the system OpenSSL for SASL_SSL to Event Hubs.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential cmake pkg-config libssl-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+# The target dir is a BuildKit cache, so the binary is copied out in the same step.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target,sharing=locked \
+    cargo build --release --locked -p kos-mock \
+ && install -D -m 0755 target/release/kos-mock /out/kos-mock
+
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 phonebill \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin phonebill
+COPY --from=build /out/kos-mock /usr/local/bin/kos-mock
+ENV PHONEBILL_HTTP_ADDR=0.0.0.0:8080
+EXPOSE 8080
+USER 10001:10001
+# No HEALTHCHECK: the image has no HTTP client, and Kubernetes ignores HEALTHCHECK;
+# the chart's liveness/readiness probes call /health/live and /health/ready.
+# checkov:skip=CKV_DOCKER_2: health is checked by Kubernetes probes on /health/live and /health/ready
+ENTRYPOINT ["/usr/local/bin/kos-mock"]

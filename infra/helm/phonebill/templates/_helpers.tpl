@@ -1,0 +1,112 @@
+{{/*
+Release-wide name: the release name when it already says "phonebill", else "<release>-phonebill".
+*/}}
+{{- define "phonebill.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of one service's objects. Call with (dict "root" $ "name" "command-service"). */}}
+{{- define "phonebill.componentName" -}}
+{{- printf "%s-%s" (include "phonebill.fullname" .root) .name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "phonebill.selectorLabels" -}}
+app.kubernetes.io/name: {{ .name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end -}}
+
+{{- define "phonebill.labels" -}}
+{{ include "phonebill.selectorLabels" . }}
+app.kubernetes.io/part-of: phonebill
+app.kubernetes.io/component: {{ .component | default .name }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+tier: application
+{{- end -}}
+
+{{/* Labels for release-wide objects (ConfigMap, Ingress, rules). */}}
+{{- define "phonebill.commonLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: phonebill
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "phonebill.image" -}}
+{{- $img := .root.Values.image -}}
+{{- $digest := (index .root.Values.services .name).imageDigest -}}
+{{- $repo := printf "%s/%s" $img.repositoryPrefix .name -}}
+{{- if $img.registry }}{{ $repo = printf "%s/%s" $img.registry $repo }}{{ end -}}
+{{- if $digest -}}
+{{- printf "%s@%s" $repo $digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (default .root.Chart.AppVersion $img.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of the Kubernetes Secret the env-var secrets are read from. */}}
+{{- define "phonebill.secretName" -}}
+{{- if eq .Values.secrets.provider "azure-key-vault" -}}
+{{- .Values.secrets.azureKeyVault.syncedSecretName -}}
+{{- else -}}
+{{- .Values.secrets.kubernetes.secretName -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "phonebill.kafkaUsesSasl" -}}
+{{- if hasPrefix "sasl" (lower .Values.kafka.securityProtocol) }}true{{ end -}}
+{{- end -}}
+
+{{/*
+Effective HPA maximum. Consumers default to, and may never exceed, the partition count.
+*/}}
+{{- define "phonebill.maxReplicas" -}}
+{{- $svc := .svc -}}
+{{- $partitions := int .root.Values.kafka.partitions -}}
+{{- if eq $svc.role "consumer" -}}
+{{- $max := int (default $partitions $svc.autoscaling.maxReplicas) -}}
+{{- if gt $max $partitions -}}
+{{- fail (printf "services.%s.autoscaling.maxReplicas (%d) exceeds kafka.partitions (%d): a consumer group cannot use more members than partitions" .name $max $partitions) -}}
+{{- end -}}
+{{- $max -}}
+{{- else -}}
+{{- required (printf "services.%s.autoscaling.maxReplicas is required for an http service" .name) $svc.autoscaling.maxReplicas | int -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Checks that fail the render early with a clear message.
+*/}}
+{{- define "phonebill.validate" -}}
+{{- $v := .Values -}}
+{{- if not (has $v.secrets.provider (list "kubernetes" "azure-key-vault")) -}}
+{{- fail (printf "secrets.provider must be kubernetes or azure-key-vault, not %q" $v.secrets.provider) -}}
+{{- end -}}
+{{- if eq $v.secrets.provider "azure-key-vault" -}}
+{{- $_ := required "secrets.azureKeyVault.name is required (terraform output key_vault_name)" $v.secrets.azureKeyVault.name -}}
+{{- $_ := required "secrets.azureKeyVault.tenantId is required (terraform output tenant_id)" $v.secrets.azureKeyVault.tenantId -}}
+{{- $_ := required "secrets.azureKeyVault.clientId is required (terraform output workload_identity_client_id)" $v.secrets.azureKeyVault.clientId -}}
+{{- end -}}
+{{- $_ := required "kafka.brokers is required" $v.kafka.brokers -}}
+{{- if eq $v.environment "production" -}}
+{{- $_ := required "image.registry is required in production (terraform output acr_login_server)" $v.image.registry -}}
+{{- if not (include "phonebill.kafkaUsesSasl" .) -}}
+{{- fail "production needs kafka.securityProtocol sasl_ssl (Event Hubs)" -}}
+{{- end -}}
+{{- end -}}
+{{- if $v.ingress.enabled -}}
+{{- $_ := required "ingress.host is required when the ingress is enabled" $v.ingress.host -}}
+{{- range $v.ingress.routes -}}
+{{- $target := index $v.services .service | default dict -}}
+{{- if not (and $target.enabled $target.public) -}}
+{{- fail (printf "ingress route %s points at %q, which is not an enabled public service" .path .service) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,149 @@
+{{/*
+Pod template shared by the Deployments and the projector's replay CronJob.
+Call with (dict "root" $ "name" <service> "svc" <service values>), plus for a one-off Job
+"args" (container arguments; no probes), "restartPolicy" and "labelName" (a name label of
+its own, so the service's Service, HPA and PDB do not count the Job's pod).
+*/}}
+{{- define "phonebill.podTemplate" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+{{- $svc := .svc -}}
+{{- $ctx := dict "root" $root "name" .name -}}
+{{- $podCtx := dict "root" $root "name" (.labelName | default .name) "component" .name -}}
+{{- $secretName := include "phonebill.secretName" $root -}}
+metadata:
+  labels:
+    {{- include "phonebill.labels" $podCtx | nindent 4 }}
+    {{- if eq $v.secrets.provider "azure-key-vault" }}
+    azure.workload.identity/use: "true"
+    {{- end }}
+  annotations:
+    checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
+    {{- if eq $v.secrets.provider "azure-key-vault" }}
+    checksum/secret-provider: {{ include (print $root.Template.BasePath "/secretproviderclass.yaml") $root | sha256sum }}
+    {{- end }}
+    {{- if $v.metrics.scrapeAnnotations }}
+    prometheus.io/scrape: "true"
+    prometheus.io/port: {{ $v.http.port | quote }}
+    prometheus.io/path: {{ $v.metrics.path | quote }}
+    {{- end }}
+spec:
+  serviceAccountName: {{ include "phonebill.componentName" $ctx }}
+  # The app never calls the Kubernetes API; workload identity and the CSI driver
+  # get their own projected tokens.
+  automountServiceAccountToken: false
+  {{- with .restartPolicy }}
+  restartPolicy: {{ . }}
+  {{- end }}
+  terminationGracePeriodSeconds: {{ $svc.terminationGracePeriodSeconds | default 30 }}
+  securityContext:
+    {{- toYaml $v.podSecurityContext | nindent 4 }}
+  {{- with $v.scheduling.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $v.scheduling.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- if $v.scheduling.podAntiAffinity.enabled }}
+  affinity:
+    podAntiAffinity:
+      preferredDuringSchedulingIgnoredDuringExecution:
+        - weight: {{ $v.scheduling.podAntiAffinity.weight }}
+          podAffinityTerm:
+            topologyKey: {{ $v.scheduling.podAntiAffinity.topologyKey }}
+            labelSelector:
+              matchLabels:
+                {{- include "phonebill.selectorLabels" $ctx | nindent 16 }}
+  {{- end }}
+  {{- if $v.scheduling.zoneSpread.enabled }}
+  topologySpreadConstraints:
+    - maxSkew: {{ $v.scheduling.zoneSpread.maxSkew }}
+      topologyKey: {{ $v.scheduling.zoneSpread.topologyKey }}
+      whenUnsatisfiable: {{ $v.scheduling.zoneSpread.whenUnsatisfiable }}
+      labelSelector:
+        matchLabels:
+          {{- include "phonebill.selectorLabels" $ctx | nindent 10 }}
+      matchLabelKeys: [pod-template-hash]
+  {{- end }}
+  containers:
+    - name: {{ .name }}
+      image: {{ include "phonebill.image" $ctx }}
+      imagePullPolicy: {{ $v.image.pullPolicy }}
+      {{- with .args }}
+      args:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      ports:
+        - name: http
+          containerPort: {{ $v.http.port }}
+          protocol: TCP
+      envFrom:
+        - configMapRef:
+            name: {{ include "phonebill.fullname" $root }}-config
+      env:
+        - name: PHONEBILL_DATABASE_URL
+          valueFrom:
+            secretKeyRef: {name: {{ $secretName }}, key: database-url}
+        - name: PHONEBILL_REDIS_URL
+          valueFrom:
+            secretKeyRef: {name: {{ $secretName }}, key: redis-url}
+        {{- if include "phonebill.kafkaUsesSasl" $root }}
+        - name: PHONEBILL_KAFKA_SASL_PASSWORD
+          valueFrom:
+            secretKeyRef: {name: {{ $secretName }}, key: kafka-sasl-password}
+        {{- end }}
+        {{- range $k, $val := $svc.env }}
+        - name: {{ $k }}
+          value: {{ $val | toString | quote }}
+        {{- end }}
+      {{- if not .args }}
+      livenessProbe:
+        httpGet: {path: {{ $v.probes.liveness.path }}, port: http}
+        initialDelaySeconds: {{ $v.probes.liveness.initialDelaySeconds }}
+        periodSeconds: {{ $v.probes.liveness.periodSeconds }}
+        timeoutSeconds: {{ $v.probes.liveness.timeoutSeconds }}
+        failureThreshold: {{ $v.probes.liveness.failureThreshold }}
+      readinessProbe:
+        httpGet: {path: {{ $v.probes.readiness.path }}, port: http}
+        initialDelaySeconds: {{ $v.probes.readiness.initialDelaySeconds }}
+        periodSeconds: {{ $v.probes.readiness.periodSeconds }}
+        timeoutSeconds: {{ $v.probes.readiness.timeoutSeconds }}
+        failureThreshold: {{ $v.probes.readiness.failureThreshold }}
+      {{- end }}
+      {{- if and $svc.preStopSleepSeconds (not .args) }}
+      lifecycle:
+        preStop:
+          exec:
+            command: ["sleep", {{ $svc.preStopSleepSeconds | toString | quote }}]
+      {{- end }}
+      resources:
+        {{- toYaml $svc.resources | nindent 8 }}
+      securityContext:
+        {{- toYaml $v.containerSecurityContext | nindent 8 }}
+      volumeMounts:
+        - name: secrets
+          mountPath: {{ $v.secrets.mountPath }}
+          readOnly: true
+        - name: tmp
+          mountPath: /tmp
+  volumes:
+    - name: secrets
+      {{- if eq $v.secrets.provider "azure-key-vault" }}
+      csi:
+        driver: secrets-store.csi.k8s.io
+        readOnly: true
+        volumeAttributes:
+          secretProviderClass: {{ include "phonebill.fullname" $root }}-key-vault
+      {{- else }}
+      secret:
+        secretName: {{ $secretName }}
+        defaultMode: 0440
+        items:
+          - {key: jwt-signing-key, path: jwt-signing-key}
+      {{- end }}
+    - name: tmp
+      emptyDir:
+        sizeLimit: 64Mi
+{{- end -}}

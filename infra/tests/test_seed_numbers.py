@@ -1,0 +1,416 @@
+"""The rendered production manifests carry every number of the production design.
+
+Source: the shared design document seed/000_a90e9f181511ae38.txt ("물리 아키텍처 설계서 - 운영환경").
+The design has three application services; this project has four binaries:
+  Auth Service + Product-Change Service -> command-service (product-change numbers)
+  Bill-Inquiry Service                  -> query-service
+  KOS-Mock Service (6.1.1)              -> kos-mock
+  (not in the design)                   -> projector (sized in values-prod.yaml)
+Each row names where its number comes from. A change to values-prod.yaml or to a
+template that moves a number away from the design fails here.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import SERVICES, Objects, component, prod_values, quantity, render
+
+# ---------------------------------------------------------------- the design
+
+# (service, requests cpu, requests memory, limits cpu, limits memory, source)
+RESOURCES = [
+    ("command-service", "300m", "768Mi", "1500m", "1.5Gi", "3.3.1 Product-Change Service"),
+    ("query-service", "500m", "1Gi", "2000m", "2Gi", "3.3.1 Bill-Inquiry Service"),
+    ("kos-mock", "200m", "512Mi", "1000m", "1Gi", "6.1.1 kos_mock_service.resources"),
+    ("projector", "200m", "256Mi", "1000m", "512Mi", "not in the design: values-prod.yaml"),
+]
+
+# (service, replicas, HPA min, HPA max, cpu %, memory %, source)
+SCALING = [
+    ("command-service", 2, 2, 8, 70, 80, "3.3.1 replicas 2; 3.3.2 product_change_service 2-8, cpu 70, memory 80"),
+    ("query-service", 3, 3, 15, 70, 80, "3.3.1 replicas 3; 3.3.2 bill_inquiry_service 3-15, cpu 70, memory 80"),
+    ("kos-mock", 3, 2, 6, 70, 80, "6.1.1 replicas 3, minReplicas 2, maxReplicas 6, cpu 70"),
+    ("projector", 3, 3, 12, 70, 80, "one per zone; max = 12 partitions (consumer group)"),
+]
+
+# Custom HPA metrics (need a metrics adapter; rendered when metricsAdapter.enabled).
+CUSTOM_METRICS = {
+    "command-service": {
+        "phonebill_outbox_pending": "5",  # 3.3.2 product_change_service: queue_length > 5
+        "http_server_requests_per_second": "50",  # 3.3.2 auth_service: requests_per_second > 50
+    },
+    "query-service": {"http_server_active_requests": "30"},  # 3.3.2 bill_inquiry: active_connections > 30
+    "kos-mock": {"phonebill_consumer_lag": "1000"},
+    "projector": {"phonebill_consumer_lag": "1000"},
+}
+
+# (service, field, value, source)
+PDB = [
+    ("command-service", "minAvailable", 1, "3.2.1 Product-Change Service: 1"),
+    ("query-service", "minAvailable", 2, "3.2.1 Bill-Inquiry Service: 2"),
+    ("kos-mock", "maxUnavailable", 1, "consumer: one rebalance per eviction"),
+    ("projector", "maxUnavailable", 1, "consumer: one rebalance per eviction"),
+]
+
+# Probe paths are the services' contract; timings are the design's only probe numbers (6.1.1).
+PROBES = {
+    "livenessProbe": {"path": "/health/live", "initialDelaySeconds": 30, "periodSeconds": 10},
+    "readinessProbe": {"path": "/health/ready", "initialDelaySeconds": 5, "periodSeconds": 5},
+}
+
+HTTP_PORT = 8080  # 4.3.1 ingress TCP:8080; 4.4 every service on 8080
+CONSUMER_PARTITIONS = 12
+
+# Network policy (4.3.1, adjusted: see infra/README.md): ingress on 8080 only;
+# egress only to DNS, PostgreSQL 5432, Redis TLS 6380, Event Hubs Kafka 9093.
+GATEWAY_SUBNET = "10.0.4.0/24"
+EGRESS = {
+    ("UDP", 53): "dns",
+    ("TCP", 53): "dns",
+    ("TCP", 5432): ["10.0.2.0/24"],  # Database Subnet
+    ("TCP", 6380): ["10.0.3.0/24"],  # Cache Subnet
+    ("TCP", 9093): ["10.0.5.0/24"],  # Private Endpoint Subnet (Event Hubs)
+}
+METRICS_NAMESPACES = {"kube-system", "monitoring"}
+
+# ARCHITECTURE.md "One public host, routed by path alone".
+ROUTES = [
+    ("/api/v1/auth/", "Prefix", "command-service"),
+    ("/api/v1/product-changes", "Exact", "command-service"),
+    ("/api/v1/product-changes/validation", "Exact", "command-service"),
+    ("/api/v1/bills", "Prefix", "query-service"),
+    ("/api/v1/lines/", "Prefix", "query-service"),
+    ("/api/v1/products/", "Prefix", "query-service"),
+    ("/api/v1/product-changes/", "Prefix", "query-service"),
+]
+
+# Requests and who must answer them (None: nobody, the gateway answers 404).
+REQUESTS = [
+    ("/api/v1/auth/login", "command-service"),
+    ("/api/v1/auth/logout", "command-service"),
+    ("/api/v1/product-changes", "command-service"),
+    ("/api/v1/product-changes/validation", "command-service"),
+    ("/api/v1/product-changes/REQ-20240301-0001", "query-service"),
+    ("/api/v1/bills", "query-service"),
+    ("/api/v1/bills/menu", "query-service"),
+    ("/api/v1/bills/010-1234-5678/2024-03", "query-service"),
+    ("/api/v1/lines/010-1234-5678/product-changes", "query-service"),
+    ("/api/v1/lines/010-1234-5678", "query-service"),
+    ("/api/v1/products/available", "query-service"),
+    ("/api/v1/authx", None),
+    ("/api/v1/product-changesX", None),
+    ("/api/v1/kos/product-change", None),
+    ("/metrics", None),
+]
+
+
+# ---------------------------------------------------------------- helpers
+
+def resolve_port(container: dict, port) -> int:
+    if isinstance(port, int):
+        return port
+    return next(p["containerPort"] for p in container["ports"] if p["name"] == port)
+
+
+# ---------------------------------------------------------------- resources, scaling
+
+@pytest.mark.parametrize("svc, req_cpu, req_mem, lim_cpu, lim_mem, source", RESOURCES,
+                         ids=[r[0] for r in RESOURCES])
+def test_resources(prod_objects: Objects, svc, req_cpu, req_mem, lim_cpu, lim_mem, source):
+    res = prod_objects.container(component(svc))["resources"]
+    assert quantity(res["requests"]["cpu"]) == quantity(req_cpu), source
+    assert quantity(res["requests"]["memory"]) == quantity(req_mem), source
+    assert quantity(res["limits"]["cpu"]) == quantity(lim_cpu), source
+    assert quantity(res["limits"]["memory"]) == quantity(lim_mem), source
+
+
+@pytest.mark.parametrize("svc, replicas, hpa_min, hpa_max, cpu, mem, source", SCALING,
+                         ids=[r[0] for r in SCALING])
+def test_autoscaling(prod_objects: Objects, svc, replicas, hpa_min, hpa_max, cpu, mem, source):
+    name = component(svc)
+    hpa = prod_objects.get("HorizontalPodAutoscaler", name)["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (hpa_min, hpa_max), source
+    targets = {m["resource"]["name"]: m["resource"]["target"] for m in hpa["metrics"]}
+    assert targets == {
+        "cpu": {"type": "Utilization", "averageUtilization": cpu},
+        "memory": {"type": "Utilization", "averageUtilization": mem},
+    }, source
+    # With an HPA the Deployment leaves replicas to it (a fixed count would be
+    # reset on every helm upgrade).
+    assert "replicas" not in prod_objects.get("Deployment", name)["spec"]
+
+
+@pytest.mark.parametrize("svc, replicas, hpa_min, hpa_max, cpu, mem, source", SCALING,
+                         ids=[r[0] for r in SCALING])
+def test_replicas_without_autoscaling(svc, replicas, hpa_min, hpa_max, cpu, mem, source):
+    objs = Objects(render(prod_values({"services": {s: {"autoscaling": {"enabled": False}} for s in SERVICES}})))
+    assert objs.get("Deployment", component(svc))["spec"]["replicas"] == replicas, source
+    assert not objs.all("HorizontalPodAutoscaler")
+
+
+def test_custom_metrics_when_an_adapter_exists():
+    objs = Objects(render(prod_values({"metricsAdapter": {"enabled": True}})))
+    for svc, expected in CUSTOM_METRICS.items():
+        metrics = objs.get("HorizontalPodAutoscaler", component(svc))["spec"]["metrics"]
+        pods = {m["pods"]["metric"]["name"]: m["pods"]["target"] for m in metrics if m["type"] == "Pods"}
+        assert pods == {k: {"type": "AverageValue", "averageValue": v} for k, v in expected.items()}, svc
+
+
+def test_custom_metrics_are_off_by_default(prod_objects: Objects):
+    for hpa in prod_objects.all("HorizontalPodAutoscaler"):
+        assert {m["type"] for m in hpa["spec"]["metrics"]} == {"Resource"}
+
+
+@pytest.mark.parametrize("svc", ["projector", "kos-mock"])
+def test_consumers_scale_by_partitions(prod_objects: Objects, svc):
+    name = component(svc)
+    hpa = prod_objects.get("HorizontalPodAutoscaler", name)
+    assert hpa["metadata"]["annotations"]["phonebill.io/scales-by"] == "kafka-partitions"
+    assert hpa["metadata"]["annotations"]["phonebill.io/partitions"] == str(CONSUMER_PARTITIONS)
+    assert hpa["spec"]["maxReplicas"] <= CONSUMER_PARTITIONS
+    # Scale down one member at a time: every membership change is a rebalance.
+    assert hpa["spec"]["behavior"]["scaleDown"]["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 120}]
+    pdb = prod_objects.get("PodDisruptionBudget", name)
+    assert pdb["metadata"]["annotations"]["phonebill.io/scales-by"] == "kafka-partitions"
+
+
+@pytest.mark.parametrize("svc", ["command-service", "query-service"])
+def test_http_services_scale_by_load(prod_objects: Objects, svc):
+    hpa = prod_objects.get("HorizontalPodAutoscaler", component(svc))
+    assert hpa["metadata"]["annotations"]["phonebill.io/scales-by"] == "http-load"
+    assert "behavior" not in hpa["spec"]
+
+
+@pytest.mark.parametrize("svc, field, value, source", PDB, ids=[p[0] for p in PDB])
+def test_disruption_budgets(prod_objects: Objects, svc, field, value, source):
+    spec = prod_objects.get("PodDisruptionBudget", component(svc))["spec"]
+    assert spec[field] == value, source
+    assert {"minAvailable", "maxUnavailable"} & set(spec) == {field}
+    assert spec["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": svc, "app.kubernetes.io/instance": "phonebill"}
+
+
+# ---------------------------------------------------------------- pods
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_probes(prod_objects: Objects, svc):
+    c = prod_objects.container(component(svc))
+    for probe, expected in PROBES.items():
+        p = c[probe]
+        assert p["httpGet"]["path"] == expected["path"]
+        assert resolve_port(c, p["httpGet"]["port"]) == HTTP_PORT
+        assert p["initialDelaySeconds"] == expected["initialDelaySeconds"]
+        assert p["periodSeconds"] == expected["periodSeconds"]
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_placement(prod_objects: Objects, svc):
+    """3.1.2 application pool taint, 3.2.1 three zones and anti-affinity."""
+    pod = prod_objects.get("Deployment", component(svc))["spec"]["template"]["spec"]
+    assert {"key": "application-workload", "operator": "Equal", "value": "true",
+            "effect": "NoSchedule"} in pod["tolerations"]
+    assert pod["nodeSelector"] == {"workload": "application"}
+    [spread] = pod["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+    assert spread["maxSkew"] == 1 and spread["whenUnsatisfiable"] == "DoNotSchedule"
+    assert spread["labelSelector"]["matchLabels"]["app.kubernetes.io/name"] == svc
+    [term] = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"]["app.kubernetes.io/name"] == svc
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_zero_downtime_rollout(prod_objects: Objects, svc):
+    """6.1.1: maxSurge 1, maxUnavailable 0."""
+    strategy = prod_objects.get("Deployment", component(svc))["spec"]["strategy"]
+    assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_pod_security(prod_objects: Objects, svc):
+    pod = prod_objects.get("Deployment", component(svc))["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert pod["automountServiceAccountToken"] is False
+
+
+# ---------------------------------------------------------------- network policy
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_network_policy(prod_objects: Objects, svc):
+    policy = prod_objects.get("NetworkPolicy", component(svc))["spec"]
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == svc
+
+    # Ingress: only the HTTP port; the gateway subnet only for public services.
+    [rule] = policy["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": HTTP_PORT}]
+    cidrs = {p["ipBlock"]["cidr"] for p in rule["from"] if "ipBlock" in p}
+    namespaces = {p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                  for p in rule["from"] if "namespaceSelector" in p}
+    public = svc in {"command-service", "query-service"}
+    assert cidrs == ({GATEWAY_SUBNET} if public else set())
+    assert namespaces == METRICS_NAMESPACES
+
+    # Egress: exactly the expected ports, each to exactly its subnet.
+    seen = {}
+    for rule in policy["egress"]:
+        assert rule.get("ports"), "an egress rule without ports allows every port"
+        for port in rule["ports"]:
+            key = (port["protocol"], port["port"])
+            if "podSelector" in str(rule.get("to")):
+                seen[key] = "dns"
+                to = rule["to"][0]
+                assert to["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "kube-system"}
+                assert to["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+            else:
+                assert rule.get("to"), f"egress on {key} to anywhere"
+                seen[key] = sorted(t["ipBlock"]["cidr"] for t in rule["to"])
+    assert seen == EGRESS
+
+
+# ---------------------------------------------------------------- ingress
+
+def _ingress(objs: Objects) -> dict:
+    [ing] = objs.all("Ingress")
+    return ing
+
+
+def test_ingress_routes_match_the_table(prod_objects: Objects):
+    ing = _ingress(prod_objects)
+    [rule] = ing["spec"]["rules"]
+    assert rule["host"] == "phonebill.example.com"
+    got = [(p["path"], p["pathType"], p["backend"]["service"]["name"]) for p in rule["http"]["paths"]]
+    assert sorted(got) == sorted((p, t, component(s)) for p, t, s in ROUTES)
+    for p in rule["http"]["paths"]:
+        assert p["backend"]["service"]["port"] == {"name": "http"}
+    # Every path belongs to exactly one service.
+    assert len({(p, t) for p, t, _ in got}) == len(got)
+
+
+def test_ingress_is_agic_with_tls(prod_objects: Objects):
+    ing = _ingress(prod_objects)
+    assert ing["spec"]["ingressClassName"] == "azure-application-gateway"
+    ann = ing["metadata"]["annotations"]
+    assert ann["appgw.ingress.kubernetes.io/ssl-redirect"] == "true"
+    assert ann["appgw.ingress.kubernetes.io/appgw-ssl-certificate"] == "phonebill-tls"
+
+
+def _matches(rule_path: str, path_type: str, request: str) -> bool:
+    if path_type == "Exact":
+        return request == rule_path
+    # Prefix: element-wise, a trailing slash ignored (Ingress v1 semantics).
+    rule_elems = [e for e in rule_path.split("/") if e]
+    req_elems = [e for e in request.split("/") if e]
+    return req_elems[: len(rule_elems)] == rule_elems
+
+
+def route(paths: list[dict], request: str) -> str | None:
+    """Ingress v1 matching: the longest matching path wins; on a tie Exact beats Prefix."""
+    candidates = [p for p in paths if _matches(p["path"], p["pathType"], request)]
+    if not candidates:
+        return None
+    best = max(candidates, key=lambda p: (len(p["path"].rstrip("/")), p["pathType"] == "Exact"))
+    return best["backend"]["service"]["name"]
+
+
+@pytest.mark.parametrize("request_path, owner", REQUESTS, ids=[r[0] for r in REQUESTS])
+def test_ingress_routes_each_request_to_its_owner(prod_objects: Objects, request_path, owner):
+    paths = _ingress(prod_objects)["spec"]["rules"][0]["http"]["paths"]
+    assert route(paths, request_path) == (component(owner) if owner else None)
+
+
+def test_local_ingress_has_the_same_routes(local_objects: Objects, prod_objects: Objects):
+    def table(objs):
+        return sorted((p["path"], p["pathType"], p["backend"]["service"]["name"])
+                      for p in _ingress(objs)["spec"]["rules"][0]["http"]["paths"])
+    assert table(local_objects) == table(prod_objects)
+
+
+# ---------------------------------------------------------------- configuration and secrets
+
+def test_production_configuration_shape(prod_objects: Objects):
+    cm = prod_objects.get("ConfigMap", "phonebill-config")["data"]
+    assert cm["PHONEBILL_ENV"] == "production"
+    assert cm["PHONEBILL_HTTP_ADDR"] == f"0.0.0.0:{HTTP_PORT}"
+    assert cm["PHONEBILL_KAFKA_BROKERS"].endswith(".servicebus.windows.net:9093")
+    assert cm["PHONEBILL_KAFKA_SECURITY_PROTOCOL"] == "sasl_ssl"
+    assert cm["PHONEBILL_KAFKA_SASL_MECHANISM"] == "PLAIN"
+    assert cm["PHONEBILL_KAFKA_SASL_USERNAME"] == "$ConnectionString"
+    assert cm["PHONEBILL_TOPIC_PREFIX"] == ""
+    # Topics are event hubs made by Terraform; the services' SAS rule cannot create them.
+    assert cm["PHONEBILL_KAFKA_CREATE_TOPICS"] == "false"
+    assert cm["PHONEBILL_TOPIC_PARTITIONS"] == str(CONSUMER_PARTITIONS)
+    assert cm["PHONEBILL_REDIS_CLUSTER"] == "true"
+    assert cm["PHONEBILL_JWT_SIGNING_KEY_FILE"] == "/var/run/secrets/phonebill/jwt-signing-key"
+    # No secret in the ConfigMap.
+    assert not {"PHONEBILL_DATABASE_URL", "PHONEBILL_REDIS_URL", "PHONEBILL_KAFKA_SASL_PASSWORD"} & set(cm)
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_secrets_come_from_key_vault(prod_objects: Objects, svc):
+    dep = prod_objects.get("Deployment", component(svc))
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    env = {e["name"]: e for e in c["env"]}
+    for name, key in [("PHONEBILL_DATABASE_URL", "database-url"), ("PHONEBILL_REDIS_URL", "redis-url"),
+                      ("PHONEBILL_KAFKA_SASL_PASSWORD", "kafka-sasl-password")]:
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "phonebill-secrets", "key": key}
+        assert "value" not in env[name]
+    [vol] = [v for v in pod["volumes"] if v["name"] == "secrets"]
+    assert vol["csi"]["driver"] == "secrets-store.csi.k8s.io"
+    assert vol["csi"]["volumeAttributes"]["secretProviderClass"] == "phonebill-key-vault"
+    assert {"name": "secrets", "mountPath": "/var/run/secrets/phonebill", "readOnly": True} in c["volumeMounts"]
+    # Workload identity: labelled pod, annotated service account.
+    assert dep["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    sa = prod_objects.get("ServiceAccount", pod["serviceAccountName"])
+    assert sa["metadata"]["annotations"]["azure.workload.identity/client-id"] == "00000000-0000-0000-0000-000000000002"
+
+
+def test_secret_provider_class(prod_objects: Objects):
+    import yaml
+
+    [spc] = prod_objects.all("SecretProviderClass")
+    params = spc["spec"]["parameters"]
+    assert spc["spec"]["provider"] == "azure"
+    assert params["usePodIdentity"] == "false"
+    assert params["keyvaultName"] == "kv-phonebill-prod-x7k2"
+    assert params["clientID"] == "00000000-0000-0000-0000-000000000002"
+    objects = {yaml.safe_load(o)["objectAlias"]: yaml.safe_load(o)["objectName"]
+               for o in yaml.safe_load(params["objects"])["array"]}
+    assert objects == {
+        "database-url": "phonebill-database-url",
+        "redis-url": "phonebill-redis-url",
+        "kafka-sasl-password": "phonebill-eventhubs-connection-string",
+        "jwt-signing-key": "phonebill-jwt-signing-key",
+    }
+    [synced] = spc["spec"]["secretObjects"]
+    assert synced["secretName"] == "phonebill-secrets"
+    assert {d["key"] for d in synced["data"]} == {"database-url", "redis-url", "kafka-sasl-password"}
+
+
+SECRET_LOOKING = re.compile(
+    r"(postgres(ql)?://[^\s:@]+:[^\s@]+@|rediss?://:[^\s@]+@|SharedAccessKey=|AccountKey=|"
+    r"-----BEGIN|(?<![-\w])password\s*[:=]\s*\S)", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("values_file", ["values.yaml", "values-prod.yaml"])
+def test_no_secret_in_values_files(values_file):
+    from conftest import CHART
+
+    text = (CHART / values_file).read_text()
+    assert not SECRET_LOOKING.search(text), SECRET_LOOKING.search(text)
+
+
+def test_the_secret_pattern_catches_secrets():
+    for leak in ["postgres://app:hunter2@db:5432/x", "rediss://:abc@h:6380",
+                 "Endpoint=sb://x/;SharedAccessKeyName=a;SharedAccessKey=b", "password: hunter2"]:
+        assert SECRET_LOOKING.search(leak), leak

@@ -1,0 +1,291 @@
+"""infra/azure: formatted, parseable, carrying the design's numbers, and in step with
+the Helm chart (subnets vs network policies, node pool vs tolerations, topics vs
+consumer scaling, service accounts vs federated credentials, Key Vault names).
+
+Offline: no provider is downloaded, so `terraform validate` is not run here (see
+infra/README.md); `terraform fmt` needs no provider and is run when the binary exists.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from decimal import Decimal
+
+import hcl2
+import pytest
+
+from conftest import AZURE, SERVICES, Objects, component, quantity
+
+
+# ---------------------------------------------------------------- parsing
+
+def _is_block(value) -> bool:
+    # python-hcl2 wraps every attribute of a block body in a list; object literals are raw.
+    return isinstance(value, dict) and all(
+        isinstance(v, list) for k, v in value.items() if not k.startswith("__"))
+
+
+def _body(body: dict) -> dict:
+    """A block body with attributes unwrapped and nested blocks turned into dicts
+    (or lists of dicts when the block repeats)."""
+    out = {}
+    for key, value in body.items():
+        if key.startswith("__"):
+            continue
+        if value and all(_is_block(v) for v in value):
+            out[key] = _body(value[0]) if len(value) == 1 else [_body(v) for v in value]
+        else:
+            out[key] = value[0] if len(value) == 1 else value
+    return out
+
+
+def load_tf():
+    locals_, variables, resources, outputs = {}, {}, {}, {}
+    for path in sorted(AZURE.glob("*.tf")):
+        with path.open() as f:
+            doc = hcl2.load(f)
+        for block in doc.get("locals", []):
+            locals_.update(_body(block))
+        for block in doc.get("variable", []):
+            for name, body in block.items():
+                variables[name] = _body(body).get("default")
+        for block in doc.get("resource", []):
+            for rtype, by_name in block.items():
+                for name, body in by_name.items():
+                    resources.setdefault(rtype, {})[name] = _body(body)
+        for block in doc.get("output", []):
+            for name, body in block.items():
+                outputs[name] = _body(body)
+    return locals_, variables, resources, outputs
+
+
+LOCALS, VARIABLES, RESOURCES, OUTPUTS = load_tf()
+
+
+def resolve(value):
+    """Resolve "${local.a.b}" and "${var.x}" (its default) references."""
+    if isinstance(value, str):
+        m = re.fullmatch(r"\$\{(local|var)\.([\w.]+)\}", value)
+        if m:
+            scope = LOCALS if m.group(1) == "local" else VARIABLES
+            cur = scope
+            for part in m.group(2).split("."):
+                cur = cur[part]
+            return resolve(cur)
+    if isinstance(value, list):
+        return [resolve(v) for v in value]
+    return value
+
+
+def res(rtype: str, name: str) -> dict:
+    return RESOURCES[rtype][name]
+
+
+def blocks(body: dict, key: str) -> list[dict]:
+    v = body.get(key, [])
+    return v if isinstance(v, list) else [v]
+
+
+# ---------------------------------------------------------------- hygiene
+
+def test_terraform_fmt():
+    exe = shutil.which("terraform")
+    if not exe:
+        pytest.skip("no terraform binary on PATH (optional; HCL is still parsed below)")
+    result = subprocess.run([exe, "fmt", "-check", "-recursive", "-diff", str(AZURE)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_pinned_providers():
+    text = (AZURE / "versions.tf").read_text()
+    assert re.search(r'"hashicorp/azurerm"[^}]*version\s*=\s*"~> 4\.\d+"', text)
+    assert 'required_version = ">= 1.11.0"' in text
+
+
+# ---------------------------------------------------------------- the design's numbers
+
+def test_network():
+    assert res("azurerm_virtual_network", "main")["address_space"] == ["10.0.0.0/16"]
+    cidrs = LOCALS["subnet_cidrs"]
+    # Design 4.1.1 subnets.
+    assert cidrs["application"] == "10.0.1.0/24"
+    assert cidrs["database"] == "10.0.2.0/24"
+    assert cidrs["cache"] == "10.0.3.0/24"
+    assert cidrs["gateway"] == "10.0.4.0/24"
+    assert res("azurerm_subnet", "gateway")["name"] == "ApplicationGatewaySubnet"
+    assert res("azurerm_subnet", "application")["service_endpoints"] == ["Microsoft.ContainerRegistry"]
+    delegation = res("azurerm_subnet", "database")["delegation"]
+    assert delegation["service_delegation"]["name"] == "Microsoft.DBforPostgreSQL/flexibleServers"
+    for name in ("application", "database", "cache", "gateway", "endpoints", "pods"):
+        assert resolve(res("azurerm_subnet", name)["address_prefixes"]) == [cidrs[name]]
+
+
+def test_aks():
+    aks = res("azurerm_kubernetes_cluster", "main")
+    assert resolve(aks["kubernetes_version"]) == "1.29"
+    assert aks["sku_tier"] == "Standard"
+    assert aks["private_cluster_enabled"] is True
+    assert aks["workload_identity_enabled"] is True and aks["oidc_issuer_enabled"] is True
+    assert aks["network_profile"]["network_plugin"] == "azure"
+    assert aks["network_profile"]["network_policy"] == "azure"
+    assert aks["key_vault_secrets_provider"]["secret_rotation_enabled"] is True
+    assert "gateway_id" in aks["ingress_application_gateway"]
+    assert aks["azure_active_directory_role_based_access_control"]["azure_rbac_enabled"] is True
+    system = aks["default_node_pool"]
+    assert (system["vm_size"], system["node_count"], system["min_count"], system["max_count"]) == (
+        "Standard_D2s_v3", 3, 3, 5)  # design 3.1.2 system pool
+    assert resolve(system["zones"]) == ["1", "2", "3"]
+    app = res("azurerm_kubernetes_cluster_node_pool", "application")
+    assert resolve(app["vm_size"]) == "Standard_D4s_v3"  # design 3.1.2 application pool
+    assert (resolve(app["min_count"]), resolve(app["max_count"])) == (3, 10)
+    assert resolve(app["node_count"]) == 3
+    assert resolve(app["zones"]) == ["1", "2", "3"]
+    assert resolve(app["node_taints"]) == ["application-workload=true:NoSchedule"]
+    assert resolve(app["node_labels"]) == {"workload": "application"}
+
+
+def test_app_gateway_and_waf():
+    agw = res("azurerm_application_gateway", "main")
+    assert agw["sku"]["tier"] == "WAF_v2"
+    assert agw["autoscale_configuration"]["min_capacity"] == 2  # design 4.2.1 capacity 2
+    assert resolve(agw["zones"]) == ["1", "2", "3"]
+    private = [f for f in blocks(agw, "frontend_ip_configuration") if f["name"] == "private"][0]
+    assert resolve(private["private_ip_address"]) == "10.0.4.10"
+    waf = res("azurerm_web_application_firewall_policy", "main")
+    assert waf["policy_settings"]["mode"] == "Prevention"
+    sets = {(s["type"], s["version"]) for s in blocks(waf["managed_rules"], "managed_rule_set")}
+    assert ("OWASP", "3.2") in sets
+    rate = waf["custom_rules"]
+    assert (rate["rule_type"], rate["rate_limit_threshold"], rate["rate_limit_duration"],
+            rate["group_rate_limit_by"], rate["action"]) == ("RateLimitRule", 100, "OneMin", "ClientAddr", "Block")
+
+
+def test_postgresql():
+    pg = res("azurerm_postgresql_flexible_server", "main")
+    assert pg["sku_name"] == "GP_Standard_D4s_v3"  # design 5.1.1
+    assert pg["storage_mb"] == 256 * 1024
+    assert pg["high_availability"]["mode"] == "ZoneRedundant"
+    assert pg["backup_retention_days"] == 35
+    assert pg["geo_redundant_backup_enabled"] is True
+    assert pg["public_network_access_enabled"] is False
+    assert "administrator_password" not in pg, "write-only password only (kept out of the state)"
+    cfg = {r["name"]: r["value"] for r in RESOURCES["azurerm_postgresql_flexible_server_configuration"].values()}
+    assert cfg["require_secure_transport"] == "on"
+    assert cfg["ssl_min_protocol_version"] == "TLSv1.2"
+
+
+def test_redis():
+    r = res("azurerm_redis_cache", "main")
+    assert (r["sku_name"], r["family"], r["capacity"]) == ("Premium", "P", 2)  # design 5.2.1 P2
+    assert r["shard_count"] == 3
+    # One replica per shard is Premium's default; the API refuses more with clustering.
+    assert "replicas_per_primary" not in r and "replicas_per_master" not in r
+    assert r["non_ssl_port_enabled"] is False and r["minimum_tls_version"] == "1.2"
+    assert r["public_network_access_enabled"] is False
+    assert resolve(r["zones"]) == ["1", "2", "3"]
+    conf = r["redis_configuration"]
+    assert conf["authentication_enabled"] is True
+    assert conf["rdb_backup_enabled"] is True and conf["rdb_backup_frequency"] == 60
+    st = res("azurerm_storage_account", "redis_backup")
+    assert st["blob_properties"]["delete_retention_policy"]["days"] == 7  # design 5.3.1 rdb retention 7 days
+
+
+def test_key_vault_and_monitoring():
+    kv = res("azurerm_key_vault", "main")
+    assert kv["sku_name"] == "premium" and kv["purge_protection_enabled"] is True
+    assert kv["rbac_authorization_enabled"] is True
+    assert kv["network_acls"]["default_action"] == "Deny"
+    law = res("azurerm_log_analytics_workspace", "main")
+    assert (law["retention_in_days"], law["daily_quota_gb"]) == (90, 5)  # design 8.1.1
+
+
+def test_event_hubs():
+    ns = res("azurerm_eventhub_namespace", "main")
+    assert ns["sku"] == "Standard"  # Kafka endpoint, no transactions needed
+    assert ns["public_network_access_enabled"] is False and ns["minimum_tls_version"] == "1.2"
+    rule = res("azurerm_eventhub_namespace_authorization_rule", "services")
+    assert (rule["send"], rule["listen"], rule["manage"]) == (True, True, False)
+    topics = LOCALS["topics"]
+    assert set(topics) == {
+        "phonebill.product-change", "kos.product-change-results", "kos.billing",
+        "phonebill.dead-letter", "phonebill.bill-inquiries"}
+    assert {t["partitions"] for t in topics.values()} == {12}
+    groups = {g for t in topics.values() for g in t["consumer_groups"]}
+    assert groups == {"kos", "projector", "command-service"}
+
+
+# ---------------------------------------------------------------- in step with the chart
+
+def test_network_policy_cidrs_are_the_subnets(prod_values_merged):
+    cidrs = LOCALS["subnet_cidrs"]
+    np = prod_values_merged["networkPolicy"]
+    assert np["ingress"]["publicFromCidrs"] == [cidrs["gateway"]]
+    assert np["egress"]["postgres"]["cidrs"] == [cidrs["database"]]
+    assert np["egress"]["redis"]["cidrs"] == [cidrs["cache"]]
+    assert np["egress"]["kafka"]["cidrs"] == [cidrs["endpoints"]]
+    # Event Hubs sits behind its private endpoint in that subnet.
+    pe = res("azurerm_private_endpoint", "eventhubs")
+    assert pe["subnet_id"] == "${azurerm_subnet.endpoints.id}"
+    assert res("azurerm_private_endpoint", "redis")["subnet_id"] == "${azurerm_subnet.cache.id}"
+
+
+def test_node_pool_matches_the_chart_placement(prod_values_merged):
+    pool = LOCALS["application_pool"]
+    key, rest = pool["taint"].split("=", 1)
+    value, effect = rest.split(":")
+    assert {"key": key, "operator": "Equal", "value": value, "effect": effect} in \
+        prod_values_merged["scheduling"]["tolerations"]
+    assert prod_values_merged["scheduling"]["nodeSelector"] == pool["labels"]
+
+
+def test_partitions_match_the_chart(prod_values_merged):
+    assert {t["partitions"] for t in LOCALS["topics"].values()} == {prod_values_merged["kafka"]["partitions"]}
+
+
+def test_federated_service_accounts_are_the_charts(prod_objects: Objects):
+    assert LOCALS["services"] == list(SERVICES)
+    subject = res("azurerm_federated_identity_credential", "services")["subject"]
+    assert subject == "system:serviceaccount:${var.kubernetes_namespace}:${local.chart_fullname}-${each.key}"
+    namespace = VARIABLES["kubernetes_namespace"]
+    release = VARIABLES["helm_release_name"]
+    for svc in SERVICES:
+        sa = prod_objects.get("ServiceAccount", f"{release}-{svc}")
+        assert sa["metadata"]["namespace"] == namespace
+        dep = prod_objects.get("Deployment", component(svc))
+        assert dep["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+
+
+def test_key_vault_secret_names_match_the_chart(prod_values_merged):
+    tf_names = {r["name"] for r in RESOURCES["azurerm_key_vault_secret"].values()}
+    chart_names = set(prod_values_merged["secrets"]["azureKeyVault"]["objects"].values())
+    assert tf_names == chart_names
+
+
+def test_helm_values_output_has_every_installation_input():
+    expr = OUTPUTS["helm_values"]["value"]
+    for key in ("registry", "brokers", "azureKeyVault", "tenantId", "clientId", "host"):
+        assert re.search(rf"'{key}'|\b{key}\b", expr), key
+    assert ":9093" in expr
+
+
+# ---------------------------------------------------------------- capacity
+
+# Allocatable on a Standard_D4s_v3 node after AKS reservations (approximate).
+NODE_ALLOCATABLE = {"cpu": Decimal("3.8"), "memory": Decimal(12 * 2**30)}
+
+
+def test_the_application_pool_holds_the_autoscaled_maximum(prod_objects: Objects):
+    """Every HPA at its maximum must fit on the application pool at its maximum,
+    and every HPA at its minimum on the pool's minimum."""
+    pool = LOCALS["application_pool"]
+    for bound, nodes in (("maxReplicas", pool["max_count"]), ("minReplicas", pool["min_count"])):
+        need = {"cpu": Decimal(0), "memory": Decimal(0)}
+        for hpa in prod_objects.all("HorizontalPodAutoscaler"):
+            req = prod_objects.container(hpa["spec"]["scaleTargetRef"]["name"])["resources"]["requests"]
+            for k in need:
+                need[k] += hpa["spec"][bound] * quantity(req[k])
+        for k in need:
+            assert need[k] <= nodes * NODE_ALLOCATABLE[k], (bound, k, need[k])
