@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::domain::line::{Line, LineCommand, LineError, RequestProductChange, RequestRecord};
 use crate::domain::line_number::LineNumber;
 use crate::domain::product_change::{run_prechecks, ChangeRequest, CheckResult};
+use crate::domain::reference::{LineFacts, ProductFacts};
 use crate::error::AppError;
 use crate::event_store::EventRepository;
 use crate::reference::ReferenceData;
@@ -152,13 +153,7 @@ impl ProductChanges {
         &self,
         line: &LineNumber,
         request: &ChangeRequest,
-    ) -> Result<
-        (
-            crate::domain::reference::LineFacts,
-            Option<crate::domain::reference::ProductFacts>,
-        ),
-        AppError,
-    > {
+    ) -> Result<(LineFacts, Option<ProductFacts>), AppError> {
         self.reference
             .for_change(line.as_str(), &request.target_product_code)
             .await?

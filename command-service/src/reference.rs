@@ -10,6 +10,9 @@ use sqlx::PgPool;
 
 use crate::domain::reference::{LineFacts, ProductFacts};
 
+/// customer, operator, status, product of the line; operator and on-sale of the target.
+type ChangeRow = (String, String, String, String, Option<String>, Option<bool>);
+
 #[derive(Clone)]
 pub struct ReferenceData {
     pool: PgPool,
@@ -26,17 +29,16 @@ impl ReferenceData {
         line_number: &str,
         target_product_code: &str,
     ) -> Result<Option<(LineFacts, Option<ProductFacts>)>, sqlx::Error> {
-        let row: Option<(String, String, String, String, Option<String>, Option<bool>)> =
-            sqlx::query_as(
-                "SELECT l.customer_id, l.operator, l.status, l.product_code, p.operator, p.on_sale
+        let row: Option<ChangeRow> = sqlx::query_as(
+            "SELECT l.customer_id, l.operator, l.status, l.product_code, p.operator, p.on_sale
                FROM ref_lines l
                LEFT JOIN ref_products p ON p.product_code = $2
               WHERE l.line_number = $1",
-            )
-            .bind(line_number)
-            .bind(target_product_code)
-            .fetch_optional(&self.pool)
-            .await?;
+        )
+        .bind(line_number)
+        .bind(target_product_code)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(
             |(customer_id, operator, status, product_code, p_operator, p_on_sale)| {
                 let line = LineFacts {
