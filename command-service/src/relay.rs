@@ -30,8 +30,7 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use sqlx::pool::PoolConnection;
-use sqlx::{PgPool, Postgres};
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -123,11 +122,13 @@ impl Relay {
 
     /// Takes the lead, connects to the broker and recovers what was already published.
     pub async fn start_session(&self) -> Result<RelaySession, RelayError> {
-        let mut lock = self.pool.acquire().await?;
+        // A connection of its own, not returned to the pool: the session-level lock must
+        // end with the session, and closing the connection is what ends it.
+        let mut lock = self.pool.acquire().await?.detach();
         let leader: bool = sqlx::query_scalar(
             "SELECT pg_try_advisory_lock(hashtext(current_schema() || '.outbox-relay'))",
         )
-        .fetch_one(&mut *lock)
+        .fetch_one(&mut lock)
         .await?;
         if !leader {
             return Err(RelayError::NotLeader);
@@ -161,7 +162,7 @@ impl Relay {
 pub struct RelaySession {
     relay: Relay,
     /// The connection holding the advisory lock; the lock goes with it.
-    _lock: PoolConnection<Postgres>,
+    _lock: PgConnection,
     producer: FutureProducer,
     partitions: i32,
     /// Per partition, the last outbox position found on the broker at session start.
