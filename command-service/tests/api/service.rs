@@ -41,3 +41,27 @@ async fn validation_reports_every_check_and_records_nothing() {
     assert_eq!(app.event_count().await, 0);
     app.stop().await;
 }
+
+#[test]
+fn in_production_the_binary_refuses_to_start_without_the_event_hubs_secret() {
+    // Given the production configuration shape with every setting but the secret
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_command-service"))
+        .env("PHONEBILL_ENV", "production")
+        .env("PHONEBILL_KAFKA_SECURITY_PROTOCOL", "sasl_ssl")
+        .env("PHONEBILL_KAFKA_SASL_USERNAME", "$ConnectionString")
+        .env(
+            "PHONEBILL_KAFKA_BROKERS",
+            "phonebill.servicebus.windows.net:9093",
+        )
+        .env(
+            "PHONEBILL_DATABASE_URL",
+            "postgres://phonebill@db.example:5432/phonebill?sslmode=require",
+        )
+        .env_remove("PHONEBILL_KAFKA_SASL_PASSWORD")
+        .output()
+        .expect("the binary runs");
+    // Then it exits at once, naming the missing variable
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("PHONEBILL_KAFKA_SASL_PASSWORD"), "{stderr}");
+}
