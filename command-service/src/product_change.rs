@@ -26,6 +26,7 @@ use crate::event_store::EventRepository;
 use crate::reference::ReferenceData;
 
 pub type LineStore = PersistedEventStore<EventRepository, Line>;
+type LineContext = <LineStore as EventStore<Line>>::AC;
 
 /// Who asked, for the envelope's correlation and causation ids.
 #[derive(Debug, Clone, Copy)]
@@ -94,12 +95,7 @@ impl ProductChanges {
         line: &LineNumber,
         request: &ChangeRequest,
     ) -> Result<Vec<CheckResult>, AppError> {
-        let (facts, target) = self.reference_for(line, request).await?;
-        let mut context = self
-            .store
-            .load_aggregate(line.as_str())
-            .await
-            .map_err(store_error)?;
+        let (facts, target, mut context) = self.load(line, request).await?;
         let in_flight = context.aggregate().in_flight();
         Ok(run_prechecks(&facts, target.as_ref(), request, in_flight))
     }
@@ -111,12 +107,7 @@ impl ProductChanges {
         request_id: Uuid,
         trace: Trace,
     ) -> Result<RequestRecord, AppError> {
-        let (facts, target) = self.reference_for(line, request).await?;
-        let mut context = self
-            .store
-            .load_aggregate(line.as_str())
-            .await
-            .map_err(store_error)?;
+        let (facts, target, mut context) = self.load(line, request).await?;
         let command = LineCommand::RequestProductChange(RequestProductChange {
             request_id,
             request: request.clone(),
@@ -149,15 +140,20 @@ impl ProductChanges {
         Ok(record)
     }
 
-    async fn reference_for(
+    /// What a decision needs: the reference facts and the line as stored. The two reads
+    /// are independent, so they run side by side.
+    async fn load(
         &self,
         line: &LineNumber,
         request: &ChangeRequest,
-    ) -> Result<(LineFacts, Option<ProductFacts>), AppError> {
-        self.reference
-            .for_change(line.as_str(), &request.target_product_code)
-            .await?
-            .ok_or_else(|| AppError::LineNotFound(line.to_string()))
+    ) -> Result<(LineFacts, Option<ProductFacts>, LineContext), AppError> {
+        let (reference, context) = tokio::join!(
+            self.reference
+                .for_change(line.as_str(), &request.target_product_code),
+            self.store.load_aggregate(line.as_str())
+        );
+        let (facts, target) = reference?.ok_or_else(|| AppError::LineNotFound(line.to_string()))?;
+        Ok((facts, target, context.map_err(store_error)?))
     }
 
     /// Binds an idempotency key to a request id the first time it is seen; later uses
