@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use service_kit::database::is_identifier;
+pub use service_kit::kafka::KafkaConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,6 +54,9 @@ pub struct Config {
     #[command(flatten)]
     pub relay: RelayConfig,
 
+    #[command(flatten)]
+    pub kos: KosConfig,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "PHONEBILL_BODY_LIMIT_BYTES", default_value_t = 16 * 1024)]
     pub body_limit_bytes: usize,
@@ -94,65 +99,6 @@ pub struct DatabaseConfig {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct KafkaConfig {
-    /// Bootstrap servers (`host:port,...`); Event Hubs: `<ns>.servicebus.windows.net:9093`.
-    #[arg(
-        long = "kafka-brokers",
-        env = "PHONEBILL_KAFKA_BROKERS",
-        default_value = "127.0.0.1:9092"
-    )]
-    pub brokers: String,
-
-    /// `plaintext` locally, `sasl_ssl` for Event Hubs.
-    #[arg(
-        long = "kafka-security-protocol",
-        env = "PHONEBILL_KAFKA_SECURITY_PROTOCOL",
-        default_value = "plaintext"
-    )]
-    pub security_protocol: String,
-
-    /// SASL mechanism; Event Hubs takes `PLAIN`.
-    #[arg(
-        long = "kafka-sasl-mechanism",
-        env = "PHONEBILL_KAFKA_SASL_MECHANISM",
-        default_value = "PLAIN"
-    )]
-    pub sasl_mechanism: String,
-
-    /// SASL user name; Event Hubs takes the literal `$ConnectionString`.
-    #[arg(long = "kafka-sasl-username", env = "PHONEBILL_KAFKA_SASL_USERNAME")]
-    pub sasl_username: Option<String>,
-
-    /// SASL password; for Event Hubs, the namespace connection string (a secret).
-    #[arg(
-        long = "kafka-sasl-password",
-        env = "PHONEBILL_KAFKA_SASL_PASSWORD",
-        hide_env_values = true
-    )]
-    pub sasl_password: Option<String>,
-
-    /// Prefix of every topic name (empty in production; unique per test run).
-    #[arg(
-        long = "topic-prefix",
-        env = "PHONEBILL_TOPIC_PREFIX",
-        default_value = ""
-    )]
-    pub topic_prefix: String,
-
-    /// Create missing topics at start-up (off where topics are provisioned, as on Event Hubs).
-    #[arg(long = "kafka-create-topics", env = "PHONEBILL_KAFKA_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
-    pub create_topics: bool,
-
-    /// Partitions of topics this service creates.
-    #[arg(
-        long = "topic-partitions",
-        env = "PHONEBILL_TOPIC_PARTITIONS",
-        default_value_t = 12
-    )]
-    pub topic_partitions: i32,
-}
-
-#[derive(Debug, Clone, Args)]
 pub struct RelayConfig {
     /// Run the outbox relay in this process (one instance at a time holds the lead).
     #[arg(long = "relay-enabled", env = "PHONEBILL_RELAY_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
@@ -183,6 +129,23 @@ pub struct RelayConfig {
     pub delivery_timeout_ms: u64,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct KosConfig {
+    /// A change KOS has not answered within this many seconds ends FAILED with TIMEOUT.
+    #[arg(
+        long = "kos-answer-timeout-secs",
+        env = "PHONEBILL_KOS_ANSWER_TIMEOUT_SECS",
+        default_value_t = 300
+    )]
+    pub answer_timeout_secs: u64,
+}
+
+impl KosConfig {
+    pub fn answer_timeout(&self) -> Duration {
+        Duration::from_secs(self.answer_timeout_secs)
+    }
+}
+
 impl RelayConfig {
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms)
@@ -198,19 +161,7 @@ impl Config {
     /// Refuses settings that cannot work, with a message naming the variable to set.
     pub fn check(&self) -> Result<(), ConfigError> {
         if self.environment == Environment::Production {
-            if !self
-                .kafka
-                .security_protocol
-                .eq_ignore_ascii_case("sasl_ssl")
-            {
-                return Err(ConfigError("production needs PHONEBILL_KAFKA_SECURITY_PROTOCOL=sasl_ssl (Event Hubs' Kafka endpoint)".into()));
-            }
-            if self.kafka.sasl_username.as_deref().unwrap_or("").is_empty() {
-                return Err(ConfigError("production needs PHONEBILL_KAFKA_SASL_USERNAME (`$ConnectionString` for Event Hubs)".into()));
-            }
-            if self.kafka.sasl_password.as_deref().unwrap_or("").is_empty() {
-                return Err(ConfigError("production needs the secret PHONEBILL_KAFKA_SASL_PASSWORD (the Event Hubs connection string)".into()));
-            }
+            self.kafka.check_production().map_err(ConfigError)?;
             if !self.database.url.contains("sslmode=require")
                 && !self.database.url.contains("sslmode=verify")
             {
@@ -230,14 +181,6 @@ impl Config {
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
 pub struct ConfigError(pub String);
-
-/// True for names safe to splice into SQL as an identifier.
-pub fn is_identifier(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with(|c: char| c.is_ascii_digit())
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,7 @@
 //! One error type for the crate and its one mapping to `application/problem+json`
 //! (RFC 9457). Every problem carries a stable `code` that clients may match on.
 
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use events::product_change::{FailedCheck, Precheck};
 use serde::Serialize;
@@ -145,10 +145,7 @@ impl AppError {
             _ => (None, None),
         };
         Problem {
-            type_uri: format!(
-                "https://phonebill.dev/problems/{}",
-                code.to_lowercase().replace('_', "-")
-            ),
+            type_uri: service_kit::http::problem_type(code),
             title,
             status: status.as_u16(),
             code,
@@ -167,11 +164,6 @@ impl IntoResponse for AppError {
         let problem = self.problem();
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            serde_json::to_vec(&problem).unwrap_or_default(),
-        )
-            .into_response()
+        service_kit::http::problem_json(status, &problem)
     }
 }

@@ -1,8 +1,9 @@
 use clap::Parser;
 use command_service::configuration::{Cli, Command};
+use command_service::db;
 use command_service::reference::ReferenceData;
 use command_service::startup::Application;
-use command_service::{db, telemetry};
+use service_kit::telemetry;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]

@@ -49,16 +49,19 @@ pub struct ProductChanges {
     reference: ReferenceData,
     /// Wakes the relay as soon as events are committed here.
     committed: Arc<Notify>,
+    /// How long KOS has to answer a change before it fails with TIMEOUT.
+    kos_timeout: chrono::Duration,
 }
 
 impl ProductChanges {
-    pub fn new(pool: PgPool, committed: Arc<Notify>) -> Self {
+    pub fn new(pool: PgPool, committed: Arc<Notify>, kos_timeout: Duration) -> Self {
         let store = PersistedEventStore::new_event_store(EventRepository::new(pool.clone()));
         Self {
             reference: ReferenceData::new(pool.clone()),
             pool,
             store: Arc::new(store),
             committed,
+            kos_timeout: chrono::Duration::from_std(kos_timeout).unwrap_or(chrono::Duration::MAX),
         }
     }
 
@@ -108,10 +111,12 @@ impl ProductChanges {
         trace: Trace,
     ) -> Result<RequestRecord, AppError> {
         let (facts, target, mut context) = self.load(line, request).await?;
+        let now = Utc::now();
         let command = LineCommand::RequestProductChange(RequestProductChange {
             request_id,
             request: request.clone(),
-            requested_at: Utc::now(),
+            requested_at: now,
+            answer_by: now + self.kos_timeout,
             line: facts,
             target,
         });

@@ -102,6 +102,7 @@ impl ReferenceData {
                 .execute(&self.pool)
                 .await?;
             }
+            _ => {}
         }
         Ok(())
     }

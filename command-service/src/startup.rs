@@ -11,10 +11,14 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::configuration::Config;
+use crate::db;
 use crate::product_change::ProductChanges;
 use crate::relay::Relay;
 use crate::routes::{self, AppState};
-use crate::{db, kafka, telemetry};
+use service_kit::{kafka, telemetry};
+
+/// How this service names itself to the broker.
+pub const CLIENT_ID: &str = "command-service";
 
 pub struct Application {
     listener: TcpListener,
@@ -31,7 +35,7 @@ impl Application {
         let pool = db::connect(&config.database).await?;
         db::migrate(&pool).await?;
         let topics = Topics::new(&config.kafka.topic_prefix);
-        let admin = Arc::new(kafka::admin(&config.kafka)?);
+        let admin = Arc::new(kafka::admin(&config.kafka, CLIENT_ID)?);
         if config.kafka.create_topics {
             kafka::ensure_topics(
                 &admin,
@@ -44,14 +48,14 @@ impl Application {
         let relay = config.relay.enabled.then(|| {
             Relay::new(
                 pool.clone(),
-                kafka::client_config(&config.kafka),
+                kafka::client_config(&config.kafka, CLIENT_ID),
                 topics.product_change(),
                 config.relay.clone(),
                 committed.clone(),
             )
         });
         let state = AppState {
-            changes: ProductChanges::new(pool.clone(), committed),
+            changes: ProductChanges::new(pool.clone(), committed, config.kos.answer_timeout()),
             pool: pool.clone(),
             admin,
             metrics: telemetry::metrics_handle(),

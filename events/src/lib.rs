@@ -3,7 +3,9 @@
 //! - [`envelope`]: the envelope every message carries (ids, sequence, times, payload).
 //! - [`product_change`]: events of the line aggregate about product changes
 //!   (topic `phonebill.product-change`).
-//! - [`kos`]: facts published by KOS on `kos.billing` (catalog and lines).
+//! - [`kos`]: what KOS publishes: facts on `kos.billing` (catalog, lines, bills) and
+//!   its answers on `kos.product-change-results`.
+//! - [`dead_letter`]: the headers a dead-lettered message carries.
 //! - [`topics`]: topic names, with the configurable prefix that keeps test runs apart.
 //! - [`codec`]: JSON in and out, with clear errors for bad or unknown-version input.
 //! - `schema` (feature `validation`): checks envelopes against `schemas/`.
@@ -12,6 +14,7 @@
 //! keep in step with these types. This crate does no I/O.
 
 pub mod codec;
+pub mod dead_letter;
 pub mod envelope;
 pub mod kos;
 pub mod product_change;

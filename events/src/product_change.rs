@@ -3,7 +3,9 @@
 //! Life of a request: `ProductChangeRequested` (pre-checks passed) and
 //! `ProductChangeSentToKos` (handed to KOS) are committed together; KOS answers and the
 //! line records `ProductChangeCompleted` or `ProductChangeFailed`. A request that fails
-//! its pre-checks records only `ProductChangeRejected` and never reaches KOS.
+//! its pre-checks records only `ProductChangeRejected` and never reaches KOS. A request
+//! KOS does not answer by `answer_by` fails with reason TIMEOUT; an answer that arrives
+//! after that is kept as `ProductChangeLateAnswerRecorded` and changes no outcome.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,7 @@ pub enum ProductChangeEvent {
     ProductChangeSentToKos(ProductChangeSentToKos),
     ProductChangeCompleted(ProductChangeCompleted),
     ProductChangeFailed(ProductChangeFailed),
+    ProductChangeLateAnswerRecorded(ProductChangeLateAnswerRecorded),
 }
 
 crate::event_family!(ProductChangeEvent {
@@ -26,6 +29,8 @@ crate::event_family!(ProductChangeEvent {
     ProductChangeSentToKos(ProductChangeSentToKos) = ("ProductChangeSentToKos", 1),
     ProductChangeCompleted(ProductChangeCompleted) = ("ProductChangeCompleted", 1),
     ProductChangeFailed(ProductChangeFailed) = ("ProductChangeFailed", 1),
+    ProductChangeLateAnswerRecorded(ProductChangeLateAnswerRecorded) =
+        ("ProductChangeLateAnswerRecorded", 1),
 });
 
 impl ProductChangeEvent {
@@ -36,6 +41,7 @@ impl ProductChangeEvent {
             Self::ProductChangeSentToKos(e) => e.request_id,
             Self::ProductChangeCompleted(e) => e.request_id,
             Self::ProductChangeFailed(e) => e.request_id,
+            Self::ProductChangeLateAnswerRecorded(e) => e.request_id,
         }
     }
 }
@@ -75,6 +81,9 @@ pub struct ProductChangeSentToKos {
     pub current_product_code: String,
     pub target_product_code: String,
     pub sent_at: DateTime<Utc>,
+    /// KOS must not carry the change out after this instant: by then the line has
+    /// recorded the request as failed with reason TIMEOUT.
+    pub answer_by: DateTime<Utc>,
 }
 
 /// KOS carried the change out (status COMPLETED).
@@ -99,8 +108,30 @@ pub struct ProductChangeFailed {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kos_order_id: Option<String>,
     pub reason_code: FailureReason,
+    /// KOS's own reason code when KOS refused (e.g. `LINE_SUSPENDED`, `SYSTEM_ERROR`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kos_reason_code: Option<String>,
     pub reason: String,
     pub failed_at: DateTime<Utc>,
+}
+
+/// KOS answered a request after the line had already failed it with TIMEOUT. Kept for
+/// audit (an operator may have to reconcile a change KOS did carry out); the request's
+/// outcome stays FAILED.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductChangeLateAnswerRecorded {
+    pub request_id: Uuid,
+    pub line_number: String,
+    pub kos_order_id: String,
+    /// True when KOS reports it carried the change out.
+    pub executed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_product_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kos_reason_code: Option<String>,
+    pub message: String,
+    pub answered_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,46 +9,33 @@ use crate::codec::DecodeError;
 
 const BASE_URI: &str = "https://schemas.phonebill.dev/";
 
-/// (path under `schemas/`, contents) of every schema file.
-pub const FILES: &[(&str, &str)] = &[
-    (
-        "envelope.v1.schema.json",
-        include_str!("../../schemas/envelope.v1.schema.json"),
-    ),
-    (
-        "phonebill.product-change/ProductChangeRequested.v1.schema.json",
-        include_str!(
-            "../../schemas/phonebill.product-change/ProductChangeRequested.v1.schema.json"
-        ),
-    ),
-    (
-        "phonebill.product-change/ProductChangeRejected.v1.schema.json",
-        include_str!("../../schemas/phonebill.product-change/ProductChangeRejected.v1.schema.json"),
-    ),
-    (
-        "phonebill.product-change/ProductChangeSentToKos.v1.schema.json",
-        include_str!(
-            "../../schemas/phonebill.product-change/ProductChangeSentToKos.v1.schema.json"
-        ),
-    ),
-    (
-        "phonebill.product-change/ProductChangeCompleted.v1.schema.json",
-        include_str!(
-            "../../schemas/phonebill.product-change/ProductChangeCompleted.v1.schema.json"
-        ),
-    ),
-    (
-        "phonebill.product-change/ProductChangeFailed.v1.schema.json",
-        include_str!("../../schemas/phonebill.product-change/ProductChangeFailed.v1.schema.json"),
-    ),
-    (
-        "kos.billing/ProductPublished.v1.schema.json",
-        include_str!("../../schemas/kos.billing/ProductPublished.v1.schema.json"),
-    ),
-    (
-        "kos.billing/LineRegistered.v1.schema.json",
-        include_str!("../../schemas/kos.billing/LineRegistered.v1.schema.json"),
-    ),
+macro_rules! schema_files {
+    ($($path:literal),+ $(,)?) => {
+        &[$(($path, include_str!(concat!("../../schemas/", $path)))),+]
+    };
+}
+
+/// (path under `schemas/`, contents) of every schema file. The envelope comes first.
+/// A test checks that this list and the folder agree.
+pub const FILES: &[(&str, &str)] = schema_files![
+    "envelope.v1.schema.json",
+    "phonebill.product-change/ProductChangeCompleted.v1.schema.json",
+    "phonebill.product-change/ProductChangeFailed.v1.schema.json",
+    "phonebill.product-change/ProductChangeLateAnswerRecorded.v1.schema.json",
+    "phonebill.product-change/ProductChangeRejected.v1.schema.json",
+    "phonebill.product-change/ProductChangeRequested.v1.schema.json",
+    "phonebill.product-change/ProductChangeSentToKos.v1.schema.json",
+    "kos.billing/BillIssued.v1.schema.json",
+    "kos.billing/LineProductChanged.v1.schema.json",
+    "kos.billing/LineRegistered.v1.schema.json",
+    "kos.billing/LineResumed.v1.schema.json",
+    "kos.billing/LineSuspended.v1.schema.json",
+    "kos.billing/PaymentRecorded.v1.schema.json",
+    "kos.billing/ProductPublished.v1.schema.json",
+    "kos.billing/ProductRepriced.v1.schema.json",
+    "kos.billing/ProductWithdrawn.v1.schema.json",
+    "kos.product-change-results/ProductChangeExecuted.v1.schema.json",
+    "kos.product-change-results/ProductChangeRefused.v1.schema.json",
 ];
 
 /// Every event schema, compiled once, found by (event type, version).

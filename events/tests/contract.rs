@@ -3,7 +3,7 @@
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use events::codec::{decode, encode};
-use events::kos::{Contract, KosFact, LineRegistered, LineStatus, ProductPublished};
+use events::kos::*;
 use events::product_change::*;
 use events::schema::SchemaSet;
 use events::{event_id_for, DecodeError, Envelope, EventPayload};
@@ -58,6 +58,7 @@ fn product_change_samples() -> Vec<ProductChangeEvent> {
             current_product_code: "5G-BASIC-001".into(),
             target_product_code: "5G-PREMIUM-001".into(),
             sent_at: at,
+            answer_by: at + chrono::Duration::minutes(5),
         }),
         ProductChangeEvent::ProductChangeCompleted(ProductChangeCompleted {
             request_id,
@@ -73,6 +74,7 @@ fn product_change_samples() -> Vec<ProductChangeEvent> {
             line_number: line.clone(),
             kos_order_id: Some("KOS-000002".into()),
             reason_code: FailureReason::KosRejected,
+            kos_reason_code: Some("SYSTEM_ERROR".into()),
             reason: "system busy".into(),
             failed_at: at,
         }),
@@ -81,8 +83,29 @@ fn product_change_samples() -> Vec<ProductChangeEvent> {
             line_number: line,
             kos_order_id: None,
             reason_code: FailureReason::Timeout,
+            kos_reason_code: None,
             reason: "no answer from KOS in 300 s".into(),
             failed_at: at,
+        }),
+        ProductChangeEvent::ProductChangeLateAnswerRecorded(ProductChangeLateAnswerRecorded {
+            request_id,
+            line_number: "010-1234-5678".into(),
+            kos_order_id: "KOS-000003".into(),
+            executed: true,
+            new_product_code: Some("5G-PREMIUM-001".into()),
+            kos_reason_code: None,
+            message: "changed".into(),
+            answered_at: at,
+        }),
+        ProductChangeEvent::ProductChangeLateAnswerRecorded(ProductChangeLateAnswerRecorded {
+            request_id,
+            line_number: "010-1234-5678".into(),
+            kos_order_id: "KOS-000004".into(),
+            executed: false,
+            new_product_code: None,
+            kos_reason_code: Some("REQUEST_EXPIRED".into()),
+            message: "too late".into(),
+            answered_at: at,
         }),
     ]
 }
@@ -111,6 +134,97 @@ fn kos_fact_samples() -> Vec<KosFact> {
                 started_on: NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
                 ends_on: NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
             },
+        }),
+        KosFact::ProductWithdrawn(ProductWithdrawn {
+            product_code: "5G-PREMIUM-001".into(),
+            operator: "KT".into(),
+        }),
+        KosFact::ProductRepriced(ProductRepriced {
+            product_code: "5G-PREMIUM-001".into(),
+            operator: "KT".into(),
+            previous_monthly_fee: 89_000,
+            monthly_fee: 79_000,
+        }),
+        KosFact::LineSuspended(LineSuspended {
+            line_number: "010-1234-5678".into(),
+            reason: "unpaid".into(),
+        }),
+        KosFact::LineResumed(LineResumed {
+            line_number: "010-1234-5678".into(),
+        }),
+        KosFact::LineProductChanged(LineProductChanged {
+            line_number: "010-1234-5678".into(),
+            previous_product_code: "5G-BASIC-001".into(),
+            new_product_code: "5G-PREMIUM-001".into(),
+            kos_order_id: "KOS-000001".into(),
+            request_id: Some(Uuid::new_v4()),
+        }),
+        KosFact::BillIssued(sample_bill()),
+        KosFact::PaymentRecorded(PaymentRecorded {
+            line_number: "010-1234-5678".into(),
+            month: "2026-02".into(),
+            amount: 61_500,
+            payment_method: "AUTO_TRANSFER".into(),
+            paid_at: Utc.with_ymd_and_hms(2026, 3, 25, 0, 0, 0).unwrap(),
+        }),
+    ]
+}
+
+fn sample_bill() -> BillIssued {
+    BillIssued {
+        line_number: "010-1234-5678".into(),
+        customer_id: "CUST001".into(),
+        month: "2026-02".into(),
+        product_code: "5G-BASIC-001".into(),
+        product_name: "5G 베이직".into(),
+        contract: Contract {
+            commitment_months: 24,
+            started_on: NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
+            ends_on: NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
+        },
+        monthly_fee: 55_000,
+        usage_charges: 3_300,
+        discounts: vec![Discount {
+            name: "선택약정 25%".into(),
+            amount: 13_750,
+        }],
+        total_amount: 61_500,
+        usage: Usage {
+            voice_minutes: 212,
+            sms_count: 40,
+            data_mb: 10_240,
+        },
+        early_termination_fee: 120_000,
+        device_installment_balance: 340_000,
+        billing: BillingInfo {
+            billing_date: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            due_date: NaiveDate::from_ymd_opt(2026, 3, 25).unwrap(),
+            payment_status: PaymentStatus::Unpaid,
+            payment_method: "AUTO_TRANSFER".into(),
+        },
+        issued_at: Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap(),
+    }
+}
+
+fn kos_result_samples() -> Vec<KosResult> {
+    let at = Utc.with_ymd_and_hms(2026, 3, 1, 9, 30, 1).unwrap();
+    vec![
+        KosResult::ProductChangeExecuted(ProductChangeExecuted {
+            request_id: Uuid::new_v4(),
+            line_number: "010-1234-5678".into(),
+            kos_order_id: "KOS-000001".into(),
+            previous_product_code: "5G-BASIC-001".into(),
+            new_product_code: "5G-PREMIUM-001".into(),
+            message: "changed".into(),
+            executed_at: at,
+        }),
+        KosResult::ProductChangeRefused(ProductChangeRefused {
+            request_id: Uuid::new_v4(),
+            line_number: "010-1234-5678".into(),
+            kos_order_id: "KOS-000002".into(),
+            reason_code: "SYSTEM_ERROR".into(),
+            message: "KOS could not complete the order".into(),
+            refused_at: at,
         }),
     ]
 }
@@ -147,11 +261,68 @@ fn every_kos_fact_validates_against_its_schema_and_round_trips() {
 }
 
 #[test]
+fn every_kos_result_validates_against_its_schema_and_round_trips() {
+    let schemas = SchemaSet::load();
+    for result in kos_result_samples() {
+        let envelope = envelope_of(result.kos_order_id(), 1, &result);
+        schemas
+            .validate(&as_json(&envelope))
+            .unwrap_or_else(|e| panic!("{} rejected by its schema: {e}", result.event_type()));
+        assert_eq!(decode::<KosResult>(&encode(&envelope)).unwrap().1, result);
+    }
+}
+
+#[test]
+fn a_bill_with_a_malformed_month_breaks_its_schema() {
+    let schemas = SchemaSet::load();
+    let mut bill = sample_bill();
+    bill.month = "2026-13".into();
+    let json = as_json(&envelope_of("010-1234-5678", 1, &KosFact::BillIssued(bill)));
+    let err = schemas.validate(&json).unwrap_err();
+    assert!(err.to_string().contains("month"), "{err}");
+}
+
+#[test]
+fn every_schema_file_in_the_folder_is_compiled_into_the_crate() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+    let mut on_disk = Vec::new();
+    for dir in std::fs::read_dir(&root).unwrap() {
+        let dir = dir.unwrap().path();
+        if dir.is_dir() {
+            for file in std::fs::read_dir(&dir).unwrap() {
+                let file = file.unwrap().path();
+                on_disk.push(
+                    file.strip_prefix(&root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        } else {
+            on_disk.push(
+                dir.strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+    }
+    let mut compiled: Vec<String> = events::schema::FILES
+        .iter()
+        .map(|(path, _)| path.to_string())
+        .collect();
+    on_disk.sort();
+    compiled.sort();
+    assert_eq!(on_disk, compiled);
+}
+
+#[test]
 fn every_event_type_and_version_has_exactly_one_schema_file() {
     let schemas = SchemaSet::load();
     let mut declared: Vec<(String, u32)> = ProductChangeEvent::VERSIONS
         .iter()
         .chain(KosFact::VERSIONS)
+        .chain(KosResult::VERSIONS)
         .map(|(t, v)| (t.to_string(), *v))
         .collect();
     let mut with_schema: Vec<(String, u32)> = schemas.known().cloned().collect();

@@ -5,7 +5,6 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
-use uuid::Uuid;
 
 use crate::error::AppError;
 
@@ -38,22 +37,6 @@ fn json_problem(rejection: JsonRejection) -> AppError {
                 detail: other.body_text(),
             },
         },
-    }
-}
-
-/// The request's correlation id, set by the `observe` middleware.
-#[derive(Debug, Clone, Copy)]
-pub struct CorrelationId(pub Uuid);
-
-impl<S: Send + Sync> FromRequestParts<S> for CorrelationId {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<CorrelationId>()
-            .copied()
-            .unwrap_or(CorrelationId(Uuid::new_v4())))
     }
 }
 

@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::AppState;
-use crate::kafka;
+use service_kit::kafka;
 
 pub fn router() -> Router<AppState> {
     Router::new()

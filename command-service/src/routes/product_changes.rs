@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::extract::{ApiJson, CorrelationId, IdempotencyKey};
+use service_kit::http::CorrelationId;
+
+use super::extract::{ApiJson, IdempotencyKey};
 use super::AppState;
 use crate::domain::line::RequestOutcome;
 use crate::domain::line_number::LineNumber;

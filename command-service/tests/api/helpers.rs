@@ -63,7 +63,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
-        command_service::telemetry::init_logging("info");
+        service_kit::telemetry::init_logging("info");
     }
     let id = Uuid::new_v4().simple().to_string();
     let mut config = Cli::try_parse_from(["command-service"]).unwrap().config;

@@ -17,6 +17,8 @@ pub struct RequestProductChange {
     pub request_id: Uuid,
     pub request: ChangeRequest,
     pub requested_at: DateTime<Utc>,
+    /// When the line gives up waiting for KOS (see `ProductChangeSentToKos::answer_by`).
+    pub answer_by: DateTime<Utc>,
     pub line: LineFacts,
     pub target: Option<ProductFacts>,
 }

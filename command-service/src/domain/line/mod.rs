@@ -118,6 +118,7 @@ impl Aggregate for Line {
             }
             ProductChangeEvent::ProductChangeCompleted(e) => self.finish(e.request_id),
             ProductChangeEvent::ProductChangeFailed(e) => self.finish(e.request_id),
+            ProductChangeEvent::ProductChangeLateAnswerRecorded(_) => {}
         }
     }
 }
@@ -173,6 +174,7 @@ impl Line {
             current_product_code: cmd.request.current_product_code,
             target_product_code: cmd.request.target_product_code,
             sent_at: cmd.requested_at,
+            answer_by: cmd.answer_by,
         };
         sink.write(ProductChangeEvent::ProductChangeRequested(requested), self)
             .await;
@@ -205,6 +207,7 @@ mod tests {
             request_id: id,
             request: basic_to_premium(),
             requested_at: Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap(),
+            answer_by: Utc.with_ymd_and_hms(2026, 3, 1, 9, 5, 0).unwrap(),
             line: active_line(),
             target: Some(premium()),
         }
@@ -229,6 +232,7 @@ mod tests {
                 current_product_code: "5G-BASIC-001".into(),
                 target_product_code: "5G-PREMIUM-001".into(),
                 sent_at: cmd.requested_at,
+                answer_by: cmd.answer_by,
             }),
         ]
     }
@@ -239,6 +243,7 @@ mod tests {
             line_number: "010-1234-5678".into(),
             kos_order_id: None,
             reason_code: FailureReason::Timeout,
+            kos_reason_code: None,
             reason: "no answer".into(),
             failed_at: Utc.with_ymd_and_hms(2026, 3, 1, 9, 5, 0).unwrap(),
         })

@@ -1,0 +1,50 @@
+//! The PostgreSQL pool. Every service owns one schema and its pool resolves unqualified
+//! table names there, so services sharing one database never see each other's tables
+//! by accident (and tests get a fresh schema each).
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Executor, PgPool};
+
+/// Creates `schema` if needed, then opens a pool whose `search_path` is that schema only.
+/// `schema` must pass [`is_identifier`] (it is spliced into SQL).
+pub async fn connect(url: &str, schema: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    assert!(
+        is_identifier(schema),
+        "schema names are checked at start-up"
+    );
+    let base: PgConnectOptions = url.parse()?;
+    let base = base.log_statements(tracing::log::LevelFilter::Trace);
+    let mut admin = base.clone().connect().await?;
+    admin
+        .execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"").as_str())
+        .await?;
+    drop(admin);
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(base.options([("search_path", schema)]))
+        .await
+}
+
+/// True for names safe to splice into SQL as an identifier.
+pub fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_that_could_inject_sql_are_refused() {
+        assert!(is_identifier("test_1f2e"));
+        assert!(!is_identifier("x; drop table events"));
+        assert!(!is_identifier("1abc"));
+        assert!(!is_identifier(""));
+    }
+}

@@ -1,0 +1,106 @@
+//! HTTP pieces every service shares: the `observe` layer and problem documents.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{FromRequestParts, MatchedPath, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+use uuid::Uuid;
+
+pub const CORRELATION_HEADER: HeaderName = HeaderName::from_static("x-correlation-id");
+
+/// The request's correlation id, set by [`observe`] (taken from `X-Correlation-Id` or
+/// made up). It travels on into the events the request causes.
+#[derive(Debug, Clone, Copy)]
+pub struct CorrelationId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for CorrelationId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<CorrelationId>()
+            .copied()
+            .unwrap_or(CorrelationId(Uuid::new_v4())))
+    }
+}
+
+/// Gives every request a correlation id, a span carrying it, a deadline (past it the
+/// client gets 503 `TIMEOUT`) and its place in `http_server_requests_total` and
+/// `http_server_request_duration_seconds`. Use with
+/// `axum::middleware::from_fn(move |req, next| observe(timeout, req, next))`.
+pub async fn observe(timeout: Duration, mut request: Request, next: Next) -> Response {
+    let correlation_id = request
+        .headers()
+        .get(&CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Uuid::parse_str(v).ok())
+        .unwrap_or_else(Uuid::new_v4);
+    request
+        .extensions_mut()
+        .insert(CorrelationId(correlation_id));
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().clone();
+    let span = tracing::info_span!("http", %method, %route, %correlation_id);
+    let started = Instant::now();
+    let mut response =
+        match tokio::time::timeout(timeout, next.run(request).instrument(span.clone())).await {
+            Ok(response) => response,
+            Err(_) => problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TIMEOUT",
+                "Request timed out",
+                "the request took too long",
+            ),
+        };
+    let status = response.status().as_u16().to_string();
+    let elapsed = started.elapsed();
+    metrics::counter!("http_server_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status.clone())
+        .increment(1);
+    metrics::histogram!("http_server_request_duration_seconds", "route" => route, "method" => method.to_string(), "status" => status.clone())
+        .record(elapsed.as_secs_f64());
+    span.in_scope(|| tracing::debug!(%status, elapsed_ms = elapsed.as_millis() as u64, "request"));
+    if let Ok(value) = HeaderValue::from_str(&correlation_id.to_string()) {
+        response.headers_mut().insert(CORRELATION_HEADER, value);
+    }
+    response
+}
+
+/// The `type` URI of a problem code: `BILL_NOT_FOUND` -> `.../problems/bill-not-found`.
+pub fn problem_type(code: &str) -> String {
+    format!(
+        "https://phonebill.dev/problems/{}",
+        code.to_lowercase().replace('_', "-")
+    )
+}
+
+/// A plain RFC 9457 problem response with a stable `code`. Services with richer problems
+/// (extra members) build their own document with [`problem_type`] and [`problem_json`].
+pub fn problem(status: StatusCode, code: &str, title: &str, detail: &str) -> Response {
+    let body = serde_json::json!({
+        "type": problem_type(code),
+        "title": title,
+        "status": status.as_u16(),
+        "code": code,
+        "detail": detail,
+    });
+    problem_json(status, &body)
+}
+
+/// Sends any serializable problem document as `application/problem+json`.
+pub fn problem_json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        serde_json::to_vec(body).unwrap_or_default(),
+    )
+        .into_response()
+}
