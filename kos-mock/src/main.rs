@@ -1,0 +1,45 @@
+use clap::Parser;
+use kos_mock::configuration::{Cli, Command};
+use kos_mock::startup::Application;
+use kos_mock::{db, demo};
+use service_kit::telemetry;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init_logging("info,sqlx::postgres::notice=warn");
+    let cli = Cli::parse();
+    let config = cli.config;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = Application::build(config).await?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            app.run_until_stopped(shutdown).await
+        }
+        Command::Migrate => {
+            config.check()?;
+            db::migrate(&db::connect(&config.database).await?).await?;
+            Ok(())
+        }
+        Command::SeedDemo => {
+            config.check()?;
+            let pool = db::connect(&config.database).await?;
+            db::migrate(&pool).await?;
+            let report = demo::seed_now(&pool).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+    }
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}

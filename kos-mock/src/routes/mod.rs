@@ -1,0 +1,53 @@
+//! HTTP: the admin API (`/admin/...`), health, metrics and the OpenAPI document, with
+//! the cross-cutting layers (correlation id, timeout, metrics, panic guard, body limit).
+
+mod admin;
+mod extract;
+mod health;
+mod openapi;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use service_kit::kafka::Admin;
+use sqlx::PgPool;
+
+use crate::billing::Billing;
+use crate::catalog::Catalog;
+use crate::changes::Changes;
+use crate::error::AppError;
+use crate::lines::Lines;
+
+/// Everything a handler may use, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub catalog: Catalog,
+    pub lines: Lines,
+    pub billing: Billing,
+    pub changes: Changes,
+    pub pool: PgPool,
+    pub admin: Arc<Admin>,
+    pub metrics: PrometheusHandle,
+    pub request_timeout: Duration,
+}
+
+pub fn router(state: AppState, body_limit: usize) -> Router {
+    let timeout = state.request_timeout;
+    Router::new()
+        .merge(admin::router())
+        .merge(health::router())
+        .merge(openapi::router())
+        .layer(middleware::from_fn(move |req, next| {
+            service_kit::http::observe(timeout, req, next)
+        }))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+        }))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
