@@ -1,0 +1,109 @@
+//! Configuration from `PHONEBILL_*` environment variables (or flags), with local defaults.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand};
+pub use read_model::redis_conn::RedisConfig;
+use service_kit::database::is_identifier;
+pub use service_kit::kafka::KafkaConfig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "projector",
+    about = "phonebill projector: product-change events and KOS facts into Redis views and PostgreSQL read tables"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume and project (the default); serves health and metrics.
+    Run,
+    /// Apply the read-schema migrations (and the query role's grants) and exit.
+    Migrate,
+    /// Retry every parked aggregate once and exit (the same as `POST /admin/parked/retry`).
+    RetryParked,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address of the health, metrics and admin endpoints.
+    #[arg(long, env = "PHONEBILL_HTTP_ADDR", default_value = "127.0.0.1:8083")]
+    pub http_addr: SocketAddr,
+
+    /// PostgreSQL URL (a role that may create the read schema and the query role).
+    #[arg(
+        long = "database-url",
+        env = "PHONEBILL_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/phonebill"
+    )]
+    pub database_url: String,
+
+    /// Schema of the read tables (the projector owns it).
+    #[arg(
+        long = "database-schema",
+        env = "PHONEBILL_DATABASE_SCHEMA",
+        default_value = "read"
+    )]
+    pub database_schema: String,
+
+    #[arg(
+        long = "database-max-connections",
+        env = "PHONEBILL_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 8
+    )]
+    pub database_max_connections: u32,
+
+    /// The role query-service connects as: USAGE on the read schema, SELECT on the read
+    /// tables, nothing else.
+    #[arg(long, env = "PHONEBILL_QUERY_ROLE", default_value = "phonebill_query")]
+    pub query_role: String,
+
+    /// Create the query role with LOGIN (its password, if any, is set by the operator).
+    #[arg(long, env = "PHONEBILL_QUERY_ROLE_LOGIN", default_value_t = false, action = clap::ArgAction::Set)]
+    pub query_role_login: bool,
+
+    #[command(flatten)]
+    pub kafka: KafkaConfig,
+
+    #[command(flatten)]
+    pub redis: RedisConfig,
+
+    /// Consumer group.
+    #[arg(long, env = "PHONEBILL_CONSUMER_GROUP", default_value = "projector")]
+    pub consumer_group: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, clap::Error> {
+        Cli::try_parse_from(["projector"]).map(|cli| cli.config)
+    }
+
+    pub fn check(&self) -> anyhow::Result<()> {
+        if !is_identifier(&self.database_schema) {
+            anyhow::bail!("PHONEBILL_DATABASE_SCHEMA must be letters, digits and underscores");
+        }
+        if !is_identifier(&self.query_role) {
+            anyhow::bail!("PHONEBILL_QUERY_ROLE must be letters, digits and underscores");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_defaults_pass_the_check() {
+        let config = Cli::try_parse_from(["projector"]).unwrap().config;
+        assert_eq!(config.database_schema, "read");
+        assert_eq!(config.consumer_group, "projector");
+        assert_eq!(config.redis.url, "redis://127.0.0.1:6379");
+        config.check().unwrap();
+    }
+}

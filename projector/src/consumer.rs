@@ -1,0 +1,114 @@
+//! The rdkafka loop: one message at a time per consumer (so each line's order holds),
+//! its offset stored only after its effect is stored (auto-commit then commits stored
+//! offsets only), transient failures retried with backoff until they pass.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::ClientContext;
+use tokio_util::sync::CancellationToken;
+
+use crate::dead_letter::DeadLetters;
+use crate::processor::{Incoming, Outcome, Processor};
+
+/// Publishes `phonebill_consumer_lag{group,topic,partition}` from librdkafka's statistics.
+pub struct LagContext {
+    pub group: String,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                metrics::gauge!("phonebill_consumer_lag", "group" => self.group.clone(), "topic" => topic.clone(), "partition" => partition.to_string())
+                    .set(p.consumer_lag as f64);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
+pub type ProjectorConsumer = StreamConsumer<LagContext>;
+
+pub struct ConsumerLoop {
+    pub consumer: Arc<ProjectorConsumer>,
+    pub processor: Processor,
+    pub dead_letters: DeadLetters,
+}
+
+impl ConsumerLoop {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_secs(2))
+            .without_max_times()
+            .with_jitter();
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                m = self.consumer.recv() => m,
+            };
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let incoming = Incoming {
+                topic: message.topic().to_owned(),
+                partition: message.partition(),
+                offset: message.offset(),
+                key: message.key().map(<[u8]>::to_vec),
+                payload: message.payload().unwrap_or_default().to_vec(),
+                headers: message
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            let handled = (|| async {
+                let outcome = self.processor.handle(&incoming).await?;
+                if let Outcome::Rejected { kind, reason } = &outcome {
+                    self.dead_letters.send(&incoming, kind, reason).await?;
+                }
+                anyhow::Ok(outcome)
+            })
+            .retry(backoff)
+            .when(|_| !shutdown.is_cancelled())
+            .notify(|e, wait| {
+                metrics::counter!("phonebill_projector_transient_failures_total").increment(1);
+                tracing::warn!(error = %e, retry_in = ?wait, "transient failure; retrying");
+            });
+            let outcome = tokio::select! {
+                // Stopping mid-retry: the offset is not stored, the message comes back.
+                _ = shutdown.cancelled() => break,
+                r = handled => r,
+            };
+            if outcome.is_err() {
+                break;
+            }
+            if let Err(e) = self.consumer.store_offset_from_message(&message) {
+                // The partition was revoked meanwhile: its new owner will see the message
+                // again and find it already applied.
+                tracing::debug!(error = %e, "offset not stored");
+            }
+        }
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(error = %e, "final commit");
+        }
+        tracing::info!("projector consumer stopped");
+    }
+}

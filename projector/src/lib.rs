@@ -1,0 +1,18 @@
+//! phonebill projector: consumes `phonebill.product-change`, `kos.billing` and
+//! `phonebill.bill-inquiries` and maintains the read model (PostgreSQL read tables in
+//! schema `read`, Redis views in front of them).
+//!
+//! Reading order: [`processor`] (one message: decode, checkpoint, apply, park, refresh
+//! Redis), [`projections`] (one `apply` per input family), [`consumer`] (the rdkafka
+//! loop: offsets after effects, retries, lag metrics), [`dead_letter`], [`db`] (schema,
+//! migrations, the query role), [`startup`] (wiring, health, admin endpoints).
+//! View shapes, Redis keys and the PostgreSQL loaders live in the `read-model` crate,
+//! shared with query-service.
+
+pub mod configuration;
+pub mod consumer;
+pub mod db;
+pub mod dead_letter;
+pub mod processor;
+pub mod projections;
+pub mod startup;

@@ -1,0 +1,44 @@
+use clap::Parser;
+use projector::configuration::{Cli, Command};
+use projector::startup::{self, Application};
+use service_kit::telemetry;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init_logging("info,sqlx::postgres::notice=warn");
+    let cli = Cli::parse();
+    let config = cli.config;
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            let app = Application::build(config).await?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            app.run_until_stopped(shutdown).await
+        }
+        Command::Migrate => {
+            startup::prepare_database(&config).await?;
+            Ok(())
+        }
+        Command::RetryParked => {
+            let pool = startup::prepare_database(&config).await?;
+            let report = startup::processor(&config, pool)
+                .await?
+                .retry_parked()
+                .await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+    }
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}

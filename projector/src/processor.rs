@@ -1,0 +1,488 @@
+//! One message in, its effect stored: decode (or say why not), check the aggregate's
+//! checkpoint, apply in one PostgreSQL transaction, then rewrite the touched Redis views.
+//!
+//! - Idempotence: `applied` holds each aggregate's last applied sequence, advanced in the
+//!   same transaction as the read tables. An event at or below it changes nothing (its
+//!   views are still rewritten from PostgreSQL, which repairs a Redis write lost to a
+//!   crash after the commit).
+//! - Parking: an event that cannot be applied parks its aggregate in `parked`; later
+//!   events of that aggregate queue behind it until [`Processor::retry_parked`] clears it.
+//! - Transient failures (PostgreSQL, Redis) come back as `Err` and the caller retries the
+//!   whole message; every step is safe to repeat.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use events::kos::KosFact;
+use events::product_change::ProductChangeEvent;
+use events::schema::SchemaSet;
+use events::topics::Topics;
+use events::{codec, DecodeError, Envelope};
+use read_model::inquiry::{BillInquired, BillInquiryEvent};
+use read_model::keys::View;
+use read_model::redis_conn::RedisConn;
+use redis::AsyncCommands;
+use sqlx::{PgConnection, PgPool};
+
+use crate::projections::{self, ApplyError};
+
+/// A message detached from the consumer.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    Duplicate,
+    Parked,
+    /// Cannot be decoded or fails its schema: goes to the dead-letter topic.
+    Rejected {
+        kind: &'static str,
+        reason: String,
+    },
+}
+
+pub enum Decoded {
+    ProductChange(Envelope, ProductChangeEvent),
+    Kos(Envelope, KosFact),
+    Inquiry(Envelope, BillInquired),
+}
+
+impl Decoded {
+    fn envelope(&self) -> &Envelope {
+        match self {
+            Decoded::ProductChange(e, _) | Decoded::Kos(e, _) | Decoded::Inquiry(e, _) => e,
+        }
+    }
+
+    fn event_type(&self) -> &str {
+        &self.envelope().event_type
+    }
+
+    /// (aggregate type, aggregate id) whose sequence orders this event.
+    fn aggregate(&self) -> (&'static str, String) {
+        match self {
+            Decoded::ProductChange(e, _) => (read_model::LINE_AGGREGATE, e.aggregate_id.clone()),
+            Decoded::Kos(e, fact) => (fact.aggregate_type(), e.aggregate_id.clone()),
+            Decoded::Inquiry(e, _) => (read_model::inquiry::AGGREGATE, e.aggregate_id.clone()),
+        }
+    }
+
+    fn views(&self) -> Vec<View> {
+        match self {
+            Decoded::ProductChange(e, event) => {
+                projections::product_change::views_of(&e.aggregate_id, event)
+            }
+            Decoded::Kos(_, fact) => projections::kos::views_of(fact),
+            Decoded::Inquiry(..) => vec![],
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Processor {
+    pub pool: PgPool,
+    redis: RedisConn,
+    prefix: String,
+    topics: Topics,
+    schemas: Arc<SchemaSet>,
+}
+
+/// id, sequence, topic, partition, offset, key, payload of a parked message.
+type ParkedRow = (i64, i64, String, i32, i64, Option<Vec<u8>>, Vec<u8>);
+
+/// What one round of parked retries did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct RetryReport {
+    pub applied: u64,
+    pub still_parked: u64,
+}
+
+impl Processor {
+    pub fn new(pool: PgPool, redis: RedisConn, prefix: String, topics: Topics) -> Self {
+        Self {
+            pool,
+            redis,
+            prefix,
+            topics,
+            schemas: Arc::new(SchemaSet::load()),
+        }
+    }
+
+    /// Decodes by topic; the event families of `kos.billing` and
+    /// `phonebill.product-change` are also checked against their JSON Schemas.
+    pub fn decode(&self, msg: &Incoming) -> Result<Decoded, DecodeError> {
+        let validate = |bytes: &[u8]| -> Result<(), DecodeError> {
+            let value: serde_json::Value =
+                serde_json::from_slice(bytes).map_err(|e| DecodeError::Envelope(e.to_string()))?;
+            self.schemas.validate(&value)
+        };
+        if msg.topic == self.topics.product_change() {
+            validate(&msg.payload)?;
+            let (env, event) = codec::decode::<ProductChangeEvent>(&msg.payload)?;
+            Ok(Decoded::ProductChange(env, event))
+        } else if msg.topic == self.topics.kos_billing() {
+            validate(&msg.payload)?;
+            let (env, fact) = codec::decode::<KosFact>(&msg.payload)?;
+            if env.aggregate_id != fact.aggregate_id() {
+                return Err(DecodeError::Envelope(format!(
+                    "aggregate_id `{}` is not the fact's `{}`",
+                    env.aggregate_id,
+                    fact.aggregate_id()
+                )));
+            }
+            Ok(Decoded::Kos(env, fact))
+        } else if msg.topic == self.topics.bill_inquiries() {
+            let (env, BillInquiryEvent::BillInquired(e)) =
+                codec::decode::<BillInquiryEvent>(&msg.payload)?;
+            Ok(Decoded::Inquiry(env, e))
+        } else {
+            Err(DecodeError::Envelope(format!(
+                "topic {} is not one the projector reads",
+                msg.topic
+            )))
+        }
+    }
+
+    /// Handles one message; `Err` is transient (retry the same message).
+    pub async fn handle(&self, msg: &Incoming) -> anyhow::Result<Outcome> {
+        let decoded = match self.decode(msg) {
+            Ok(d) => d,
+            Err(e) => {
+                return Ok(Outcome::Rejected {
+                    kind: decode_kind(&e),
+                    reason: e.to_string(),
+                })
+            }
+        };
+        let started = Instant::now();
+        let event_type = decoded.event_type().to_owned();
+        let outcome = self.handle_decoded(msg, &decoded).await?;
+        metrics::histogram!("phonebill_projector_apply_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let outcome_label = match outcome {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Parked => "parked",
+            Outcome::Rejected { .. } => "rejected",
+        };
+        metrics::counter!("phonebill_projector_events_total", "event_type" => event_type.clone(), "outcome" => outcome_label)
+            .increment(1);
+        if outcome == Outcome::Applied {
+            metrics::counter!("phonebill_projector_events_applied_total", "event_type" => event_type)
+                .increment(1);
+        }
+        Ok(outcome)
+    }
+
+    async fn handle_decoded(&self, msg: &Incoming, decoded: &Decoded) -> anyhow::Result<Outcome> {
+        if let Decoded::Inquiry(_, e) = decoded {
+            let mut tx = self.pool.begin().await?;
+            let fresh = match projections::inquiries::apply(&mut tx, e).await {
+                Ok(fresh) => fresh,
+                Err(ApplyError::Database(e)) => return Err(e.into()),
+                Err(ApplyError::Unapplicable(_)) => false,
+            };
+            tx.commit().await?;
+            return Ok(if fresh {
+                Outcome::Applied
+            } else {
+                Outcome::Duplicate
+            });
+        }
+        let (aggregate_type, aggregate_id) = decoded.aggregate();
+        let sequence = decoded.envelope().sequence as i64;
+        let mut tx = self.pool.begin().await?;
+        let applied = lock_checkpoint(&mut tx, aggregate_type, &aggregate_id).await?;
+        if sequence <= applied {
+            tx.commit().await?;
+            self.refresh(&decoded.views()).await?;
+            return Ok(Outcome::Duplicate);
+        }
+        let parked: Option<i64> = sqlx::query_scalar(
+            "SELECT max(sequence) FROM parked WHERE aggregate_type = $1 AND aggregate_id = $2",
+        )
+        .bind(aggregate_type)
+        .bind(&aggregate_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if let Some(parked) = parked {
+            if sequence > parked {
+                let reason = format!("waiting behind parked sequence {parked}");
+                park(
+                    &mut tx,
+                    msg,
+                    aggregate_type,
+                    &aggregate_id,
+                    sequence,
+                    &reason,
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            self.update_parked_gauge().await;
+            return Ok(Outcome::Parked);
+        }
+        if sequence > applied + 1 {
+            metrics::counter!("phonebill_projector_sequence_gaps_total", "aggregate_type" => aggregate_type)
+                .increment(1);
+            tracing::warn!(aggregate_type, %aggregate_id, applied, sequence, "sequence gap; applying");
+        }
+        match apply(&mut tx, decoded).await {
+            Ok(extra) => {
+                advance(&mut tx, decoded, aggregate_type, &aggregate_id, sequence).await?;
+                tx.commit().await?;
+                let mut views = extra;
+                views.extend(decoded.views());
+                self.refresh(&views).await?;
+                Ok(Outcome::Applied)
+            }
+            Err(ApplyError::Unapplicable(reason)) => {
+                tx.rollback().await?;
+                let mut tx = self.pool.begin().await?;
+                park(
+                    &mut tx,
+                    msg,
+                    aggregate_type,
+                    &aggregate_id,
+                    sequence,
+                    &reason,
+                )
+                .await?;
+                tx.commit().await?;
+                tracing::warn!(aggregate_type, %aggregate_id, sequence, %reason, "parked");
+                self.update_parked_gauge().await;
+                Ok(Outcome::Parked)
+            }
+            Err(ApplyError::Database(e)) => Err(e.into()),
+        }
+    }
+
+    /// Rewrites views in Redis from the read tables (full documents, so repeating it is
+    /// harmless) and announces each changed key for the query-services' L1 caches. The
+    /// position goes last, so a reader that saw it sees the views it covers.
+    pub async fn refresh(&self, views: &[View]) -> anyhow::Result<()> {
+        let mut redis = self.redis.clone();
+        let mut views = views.to_vec();
+        views.sort_by_key(|v| matches!(v, View::Position { .. }));
+        views.dedup();
+        let channel = read_model::invalidation_channel(&self.prefix);
+        for view in &views {
+            let key = view.redis_key(&self.prefix);
+            match view.load(&self.pool).await? {
+                Some(bytes) => {
+                    let () = redis.set_ex(&key, bytes, view.ttl().as_secs()).await?;
+                }
+                None => {
+                    let () = redis.del(&key).await?;
+                }
+            }
+            if !matches!(view, View::Position { .. }) {
+                let _: i64 = redis.publish(&channel, &key).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tries every parked aggregate once, in sequence order, stopping an aggregate at its
+    /// first event that still cannot be applied.
+    pub async fn retry_parked(&self) -> anyhow::Result<RetryReport> {
+        let aggregates: Vec<(String, String)> =
+            sqlx::query_as("SELECT DISTINCT aggregate_type, aggregate_id FROM parked")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut report = RetryReport::default();
+        for (aggregate_type, aggregate_id) in aggregates {
+            let rows: Vec<ParkedRow> = sqlx::query_as(
+                "SELECT id, sequence, topic, partition, \"offset\", key, payload FROM parked
+                      WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence, id",
+            )
+            .bind(&aggregate_type)
+            .bind(&aggregate_id)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut blocked = false;
+            for (id, sequence, topic, partition, offset, key, payload) in rows {
+                if blocked {
+                    report.still_parked += 1;
+                    continue;
+                }
+                let msg = Incoming {
+                    topic,
+                    partition,
+                    offset,
+                    key,
+                    payload,
+                    headers: vec![],
+                };
+                let Ok(decoded) = self.decode(&msg) else {
+                    // Decoded once, so only a changed contract gets here: keep it parked.
+                    blocked = true;
+                    report.still_parked += 1;
+                    continue;
+                };
+                let mut tx = self.pool.begin().await?;
+                let applied = lock_checkpoint(&mut tx, &aggregate_type, &aggregate_id).await?;
+                let mut views = vec![];
+                if sequence > applied {
+                    match apply(&mut tx, &decoded).await {
+                        Ok(extra) => {
+                            advance(&mut tx, &decoded, &aggregate_type, &aggregate_id, sequence)
+                                .await?;
+                            views = extra;
+                            views.extend(decoded.views());
+                            report.applied += 1;
+                        }
+                        Err(ApplyError::Unapplicable(reason)) => {
+                            tx.rollback().await?;
+                            sqlx::query("UPDATE parked SET reason = $2 WHERE id = $1")
+                                .bind(id)
+                                .bind(&reason)
+                                .execute(&self.pool)
+                                .await?;
+                            blocked = true;
+                            report.still_parked += 1;
+                            continue;
+                        }
+                        Err(ApplyError::Database(e)) => return Err(e.into()),
+                    }
+                }
+                sqlx::query("DELETE FROM parked WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                self.refresh(&views).await?;
+            }
+        }
+        self.update_parked_gauge().await;
+        Ok(report)
+    }
+
+    pub async fn update_parked_gauge(&self) {
+        if let Ok(n) = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM (SELECT DISTINCT aggregate_type, aggregate_id FROM parked) p",
+        )
+        .fetch_one(&self.pool)
+        .await
+        {
+            metrics::gauge!("phonebill_parked_lines", "projection" => "views").set(n as f64);
+        }
+    }
+}
+
+/// The aggregate's last applied sequence, row-locked for this transaction (so two
+/// consumers after a rebalance never apply the same event side by side).
+async fn lock_checkpoint(
+    tx: &mut PgConnection,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO applied (aggregate_type, aggregate_id, sequence) VALUES ($1, $2, 0)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query_scalar(
+        "SELECT sequence FROM applied WHERE aggregate_type = $1 AND aggregate_id = $2 FOR UPDATE",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .fetch_one(&mut *tx)
+    .await
+}
+
+async fn apply(tx: &mut PgConnection, decoded: &Decoded) -> Result<Vec<View>, ApplyError> {
+    let result = match decoded {
+        Decoded::ProductChange(_, event) => projections::product_change::apply(tx, event)
+            .await
+            .map(|()| vec![]),
+        Decoded::Kos(_, fact) => projections::kos::apply(tx, fact).await,
+        Decoded::Inquiry(_, e) => projections::inquiries::apply(tx, e).await.map(|_| vec![]),
+    };
+    // Bad data the database refuses (class 22 data exception, 23 integrity) will not get
+    // better by retrying: park it like any other event that cannot be applied.
+    match result {
+        Err(ApplyError::Database(sqlx::Error::Database(e)))
+            if e.code()
+                .is_some_and(|c| c.starts_with("22") || c.starts_with("23")) =>
+        {
+            Err(ApplyError::Unapplicable(e.to_string()))
+        }
+        other => other,
+    }
+}
+
+async fn advance(
+    tx: &mut PgConnection,
+    decoded: &Decoded,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    sequence: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE applied SET sequence = $3 WHERE aggregate_type = $1 AND aggregate_id = $2")
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(sequence)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO apply_log (event_id, aggregate_type, aggregate_id, sequence)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (event_id) DO UPDATE SET times = apply_log.times + 1",
+    )
+    .bind(decoded.envelope().event_id)
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .bind(sequence)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn park(
+    tx: &mut PgConnection,
+    msg: &Incoming,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    sequence: i64,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO parked (aggregate_type, aggregate_id, sequence, topic, partition, \"offset\",
+                             key, payload, reason)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .bind(sequence)
+    .bind(&msg.topic)
+    .bind(msg.partition)
+    .bind(msg.offset)
+    .bind(&msg.key)
+    .bind(&msg.payload)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// A low-cardinality label for the dead-letter metric.
+fn decode_kind(e: &DecodeError) -> &'static str {
+    match e {
+        DecodeError::Envelope(_) => "envelope",
+        DecodeError::UnknownType(_) => "unknown_type",
+        DecodeError::UnknownVersion { .. } => "unknown_version",
+        DecodeError::Payload { .. } => "payload",
+    }
+}

@@ -1,0 +1,234 @@
+//! `phonebill.product-change` (the line aggregate's stream): change requests, the line
+//! summary's pending change and current product, and the change history.
+
+use events::product_change::{FailureReason, ProductChangeEvent};
+use read_model::keys::View;
+use read_model::views::{ChangeRequestView, LateAnswerView, LineView, PendingChange};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{from_doc, load_line, product_ref, save_line, to_doc, ApplyError};
+
+/// The views an event of `line` can touch (also rewritten for duplicates, which repairs
+/// a Redis write lost between a commit and a crash). The position goes last.
+pub fn views_of(line: &str, event: &ProductChangeEvent) -> Vec<View> {
+    vec![
+        View::Request {
+            id: event.request_id(),
+        },
+        View::History {
+            line: line.to_owned(),
+        },
+        View::Line {
+            line: line.to_owned(),
+        },
+        View::Position {
+            line: line.to_owned(),
+        },
+    ]
+}
+
+pub async fn apply(tx: &mut PgConnection, event: &ProductChangeEvent) -> Result<(), ApplyError> {
+    match event {
+        ProductChangeEvent::ProductChangeRequested(e) => {
+            let line = match load_line(tx, &e.line_number).await? {
+                Some(line) => line,
+                None => LineView {
+                    line_number: e.line_number.clone(),
+                    customer_id: e.customer_id.clone(),
+                    customer_name: None,
+                    operator: e.operator.clone(),
+                    status: "UNKNOWN".into(),
+                    suspension_reason: None,
+                    current_product: product_ref(tx, &e.current_product_code).await?,
+                    contract: None,
+                    pending_change: None,
+                    registered: false,
+                },
+            };
+            let line = LineView {
+                pending_change: Some(PendingChange {
+                    request_id: e.request_id,
+                    target_product_code: e.target_product_code.clone(),
+                    status: "VALIDATED".into(),
+                    requested_at: e.requested_at,
+                }),
+                ..line
+            };
+            save_line(tx, &line).await?;
+            save_request(
+                tx,
+                &ChangeRequestView {
+                    request_id: e.request_id,
+                    line_number: e.line_number.clone(),
+                    status: "VALIDATED".into(),
+                    current_product_code: e.current_product_code.clone(),
+                    target_product_code: e.target_product_code.clone(),
+                    new_product_code: None,
+                    message: None,
+                    failure_reason: None,
+                    kos_reason_code: None,
+                    kos_order_id: None,
+                    failed_checks: vec![],
+                    requested_at: e.requested_at,
+                    sent_at: None,
+                    completed_at: None,
+                    failed_at: None,
+                    updated_at: e.requested_at,
+                    late_answer: None,
+                },
+            )
+            .await
+        }
+        ProductChangeEvent::ProductChangeRejected(e) => {
+            let message = e
+                .failed_checks
+                .iter()
+                .map(|c| c.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            save_request(
+                tx,
+                &ChangeRequestView {
+                    request_id: e.request_id,
+                    line_number: e.line_number.clone(),
+                    status: "FAILED".into(),
+                    current_product_code: e.current_product_code.clone(),
+                    target_product_code: e.target_product_code.clone(),
+                    new_product_code: None,
+                    message: Some(message),
+                    failure_reason: Some("PRECHECK_FAILED".into()),
+                    kos_reason_code: None,
+                    kos_order_id: None,
+                    failed_checks: e
+                        .failed_checks
+                        .iter()
+                        .map(|c| c.check.code().to_owned())
+                        .collect(),
+                    requested_at: e.requested_at,
+                    sent_at: None,
+                    completed_at: None,
+                    failed_at: Some(e.requested_at),
+                    updated_at: e.requested_at,
+                    late_answer: None,
+                },
+            )
+            .await
+        }
+        ProductChangeEvent::ProductChangeSentToKos(e) => {
+            let mut request = known_request(tx, e.request_id).await?;
+            request.status = "PROCESSING".into();
+            request.sent_at = Some(e.sent_at);
+            request.updated_at = e.sent_at;
+            save_request(tx, &request).await?;
+            update_pending(tx, &e.line_number, e.request_id, |line| {
+                if let Some(p) = line.pending_change.as_mut() {
+                    p.status = "PROCESSING".into();
+                }
+            })
+            .await
+        }
+        ProductChangeEvent::ProductChangeCompleted(e) => {
+            let mut request = known_request(tx, e.request_id).await?;
+            request.status = "COMPLETED".into();
+            request.new_product_code = Some(e.new_product_code.clone());
+            request.message = Some(e.message.clone());
+            request.kos_order_id = Some(e.kos_order_id.clone());
+            request.completed_at = Some(e.completed_at);
+            request.updated_at = e.completed_at;
+            save_request(tx, &request).await?;
+            let product = product_ref(tx, &e.new_product_code).await?;
+            if let Some(mut line) = load_line(tx, &e.line_number).await? {
+                line.current_product = product;
+                if line.pending_change.as_ref().map(|p| p.request_id) == Some(e.request_id) {
+                    line.pending_change = None;
+                }
+                save_line(tx, &line).await?;
+            }
+            Ok(())
+        }
+        ProductChangeEvent::ProductChangeFailed(e) => {
+            let mut request = known_request(tx, e.request_id).await?;
+            request.status = "FAILED".into();
+            request.failure_reason = Some(
+                match e.reason_code {
+                    FailureReason::KosRejected => "KOS_REJECTED",
+                    FailureReason::Timeout => "TIMEOUT",
+                }
+                .into(),
+            );
+            request.kos_reason_code = e.kos_reason_code.clone();
+            request.kos_order_id = e.kos_order_id.clone();
+            request.message = Some(e.reason.clone());
+            request.failed_at = Some(e.failed_at);
+            request.updated_at = e.failed_at;
+            save_request(tx, &request).await?;
+            update_pending(tx, &e.line_number, e.request_id, |line| {
+                line.pending_change = None
+            })
+            .await
+        }
+        ProductChangeEvent::ProductChangeLateAnswerRecorded(e) => {
+            let mut request = known_request(tx, e.request_id).await?;
+            request.late_answer = Some(LateAnswerView {
+                executed: e.executed,
+                kos_order_id: e.kos_order_id.clone(),
+                new_product_code: e.new_product_code.clone(),
+                message: e.message.clone(),
+                answered_at: e.answered_at,
+            });
+            request.updated_at = e.answered_at;
+            save_request(tx, &request).await
+        }
+    }
+}
+
+async fn known_request(
+    tx: &mut PgConnection,
+    request_id: Uuid,
+) -> Result<ChangeRequestView, ApplyError> {
+    let doc: Option<serde_json::Value> =
+        sqlx::query_scalar("SELECT doc FROM change_requests WHERE request_id = $1 FOR UPDATE")
+            .bind(request_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    match doc {
+        Some(doc) => from_doc(doc),
+        None => Err(ApplyError::Unapplicable(format!(
+            "request {request_id} was never requested"
+        ))),
+    }
+}
+
+async fn save_request(tx: &mut PgConnection, view: &ChangeRequestView) -> Result<(), ApplyError> {
+    sqlx::query(
+        "INSERT INTO change_requests (request_id, line_number, status, requested_at, doc)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (request_id) DO UPDATE
+            SET status = EXCLUDED.status, doc = EXCLUDED.doc",
+    )
+    .bind(view.request_id)
+    .bind(&view.line_number)
+    .bind(&view.status)
+    .bind(view.requested_at)
+    .bind(to_doc(view))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Changes the line's pending change if it is this request's.
+async fn update_pending(
+    tx: &mut PgConnection,
+    line: &str,
+    request_id: Uuid,
+    change: impl FnOnce(&mut LineView),
+) -> Result<(), ApplyError> {
+    if let Some(mut view) = load_line(tx, line).await? {
+        if view.pending_change.as_ref().map(|p| p.request_id) == Some(request_id) {
+            change(&mut view);
+            save_line(tx, &view).await?;
+        }
+    }
+    Ok(())
+}

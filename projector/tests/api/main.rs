@@ -1,0 +1,7 @@
+//! Integration tests against the real PostgreSQL, Redis and broker. Each test has its own
+//! schema, Redis key prefix, topic prefix, consumer group and query role.
+
+mod helpers;
+
+mod consumer;
+mod projections;
