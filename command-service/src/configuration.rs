@@ -138,6 +138,26 @@ pub struct KosConfig {
         default_value_t = 300
     )]
     pub answer_timeout_secs: u64,
+
+    /// How often the sweeper looks for changes past their deadline.
+    #[arg(
+        long = "kos-timeout-sweep-ms",
+        env = "PHONEBILL_KOS_TIMEOUT_SWEEP_MS",
+        default_value_t = 1_000
+    )]
+    pub timeout_sweep_ms: u64,
+
+    /// Consume KOS's results and facts in this process.
+    #[arg(long = "kos-inbox-enabled", env = "PHONEBILL_KOS_INBOX_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub inbox_enabled: bool,
+
+    /// Consumer group reading `kos.product-change-results` and `kos.billing`.
+    #[arg(
+        long = "kos-consumer-group",
+        env = "PHONEBILL_KOS_CONSUMER_GROUP",
+        default_value = "command-service"
+    )]
+    pub consumer_group: String,
 }
 
 impl KosConfig {

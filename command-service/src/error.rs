@@ -26,6 +26,9 @@ pub enum AppError {
     },
     #[error("the Idempotency-Key was already used for a different request")]
     IdempotencyKeyReused,
+    /// A KOS answer names a request the line never sent to KOS (never reaches HTTP).
+    #[error("request {0} was never sent to KOS")]
+    UnknownRequest(Uuid),
     /// Another writer committed to the same line first; retried before it reaches a client.
     #[error("concurrent update of the line")]
     Conflict,
@@ -99,6 +102,9 @@ impl AppError {
                 "IDEMPOTENCY_KEY_REUSED",
                 "Idempotency key reused",
             ),
+            AppError::UnknownRequest(_) => {
+                (StatusCode::NOT_FOUND, "UNKNOWN_REQUEST", "Unknown request")
+            }
             AppError::Conflict => (
                 StatusCode::CONFLICT,
                 "CONCURRENT_UPDATE",

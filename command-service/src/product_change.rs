@@ -17,6 +17,9 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use events::kos::KosResult;
+use events::product_change::ProductChangeEvent;
+
 use crate::domain::line::{Line, LineCommand, LineError, RequestProductChange, RequestRecord};
 use crate::domain::line_number::LineNumber;
 use crate::domain::product_change::{run_prechecks, ChangeRequest, CheckResult};
@@ -80,16 +83,79 @@ impl ProductChanges {
         };
         let attempt = || self.decide(line, &request, request_id, trace);
         let record = attempt
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(2))
-                    .with_max_delay(Duration::from_millis(100))
-                    .with_max_times(20)
-                    .with_jitter(),
-            )
+            .retry(conflict_backoff())
             .when(|e| matches!(e, AppError::Conflict))
             .await?;
         Ok(Decision { request_id, record })
+    }
+
+    /// Records KOS's answer on the line: COMPLETED or FAILED if the request is still
+    /// waiting, kept for audit if it already timed out, nothing if already recorded.
+    pub async fn record_kos_result(&self, result: KosResult, trace: Trace) -> Result<(), AppError> {
+        let line = result.line_number().to_owned();
+        let command = || LineCommand::RecordKosResult {
+            result: result.clone(),
+            received_at: Utc::now(),
+        };
+        (|| self.execute(&line, command(), trace))
+            .retry(conflict_backoff())
+            .when(|e| matches!(e, AppError::Conflict))
+            .await
+    }
+
+    /// Fails a request KOS did not answer by its `answer_by`, unless it was settled
+    /// meanwhile.
+    pub async fn time_out(
+        &self,
+        request_id: Uuid,
+        line_number: &str,
+        trace: Trace,
+    ) -> Result<(), AppError> {
+        let command = || LineCommand::TimeOut {
+            request_id,
+            line_number: line_number.to_owned(),
+            now: Utc::now(),
+        };
+        (|| self.execute(line_number, command(), trace))
+            .retry(conflict_backoff())
+            .when(|e| matches!(e, AppError::Conflict))
+            .await
+    }
+
+    /// Runs one command on the line as stored and commits what it decides.
+    async fn execute(
+        &self,
+        line_number: &str,
+        command: LineCommand,
+        trace: Trace,
+    ) -> Result<(), AppError> {
+        let mut context = self
+            .store
+            .load_aggregate(line_number)
+            .await
+            .map_err(store_error)?;
+        let sink = EventSink::default();
+        cqrs_es::Aggregate::handle(context.aggregate(), command, &(), &sink)
+            .await
+            .map_err(line_error)?;
+        self.commit(sink.collect().await, context, trace).await
+    }
+
+    async fn commit(
+        &self,
+        events: Vec<ProductChangeEvent>,
+        context: LineContext,
+        trace: Trace,
+    ) -> Result<(), AppError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .commit(events, context, metadata(trace))
+            .await
+            .map_err(store_error)?;
+        self.committed.notify_one();
+        Ok(())
     }
 
     /// Runs the pre-checks against the current state, recording nothing.
@@ -123,9 +189,7 @@ impl ProductChanges {
         let sink = EventSink::default();
         cqrs_es::Aggregate::handle(context.aggregate(), command, &(), &sink)
             .await
-            .map_err(|e| match e {
-                LineError::RequestIdReused(_) => AppError::IdempotencyKeyReused,
-            })?;
+            .map_err(line_error)?;
         let record = context
             .aggregate()
             .request(request_id)
@@ -133,15 +197,7 @@ impl ProductChanges {
             .ok_or_else(|| {
                 AppError::Internal(anyhow::anyhow!("line forgot request {request_id}"))
             })?;
-        let events = sink.collect().await;
-        if !events.is_empty() {
-            self.store
-                .commit(events, context, metadata(trace))
-                .await
-                .map_err(store_error)?;
-            self.committed.notify_one();
-            metrics::counter!("product_change_events_committed_total").increment(1);
-        }
+        self.commit(sink.collect().await, context, trace).await?;
         Ok(record)
     }
 
@@ -219,10 +275,25 @@ fn metadata(trace: Trace) -> HashMap<String, String> {
     ])
 }
 
+fn conflict_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(2))
+        .with_max_delay(Duration::from_millis(100))
+        .with_max_times(20)
+        .with_jitter()
+}
+
+fn line_error(e: LineError) -> AppError {
+    match e {
+        LineError::RequestIdReused(_) => AppError::IdempotencyKeyReused,
+        LineError::NotSentToKos(id) => AppError::UnknownRequest(id),
+    }
+}
+
 fn store_error(e: AggregateError<LineError>) -> AppError {
     match e {
         AggregateError::AggregateConflict => AppError::Conflict,
-        AggregateError::UserError(LineError::RequestIdReused(_)) => AppError::IdempotencyKeyReused,
+        AggregateError::UserError(e) => line_error(e),
         other => AppError::Internal(anyhow::anyhow!("event store: {other}")),
     }
 }

@@ -12,7 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::configuration::Config;
 use crate::db;
+use crate::kos_inbox::KosInbox;
+use crate::kos_timeouts::TimeoutSweeper;
 use crate::product_change::ProductChanges;
+use crate::reference::ReferenceData;
 use crate::relay::Relay;
 use crate::routes::{self, AppState};
 use service_kit::{kafka, telemetry};
@@ -24,6 +27,8 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     relay: Option<Relay>,
+    inbox: Option<KosInbox>,
+    sweeper: TimeoutSweeper,
     pool: PgPool,
 }
 
@@ -39,7 +44,12 @@ impl Application {
         if config.kafka.create_topics {
             kafka::ensure_topics(
                 &admin,
-                &[topics.product_change()],
+                &[
+                    topics.product_change(),
+                    topics.kos_results(),
+                    topics.kos_billing(),
+                    topics.dead_letter(),
+                ],
                 config.kafka.topic_partitions,
             )
             .await?;
@@ -54,8 +64,25 @@ impl Application {
                 committed.clone(),
             )
         });
+        let changes = ProductChanges::new(pool.clone(), committed, config.kos.answer_timeout());
+        let inbox = if config.kos.inbox_enabled {
+            Some(KosInbox::new(
+                kafka::client_config(&config.kafka, CLIENT_ID),
+                &config.kos.consumer_group,
+                topics.clone(),
+                changes.clone(),
+                ReferenceData::new(pool.clone()),
+            )?)
+        } else {
+            None
+        };
+        let sweeper = TimeoutSweeper::new(
+            pool.clone(),
+            changes.clone(),
+            Duration::from_millis(config.kos.timeout_sweep_ms),
+        );
         let state = AppState {
-            changes: ProductChanges::new(pool.clone(), committed, config.kos.answer_timeout()),
+            changes,
             pool: pool.clone(),
             admin,
             metrics: telemetry::metrics_handle(),
@@ -67,6 +94,8 @@ impl Application {
             listener,
             router,
             relay,
+            inbox,
+            sweeper,
             pool,
         })
     }
@@ -86,19 +115,25 @@ impl Application {
     }
 
     /// Serves until `shutdown` fires, then drains: in-flight requests finish, the relay
-    /// finishes its batch and records its cursor.
+    /// finishes its batch and records its cursor, the KOS inbox finishes its message and
+    /// commits its offsets.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let relay_task = self
-            .relay
-            .map(|relay| tokio::spawn(relay.run(shutdown.clone())));
+        let mut workers = Vec::new();
+        if let Some(relay) = self.relay {
+            workers.push(tokio::spawn(relay.run(shutdown.clone())));
+        }
+        if let Some(inbox) = self.inbox {
+            workers.push(tokio::spawn(inbox.run(shutdown.clone())));
+        }
+        workers.push(tokio::spawn(self.sweeper.run(shutdown.clone())));
         tracing::info!(addr = %self.listener.local_addr()?, "command-service listening");
         let stop = shutdown.clone();
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await?;
         shutdown.cancel();
-        if let Some(task) = relay_task {
-            task.await?;
+        for worker in workers {
+            worker.await?;
         }
         self.pool.close().await;
         Ok(())

@@ -1,20 +1,25 @@
 //! `spawn_app()` and the helpers every test uses: a service on a free port, in its own
-//! schema and topic prefix, loaded with the demo KOS facts; and a plain rdkafka consumer
-//! that reads the topic back.
+//! schema and topic prefix, whose reference data is built from the demo KOS facts
+//! published on its `kos.billing` topic (as KOS would); a plain rdkafka producer standing
+//! in for KOS; and a plain rdkafka consumer that reads a topic back.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use clap::Parser;
 use command_service::configuration::{Cli, Config};
-use command_service::reference::ReferenceData;
 use command_service::relay::Relay;
 use command_service::startup::Application;
+use events::codec::encode;
+use events::kos::{KosFact, KosResult, ORDER_AGGREGATE};
 use events::topics::Topics;
+use events::{event_id_for, Envelope, EventPayload};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -39,6 +44,7 @@ pub struct TestApp {
     pub config: Config,
     pub topics: Topics,
     pub http: reqwest::Client,
+    pub kos: Kos,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -46,6 +52,8 @@ pub struct TestApp {
 pub struct Options {
     pub relay: bool,
     pub brokers: String,
+    /// How long KOS has to answer before a change fails with TIMEOUT.
+    pub kos_timeout: Duration,
 }
 
 impl Default for Options {
@@ -53,6 +61,7 @@ impl Default for Options {
         Self {
             relay: true,
             brokers: brokers(),
+            kos_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -77,25 +86,123 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     config.relay.enabled = options.relay;
     config.relay.poll_interval_ms = 20;
     config.relay.delivery_timeout_ms = 5_000;
+    config.kos.answer_timeout_secs = options.kos_timeout.as_secs();
+    config.kos.timeout_sweep_ms = 100;
     let app = Application::build(config.clone())
         .await
         .expect("app builds");
     let pool = app.pool().clone();
-    ReferenceData::new(pool.clone())
-        .load_file(&demo_facts())
-        .await
-        .expect("demo facts load");
     let address = format!("http://{}", app.local_addr());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    TestApp {
+    let topics = Topics::new(&config.kafka.topic_prefix);
+    let kos = Kos::new(&config.kafka.brokers, topics.clone());
+    let facts = std::fs::read_to_string(demo_facts()).expect("demo facts are readable");
+    for fact in facts.lines().filter(|l| !l.trim().is_empty()) {
+        kos.publish_raw(&topics.kos_billing(), fact.as_bytes())
+            .await;
+    }
+    let app = TestApp {
         address,
         pool,
-        topics: Topics::new(&config.kafka.topic_prefix),
+        topics,
         config,
         http: reqwest::Client::new(),
+        kos,
         shutdown,
         task: Some(task),
+    };
+    app.wait_for("the demo facts to reach the reference tables", || async {
+        let (lines, products): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM ref_lines), (SELECT count(*) FROM ref_products)",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        lines == 100 && products == 8
+    })
+    .await;
+    app
+}
+
+/// Stands in for KOS: publishes on KOS's topics with a plain producer, enveloped exactly
+/// as on the wire.
+pub struct Kos {
+    producer: FutureProducer,
+    topics: Topics,
+}
+
+impl Kos {
+    fn new(brokers: &str, topics: Topics) -> Self {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .create()
+            .unwrap();
+        Self { producer, topics }
+    }
+
+    /// Publishes bytes as they are (keyed by the envelope's aggregate id if it has one).
+    pub async fn publish_raw(&self, topic: &str, bytes: &[u8]) {
+        let key = serde_json::from_slice::<Value>(bytes)
+            .ok()
+            .and_then(|v| v["aggregate_id"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.producer
+            .send(
+                FutureRecord::to(topic).key(&key).payload(bytes),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("KOS stand-in publishes");
+    }
+
+    /// KOS answers a request on `kos.product-change-results`.
+    pub async fn answer(&self, result: &KosResult) {
+        let order = result.kos_order_id().to_owned();
+        let envelope = Envelope {
+            event_id: event_id_for(ORDER_AGGREGATE, &order, 1),
+            event_type: result.event_type().to_owned(),
+            event_version: result.event_version(),
+            aggregate_id: order,
+            sequence: 1,
+            occurred_at: Utc::now(),
+            correlation_id: result.request_id(),
+            causation_id: result.request_id(),
+            payload: result.to_payload(),
+        };
+        self.publish_keyed(&self.topics.kos_results(), result.line_number(), &envelope)
+            .await;
+    }
+
+    /// KOS publishes a fact about a line or product at `sequence` on `kos.billing`.
+    pub async fn fact(&self, fact: &KosFact, sequence: u64) {
+        let envelope = Envelope {
+            event_id: event_id_for(fact.aggregate_type(), fact.aggregate_id(), sequence),
+            event_type: fact.event_type().to_owned(),
+            event_version: fact.event_version(),
+            aggregate_id: fact.aggregate_id().to_owned(),
+            sequence,
+            occurred_at: Utc::now(),
+            correlation_id: Uuid::new_v4(),
+            causation_id: Uuid::new_v4(),
+            payload: fact.to_payload(),
+        };
+        self.publish_keyed(&self.topics.kos_billing(), fact.aggregate_id(), &envelope)
+            .await;
+    }
+
+    async fn publish_keyed(&self, topic: &str, key: &str, envelope: &Envelope) {
+        let bytes = encode(envelope);
+        self.producer
+            .send(
+                FutureRecord::to(topic).key(key).payload(&bytes),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("KOS stand-in publishes");
     }
 }
 
@@ -118,6 +225,43 @@ pub fn line(n: u32) -> String {
 }
 
 impl TestApp {
+    /// Polls `check` until it holds, failing the test after 30 seconds.
+    pub async fn wait_for<F, Fut>(&self, what: &str, check: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !check().await {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The line's events of one request, as stored: (event type, payload body).
+    pub async fn events_of(&self, request_id: Uuid) -> Vec<(String, Value)> {
+        let rows: Vec<(String, Value)> = sqlx::query_as(
+            "SELECT event_type, payload::jsonb FROM events ORDER BY aggregate_id, sequence",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .unwrap();
+        rows.into_iter()
+            .filter_map(|(t, p)| {
+                let body = p[&t].clone();
+                (body["request_id"].as_str() == Some(&request_id.to_string())).then_some((t, body))
+            })
+            .collect()
+    }
+
+    /// Posts a valid change for demo line `n` and returns its request id.
+    pub async fn accepted_change(&self, n: u32) -> Uuid {
+        let response = self.post_change(&valid_change(n), None).await;
+        assert_eq!(response.status().as_u16(), 202);
+        let body: Value = response.json().await.unwrap();
+        body["requestId"].as_str().unwrap().parse().unwrap()
+    }
+
     pub async fn post_change(&self, body: &Value, key: Option<&str>) -> reqwest::Response {
         let mut request = self
             .http
@@ -208,7 +352,9 @@ pub struct Received {
     pub offset: i64,
     pub key: String,
     pub headers: HashMap<String, String>,
+    /// The value parsed as JSON (`Null` if it is not JSON).
     pub json: Value,
+    pub raw: Vec<u8>,
 }
 
 /// Reads everything on `topic` up to its current end with a plain consumer (fresh
@@ -275,7 +421,9 @@ fn read_topic_blocking(brokers: &str, topic: &str) -> Vec<Received> {
             offset: message.offset(),
             key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
             headers,
-            json: serde_json::from_slice(message.payload().unwrap_or_default()).unwrap(),
+            json: serde_json::from_slice(message.payload().unwrap_or_default())
+                .unwrap_or(Value::Null),
+            raw: message.payload().unwrap_or_default().to_vec(),
         });
     }
     received

@@ -5,5 +5,6 @@ mod helpers;
 
 mod concurrency;
 mod input;
+mod kos_loop;
 mod outbox;
 mod service;

@@ -1,4 +1,5 @@
 use chrono::{DateTime, Utc};
+use events::kos::KosResult;
 use uuid::Uuid;
 
 use crate::domain::product_change::ChangeRequest;
@@ -8,6 +9,17 @@ use crate::domain::reference::{LineFacts, ProductFacts};
 #[derive(Debug, Clone, PartialEq)]
 pub enum LineCommand {
     RequestProductChange(RequestProductChange),
+    /// KOS answered a request (from `kos.product-change-results`).
+    RecordKosResult {
+        result: KosResult,
+        received_at: DateTime<Utc>,
+    },
+    /// The timeout sweeper found the request's `answer_by` passed.
+    TimeOut {
+        request_id: Uuid,
+        line_number: String,
+        now: DateTime<Utc>,
+    },
 }
 
 /// A customer asks to move the line to another product. The handler loaded the reference
