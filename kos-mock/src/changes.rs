@@ -399,6 +399,7 @@ pub struct ChangeConsumer {
     pub topics: Topics,
     pub group: String,
     pub max_in_flight: usize,
+    pub session_timeout_ms: u64,
 }
 
 /// Per partition: offsets handed out and not yet done, and the highest seen.
@@ -461,7 +462,11 @@ impl ChangeConsumer {
             .set("auto.commit.interval.ms", "500")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("partition.assignment.strategy", "cooperative-sticky");
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (self.session_timeout_ms / 4).max(100).to_string(),
+            );
         let consumer: StreamConsumer = config.create()?;
         let topic = self.topics.product_change();
         consumer.subscribe(&[&topic])?;

@@ -76,6 +76,7 @@ impl Application {
             topics,
             group: config.kos.consumer_group.clone(),
             max_in_flight: config.kos.max_in_flight,
+            session_timeout_ms: config.kos.session_timeout_ms,
         };
         let state = AppState {
             catalog: Catalog::new(pool.clone(), committed.clone()),
