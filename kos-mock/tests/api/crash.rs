@@ -52,7 +52,10 @@ impl Drop for Running {
 }
 
 fn serve(config: &kos_mock::configuration::Config) -> Running {
-    Running(kos_mock(config, &[]).spawn().expect("kos-mock starts"))
+    // Its logs are not read: a full pipe must never block it.
+    let mut command = kos_mock(config, &[]);
+    command.stdout(Stdio::null());
+    Running(command.spawn().expect("kos-mock starts"))
 }
 
 async fn orders(pool: &sqlx::PgPool) -> i64 {
@@ -72,7 +75,10 @@ async fn killed_in_the_middle_of_200_changes_and_restarted_every_request_is_answ
     for expected_lines in [100, 0] {
         let output = kos_mock(&config, &["seed-demo"]).output().unwrap();
         assert!(output.status.success(), "seed-demo failed");
-        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        // The report is the last line (log lines may come before it).
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let report: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
         assert_eq!(report["lines"], expected_lines, "{report}");
     }
 
