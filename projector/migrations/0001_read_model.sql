@@ -44,7 +44,11 @@ CREATE INDEX products_by_operator ON products (operator) WHERE on_sale;
 
 CREATE TABLE lines (
     line_number text PRIMARY KEY,
-    doc         jsonb NOT NULL
+    doc         jsonb NOT NULL,
+    -- When the current product was last set (the setting event's occurred_at): KOS facts
+    -- and the command side's completions arrive on different topics, so the newest wins
+    -- whatever order they are read in.
+    product_at  timestamptz
 );
 
 CREATE TABLE bills (

@@ -27,6 +27,12 @@ pub enum Command {
     Migrate,
     /// Retry every parked aggregate once and exit (the same as `POST /admin/parked/retry`).
     RetryParked,
+    /// Apply a JSONL file of KOS facts (envelopes as on `kos.billing`) without the broker,
+    /// exactly as if consumed (idempotent; seeding and benchmarks).
+    ApplyFacts {
+        /// The JSONL file to read.
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

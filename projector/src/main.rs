@@ -29,6 +29,25 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
+        Command::ApplyFacts { file } => {
+            let pool = startup::prepare_database(&config).await?;
+            let processor = startup::processor(&config, pool).await?;
+            let topic = events::topics::Topics::new(&config.kafka.topic_prefix).kos_billing();
+            let text = std::fs::read_to_string(&file)?;
+            for (n, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+                let msg = projector::processor::Incoming {
+                    topic: topic.clone(),
+                    partition: 0,
+                    offset: n as i64,
+                    key: None,
+                    payload: line.as_bytes().to_vec(),
+                    headers: vec![],
+                };
+                let outcome = processor.handle(&msg).await?;
+                tracing::info!(line = n + 1, ?outcome, "fact");
+            }
+            Ok(())
+        }
     }
 }
 

@@ -404,10 +404,10 @@ async fn lock_checkpoint(
 
 async fn apply(tx: &mut PgConnection, decoded: &Decoded) -> Result<Vec<View>, ApplyError> {
     let result = match decoded {
-        Decoded::ProductChange(_, event) => projections::product_change::apply(tx, event)
+        Decoded::ProductChange(env, event) => projections::product_change::apply(tx, env, event)
             .await
             .map(|()| vec![]),
-        Decoded::Kos(_, fact) => projections::kos::apply(tx, fact).await,
+        Decoded::Kos(env, fact) => projections::kos::apply(tx, env, fact).await,
         Decoded::Inquiry(_, e) => projections::inquiries::apply(tx, e).await.map(|_| vec![]),
     };
     // Bad data the database refuses (class 22 data exception, 23 integrity) will not get

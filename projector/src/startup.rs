@@ -99,6 +99,7 @@ impl Application {
             .set("statistics.interval.ms", "5000")
             .create_with_context(LagContext {
                 group: config.consumer_group.clone(),
+                assigned: Default::default(),
             })?;
         consumer.subscribe(&[
             &topics.product_change(),

@@ -90,7 +90,15 @@ impl View {
                 }))
             }
             View::Line { line } => {
-                sqlx::query_scalar("SELECT doc FROM lines WHERE line_number = $1")
+                // The product's name comes from the catalog as it is now.
+                sqlx::query_scalar(
+                    "SELECT CASE WHEN p.doc IS NULL THEN l.doc
+                                 ELSE jsonb_set(l.doc, '{currentProduct,productName}', p.doc->'name')
+                            END
+                       FROM lines l
+                       LEFT JOIN products p ON p.product_code = l.doc->'currentProduct'->>'productCode'
+                      WHERE l.line_number = $1",
+                )
                     .bind(line)
                     .fetch_optional(pool)
                     .await?

@@ -6,7 +6,9 @@ use read_model::keys::View;
 use read_model::views::{BillView, ContractView, LineView, ProductView};
 use sqlx::PgConnection;
 
-use super::{from_doc, load_line, product_ref, save_line, to_doc, ApplyError};
+use events::Envelope;
+
+use super::{from_doc, load_line, product_ref, save_line, set_product, to_doc, ApplyError};
 
 /// The views a fact can touch, whatever the stored state (rewritten for duplicates too).
 pub fn views_of(fact: &KosFact) -> Vec<View> {
@@ -44,7 +46,11 @@ pub fn views_of(fact: &KosFact) -> Vec<View> {
 
 /// Applies a fact; returns views touched beyond [`views_of`] (a product that moved to
 /// another operator leaves the old operator's list).
-pub async fn apply(tx: &mut PgConnection, fact: &KosFact) -> Result<Vec<View>, ApplyError> {
+pub async fn apply(
+    tx: &mut PgConnection,
+    envelope: &Envelope,
+    fact: &KosFact,
+) -> Result<Vec<View>, ApplyError> {
     match fact {
         KosFact::ProductPublished(f) => {
             let previous: Option<String> = sqlx::query_scalar(
@@ -85,22 +91,24 @@ pub async fn apply(tx: &mut PgConnection, fact: &KosFact) -> Result<Vec<View>, A
             Ok(vec![])
         }
         KosFact::LineRegistered(f) => {
-            let pending = load_line(tx, &f.line_number)
-                .await?
-                .and_then(|l| l.pending_change);
-            let view = LineView {
+            let existing = load_line(tx, &f.line_number).await?;
+            let pending = existing.as_ref().and_then(|l| l.pending_change.clone());
+            let current = existing
+                .map(|l| l.current_product)
+                .unwrap_or_else(|| product_ref(&f.product_code));
+            let mut view = LineView {
                 line_number: f.line_number.clone(),
                 customer_id: f.customer_id.clone(),
                 customer_name: Some(f.customer_name.clone()),
                 operator: f.operator.clone(),
                 status: f.status.as_str().to_owned(),
                 suspension_reason: None,
-                current_product: product_ref(tx, &f.product_code).await?,
+                current_product: current,
                 contract: Some(ContractView::from(&f.contract)),
                 pending_change: pending,
                 registered: true,
             };
-            save_line(tx, &view).await?;
+            set_product(tx, &mut view, &f.product_code, envelope.occurred_at).await?;
             Ok(vec![])
         }
         KosFact::LineSuspended(f) => {
@@ -119,8 +127,7 @@ pub async fn apply(tx: &mut PgConnection, fact: &KosFact) -> Result<Vec<View>, A
         }
         KosFact::LineProductChanged(f) => {
             let mut line = registered_line(tx, &f.line_number).await?;
-            line.current_product = product_ref(tx, &f.new_product_code).await?;
-            save_line(tx, &line).await?;
+            set_product(tx, &mut line, &f.new_product_code, envelope.occurred_at).await?;
             Ok(vec![])
         }
         KosFact::BillIssued(f) => {

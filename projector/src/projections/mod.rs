@@ -9,6 +9,7 @@ pub mod inquiries;
 pub mod kos;
 pub mod product_change;
 
+use chrono::{DateTime, Utc};
 use read_model::views::{LineView, ProductRef};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -55,17 +56,38 @@ pub(crate) async fn save_line(tx: &mut PgConnection, view: &LineView) -> Result<
     Ok(())
 }
 
-pub(crate) async fn product_ref(
-    tx: &mut PgConnection,
-    product_code: &str,
-) -> Result<ProductRef, ApplyError> {
-    let name: Option<String> =
-        sqlx::query_scalar("SELECT doc->>'name' FROM products WHERE product_code = $1")
-            .bind(product_code)
-            .fetch_optional(&mut *tx)
-            .await?;
-    Ok(ProductRef {
+/// A product reference; its name is joined in when the view is loaded (so the stored
+/// row does not depend on whether the catalog fact came first).
+pub(crate) fn product_ref(product_code: &str) -> ProductRef {
+    ProductRef {
         product_code: product_code.to_owned(),
-        product_name: name,
-    })
+        product_name: None,
+    }
+}
+
+/// Sets the line's current product if `at` is not older than the last setting.
+pub(crate) async fn set_product(
+    tx: &mut PgConnection,
+    line: &mut LineView,
+    product_code: &str,
+    at: DateTime<Utc>,
+) -> Result<(), ApplyError> {
+    let last: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT product_at FROM lines WHERE line_number = $1")
+            .bind(&line.line_number)
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten();
+    if last.is_none_or(|last| last <= at) {
+        line.current_product = product_ref(product_code);
+        save_line(tx, line).await?;
+        sqlx::query("UPDATE lines SET product_at = $2 WHERE line_number = $1")
+            .bind(&line.line_number)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+    } else {
+        save_line(tx, line).await?;
+    }
+    Ok(())
 }

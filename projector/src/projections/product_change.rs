@@ -7,7 +7,9 @@ use read_model::views::{ChangeRequestView, LateAnswerView, LineView, PendingChan
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{from_doc, load_line, product_ref, save_line, to_doc, ApplyError};
+use events::Envelope;
+
+use super::{from_doc, load_line, product_ref, save_line, set_product, to_doc, ApplyError};
 
 /// The views an event of `line` can touch (also rewritten for duplicates, which repairs
 /// a Redis write lost between a commit and a crash). The position goes last.
@@ -28,7 +30,11 @@ pub fn views_of(line: &str, event: &ProductChangeEvent) -> Vec<View> {
     ]
 }
 
-pub async fn apply(tx: &mut PgConnection, event: &ProductChangeEvent) -> Result<(), ApplyError> {
+pub async fn apply(
+    tx: &mut PgConnection,
+    envelope: &Envelope,
+    event: &ProductChangeEvent,
+) -> Result<(), ApplyError> {
     match event {
         ProductChangeEvent::ProductChangeRequested(e) => {
             let line = match load_line(tx, &e.line_number).await? {
@@ -40,7 +46,7 @@ pub async fn apply(tx: &mut PgConnection, event: &ProductChangeEvent) -> Result<
                     operator: e.operator.clone(),
                     status: "UNKNOWN".into(),
                     suspension_reason: None,
-                    current_product: product_ref(tx, &e.current_product_code).await?,
+                    current_product: product_ref(&e.current_product_code),
                     contract: None,
                     pending_change: None,
                     registered: false,
@@ -137,13 +143,11 @@ pub async fn apply(tx: &mut PgConnection, event: &ProductChangeEvent) -> Result<
             request.completed_at = Some(e.completed_at);
             request.updated_at = e.completed_at;
             save_request(tx, &request).await?;
-            let product = product_ref(tx, &e.new_product_code).await?;
             if let Some(mut line) = load_line(tx, &e.line_number).await? {
-                line.current_product = product;
                 if line.pending_change.as_ref().map(|p| p.request_id) == Some(e.request_id) {
                     line.pending_change = None;
                 }
-                save_line(tx, &line).await?;
+                set_product(tx, &mut line, &e.new_product_code, envelope.occurred_at).await?;
             }
             Ok(())
         }

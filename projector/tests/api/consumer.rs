@@ -179,9 +179,12 @@ async fn given_redis_down_for_ten_seconds_while_events_stream_in_then_nothing_is
         async move { applied_count(&pool).await == total }
     })
     .await;
-    // Every line's last views reach Redis once it is back.
+    // The restarted Redis is empty (no persistence): views written before the outage
+    // are misses that query-service refills from PostgreSQL. Every line with events
+    // during or after the outage has its latest views in Redis once it is back.
     let prefix = app.config.redis.key_prefix.clone();
-    for n in 0..lines {
+    let first_lines = first.len() as u32 / PER_LINE as u32;
+    for n in first_lines..lines {
         let l = line(10_000 + n);
         let redis = app.redis.clone();
         let prefix = prefix.clone();
@@ -312,8 +315,24 @@ async fn given_the_projector_sigkilled_while_5000_events_stream_in_when_restarte
         &rebuilt.config.redis.key_prefix,
     )
     .await;
-    assert_eq!(after_crash.len(), from_scratch.len());
-    assert!(after_crash == from_scratch, "views differ from a rebuild");
+    let differing: Vec<&String> = after_crash
+        .keys()
+        .chain(from_scratch.keys())
+        .filter(|k| after_crash.get(*k) != from_scratch.get(*k))
+        .take(5)
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "views differ from a rebuild, e.g. {:?}",
+        differing
+            .iter()
+            .map(|k| (k, after_crash.get(*k), from_scratch.get(*k)))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        after_crash.len() > total as usize,
+        "the dump covers the views"
+    );
     cleanup(&pool, &config, &redis).await;
     rebuilt.stop().await;
 }

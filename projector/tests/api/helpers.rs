@@ -138,7 +138,8 @@ impl TestProcessor {
 
 pub async fn redis_json(redis: &RedisConn, prefix: &str, key: &str) -> Option<serde_json::Value> {
     let mut redis = redis.clone();
-    let bytes: Option<Vec<u8>> = redis.get(format!("{prefix}{key}")).await.unwrap();
+    // An error (a connection broken by a Redis restart) reads as absent.
+    let bytes: Option<Vec<u8>> = redis.get(format!("{prefix}{key}")).await.ok().flatten();
     bytes.map(|b| serde_json::from_slice(&b).unwrap())
 }
 
