@@ -1,1 +1,17 @@
+//! phonebill query-service: HTTP queries served only from the projections.
+//!
+//! Reading order: [`views`] (L1 -> Redis -> PostgreSQL read tables, refill, the
+//! read-your-writes wait), [`invalidation`] (keeps L1 correct), [`routes`] (thin
+//! handlers), [`inquiries`] (bill-inquiry records to the broker, never blocking a
+//! query), [`startup`].
+//!
+//! Architecture invariant: this crate reads the read schema only, through a role that can
+//! do nothing else; it never reads the event store, the command side's tables or KOS.
 
+pub mod configuration;
+pub mod error;
+pub mod inquiries;
+pub mod invalidation;
+pub mod routes;
+pub mod startup;
+pub mod views;

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Warm bill queries vs raw Redis GETs of the same view key, same concurrency, same run.
+#
+#   query-service/bench/bills.sh            # 64 and 1000 connections, 15 s each
+#   CONNS="64" DURATION=10s query-service/bench/bills.sh
+#
+# Needs: PostgreSQL (PHONEBILL_DATABASE_URL, superuser-ish: creates a schema and a role),
+# Redis (REDIS_HOST/REDIS_PORT), a broker (PHONEBILL_KAFKA_BROKERS), wrk, redis-benchmark.
+# Everything it creates is namespaced by a run id and removed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+CONNS=${CONNS:-"64 1000"}
+DURATION=${DURATION:-15s}
+THREADS=${THREADS:-2}
+DB=${PHONEBILL_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/phonebill}
+BROKERS=${PHONEBILL_KAFKA_BROKERS:-127.0.0.1:29092}
+REDIS_HOST=${REDIS_HOST:-127.0.0.1}
+REDIS_PORT=${REDIS_PORT:-6379}
+TARGET=${CARGO_TARGET_DIR:-target}
+RUN=bench$(date +%s)
+SCHEMA=$RUN
+ROLE=q_$RUN
+PREFIX="$RUN:"
+LINE=010-7777-0001
+MONTH=2026-03
+KEY="${PREFIX}bill:{line:${LINE}}:${MONTH}"
+PPORT=${PROJECTOR_PORT:-18083}
+QPORT=${QUERY_PORT:-18082}
+ulimit -n 65536 2>/dev/null || true
+
+cargo build --release -q -p projector -p query-service
+export PHONEBILL_DATABASE_SCHEMA=$SCHEMA PHONEBILL_QUERY_ROLE=$ROLE PHONEBILL_QUERY_ROLE_LOGIN=true \
+       PHONEBILL_KAFKA_BROKERS=$BROKERS PHONEBILL_TOPIC_PREFIX="$RUN." PHONEBILL_TOPIC_PARTITIONS=3 \
+       PHONEBILL_REDIS_URL="redis://$REDIS_HOST:$REDIS_PORT" PHONEBILL_REDIS_KEY_PREFIX="$PREFIX" \
+       PHONEBILL_CONSUMER_GROUP="$RUN.projector" RUST_LOG=warn
+
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  psql -q "$DB" -c "DROP SCHEMA IF EXISTS \"$SCHEMA\" CASCADE" -c "DROP ROLE IF EXISTS \"$ROLE\"" >/dev/null 2>&1 || true
+  redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --scan --pattern "${PREFIX}*" | xargs -r -d '\n' redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" del >/dev/null || true
+}
+trap cleanup EXIT
+
+# One bill, applied through the projector exactly as if consumed from kos.billing.
+FACTS=$(mktemp)
+cat >"$FACTS" <<JSON
+{"event_id":"00000000-0000-4000-8000-00000000b111","event_type":"BillIssued","event_version":1,"aggregate_id":"$LINE","sequence":1,"occurred_at":"2026-04-01T00:00:00Z","correlation_id":"00000000-0000-4000-8000-000000000001","causation_id":"00000000-0000-4000-8000-000000000001","payload":{"line_number":"$LINE","customer_id":"CUST001","month":"$MONTH","product_code":"5G-STANDARD-001","product_name":"5G Standard","contract":{"commitment_months":24,"started_on":"2025-01-01","ends_on":"2026-12-31"},"monthly_fee":69000,"usage_charges":1000,"discounts":[{"name":"family","amount":5000}],"total_amount":65000,"usage":{"voice_minutes":100,"sms_count":10,"data_mb":2048},"early_termination_fee":120000,"device_installment_balance":300000,"billing":{"billing_date":"2026-04-01","due_date":"2026-04-25","payment_status":"UNPAID","payment_method":"CARD"},"issued_at":"2026-04-01T00:00:00Z"}}
+JSON
+PHONEBILL_DATABASE_URL=$DB "$TARGET/release/projector" apply-facts "$FACTS"
+rm -f "$FACTS"
+
+PHONEBILL_DATABASE_URL=$DB PHONEBILL_HTTP_ADDR=127.0.0.1:$PPORT "$TARGET/release/projector" &
+PIDS+=($!); PROJECTOR_PID=$!
+HOSTPART=${DB#*@}
+PHONEBILL_DATABASE_URL="postgres://$ROLE@$HOSTPART" PHONEBILL_HTTP_ADDR=127.0.0.1:$QPORT "$TARGET/release/query-service" &
+PIDS+=($!); QUERY_PID=$!
+URL="http://127.0.0.1:$QPORT/api/v1/bills?lineNumber=$LINE&month=$MONTH"
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$QPORT/health/ready" | grep -q '"l1":"UP"' && break
+  sleep 0.1
+done
+curl -sf "$URL" >/dev/null   # warm: L1 and Redis hold the bill
+redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" exists "$KEY" | grep -q 1
+
+ms() { # wrk latency ("1.23ms", "850.00us", "1.02s") -> ms
+  awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.2f", n }'
+}
+printf "%-6s %12s %9s %9s | %12s %9s %9s | %7s\n" conns "http req/s" "p50 ms" "p99 ms" "redis GET/s" "p50 ms" "p99 ms" ratio
+for c in $CONNS; do
+  out=$(wrk -t"$THREADS" -c"$c" -d"$DURATION" --latency "$URL")
+  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
+  p99=$(ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  # The same key, the same concurrency, straight at Redis.
+  csv=$(redis-benchmark -h "$REDIS_HOST" -p "$REDIS_PORT" -c "$c" -n $((c * 400 > 400000 ? c * 400 : 400000)) --csv GET "$KEY" | tail -1)
+  rrps=$(cut -d, -f2 <<<"$csv" | tr -d '"')
+  rp50=$(cut -d, -f5 <<<"$csv" | tr -d '"')
+  rp99=$(cut -d, -f7 <<<"$csv" | tr -d '"')
+  ratio=$(awk -v a="$rps" -v b="$rrps" 'BEGIN { printf "%.2fx", a/b }')
+  printf "%-6s %12s %9s %9s | %12s %9s %9s | %7s %s\n" "$c" "$rps" "$p50" "$p99" "$rrps" "$rp50" "$rp99" "$ratio" "${non2xx:+(non-2xx: $non2xx)}"
+done
+rss() { awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
+echo "peak RSS: projector $(rss $PROJECTOR_PID), query-service $(rss $QUERY_PID)"

@@ -1,0 +1,104 @@
+//! Configuration from `PHONEBILL_*` environment variables (or flags), with local defaults.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser};
+pub use read_model::redis_conn::RedisConfig;
+use service_kit::database::is_identifier;
+pub use service_kit::kafka::KafkaConfig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "query-service",
+    about = "phonebill query side: bills, lines, products and change requests from the projections"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    #[arg(long, env = "PHONEBILL_HTTP_ADDR", default_value = "127.0.0.1:8082")]
+    pub http_addr: SocketAddr,
+
+    /// PostgreSQL URL of the query role (SELECT on the read tables only).
+    #[arg(
+        long = "database-url",
+        env = "PHONEBILL_DATABASE_URL",
+        default_value = "postgres://phonebill_query@127.0.0.1:5432/phonebill"
+    )]
+    pub database_url: String,
+
+    /// Schema of the read tables.
+    #[arg(
+        long = "database-schema",
+        env = "PHONEBILL_DATABASE_SCHEMA",
+        default_value = "read"
+    )]
+    pub database_schema: String,
+
+    #[arg(
+        long = "database-max-connections",
+        env = "PHONEBILL_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
+    pub database_max_connections: u32,
+
+    #[command(flatten)]
+    pub kafka: KafkaConfig,
+
+    #[command(flatten)]
+    pub redis: RedisConfig,
+
+    /// Entries of the in-process (L1) view cache (seed: 2,000, LRU).
+    #[arg(long, env = "PHONEBILL_L1_CAPACITY", default_value_t = 2_000)]
+    pub l1_capacity: u64,
+
+    /// Time an L1 entry lives (seed: 5 min); changes invalidate it sooner.
+    #[arg(long, env = "PHONEBILL_L1_TTL_SECS", default_value_t = 300)]
+    pub l1_ttl_secs: u64,
+
+    /// Longest wait for `minPosition` before 503 PROJECTION_BEHIND.
+    #[arg(long, env = "PHONEBILL_MIN_POSITION_WAIT_MS", default_value_t = 2_000)]
+    pub min_position_wait_ms: u64,
+
+    /// Bill inquiries buffered for the broker; beyond it they are dropped and counted.
+    #[arg(long, env = "PHONEBILL_INQUIRY_BUFFER", default_value_t = 10_000)]
+    pub inquiry_buffer: usize,
+
+    /// A request taking longer than this is answered 503.
+    #[arg(long, env = "PHONEBILL_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, clap::Error> {
+        Cli::try_parse_from(["query-service"]).map(|cli| cli.config)
+    }
+
+    pub fn check(&self) -> anyhow::Result<()> {
+        if !is_identifier(&self.database_schema) {
+            anyhow::bail!("PHONEBILL_DATABASE_SCHEMA must be letters, digits and underscores");
+        }
+        Ok(())
+    }
+
+    pub fn min_position_wait(&self) -> Duration {
+        Duration::from_millis(self.min_position_wait_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_defaults_pass_the_check() {
+        let config = Config::from_env().unwrap();
+        assert_eq!(config.http_addr.port(), 8082);
+        assert_eq!(config.min_position_wait_ms, 2_000);
+        config.check().unwrap();
+    }
+}

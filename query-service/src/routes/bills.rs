@@ -1,0 +1,191 @@
+//! Bills: the menu, one month's bill, and the bill-inquiry history.
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{FixedOffset, Utc};
+use read_model::inquiry::{BillInquired, InquiryResult};
+use read_model::keys::View;
+use read_model::views::{InquiryView, LineView, MonthsView};
+use serde_json::{json, Value};
+use service_kit::http::CorrelationId;
+use uuid::Uuid;
+
+use super::{doc_response, line_number, number, paging, AppState, Params, PRIVATE_REVALIDATE};
+use crate::error::AppError;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/bills/menu", get(menu))
+        .route("/api/v1/bills", get(bill))
+        .route("/api/v1/bills/history", get(history))
+}
+
+/// The current month in Korea (`YYYY-MM`).
+pub fn current_month() -> String {
+    let kst = FixedOffset::east_opt(9 * 3600).expect("a valid offset");
+    Utc::now().with_timezone(&kst).format("%Y-%m").to_string()
+}
+
+fn month(value: Option<&String>) -> Result<String, AppError> {
+    match value {
+        None => Ok(current_month()),
+        Some(m) => {
+            let b = m.as_bytes();
+            let ok = b.len() == 7
+                && b[4] == b'-'
+                && b.iter()
+                    .enumerate()
+                    .all(|(i, c)| i == 4 || c.is_ascii_digit())
+                && (1..=12).contains(&m[5..].parse::<u32>().unwrap_or(0));
+            if ok {
+                Ok(m.clone())
+            } else {
+                Err(AppError::bad(
+                    "INVALID_MONTH",
+                    format!("month `{m}` is not YYYY-MM"),
+                ))
+            }
+        }
+    }
+}
+
+async fn wait_if_asked(state: &AppState, params: &Params, line: &str) -> Result<bool, AppError> {
+    match number(params, "minPosition")? {
+        Some(min) => {
+            state.views.wait_for(line, min, state.max_wait).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// UFR-BILL-010: customer id, line, months with a bill, current month.
+#[utoipa::path(get, path = "/api/v1/bills/menu", params(("lineNumber" = String, Query)),
+    responses((status = 200, description = "The bill menu"), (status = 404, description = "LINE_NOT_FOUND")))]
+pub async fn menu(
+    State(state): State<AppState>,
+    Query(params): Query<Params>,
+) -> Result<Json<Value>, AppError> {
+    let line = line_number(params.get("lineNumber"))?;
+    let fresh = wait_if_asked(&state, &params, &line).await?;
+    let get = |v: View| {
+        let views = state.views.clone();
+        async move {
+            if fresh {
+                views.get_fresh(&v).await
+            } else {
+                views.get(&v).await
+            }
+        }
+    };
+    let summary = get(View::Line { line: line.clone() })
+        .await?
+        .ok_or_else(|| AppError::not_found("LINE_NOT_FOUND", format!("line {line} is not known")))?
+        .json::<LineView>()?;
+    let months = match get(View::Months { line: line.clone() }).await? {
+        Some(doc) => doc.json::<MonthsView>()?.months,
+        None => vec![],
+    };
+    Ok(Json(json!({
+        "customerId": summary.customer_id,
+        "lineNumber": line,
+        "months": months,
+        "currentMonth": current_month(),
+    })))
+}
+
+/// UFR-BILL-020/030: the bill of a month (default: the current one). Every call is
+/// recorded as a bill inquiry (UFR-BILL-040).
+#[utoipa::path(get, path = "/api/v1/bills", params(("lineNumber" = String, Query), ("month" = Option<String>, Query), ("minPosition" = Option<i64>, Query)),
+    responses((status = 200, description = "The bill"), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "BILL_NOT_FOUND")))]
+pub async fn bill(
+    State(state): State<AppState>,
+    Query(params): Query<Params>,
+    CorrelationId(correlation_id): CorrelationId,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let line = line_number(params.get("lineNumber"))?;
+    let month = month(params.get("month"))?;
+    let fresh = wait_if_asked(&state, &params, &line).await?;
+    let view = View::Bill {
+        line: line.clone(),
+        month: month.clone(),
+    };
+    let doc = if fresh {
+        state.views.get_fresh(&view).await?
+    } else {
+        state.views.get(&view).await?
+    };
+    let result = if doc.is_some() {
+        InquiryResult::Found
+    } else {
+        InquiryResult::NotFound
+    };
+    metrics::counter!("phonebill_bill_inquiries_total", "outcome" => if doc.is_some() { "success" } else { "failure" }).increment(1);
+    state.inquiries.record(
+        BillInquired {
+            inquiry_id: Uuid::new_v4(),
+            line_number: line.clone(),
+            month: month.clone(),
+            customer_id: None,
+            result,
+            inquired_at: Utc::now(),
+        },
+        correlation_id,
+    );
+    match doc {
+        Some(doc) => Ok(doc_response(&doc, &headers, PRIVATE_REVALIDATE)),
+        None => Err(AppError::not_found(
+            "BILL_NOT_FOUND",
+            format!("no bill of {month} for line {line}"),
+        )),
+    }
+}
+
+/// UFR-BILL-040: the line's bill inquiries, newest first (read from the read table;
+/// the history is append-only and rarely read, so it is not cached).
+#[utoipa::path(get, path = "/api/v1/bills/history", params(("lineNumber" = String, Query), ("page" = Option<i64>, Query), ("size" = Option<i64>, Query)),
+    responses((status = 200, description = "A page of inquiries")))]
+pub async fn history(
+    State(state): State<AppState>,
+    Query(params): Query<Params>,
+) -> Result<Json<Value>, AppError> {
+    let line = line_number(params.get("lineNumber"))?;
+    let (page, size) = paging(&params)?;
+    let pool = state.views.pool();
+    let total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM bill_inquiries WHERE line_number = $1")
+            .bind(&line)
+            .fetch_one(pool)
+            .await?;
+    let items: Vec<InquiryView> = sqlx::query_as(
+        "SELECT inquiry_id, line_number, month, result, inquired_at FROM bill_inquiries
+          WHERE line_number = $1 ORDER BY inquired_at DESC, inquiry_id LIMIT $2 OFFSET $3",
+    )
+    .bind(&line)
+    .bind(size as i64)
+    .bind((page * size) as i64)
+    .fetch_all(pool)
+    .await?;
+    Ok(Json(page_json(&line, items, page, size, total as usize)))
+}
+
+pub fn page_json<T: serde::Serialize>(
+    line: &str,
+    items: Vec<T>,
+    page: usize,
+    size: usize,
+    total: usize,
+) -> Value {
+    json!({
+        "lineNumber": line,
+        "items": items,
+        "page": page,
+        "size": size,
+        "totalElements": total,
+        "totalPages": total.div_ceil(size),
+    })
+}

@@ -1,0 +1,144 @@
+//! HTTP: one `router()` per resource, merged here with the cross-cutting layers.
+
+mod bills;
+mod health;
+mod lines;
+mod openapi;
+mod product_changes;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use service_kit::kafka::Admin;
+
+use crate::error::AppError;
+use crate::inquiries::Inquiries;
+use crate::views::Doc;
+use crate::views::Views;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub views: Views,
+    pub inquiries: Inquiries,
+    pub admin: Arc<Admin>,
+    pub metrics: PrometheusHandle,
+    pub request_timeout: Duration,
+    pub max_wait: Duration,
+}
+
+pub fn router(state: AppState) -> Router {
+    let timeout = state.request_timeout;
+    Router::new()
+        .merge(bills::router())
+        .merge(lines::router())
+        .merge(product_changes::router())
+        .merge(health::router())
+        .merge(openapi::router())
+        .layer(middleware::from_fn(move |req, next| {
+            service_kit::http::observe(timeout, req, next)
+        }))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+        }))
+        .with_state(state)
+}
+
+pub type Params = HashMap<String, String>;
+
+/// `010-dddd-dddd`.
+pub fn line_number(value: Option<&String>) -> Result<String, AppError> {
+    let Some(v) = value else {
+        return Err(AppError::bad(
+            "INVALID_LINE_NUMBER",
+            "lineNumber is required",
+        ));
+    };
+    let b = v.as_bytes();
+    let ok = b.len() == 13
+        && v.starts_with("010-")
+        && b[8] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 3 || i == 8 || c.is_ascii_digit());
+    if ok {
+        Ok(v.clone())
+    } else {
+        Err(AppError::bad(
+            "INVALID_LINE_NUMBER",
+            format!("lineNumber `{v}` is not of the form 010-1234-5678"),
+        ))
+    }
+}
+
+/// Optional non-negative integer parameter.
+pub fn number(params: &Params, name: &str) -> Result<Option<i64>, AppError> {
+    params
+        .get(name)
+        .map(|v| {
+            v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                AppError::bad(
+                    "INVALID_PARAMETER",
+                    format!("{name} must be a non-negative integer"),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// `page` (from 0) and `size` (1..=100, default 20).
+pub fn paging(params: &Params) -> Result<(usize, usize), AppError> {
+    let page = number(params, "page")?.unwrap_or(0) as usize;
+    let size = number(params, "size")?.unwrap_or(20);
+    if !(1..=100).contains(&size) {
+        return Err(AppError::bad(
+            "INVALID_PARAMETER",
+            "size must be between 1 and 100",
+        ));
+    }
+    Ok((page, size as usize))
+}
+
+/// A stored view as the response body, with its ETag; 304 when the client has it.
+pub fn doc_response(doc: &Doc, request: &HeaderMap, cache_control: &'static str) -> Response {
+    let etag = HeaderValue::from_str(&doc.etag).expect("etags are ASCII");
+    if request
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == doc.etag.as_bytes())
+    {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [
+                (header::ETAG, etag),
+                (
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static(cache_control),
+                ),
+            ],
+        )
+            .into_response();
+    }
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::ETAG, etag),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(cache_control),
+            ),
+        ],
+        doc.bytes.clone(),
+    )
+        .into_response()
+}
+
+/// Private data that changes: clients may keep it but must revalidate (ETag).
+pub const PRIVATE_REVALIDATE: &str = "private, no-cache";

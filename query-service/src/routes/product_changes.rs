@@ -1,0 +1,62 @@
+//! One product-change request by id (status, products, message, times).
+
+use std::time::Instant;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use read_model::keys::View;
+use read_model::views::ChangeRequestView;
+use uuid::Uuid;
+
+use super::{doc_response, number, AppState, Params, PRIVATE_REVALIDATE};
+use crate::error::AppError;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/product-changes/{requestId}", get(by_id))
+}
+
+/// With `minPosition` (the `position` of the command's 202), waits (bounded) until the
+/// request is projected and its line has reached that position.
+#[utoipa::path(get, path = "/api/v1/product-changes/{requestId}", params(("requestId" = Uuid, Path), ("minPosition" = Option<i64>, Query)),
+    responses((status = 200, description = "The change request"), (status = 404, description = "REQUEST_NOT_FOUND"), (status = 503, description = "PROJECTION_BEHIND")))]
+pub async fn by_id(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(params): Query<Params>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let id = Uuid::parse_str(&id)
+        .map_err(|_| AppError::bad("INVALID_REQUEST_ID", format!("`{id}` is not a UUID")))?;
+    let view = View::Request { id };
+    let not_found = || {
+        AppError::not_found(
+            "REQUEST_NOT_FOUND",
+            format!("no product-change request {id}"),
+        )
+    };
+    let Some(min) = number(&params, "minPosition")? else {
+        let doc = state.views.get(&view).await?.ok_or_else(not_found)?;
+        return Ok(doc_response(&doc, &headers, PRIVATE_REVALIDATE));
+    };
+    let deadline = Instant::now() + state.max_wait;
+    let mut pause = std::time::Duration::from_millis(5);
+    // The request id alone does not name the line: wait for the request to appear, then
+    // for its line's position.
+    loop {
+        if let Some(doc) = state.views.get_fresh(&view).await? {
+            let line = doc.json::<ChangeRequestView>()?.line_number;
+            let left = deadline.saturating_duration_since(Instant::now());
+            state.views.wait_for(&line, min, left).await?;
+            let doc = state.views.get_fresh(&view).await?.ok_or_else(not_found)?;
+            return Ok(doc_response(&doc, &headers, PRIVATE_REVALIDATE));
+        }
+        if Instant::now() + pause > deadline {
+            return Err(AppError::ProjectionBehind(min));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,110 @@
+//! Wiring: configuration in, a running query-service out.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use events::topics::Topics;
+use read_model::redis_conn::RedisConn;
+use service_kit::{kafka, telemetry};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::configuration::Config;
+use crate::inquiries::{self, InquiryPublisher};
+use crate::invalidation;
+use crate::routes::{self, AppState};
+use crate::views::Views;
+
+pub const CLIENT_ID: &str = "query-service";
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    views: Views,
+    publisher: InquiryPublisher,
+    config: Config,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.check()?;
+        let pool = read_model::connect_read_only(
+            &config.database_url,
+            &config.database_schema,
+            config.database_max_connections,
+        )
+        .await?;
+        let redis = RedisConn::connect(&config.redis).await?;
+        let views = Views::new(
+            redis,
+            pool,
+            config.redis.key_prefix.clone(),
+            config.l1_capacity,
+            Duration::from_secs(config.l1_ttl_secs),
+        );
+        let topics = Topics::new(&config.kafka.topic_prefix);
+        let admin = Arc::new(kafka::admin(&config.kafka, CLIENT_ID)?);
+        if config.kafka.create_topics {
+            kafka::ensure_topics(
+                &admin,
+                &[topics.bill_inquiries()],
+                config.kafka.topic_partitions,
+            )
+            .await?;
+        }
+        let (inquiries, publisher) = inquiries::channel(
+            &kafka::client_config(&config.kafka, CLIENT_ID),
+            topics.bill_inquiries(),
+            config.inquiry_buffer,
+        )?;
+        let state = AppState {
+            views: views.clone(),
+            inquiries,
+            admin,
+            metrics: telemetry::metrics_handle(),
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
+            max_wait: config.min_position_wait(),
+        };
+        let router = routes::router(state);
+        let listener = TcpListener::bind(config.http_addr).await?;
+        Ok(Self {
+            listener,
+            router,
+            views,
+            publisher,
+            config,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn views(&self) -> &Views {
+        &self.views
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let subscriber = tokio::spawn(invalidation::run(
+            self.config.redis.url.clone(),
+            read_model::invalidation_channel(&self.config.redis.key_prefix),
+            self.views.clone(),
+            shutdown.clone(),
+        ));
+        let publisher = tokio::spawn(self.publisher.run(shutdown.clone()));
+        tracing::info!(addr = %self.listener.local_addr()?, "query-service listening");
+        let stop = shutdown.clone();
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await?;
+        shutdown.cancel();
+        let _ = subscriber.await;
+        let _ = publisher.await;
+        Ok(())
+    }
+}

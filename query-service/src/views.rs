@@ -1,0 +1,199 @@
+//! Views: L1 (in-process) -> Redis -> PostgreSQL read tables, refilling the layers above
+//! on a miss. Reads projections only.
+//!
+//! L1 stays correct when the projection changes: the projector publishes every changed
+//! key on the invalidation channel and [`crate::invalidation`] drops it here. While that
+//! subscription is down, L1 is bypassed and emptied (a missed message would otherwise
+//! leave a stale entry). An entry read from Redis is kept only if no invalidation arrived
+//! while it was being read (the epoch check), so a late reader never reinstates an old
+//! value.
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use moka::sync::Cache;
+use read_model::keys::View;
+use read_model::redis_conn::RedisConn;
+use redis::AsyncCommands;
+use sqlx::PgPool;
+
+use crate::error::AppError;
+
+/// One view's bytes and their entity tag.
+#[derive(Debug, Clone)]
+pub struct Doc {
+    pub bytes: Bytes,
+    pub etag: Arc<str>,
+}
+
+impl Doc {
+    fn new(bytes: Bytes) -> Self {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut h);
+        Self {
+            etag: format!("\"{:016x}\"", h.finish()).into(),
+            bytes,
+        }
+    }
+
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, AppError> {
+        serde_json::from_slice(&self.bytes)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("view does not parse: {e}")))
+    }
+}
+
+#[derive(Clone)]
+pub struct Views {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    redis: RedisConn,
+    pool: PgPool,
+    prefix: String,
+    l1: Cache<String, Doc>,
+    l1_live: AtomicBool,
+    epoch: AtomicU64,
+}
+
+impl Views {
+    pub fn new(
+        redis: RedisConn,
+        pool: PgPool,
+        prefix: String,
+        capacity: u64,
+        ttl: Duration,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                redis,
+                pool,
+                prefix,
+                l1: Cache::builder()
+                    .max_capacity(capacity)
+                    .time_to_live(ttl)
+                    .build(),
+                l1_live: AtomicBool::new(false),
+                epoch: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    pub fn redis(&self) -> RedisConn {
+        self.inner.redis.clone()
+    }
+
+    /// Drops one key from L1 (an invalidation message).
+    pub fn invalidate(&self, key: &str) {
+        self.inner.epoch.fetch_add(1, Ordering::SeqCst);
+        self.inner.l1.invalidate(key);
+    }
+
+    /// Turns L1 on (subscription up) or off and empty (subscription lost).
+    pub fn set_l1_live(&self, live: bool) {
+        self.inner.epoch.fetch_add(1, Ordering::SeqCst);
+        self.inner.l1.invalidate_all();
+        self.inner.l1_live.store(live, Ordering::SeqCst);
+    }
+
+    pub fn l1_live(&self) -> bool {
+        self.inner.l1_live.load(Ordering::SeqCst)
+    }
+
+    /// The view, from the nearest layer that has it.
+    pub async fn get(&self, view: &View) -> Result<Option<Doc>, AppError> {
+        self.get_with(view, true).await
+    }
+
+    /// The view from Redis or PostgreSQL, never L1 (read-your-writes after a wait).
+    pub async fn get_fresh(&self, view: &View) -> Result<Option<Doc>, AppError> {
+        self.get_with(view, false).await
+    }
+
+    async fn get_with(&self, view: &View, use_l1: bool) -> Result<Option<Doc>, AppError> {
+        let key = view.redis_key(&self.inner.prefix);
+        let use_l1 = use_l1 && self.l1_live();
+        if use_l1 {
+            if let Some(doc) = self.inner.l1.get(&key) {
+                metrics::counter!("phonebill_cache_requests_total", "layer" => "l1", "result" => "hit").increment(1);
+                return Ok(Some(doc));
+            }
+            metrics::counter!("phonebill_cache_requests_total", "layer" => "l1", "result" => "miss").increment(1);
+        }
+        let epoch = self.inner.epoch.load(Ordering::SeqCst);
+        let mut redis = self.inner.redis.clone();
+        let cached: Result<Option<Vec<u8>>, _> = redis.get(&key).await;
+        let doc = match cached {
+            Ok(Some(bytes)) => {
+                metrics::counter!("phonebill_cache_requests_total", "layer" => "redis", "result" => "hit").increment(1);
+                Some(Doc::new(Bytes::from(bytes)))
+            }
+            other => {
+                let redis_up = other.is_ok();
+                metrics::counter!("phonebill_cache_requests_total", "layer" => "redis", "result" => "miss").increment(1);
+                if !redis_up {
+                    tracing::warn!(%key, "Redis unavailable; reading the read tables");
+                }
+                let loaded = view.load(&self.inner.pool).await?;
+                if let (Some(bytes), true) = (&loaded, redis_up) {
+                    // Refill. A projector write racing this one is the same or newer
+                    // data from the same tables; a stale refill lasts at most the TTL
+                    // and is overwritten by the next change of this view.
+                    let _: Result<(), _> = redis
+                        .set_ex(&key, bytes.as_slice(), view.ttl().as_secs())
+                        .await;
+                }
+                if !redis_up {
+                    return Ok(loaded.map(|b| Doc::new(Bytes::from(b))));
+                }
+                loaded.map(|b| Doc::new(Bytes::from(b)))
+            }
+        };
+        if let (true, Some(doc)) = (use_l1, &doc) {
+            if self.inner.epoch.load(Ordering::SeqCst) == epoch {
+                self.inner.l1.insert(key, doc.clone());
+            }
+        }
+        Ok(doc)
+    }
+
+    /// The line stream's applied sequence (Redis, else the read tables).
+    pub async fn position(&self, line: &str) -> Result<i64, AppError> {
+        let view = View::Position {
+            line: line.to_owned(),
+        };
+        let mut redis = self.inner.redis.clone();
+        let cached: Result<Option<i64>, _> = redis.get(view.redis_key(&self.inner.prefix)).await;
+        match cached {
+            Ok(Some(p)) => Ok(p),
+            _ => Ok(read_model::keys::position(&self.inner.pool, line).await?),
+        }
+    }
+
+    /// Waits (bounded) until the line's projection has reached `min`.
+    pub async fn wait_for(&self, line: &str, min: i64, max_wait: Duration) -> Result<(), AppError> {
+        let deadline = Instant::now() + max_wait;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            if self.position(line).await? >= min {
+                return Ok(());
+            }
+            if Instant::now() + pause > deadline {
+                return Err(AppError::ProjectionBehind(min));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! `spawn_app()`: a projector (consuming) and a query-service connected as the query role.
+
+use std::time::Duration;
+
+use events::topics::Topics;
+use query_service::configuration::Config;
+use query_service::startup::Application;
+use rdkafka::producer::FutureProducer;
+use reqwest::Response;
+use tokio_util::sync::CancellationToken;
+
+use crate::events_helpers::{self as h, publish};
+
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    pub projector: h::TestApp,
+    pub config: Config,
+    pub topics: Topics,
+    pub producer: FutureProducer,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(2_000).await
+}
+
+pub async fn spawn_app_with(min_position_wait_ms: u64) -> TestApp {
+    let pconfig = h::test_config();
+    let projector = h::spawn_app(pconfig.clone()).await;
+    let mut config = Config::from_env().unwrap();
+    config.http_addr = "127.0.0.1:0".parse().unwrap();
+    let host = pconfig.database_url.split('@').nth(1).unwrap().to_owned();
+    config.database_url = format!("postgres://{}@{host}", pconfig.query_role);
+    config.database_schema = pconfig.database_schema.clone();
+    config.database_max_connections = 4;
+    config.kafka = pconfig.kafka.clone();
+    config.redis = pconfig.redis.clone();
+    config.min_position_wait_ms = min_position_wait_ms;
+    let app = Application::build(config.clone())
+        .await
+        .expect("query-service builds");
+    let address = format!("http://{}", app.local_addr());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let app = TestApp {
+        address,
+        http: reqwest::Client::new(),
+        topics: Topics::new(&config.kafka.topic_prefix),
+        projector,
+        config,
+        producer: h::producer(),
+        shutdown,
+        task: Some(task),
+    };
+    // The L1 cache turns on once the invalidation subscription is up.
+    h::wait_until(
+        "the query-service is ready",
+        Duration::from_secs(10),
+        || async {
+            app.get("/health/ready")
+                .await
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()["checks"]["l1"]
+                == "UP"
+        },
+    )
+    .await;
+    app
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str) -> Response {
+        self.http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request is sent")
+    }
+
+    pub async fn line_events(
+        &self,
+        line: &str,
+        first: u64,
+        events: &[events::product_change::ProductChangeEvent],
+    ) {
+        for (i, e) in events.iter().enumerate() {
+            let bytes = h::line_event(line, first + i as u64, e);
+            publish(&self.producer, &self.topics.product_change(), line, &bytes).await;
+        }
+    }
+
+    pub async fn kos_facts(&self, facts: &[(u64, events::kos::KosFact)]) {
+        for (sequence, fact) in facts {
+            let bytes = h::kos_event(*sequence, fact);
+            publish(
+                &self.producer,
+                &self.topics.kos_billing(),
+                fact.aggregate_id(),
+                &bytes,
+            )
+            .await;
+        }
+    }
+
+    /// Waits until `path` answers `status`.
+    pub async fn wait_for_status(&self, path: &str, status: u16) {
+        h::wait_until(
+            &format!("GET {path} answers {status}"),
+            Duration::from_secs(30),
+            || async { self.get(path).await.status().as_u16() == status },
+        )
+        .await;
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        self.projector.stop().await;
+    }
+}
