@@ -11,7 +11,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use chrono::Utc;
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{AggregateContext, AggregateError, EventStore};
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -26,10 +26,10 @@ use crate::domain::product_change::{run_prechecks, ChangeRequest, CheckResult};
 use crate::domain::reference::{LineFacts, ProductFacts};
 use crate::error::AppError;
 use crate::event_store::EventRepository;
-use crate::reference::ReferenceData;
+use crate::reference::{change_facts, CHANGE_COLUMNS};
 
 pub type LineStore = PersistedEventStore<EventRepository, Line>;
-type LineContext = <LineStore as EventStore<Line>>::AC;
+type LineContext = EventStoreAggregateContext<Line>;
 
 /// Who asked, for the envelope's correlation and causation ids.
 #[derive(Debug, Clone, Copy)]
@@ -49,7 +49,6 @@ pub struct Decision {
 pub struct ProductChanges {
     pool: PgPool,
     store: Arc<LineStore>,
-    reference: ReferenceData,
     /// Wakes the relay as soon as events are committed here.
     committed: Arc<Notify>,
     /// How long KOS has to answer a change before it fails with TIMEOUT.
@@ -60,7 +59,6 @@ impl ProductChanges {
     pub fn new(pool: PgPool, committed: Arc<Notify>, kos_timeout: Duration) -> Self {
         let store = PersistedEventStore::new_event_store(EventRepository::new(pool.clone()));
         Self {
-            reference: ReferenceData::new(pool.clone()),
             pool,
             store: Arc::new(store),
             committed,
@@ -201,20 +199,62 @@ impl ProductChanges {
         Ok(record)
     }
 
-    /// What a decision needs: the reference facts and the line as stored. The two reads
-    /// are independent, so they run side by side.
+    /// What a decision needs: the reference facts and the line as stored, in one round
+    /// trip (the request path's largest cost is round trips to PostgreSQL). The line is
+    /// rebuilt from its events exactly as cqrs-es would; the commit still goes through
+    /// the event store, whose optimistic concurrency check is unchanged.
     async fn load(
         &self,
         line: &LineNumber,
         request: &ChangeRequest,
     ) -> Result<(LineFacts, Option<ProductFacts>, LineContext), AppError> {
-        let (reference, context) = tokio::join!(
-            self.reference
-                .for_change(line.as_str(), &request.target_product_code),
-            self.store.load_aggregate(line.as_str())
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<bool>,
+            Option<serde_json::Value>,
         );
-        let (facts, target) = reference?.ok_or_else(|| AppError::LineNotFound(line.to_string()))?;
-        Ok((facts, target, context.map_err(store_error)?))
+        let row: Option<Row> = sqlx::query_as(&format!(
+            "SELECT {CHANGE_COLUMNS},
+                    (SELECT json_agg(e.payload ORDER BY e.sequence) FROM events e
+                      WHERE e.aggregate_type = $3 AND e.aggregate_id = $1)
+               FROM ref_lines l
+               LEFT JOIN ref_products p ON p.product_code = $2
+              WHERE l.line_number = $1"
+        ))
+        .bind(line.as_str())
+        .bind(&request.target_product_code)
+        .bind(<Line as cqrs_es::Aggregate>::TYPE)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((a, b, c, d, e, f, history)) = row else {
+            return Err(AppError::LineNotFound(line.to_string()));
+        };
+        let (facts, target) = change_facts(
+            line.as_str(),
+            &request.target_product_code,
+            (a, b, c, d, e, f),
+        );
+        let events: Vec<ProductChangeEvent> = match history {
+            Some(list) => serde_json::from_value(list)
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("stored event unreadable: {e}")))?,
+            None => Vec::new(),
+        };
+        let mut aggregate = Line::default();
+        let current_sequence = events.len();
+        for event in events {
+            cqrs_es::Aggregate::apply(&mut aggregate, event);
+        }
+        let context = EventStoreAggregateContext {
+            aggregate_id: line.to_string(),
+            aggregate,
+            current_sequence,
+            current_snapshot: None,
+        };
+        Ok((facts, target, context))
     }
 
     /// Binds an idempotency key to a request id the first time it is seen; later uses

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use crate::domain::reference::{LineFacts, ProductFacts};
 
 /// customer, operator, status, product of the line; operator and on-sale of the target.
-type ChangeRow = (String, String, String, String, Option<String>, Option<bool>);
+pub(crate) type ChangeRow = (String, String, String, String, Option<String>, Option<bool>);
 
 #[derive(Clone)]
 pub struct ReferenceData {
@@ -23,47 +23,6 @@ pub struct ReferenceData {
 impl ReferenceData {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
-    }
-
-    /// The line and the target product in one round trip. `None` if the line is unknown.
-    pub async fn for_change(
-        &self,
-        line_number: &str,
-        target_product_code: &str,
-    ) -> Result<Option<(LineFacts, Option<ProductFacts>)>, sqlx::Error> {
-        let row: Option<ChangeRow> = sqlx::query_as(
-            "SELECT l.customer_id, l.operator, l.status, l.product_code, p.operator, p.on_sale
-               FROM ref_lines l
-               LEFT JOIN ref_products p ON p.product_code = $2
-              WHERE l.line_number = $1",
-        )
-        .bind(line_number)
-        .bind(target_product_code)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(
-            |(customer_id, operator, status, product_code, p_operator, p_on_sale)| {
-                let line = LineFacts {
-                    line_number: line_number.to_owned(),
-                    customer_id,
-                    operator,
-                    status: if status == "ACTIVE" {
-                        LineStatus::Active
-                    } else {
-                        LineStatus::Suspended
-                    },
-                    product_code,
-                };
-                let target = p_operator
-                    .zip(p_on_sale)
-                    .map(|(operator, on_sale)| ProductFacts {
-                        product_code: target_product_code.to_owned(),
-                        operator,
-                        on_sale,
-                    });
-                (line, target)
-            },
-        ))
     }
 
     /// Applies one `kos.billing` fact at its aggregate `sequence`. A fact at or below the
@@ -163,4 +122,34 @@ fn line_status(
     .bind(line_number)
     .bind(status.as_str())
     .bind(seq)
+}
+
+/// The columns `change_facts` reads, from `ref_lines l` joined with `ref_products p`.
+pub(crate) const CHANGE_COLUMNS: &str =
+    "l.customer_id, l.operator, l.status, l.product_code, p.operator, p.on_sale";
+
+pub(crate) fn change_facts(
+    line_number: &str,
+    target_product_code: &str,
+    (customer_id, operator, status, product_code, p_operator, p_on_sale): ChangeRow,
+) -> (LineFacts, Option<ProductFacts>) {
+    let line = LineFacts {
+        line_number: line_number.to_owned(),
+        customer_id,
+        operator,
+        status: if status == "ACTIVE" {
+            LineStatus::Active
+        } else {
+            LineStatus::Suspended
+        },
+        product_code,
+    };
+    let target = p_operator
+        .zip(p_on_sale)
+        .map(|(operator, on_sale)| ProductFacts {
+            product_code: target_product_code.to_owned(),
+            operator,
+            on_sale,
+        });
+    (line, target)
 }
