@@ -46,7 +46,7 @@ pids+=($!)
 wait_for 30 port_open $BROKER_PORT
 
 lines=$((CHANGES + WARMUP + CHANGES / 24 + 10))
-python3 "$ROOT/infra/local/demo/generate_facts.py" --lines "$lines" >"$RUN/facts.jsonl"
+python3 "$ROOT/bench/generate_facts.py" --lines "$lines" >"$RUN/facts.jsonl"
 export PHONEBILL_DATABASE_URL="$PG" PHONEBILL_DATABASE_SCHEMA="$ID" PHONEBILL_KAFKA_BROKERS="127.0.0.1:$BROKER_PORT" \
   PHONEBILL_TOPIC_PREFIX="$ID." PHONEBILL_HTTP_ADDR="127.0.0.1:$HTTP_PORT" RUST_LOG=warn
 "$CARGO_TARGET_DIR/release/command-service" load-facts "$RUN/facts.jsonl"

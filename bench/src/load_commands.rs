@@ -33,7 +33,7 @@ struct Args {
     quiet: bool,
 }
 
-/// A change that passes the pre-checks for demo line n (infra/local/demo/generate_facts.py).
+/// A change that passes the pre-checks for demo line n (bench/generate_facts.py).
 fn change_for(n: u32) -> serde_json::Value {
     let (current, target) = if n % 2 == 1 {
         ("5G-STANDARD-001", "5G-PREMIUM-001")

@@ -1,6 +1,6 @@
 //! The demo data set: 8 products of 2 operators, 100 customers with a line each, and
 //! the six months of bills before the current month (the older five paid). Deterministic
-//! (the same as `infra/local/demo/generate_facts.py` for products and lines) and
+//! (the same as `bench/generate_facts.py` for products and lines) and
 //! idempotent: what exists is left alone, so a second run adds nothing. Everything it
 //! adds is published as facts, like any other change.
 

@@ -207,10 +207,10 @@ impl Kos {
 }
 
 pub fn demo_facts() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../infra/local/demo/kos-facts.jsonl")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kos-facts.jsonl")
 }
 
-/// A change that passes every pre-check for demo line `n` (see generate_facts.py).
+/// A change that passes every pre-check for demo line `n` (see bench/generate_facts.py, which made the fixture).
 pub fn valid_change(n: u32) -> Value {
     let (current, target) = if n % 2 == 1 {
         ("5G-STANDARD-001", "5G-PREMIUM-001")

@@ -2,7 +2,10 @@
 """Writes a deterministic set of KOS facts (kos.billing envelopes, one JSON per line):
 8 products from 2 operators and N lines (customer CUSTnnnn owns line 010-0000-nnnn).
 
-Used for the demo data set and for benchmarks that need many distinct lines.
+Used by the command-side benchmark, which needs thousands of distinct lines (imported
+with `command-service load-facts`), and it made command-service's test fixture
+`tests/fixtures/kos-facts.jsonl` (published on the test's kos.billing topic). The demo
+stack's data comes from kos-mock (`kos-mock seed-demo`), with the same products and lines.
 Usage: generate_facts.py [--lines N] > facts.jsonl
 """
 import argparse
