@@ -15,4 +15,5 @@ pub mod db;
 pub mod dead_letter;
 pub mod processor;
 pub mod projections;
+pub mod schema;
 pub mod startup;

@@ -15,7 +15,6 @@ use std::time::Instant;
 
 use events::kos::KosFact;
 use events::product_change::ProductChangeEvent;
-use events::schema::SchemaSet;
 use events::topics::Topics;
 use events::{codec, DecodeError, Envelope};
 use read_model::inquiry::{BillInquired, BillInquiryEvent};
@@ -25,6 +24,7 @@ use redis::AsyncCommands;
 use sqlx::{PgConnection, PgPool};
 
 use crate::projections::{self, ApplyError};
+use crate::schema::Schemas;
 
 /// A message detached from the consumer.
 #[derive(Debug, Clone)]
@@ -92,7 +92,7 @@ pub struct Processor {
     redis: RedisConn,
     prefix: String,
     topics: Topics,
-    schemas: Arc<SchemaSet>,
+    schemas: Arc<Schemas>,
 }
 
 /// id, sequence, topic, partition, offset, key, payload of a parked message.
@@ -112,7 +112,7 @@ impl Processor {
             redis,
             prefix,
             topics,
-            schemas: Arc::new(SchemaSet::load()),
+            schemas: Arc::new(Schemas::load()),
         }
     }
 

@@ -97,6 +97,10 @@ impl Application {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("statistics.interval.ms", "5000")
+            // librdkafka prefetches up to 64 MiB per consumer by default; one message at a
+            // time needs far less, and the process stays small.
+            .set("queued.max.messages.kbytes", "4096")
+            .set("fetch.max.bytes", "4194304")
             .create_with_context(LagContext {
                 group: config.consumer_group.clone(),
                 assigned: Default::default(),

@@ -39,6 +39,9 @@ pub fn channel(
         .set("enable.idempotence", "true")
         .set("linger.ms", "20")
         .set("compression.type", "lz4")
+        // Bounded memory: past this the records are dropped and counted, never queued.
+        .set("queue.buffering.max.messages", "20000")
+        .set("queue.buffering.max.kbytes", "8192")
         .create()?;
     let (tx, rx) = mpsc::channel(capacity);
     Ok((
