@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use read_model::redis_conn::RedisConfig;
+pub use service_kit::auth::JwtConfig;
 use service_kit::database::is_identifier;
+pub use service_kit::hardening::HardeningConfig;
 pub use service_kit::kafka::KafkaConfig;
 
 #[derive(Debug, Parser)]
@@ -33,6 +36,20 @@ pub enum Command {
         /// The JSONL file to read.
         file: PathBuf,
     },
+    /// Set an account's password (and unlock it); creates the account if needed.
+    SetPassword {
+        /// The customer (or analyst/admin account) id.
+        customer_id: String,
+        /// The new password (8 to 128 characters).
+        #[arg(long, env = "PHONEBILL_NEW_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// `customer` (the default for a new account), `analyst` or `admin`.
+        #[arg(long)]
+        role: Option<String>,
+    },
+    /// Demo only: give CUST0001..CUST0100 the password `demo-CUST0001` (and so on),
+    /// `analyst` the password `demo-analyst` and `admin` the password `demo-admin`.
+    SeedDemoPasswords,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -57,6 +74,19 @@ pub struct Config {
     #[command(flatten)]
     pub kos: KosConfig,
 
+    #[command(flatten)]
+    pub auth: AuthConfig,
+
+    #[command(flatten)]
+    pub jwt: JwtConfig,
+
+    #[command(flatten)]
+    pub hardening: HardeningConfig,
+
+    /// Where logouts are published for the query side (`{prefix}revoked:{jti}`).
+    #[command(flatten)]
+    pub redis: RedisConfig,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "PHONEBILL_BODY_LIMIT_BYTES", default_value_t = 16 * 1024)]
     pub body_limit_bytes: usize,
@@ -76,6 +106,7 @@ pub enum Environment {
 pub struct DatabaseConfig {
     /// PostgreSQL URL; add `sslmode=require` for Azure.
     #[arg(
+        id = "database_url",
         long = "database-url",
         env = "PHONEBILL_DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/phonebill"
@@ -160,6 +191,47 @@ pub struct KosConfig {
     pub consumer_group: String,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct AuthConfig {
+    /// Consecutive failed logins that lock an account.
+    #[arg(
+        long = "login-max-failures",
+        env = "PHONEBILL_LOGIN_MAX_FAILURES",
+        default_value_t = 5
+    )]
+    pub max_failures: i32,
+
+    /// How long a locked account stays locked.
+    #[arg(
+        long = "login-lockout-secs",
+        env = "PHONEBILL_LOGIN_LOCKOUT_SECS",
+        default_value_t = 1800
+    )]
+    pub lockout_secs: i64,
+
+    /// argon2id memory cost in KiB (OWASP: 19456 with 2 iterations).
+    #[arg(
+        long = "argon2-memory-kib",
+        env = "PHONEBILL_ARGON2_MEMORY_KIB",
+        default_value_t = 19_456
+    )]
+    pub argon2_memory_kib: u32,
+
+    #[arg(
+        long = "argon2-iterations",
+        env = "PHONEBILL_ARGON2_ITERATIONS",
+        default_value_t = 2
+    )]
+    pub argon2_iterations: u32,
+
+    #[arg(
+        long = "argon2-parallelism",
+        env = "PHONEBILL_ARGON2_PARALLELISM",
+        default_value_t = 1
+    )]
+    pub argon2_parallelism: u32,
+}
+
 impl KosConfig {
     pub fn answer_timeout(&self) -> Duration {
         Duration::from_secs(self.answer_timeout_secs)
@@ -187,6 +259,20 @@ impl Config {
             {
                 return Err(ConfigError("production needs TLS to PostgreSQL: add sslmode=require to PHONEBILL_DATABASE_URL".into()));
             }
+        }
+        let production = self.environment == Environment::Production;
+        self.jwt.check(production).map_err(ConfigError)?;
+        self.hardening.check().map_err(ConfigError)?;
+        if self.auth.max_failures < 1 || self.auth.lockout_secs < 1 {
+            return Err(ConfigError(
+                "PHONEBILL_LOGIN_MAX_FAILURES and PHONEBILL_LOGIN_LOCKOUT_SECS must be positive"
+                    .into(),
+            ));
+        }
+        if production && self.auth.argon2_memory_kib < 19_456 {
+            return Err(ConfigError(
+                "production needs PHONEBILL_ARGON2_MEMORY_KIB of at least 19456".into(),
+            ));
         }
         if !is_identifier(&self.database.schema) {
             return Err(ConfigError(format!(
@@ -225,6 +311,7 @@ mod tests {
         config.kafka.security_protocol = "sasl_ssl".into();
         config.kafka.sasl_username = Some("$ConnectionString".into());
         config.database.url = "postgres://u@db:5432/phonebill?sslmode=require".into();
+        config.jwt.signing_key = Some("k1:0123456789abcdef0123456789abcdef".into());
         let err = config.check().unwrap_err();
         assert!(
             err.to_string().contains("PHONEBILL_KAFKA_SASL_PASSWORD"),
@@ -240,6 +327,18 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("sslmode=require"));
+    }
+
+    #[test]
+    fn production_without_a_signing_key_fails_with_its_name() {
+        let mut config = local();
+        config.environment = Environment::Production;
+        config.kafka.security_protocol = "sasl_ssl".into();
+        config.kafka.sasl_username = Some("$ConnectionString".into());
+        config.kafka.sasl_password = Some("Endpoint=sb://x/;SharedAccessKey=y".into());
+        config.database.url = "postgres://u@db:5432/phonebill?sslmode=require".into();
+        let err = config.check().unwrap_err().to_string();
+        assert!(err.contains("PHONEBILL_JWT_SIGNING_KEY_FILE"), "{err}");
     }
 
     #[test]

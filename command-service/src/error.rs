@@ -3,8 +3,10 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use events::product_change::{FailedCheck, Precheck};
 use serde::Serialize;
+use service_kit::auth::AuthError;
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,14 @@ pub enum AppError {
     Conflict,
     #[error("the request took too long")]
     Timeout,
+    /// Wrong customer id or password (the same answer whether the customer exists).
+    #[error("check your customer id or password")]
+    InvalidCredentials,
+    #[error("the account is locked after too many failed logins until {until}")]
+    AccountLocked { until: DateTime<Utc> },
+    /// No or a bad token, no permission, too many requests.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -54,6 +64,9 @@ pub struct Problem {
     pub request_id: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_checks: Option<Vec<ProblemCheck>>,
+    /// On `ACCOUNT_LOCKED`: when a login may be tried again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -115,6 +128,15 @@ impl AppError {
                 "TIMEOUT",
                 "Request timed out",
             ),
+            AppError::InvalidCredentials => (
+                StatusCode::UNAUTHORIZED,
+                "INVALID_CREDENTIALS",
+                "Invalid credentials",
+            ),
+            AppError::AccountLocked { .. } => {
+                (StatusCode::LOCKED, "ACCOUNT_LOCKED", "Account locked")
+            }
+            AppError::Auth(e) => (e.status(), e.code(), e.title()),
             AppError::Database(_) | AppError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "INTERNAL",
@@ -158,6 +180,10 @@ impl AppError {
             detail,
             request_id,
             failed_checks,
+            locked_until: match self {
+                AppError::AccountLocked { until } => Some(*until),
+                _ => None,
+            },
         }
     }
 }
@@ -170,6 +196,12 @@ impl IntoResponse for AppError {
         let problem = self.problem();
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        service_kit::http::problem_json(status, &problem)
+        let mut response = service_kit::http::problem_json(status, &problem);
+        if let AppError::Auth(e) = &self {
+            for (name, value) in e.headers() {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
     }
 }

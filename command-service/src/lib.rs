@@ -7,8 +7,10 @@
 //! handlers), [`relay`] (event table to Kafka), [`kos_inbox`] (KOS's results and facts
 //! from Kafka), [`kos_timeouts`] (changes KOS never answered) and [`startup`] (wiring).
 //! [`reference`] keeps the KOS facts the pre-checks read; [`error`] maps every failure to
-//! one problem+json answer.
+//! one problem+json answer; [`auth`] holds logins, passwords and logout (token checks and
+//! the line-ownership rule are shared in `service_kit::auth`).
 
+pub mod auth;
 pub mod configuration;
 pub mod db;
 pub mod domain;

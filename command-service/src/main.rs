@@ -1,8 +1,12 @@
 use clap::Parser;
-use command_service::configuration::{Cli, Command};
+use std::sync::Arc;
+
+use command_service::auth::{Credentials, Passwords};
+use command_service::configuration::{Cli, Command, Config, Environment};
 use command_service::db;
 use command_service::reference::ReferenceData;
 use command_service::startup::Application;
+use service_kit::auth::{Role, SystemClock, Tokens};
 use service_kit::telemetry;
 use tokio_util::sync::CancellationToken;
 
@@ -31,7 +35,48 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(applied, file = %file.display(), "KOS facts loaded");
             Ok(())
         }
+        Command::SetPassword {
+            customer_id,
+            password,
+            role,
+        } => {
+            let role =
+                match role.as_deref() {
+                    None => None,
+                    Some(r) => Some(Role::parse(r).ok_or_else(|| {
+                        anyhow::anyhow!("--role must be customer, analyst or admin")
+                    })?),
+                };
+            credentials(&config)
+                .await?
+                .set_password(&customer_id, &password, role)
+                .await?;
+            tracing::info!(account = %customer_id, "password set");
+            Ok(())
+        }
+        Command::SeedDemoPasswords => {
+            let seeded = credentials(&config).await?.seed_demo_passwords().await?;
+            tracing::info!(seeded, "demo passwords set (demo only: demo-<account id>)");
+            Ok(())
+        }
     }
+}
+
+async fn credentials(config: &Config) -> anyhow::Result<Credentials> {
+    config.check()?;
+    let pool = db::connect(&config.database).await?;
+    db::migrate(&pool).await?;
+    let keys = config
+        .jwt
+        .keys(config.environment == Environment::Production)
+        .map_err(anyhow::Error::msg)?;
+    let tokens = Tokens::new(&config.jwt, keys, Arc::new(SystemClock));
+    Ok(Credentials::new(
+        pool,
+        Passwords::new(&config.auth)?,
+        tokens,
+        &config.auth,
+    ))
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

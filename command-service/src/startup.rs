@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::configuration::Config;
+use crate::auth::{Credentials, Logout, Passwords, PgRevocations};
+use crate::configuration::{Config, Environment};
 use crate::db;
 use crate::kos_inbox::KosInbox;
 use crate::kos_timeouts::TimeoutSweeper;
@@ -18,6 +19,7 @@ use crate::product_change::ProductChanges;
 use crate::reference::ReferenceData;
 use crate::relay::Relay;
 use crate::routes::{self, AppState};
+use service_kit::auth::{Authenticator, Clock, SystemClock, Tokens};
 use service_kit::{kafka, telemetry};
 
 /// How this service names itself to the broker.
@@ -30,12 +32,20 @@ pub struct Application {
     inbox: Option<KosInbox>,
     sweeper: TimeoutSweeper,
     pool: PgPool,
+    auth: Authenticator,
+    logout: Logout,
 }
 
 impl Application {
     /// Checks the configuration, migrates, provisions topics and binds the listener
     /// (port 0 picks a free one; read it back with [`Application::port`]).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] with the clock that logins, lockouts and token expiry read
+    /// (tests pass a manual one).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         config.check()?;
         let pool = db::connect(&config.database).await?;
         db::migrate(&pool).await?;
@@ -81,14 +91,34 @@ impl Application {
             changes.clone(),
             Duration::from_millis(config.kos.timeout_sweep_ms),
         );
+        let keys = config
+            .jwt
+            .keys(config.environment == Environment::Production)
+            .map_err(anyhow::Error::msg)?;
+        let tokens = Tokens::new(&config.jwt, keys, clock.clone());
+        let auth = Authenticator::new(
+            tokens.clone(),
+            Arc::new(PgRevocations::new(pool.clone())),
+            config.hardening.per_customer(),
+        );
+        let credentials = Credentials::new(
+            pool.clone(),
+            Passwords::new(&config.auth)?,
+            tokens,
+            &config.auth,
+        );
+        let logout = Logout::new(pool.clone(), clock, config.redis.clone());
         let state = AppState {
             changes,
             pool: pool.clone(),
             admin,
             metrics: telemetry::metrics_handle(),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
+            auth: auth.clone(),
+            credentials,
+            logout: logout.clone(),
         };
-        let router = routes::router(state, config.body_limit_bytes);
+        let router = routes::router(state, config.body_limit_bytes, &config.hardening);
         let listener = TcpListener::bind(config.http_addr).await?;
         Ok(Self {
             listener,
@@ -97,7 +127,14 @@ impl Application {
             inbox,
             sweeper,
             pool,
+            auth,
+            logout,
         })
+    }
+
+    /// What checks tokens here (tests mint tokens with its [`Tokens`]).
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -126,9 +163,19 @@ impl Application {
             workers.push(tokio::spawn(inbox.run(shutdown.clone())));
         }
         workers.push(tokio::spawn(self.sweeper.run(shutdown.clone())));
+        let logout = self.logout.clone();
+        tokio::spawn(async move {
+            match logout.republish().await {
+                Ok(n) => tracing::info!(revoked = n, "logouts republished to Redis"),
+                Err(e) => tracing::warn!(error = %e, "could not republish logouts"),
+            }
+        });
         tracing::info!(addr = %self.listener.local_addr()?, "command-service listening");
         let stop = shutdown.clone();
-        axum::serve(self.listener, self.router)
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await?;
         shutdown.cancel();

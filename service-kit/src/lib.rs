@@ -6,8 +6,13 @@
 //! - [`telemetry`]: JSON logs and the Prometheus recorder.
 //! - [`http`]: the `observe` layer (correlation id, deadline, request metrics) and
 //!   `application/problem+json` documents.
+//! - [`auth`]: access tokens (issue, verify, rotate, revoke), the [`auth::Caller`]
+//!   extractor, roles and the one line-ownership rule.
+//! - [`hardening`]: rate limits per IP and per customer, CORS, security headers.
 
+pub mod auth;
 pub mod database;
+pub mod hardening;
 pub mod http;
 pub mod kafka;
 pub mod telemetry;

@@ -1,6 +1,10 @@
 //! HTTP: one `router()` per resource, merged here with the cross-cutting layers
-//! (correlation id, timeout, metrics, panic guard, body limit).
+//! (correlation id, timeout, metrics, panic guard, body limit, CORS, security headers).
+//! The API routes (auth, product changes) also carry the per-IP rate limit; every
+//! handler there except login takes a [`Caller`](service_kit::auth::Caller), so it
+//! answers 401 without a valid token. Health, metrics and OpenAPI stay public.
 
+mod auth;
 mod extract;
 mod health;
 mod openapi;
@@ -9,14 +13,17 @@ mod product_changes;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use service_kit::auth::Authenticator;
+use service_kit::hardening::{self, HardeningConfig};
 use service_kit::kafka::Admin;
 use sqlx::PgPool;
 
+use crate::auth::{Credentials, Logout};
 use crate::error::AppError;
 use crate::product_change::ProductChanges;
 
@@ -28,12 +35,24 @@ pub struct AppState {
     pub admin: Arc<Admin>,
     pub metrics: PrometheusHandle,
     pub request_timeout: Duration,
+    pub auth: Authenticator,
+    pub credentials: Credentials,
+    pub logout: Logout,
 }
 
-pub fn router(state: AppState, body_limit: usize) -> Router {
+impl FromRef<AppState> for Authenticator {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}
+
+pub fn router(state: AppState, body_limit: usize, hardening: &HardeningConfig) -> Router {
     let timeout = state.request_timeout;
-    Router::new()
+    let api = Router::new()
         .merge(product_changes::router())
+        .merge(auth::router());
+    let router = Router::new()
+        .merge(hardening.limit_per_ip(api))
         .merge(health::router())
         .merge(openapi::router())
         .layer(middleware::from_fn(move |req, next| {
@@ -43,5 +62,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
         .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(state)
+        .layer(hardening.cors())
+        .with_state(state);
+    hardening::security_headers(router)
 }

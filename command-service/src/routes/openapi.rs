@@ -1,19 +1,47 @@
 use axum::routing::get;
 use axum::{Json, Router};
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
-use super::product_changes;
 use super::AppState;
+use super::{auth, product_changes};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "phonebill command-service",
-        description = "Product-change commands. Errors are application/problem+json with a stable `code`."
+        description = "Product-change commands and login. Every endpoint but login needs `Authorization: Bearer <token>`. Errors are application/problem+json with a stable `code`."
     ),
-    paths(product_changes::request_change, product_changes::validate_change)
+    paths(
+        product_changes::request_change,
+        product_changes::validate_change,
+        auth::login,
+        auth::logout,
+        auth::me,
+        auth::set_password
+    ),
+    modifiers(&BearerScheme)
 )]
 struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .build(),
+                ),
+            );
+    }
+}
 
 pub fn router() -> Router<AppState> {
     Router::new().route(

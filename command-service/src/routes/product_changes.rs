@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use service_kit::auth::Caller;
 use service_kit::http::CorrelationId;
 
 use super::extract::{ApiJson, IdempotencyKey};
@@ -99,11 +100,14 @@ impl ProductChangeBody {
 #[utoipa::path(
     post,
     path = "/api/v1/product-changes",
+    security(("bearer" = [])),
     request_body = ProductChangeBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeat a request safely: the same key gets the same answer and one change")),
     responses(
         (status = 202, description = "Validated and handed to KOS", body = Accepted),
         (status = 400, description = "Malformed input; nothing stored", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "UNAUTHENTICATED: no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "FORBIDDEN_LINE: not the caller's line (customers) or an analyst", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown line", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Another change is in progress (CHANGE_IN_FLIGHT); the rejection is recorded", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
@@ -112,11 +116,13 @@ impl ProductChangeBody {
 )]
 pub(super) async fn request_change(
     State(state): State<AppState>,
+    caller: Caller,
     CorrelationId(correlation_id): CorrelationId,
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<ProductChangeBody>,
 ) -> Result<Response, AppError> {
     let (line, request) = body.parse()?;
+    caller.may_change_line(line.as_str())?;
     let trace = Trace {
         correlation_id,
         causation_id: Uuid::new_v4(),
@@ -157,18 +163,23 @@ pub(super) async fn request_change(
 #[utoipa::path(
     post,
     path = "/api/v1/product-changes/validation",
+    security(("bearer" = [])),
     request_body = ProductChangeBody,
     responses(
         (status = 200, description = "Every check with its result", body = Validation),
         (status = 400, description = "Malformed input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "UNAUTHENTICATED: no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "FORBIDDEN_LINE: not the caller's line", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown line", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn validate_change(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(body): ApiJson<ProductChangeBody>,
 ) -> Result<Json<Validation>, AppError> {
     let (line, request) = body.parse()?;
+    caller.may_read_line(line.as_str())?;
     let results = state.changes.validate(&line, &request).await?;
     Ok(Json(Validation {
         line_number: line.to_string(),

@@ -2,6 +2,11 @@
 //! schema and topic prefix, whose reference data is built from the demo KOS facts
 //! published on its `kos.billing` topic (as KOS would); a plain rdkafka producer standing
 //! in for KOS; and a plain rdkafka consumer that reads a topic back.
+//!
+//! Auth: the app runs on a [`ManualClock`] (tests move time) and cheap argon2 settings.
+//! `app.http` sends an admin token by default; [`TestApp::post_change`] sends a token of
+//! the customer owning the body's line (an admin's for unknown lines), as a customer's app
+//! would; `app.anonymous` sends none.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,7 +26,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use serde_json::{json, Value};
+use service_kit::auth::{ManualClock, Role, Tokens};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -38,13 +45,36 @@ fn database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/phonebill".into())
 }
 
+pub fn redis_url() -> String {
+    std::env::var("PHONEBILL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 pub struct TestApp {
     pub address: String,
     pub pool: PgPool,
     pub config: Config,
     pub topics: Topics,
+    /// Sends an admin token unless a request sets its own `Authorization`.
     pub http: reqwest::Client,
+    /// Sends no token.
+    pub anonymous: reqwest::Client,
     pub kos: Kos,
+    /// The clock logins, lockouts and token expiry read.
+    pub clock: ManualClock,
+    /// Signs tokens with the app's key.
+    pub tokens: Tokens,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -54,6 +84,8 @@ pub struct Options {
     pub brokers: String,
     /// How long KOS has to answer before a change fails with TIMEOUT.
     pub kos_timeout: Duration,
+    /// Requests a minute per client IP (0: no limit, the default in tests).
+    pub rate_limit_per_ip: u32,
 }
 
 impl Default for Options {
@@ -62,6 +94,7 @@ impl Default for Options {
             relay: true,
             brokers: brokers(),
             kos_timeout: Duration::from_secs(300),
+            rate_limit_per_ip: 0,
         }
     }
 }
@@ -88,9 +121,17 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     config.relay.delivery_timeout_ms = 5_000;
     config.kos.answer_timeout_secs = options.kos_timeout.as_secs();
     config.kos.timeout_sweep_ms = 100;
-    let app = Application::build(config.clone())
+    config.redis.url = redis_url();
+    config.redis.key_prefix = format!("test-{id}:");
+    config.hardening.per_ip_per_minute = options.rate_limit_per_ip;
+    config.hardening.per_customer_per_minute = 0;
+    config.auth.argon2_memory_kib = 256;
+    config.auth.argon2_iterations = 1;
+    let clock = ManualClock::new(Utc::now());
+    let app = Application::build_with_clock(config.clone(), Arc::new(clock.clone()))
         .await
         .expect("app builds");
+    let tokens = app.authenticator().tokens().clone();
     let pool = app.pool().clone();
     let address = format!("http://{}", app.local_addr());
     let shutdown = CancellationToken::new();
@@ -107,8 +148,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         pool,
         topics,
         config,
-        http: reqwest::Client::new(),
+        http: client_with_token(&tokens.issue("admin", Role::Admin, vec![]).0),
+        anonymous: reqwest::Client::new(),
         kos,
+        clock,
+        tokens,
         shutdown,
         task: Some(task),
     };
@@ -262,10 +306,40 @@ impl TestApp {
         body["requestId"].as_str().unwrap().parse().unwrap()
     }
 
+    /// A token of customer `customer_id` with the lines the reference data gives them.
+    pub async fn customer_token(&self, customer_id: &str) -> String {
+        let lines: Vec<String> = sqlx::query_scalar(
+            "SELECT line_number FROM ref_lines WHERE customer_id = $1 ORDER BY line_number",
+        )
+        .bind(customer_id)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap();
+        self.tokens.issue(customer_id, Role::Customer, lines).0
+    }
+
+    /// The owner's token for `line` (an admin's if nobody owns it).
+    pub async fn owner_token(&self, line: &str) -> String {
+        let owner: Option<String> =
+            sqlx::query_scalar("SELECT customer_id FROM ref_lines WHERE line_number = $1")
+                .bind(line)
+                .fetch_optional(&self.pool)
+                .await
+                .unwrap();
+        match owner {
+            Some(owner) => self.customer_token(&owner).await,
+            None => self.tokens.issue("admin", Role::Admin, vec![]).0,
+        }
+    }
+
     pub async fn post_change(&self, body: &Value, key: Option<&str>) -> reqwest::Response {
+        let token = self
+            .owner_token(body["lineNumber"].as_str().unwrap_or_default())
+            .await;
         let mut request = self
             .http
             .post(format!("{}/api/v1/product-changes", self.address))
+            .bearer_auth(token)
             .json(body);
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);

@@ -1,0 +1,228 @@
+//! Login and passwords. The failure count and the lock are kept in `credentials` and
+//! changed only by single SQL statements, so concurrent wrong logins never undercount
+//! and every replica sees the same lock.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use service_kit::auth::{Clock, Role, Tokens};
+use sqlx::PgPool;
+
+use super::Passwords;
+use crate::configuration::AuthConfig;
+use crate::error::AppError;
+
+#[derive(Clone)]
+pub struct Credentials {
+    pool: PgPool,
+    passwords: Passwords,
+    tokens: Tokens,
+    clock: Arc<dyn Clock>,
+    max_failures: i32,
+    lockout: TimeDelta,
+}
+
+/// A successful login.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub customer_id: String,
+    pub role: Role,
+    pub lines: Vec<String>,
+}
+
+/// Why a login was refused.
+#[derive(Debug)]
+pub enum LoginRefused {
+    InvalidCredentials,
+    Locked { until: DateTime<Utc> },
+}
+
+impl From<LoginRefused> for AppError {
+    fn from(refused: LoginRefused) -> Self {
+        match refused {
+            LoginRefused::InvalidCredentials => AppError::InvalidCredentials,
+            LoginRefused::Locked { until } => AppError::AccountLocked { until },
+        }
+    }
+}
+
+/// Account ids: what `set-password` accepts (and so all a login can match).
+pub fn valid_account_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+pub fn check_new_password(password: &str) -> Result<(), AppError> {
+    let chars = password.chars().count();
+    if !(8..=128).contains(&chars) {
+        return Err(AppError::BadRequest {
+            code: "INVALID_PASSWORD",
+            detail: "a password has 8 to 128 characters".into(),
+        });
+    }
+    Ok(())
+}
+
+impl Credentials {
+    pub fn new(pool: PgPool, passwords: Passwords, tokens: Tokens, config: &AuthConfig) -> Self {
+        Self {
+            clock: tokens.clock().clone(),
+            pool,
+            passwords,
+            tokens,
+            max_failures: config.max_failures,
+            lockout: TimeDelta::seconds(config.lockout_secs),
+        }
+    }
+
+    /// Checks the password and issues a token. A locked account is refused even with the
+    /// right password; a wrong password counts a failure (known id or not, the same
+    /// answer); a success resets the count.
+    pub async fn login(&self, customer_id: &str, password: &str) -> Result<Grant, AppError> {
+        if !valid_account_id(customer_id) || password.len() > 1024 {
+            // Costs the same as a real check, so the shape of the id leaks nothing.
+            self.passwords
+                .verify(None, password.get(..1024).unwrap_or(""))
+                .await;
+            return Err(LoginRefused::InvalidCredentials.into());
+        }
+        let now = self.clock.now();
+        let row: Option<(Option<String>, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT password_hash, locked_until FROM credentials WHERE customer_id = $1",
+        )
+        .bind(customer_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (hash, locked_until) = row.unwrap_or((None, None));
+        if let Some(until) = locked_until.filter(|until| *until > now) {
+            return Err(LoginRefused::Locked { until }.into());
+        }
+        if !self.passwords.verify(hash, password).await {
+            return Err(self.record_failure(customer_id, now).await?.into());
+        }
+        // Reset only if no concurrent failure locked the account meanwhile.
+        let role: Option<String> = sqlx::query_scalar(
+            "UPDATE credentials SET failed_count = 0, locked_until = NULL, updated_at = $2
+              WHERE customer_id = $1 AND (locked_until IS NULL OR locked_until <= $2)
+             RETURNING role",
+        )
+        .bind(customer_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(role) = role.as_deref().and_then(Role::parse) else {
+            let until: Option<DateTime<Utc>> =
+                sqlx::query_scalar("SELECT locked_until FROM credentials WHERE customer_id = $1")
+                    .bind(customer_id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .flatten();
+            return Err(match until {
+                Some(until) => LoginRefused::Locked { until },
+                None => LoginRefused::InvalidCredentials,
+            }
+            .into());
+        };
+        let lines: Vec<String> = if role == Role::Customer {
+            sqlx::query_scalar(
+                "SELECT line_number FROM ref_lines WHERE customer_id = $1 ORDER BY line_number",
+            )
+            .bind(customer_id)
+            .fetch_all(&self.pool)
+            .await?
+        } else {
+            Vec::new()
+        };
+        let (access_token, claims) = self.tokens.issue(customer_id, role, lines.clone());
+        Ok(Grant {
+            access_token,
+            expires_in: claims.exp - claims.iat,
+            customer_id: customer_id.to_owned(),
+            role,
+            lines,
+        })
+    }
+
+    /// Counts one failure in one statement; the count starts over once a lock has
+    /// passed, and reaching the maximum locks until `now + lockout`.
+    async fn record_failure(
+        &self,
+        customer_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<LoginRefused, sqlx::Error> {
+        let (count, locked_until): (i32, Option<DateTime<Utc>>) = sqlx::query_as(
+            "INSERT INTO credentials AS c (customer_id, failed_count, locked_until, updated_at)
+             VALUES ($1, 1, CASE WHEN 1 >= $3 THEN $4 END, $2)
+             ON CONFLICT (customer_id) DO UPDATE SET
+               failed_count = CASE WHEN c.locked_until <= $2 THEN 1 ELSE c.failed_count + 1 END,
+               locked_until = CASE
+                   WHEN (CASE WHEN c.locked_until <= $2 THEN 1 ELSE c.failed_count + 1 END) >= $3
+                   THEN $4 END,
+               updated_at = $2
+             RETURNING failed_count, locked_until",
+        )
+        .bind(customer_id)
+        .bind(now)
+        .bind(self.max_failures)
+        .bind(now + self.lockout)
+        .fetch_one(&self.pool)
+        .await?;
+        tracing::info!(
+            failed_count = count,
+            locked = locked_until.is_some(),
+            "login failed"
+        );
+        metrics::counter!("phonebill_login_failures_total").increment(1);
+        Ok(match locked_until {
+            Some(until) => LoginRefused::Locked { until },
+            None => LoginRefused::InvalidCredentials,
+        })
+    }
+
+    /// Sets an account's password and unlocks it; `role` changes the role (a new account
+    /// is a customer unless told otherwise).
+    pub async fn set_password(
+        &self,
+        customer_id: &str,
+        password: &str,
+        role: Option<Role>,
+    ) -> Result<(), AppError> {
+        if !valid_account_id(customer_id) {
+            return Err(AppError::BadRequest {
+                code: "INVALID_CUSTOMER_ID",
+                detail: "an account id has 1 to 64 letters, digits, '-', '_' or '.'".into(),
+            });
+        }
+        check_new_password(password)?;
+        let hash = self.passwords.hash(password).await;
+        sqlx::query(
+            "INSERT INTO credentials AS c (customer_id, password_hash, role, updated_at)
+             VALUES ($1, $2, COALESCE($3, 'customer'), $4)
+             ON CONFLICT (customer_id) DO UPDATE SET
+               password_hash = EXCLUDED.password_hash,
+               role = COALESCE($3, c.role),
+               failed_count = 0, locked_until = NULL, updated_at = $4",
+        )
+        .bind(customer_id)
+        .bind(hash)
+        .bind(role.map(Role::as_str))
+        .bind(self.clock.now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Demo only: every demo account gets its documented password.
+    pub async fn seed_demo_passwords(&self) -> Result<usize, AppError> {
+        let accounts = super::demo_accounts();
+        for (account, role) in &accounts {
+            self.set_password(account, &super::demo_password(account), Some(*role))
+                .await?;
+        }
+        Ok(accounts.len())
+    }
+}

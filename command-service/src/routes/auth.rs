@@ -1,0 +1,167 @@
+//! `/api/v1/auth/*`: login, logout, who am I, and the admin's password reset.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use service_kit::auth::{Caller, Role};
+use utoipa::ToSchema;
+
+use super::extract::ApiJson;
+use super::AppState;
+use crate::error::{AppError, Problem};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/auth/me", get(me))
+        .route(
+            "/api/v1/auth/customers/{customer_id}/password",
+            put(set_password),
+        )
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoginBody {
+    pub customer_id: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginAnswer {
+    /// Send as `Authorization: Bearer <accessToken>`.
+    pub access_token: String,
+    /// `Bearer`
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    pub expires_in: i64,
+    pub customer_id: String,
+    /// `customer`, `analyst` or `admin`.
+    #[schema(value_type = String)]
+    pub role: Role,
+    /// The customer's line numbers (empty for analysts and admins, who see every line).
+    pub lines: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    pub customer_id: String,
+    #[schema(value_type = String)]
+    pub role: Role,
+    pub lines: Vec<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PasswordBody {
+    /// 8 to 128 characters.
+    pub password: String,
+    /// Optionally change the role: `customer`, `analyst` or `admin`.
+    #[schema(value_type = Option<String>)]
+    pub role: Option<Role>,
+}
+
+/// Log in with customer id and password.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "An access token", body = LoginAnswer),
+        (status = 400, description = "Malformed input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "INVALID_CREDENTIALS (the same whether the customer exists or not)", body = Problem, content_type = "application/problem+json"),
+        (status = 423, description = "ACCOUNT_LOCKED after 5 consecutive failures, with lockedUntil", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Json<LoginAnswer>, AppError> {
+    let grant = state
+        .credentials
+        .login(&body.customer_id, &body.password)
+        .await?;
+    Ok(Json(LoginAnswer {
+        access_token: grant.access_token,
+        token_type: "Bearer",
+        expires_in: grant.expires_in,
+        customer_id: grant.customer_id,
+        role: grant.role,
+        lines: grant.lines,
+    }))
+}
+
+/// Revoke the caller's token on every replica and on the query side.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The token no longer works"),
+        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "AUTH_UNAVAILABLE: the revocation could not be published; retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn logout(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<StatusCode, AppError> {
+    state.logout.revoke(&caller).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who the token belongs to.
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/me",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = Me),
+        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn me(caller: Caller) -> Json<Me> {
+    Json(Me {
+        customer_id: caller.customer_id,
+        role: caller.role,
+        lines: caller.lines,
+        expires_at: caller.expires_at,
+    })
+}
+
+/// Admin only: set an account's password (and unlock it).
+#[utoipa::path(
+    put,
+    path = "/api/v1/auth/customers/{customerId}/password",
+    security(("bearer" = [])),
+    params(("customerId" = String, Path, description = "The account id")),
+    request_body = PasswordBody,
+    responses(
+        (status = 204, description = "Set; the account is unlocked"),
+        (status = 400, description = "INVALID_PASSWORD, INVALID_CUSTOMER_ID or malformed input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "FORBIDDEN: not an admin", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn set_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(customer_id): Path<String>,
+    ApiJson(body): ApiJson<PasswordBody>,
+) -> Result<StatusCode, AppError> {
+    caller.require_admin()?;
+    state
+        .credentials
+        .set_password(&customer_id, &body.password, body.role)
+        .await?;
+    tracing::info!(admin = %caller.customer_id, account = %customer_id, "password set");
+    Ok(StatusCode::NO_CONTENT)
+}

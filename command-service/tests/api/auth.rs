@@ -1,0 +1,430 @@
+//! Login, lockout, tokens, line ownership and rate limits, against the real PostgreSQL
+//! and Redis. Time moves on the app's manual clock, never by sleeping.
+
+use std::sync::Arc;
+
+use chrono::{TimeDelta, Utc};
+use reqwest::Method;
+use serde_json::{json, Value};
+use service_kit::auth::{JwtConfig, KeySet, ManualClock, Role, Tokens, LOCAL_DEV_KEY};
+
+use crate::helpers::*;
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn login(app: &TestApp, customer: &str, password: &str) -> reqwest::Response {
+    app.anonymous
+        .post(format!("{}/api/v1/auth/login", app.address))
+        .json(&json!({"customerId": customer, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn set_password(app: &TestApp, customer: &str, password: &str) {
+    let response = app
+        .http
+        .put(format!(
+            "{}/api/v1/auth/customers/{customer}/password",
+            app.address
+        ))
+        .json(&json!({"password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+}
+
+async fn problem(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn given_a_password_when_the_customer_logs_in_then_the_token_carries_their_lines_and_works() {
+    let app = spawn_app().await;
+    set_password(&app, "CUST0001", PASSWORD).await;
+
+    let response = login(&app, "CUST0001", PASSWORD).await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["tokenType"], "Bearer");
+    assert_eq!(body["expiresIn"], 1800);
+    assert_eq!(body["customerId"], "CUST0001");
+    assert_eq!(body["lines"], json!([line(1)]));
+    let token = body["accessToken"].as_str().unwrap();
+
+    let me: Value = app
+        .anonymous
+        .get(format!("{}/api/v1/auth/me", app.address))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["customerId"], "CUST0001");
+    assert_eq!(me["role"], "customer");
+    let validation = app
+        .anonymous
+        .post(format!("{}/api/v1/product-changes/validation", app.address))
+        .bearer_auth(token)
+        .json(&valid_change(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(validation.status().as_u16(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn given_five_wrong_passwords_then_the_account_is_locked_for_thirty_minutes_even_for_the_right_password(
+) {
+    let app = spawn_app().await;
+    set_password(&app, "CUST0002", PASSWORD).await;
+    for _ in 0..4 {
+        problem(
+            login(&app, "CUST0002", "wrong password").await,
+            401,
+            "INVALID_CREDENTIALS",
+        )
+        .await;
+    }
+    let locked = problem(
+        login(&app, "CUST0002", "wrong password").await,
+        423,
+        "ACCOUNT_LOCKED",
+    )
+    .await;
+    let until: chrono::DateTime<Utc> = locked["lockedUntil"].as_str().unwrap().parse().unwrap();
+    let expected = app_now(&app) + TimeDelta::minutes(30);
+    assert!(
+        (until - expected).abs() < TimeDelta::milliseconds(1),
+        "{until} vs {expected}"
+    );
+
+    problem(
+        login(&app, "CUST0002", PASSWORD).await,
+        423,
+        "ACCOUNT_LOCKED",
+    )
+    .await;
+    app.clock.advance(TimeDelta::minutes(29));
+    problem(
+        login(&app, "CUST0002", PASSWORD).await,
+        423,
+        "ACCOUNT_LOCKED",
+    )
+    .await;
+    app.clock.advance(TimeDelta::minutes(1));
+    assert_eq!(
+        login(&app, "CUST0002", PASSWORD).await.status().as_u16(),
+        200
+    );
+    app.stop().await;
+}
+
+fn app_now(app: &TestApp) -> chrono::DateTime<Utc> {
+    use service_kit::auth::Clock;
+    app.clock.now()
+}
+
+#[tokio::test]
+async fn given_four_failures_when_the_right_password_is_used_then_the_count_starts_over() {
+    let app = spawn_app().await;
+    set_password(&app, "CUST0003", PASSWORD).await;
+    for _ in 0..2 {
+        for _ in 0..4 {
+            problem(
+                login(&app, "CUST0003", "nope-nope").await,
+                401,
+                "INVALID_CREDENTIALS",
+            )
+            .await;
+        }
+        assert_eq!(
+            login(&app, "CUST0003", PASSWORD).await.status().as_u16(),
+            200
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn given_an_unknown_customer_then_every_answer_is_the_same_as_for_a_known_one() {
+    let app = spawn_app().await;
+    set_password(&app, "CUST0004", PASSWORD).await;
+    for attempt in 1..=6 {
+        let known = login(&app, "CUST0004", "wrong password").await;
+        let unknown = login(&app, "NOSUCH0004", "wrong password").await;
+        assert_eq!(known.status(), unknown.status(), "attempt {attempt}");
+        let (mut known, mut unknown): (Value, Value) =
+            (known.json().await.unwrap(), unknown.json().await.unwrap());
+        assert_eq!(
+            known["code"],
+            if attempt < 5 {
+                "INVALID_CREDENTIALS"
+            } else {
+                "ACCOUNT_LOCKED"
+            }
+        );
+        for body in [&mut known, &mut unknown] {
+            body.as_object_mut().unwrap().remove("lockedUntil");
+        }
+        assert_eq!(known, unknown, "attempt {attempt}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn given_ten_concurrent_wrong_logins_then_none_is_lost_from_the_count() {
+    let app = spawn_app().await;
+    set_password(&app, "CUST0005", PASSWORD).await;
+    let answers = futures::future::join_all((0..10).map(|_| async {
+        login(&app, "CUST0005", "wrong password")
+            .await
+            .status()
+            .as_u16()
+    }))
+    .await;
+    let refused = answers.iter().filter(|s| **s == 401).count();
+    let locked = answers.iter().filter(|s| **s == 423).count();
+    assert_eq!((refused, locked), (4, 6), "{answers:?}");
+    app.stop().await;
+}
+
+/// Every route that needs a token, with a body a valid admin token would get through.
+fn protected_routes() -> Vec<(Method, &'static str, Option<Value>)> {
+    vec![
+        (
+            Method::POST,
+            "/api/v1/product-changes",
+            Some(valid_change(1)),
+        ),
+        (
+            Method::POST,
+            "/api/v1/product-changes/validation",
+            Some(valid_change(1)),
+        ),
+        (Method::POST, "/api/v1/auth/logout", None),
+        (Method::GET, "/api/v1/auth/me", None),
+        (
+            Method::PUT,
+            "/api/v1/auth/customers/CUST0009/password",
+            Some(json!({"password": "a-new-password"})),
+        ),
+    ]
+}
+
+fn tokens_with(keys: &str, clock: ManualClock) -> Tokens {
+    let config = JwtConfig {
+        signing_key: None,
+        signing_key_file: None,
+        issuer: "phonebill".into(),
+        audience: "phonebill-api".into(),
+        ttl_secs: 1800,
+    };
+    Tokens::new(&config, KeySet::parse(keys).unwrap(), Arc::new(clock))
+}
+
+fn unsigned(claims: &Value) -> String {
+    use base64::Engine;
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let kid = LOCAL_DEV_KEY.split(':').next().unwrap();
+    format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT", "kid": kid})),
+        b64(claims)
+    )
+}
+
+#[tokio::test]
+async fn every_protected_endpoint_refuses_a_missing_forged_unsigned_expired_or_logged_out_token() {
+    let app = spawn_app().await;
+    let now = app_now(&app);
+    let forged = tokens_with(
+        &LOCAL_DEV_KEY.replace("never-use", "NEVER-USE"),
+        ManualClock::new(now),
+    )
+    .issue("admin", Role::Admin, vec![])
+    .0;
+    let none = unsigned(&json!({
+        "iss": "phonebill", "aud": "phonebill-api", "sub": "admin", "role": "admin",
+        "lines": [], "iat": now.timestamp(), "exp": now.timestamp() + 600, "jti": "x"
+    }));
+    let expired = tokens_with(
+        LOCAL_DEV_KEY,
+        ManualClock::new(now - TimeDelta::minutes(31)),
+    )
+    .issue("admin", Role::Admin, vec![])
+    .0;
+    let logged_out = app.tokens.issue("admin", Role::Admin, vec![]).0;
+    let jti = app.tokens.verify(&logged_out).unwrap().jti;
+    let response = app
+        .anonymous
+        .post(format!("{}/api/v1/auth/logout", app.address))
+        .bearer_auth(&logged_out)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let key = format!("{}revoked:{jti}", app.config.redis.key_prefix);
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(
+        (1..=1800).contains(&ttl),
+        "the query side sees the logout: ttl {ttl}"
+    );
+
+    let cases: Vec<(&str, Option<&str>)> = vec![
+        ("no token", None),
+        ("another key", Some(&forged)),
+        ("alg none", Some(&none)),
+        ("expired", Some(&expired)),
+        ("logged out", Some(&logged_out)),
+        ("not a JWT", Some("not-a-jwt")),
+    ];
+    for (method, path, body) in protected_routes() {
+        for (case, token) in &cases {
+            let mut request = app
+                .anonymous
+                .request(method.clone(), format!("{}{path}", app.address));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 401, "{case} on {method} {path}");
+            assert!(response.headers().contains_key("www-authenticate"));
+            problem(response, 401, "UNAUTHENTICATED").await;
+        }
+        // The same request with a valid admin token gets through authentication.
+        let valid = app.tokens.issue("admin", Role::Admin, vec![]).0;
+        let mut request = app
+            .anonymous
+            .request(method.clone(), format!("{}{path}", app.address))
+            .bearer_auth(valid);
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        let status = request.send().await.unwrap().status().as_u16();
+        assert!(
+            status < 300,
+            "a valid token on {method} {path} got {status}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_customer_on_another_customers_line_is_forbidden_on_every_line_scoped_endpoint_and_sees_nothing_of_it(
+) {
+    let app = spawn_app().await;
+    let customer_a = app.customer_token("CUST0001").await;
+    let line_b = valid_change(2);
+    for path in [
+        "/api/v1/product-changes",
+        "/api/v1/product-changes/validation",
+    ] {
+        let response = app
+            .anonymous
+            .post(format!("{}{path}", app.address))
+            .bearer_auth(&customer_a)
+            .json(&line_b)
+            .send()
+            .await
+            .unwrap();
+        let text = problem(response, 403, "FORBIDDEN_LINE").await.to_string();
+        for secret in ["CUST0002", "010-0000-0002", "5G-LITE-002", "KT", "LGU"] {
+            assert!(!text.contains(secret), "{path} leaked {secret}: {text}");
+        }
+    }
+    let analyst = app.tokens.issue("analyst", Role::Analyst, vec![]).0;
+    let post = |path: &'static str| {
+        app.anonymous
+            .post(format!("{}{path}", app.address))
+            .bearer_auth(&analyst)
+            .json(&line_b)
+            .send()
+    };
+    problem(
+        post("/api/v1/product-changes").await.unwrap(),
+        403,
+        "FORBIDDEN_LINE",
+    )
+    .await;
+    assert_eq!(
+        post("/api/v1/product-changes/validation")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    problem(
+        app.anonymous
+            .put(format!(
+                "{}/api/v1/auth/customers/CUST0002/password",
+                app.address
+            ))
+            .bearer_auth(&customer_a)
+            .json(&json!({"password": "taken-over-account"}))
+            .send()
+            .await
+            .unwrap(),
+        403,
+        "FORBIDDEN",
+    )
+    .await;
+    assert_eq!(app.event_count().await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_101st_request_in_a_minute_from_one_ip_is_refused_with_retry_after() {
+    let app = spawn_app_with(Options {
+        rate_limit_per_ip: 100,
+        ..Options::default()
+    })
+    .await;
+    let me = format!("{}/api/v1/auth/me", app.address);
+    for n in 1..=100 {
+        let status = app.http.get(&me).send().await.unwrap().status().as_u16();
+        assert_eq!(status, 200, "request {n}");
+    }
+    let response = app.http.get(&me).send().await.unwrap();
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    problem(response, 429, "RATE_LIMITED").await;
+    let health = app
+        .http
+        .get(format!("{}/health/live", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200, "probes are not limited");
+    app.stop().await;
+}

@@ -1,0 +1,257 @@
+//! The HTTP hardening every public service applies: rate limits per client IP (here, as a
+//! middleware) and per customer (in [`crate::auth::Authenticator`]), both on governor's
+//! GCRA and answered 429 `RATE_LIMITED` with `Retry-After`; CORS from configuration; and
+//! security headers on every answer.
+
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use clap::Args;
+use governor::clock::Clock as _;
+use governor::{Quota, RateLimiter};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::auth::AuthError;
+
+pub type KeyedLimiter<K> = governor::DefaultKeyedRateLimiter<K>;
+
+/// A limiter allowing `n` requests a minute per key (bursts up to `n`).
+pub fn per_minute<K: Hash + Eq + Clone>(n: NonZeroU32) -> Arc<KeyedLimiter<K>> {
+    Arc::new(RateLimiter::keyed(Quota::per_minute(n)))
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HardeningConfig {
+    /// Requests a minute one client IP may make (0: no limit).
+    #[arg(
+        long = "rate-limit-per-ip-per-minute",
+        env = "PHONEBILL_RATE_LIMIT_PER_IP_PER_MINUTE",
+        default_value_t = 100
+    )]
+    pub per_ip_per_minute: u32,
+
+    /// Requests a minute one customer (token subject) may make (0: no limit).
+    #[arg(
+        long = "rate-limit-per-customer-per-minute",
+        env = "PHONEBILL_RATE_LIMIT_PER_CUSTOMER_PER_MINUTE",
+        default_value_t = 100
+    )]
+    pub per_customer_per_minute: u32,
+
+    /// Proxies in front of the service that append to `X-Forwarded-For` (the ingress: 1).
+    /// 0 uses the peer address and ignores the header, which a client could forge.
+    #[arg(
+        long = "trusted-proxy-hops",
+        env = "PHONEBILL_TRUSTED_PROXY_HOPS",
+        default_value_t = 0
+    )]
+    pub trusted_proxy_hops: usize,
+
+    /// Origins a browser may call from, comma-separated (`*` for any; empty: none).
+    #[arg(
+        long = "cors-allowed-origins",
+        env = "PHONEBILL_CORS_ALLOWED_ORIGINS",
+        default_value = ""
+    )]
+    pub cors_allowed_origins: String,
+}
+
+impl HardeningConfig {
+    pub fn check(&self) -> Result<(), String> {
+        for origin in self.origins() {
+            if origin != "*" && HeaderValue::from_str(&origin).is_err() {
+                return Err(format!(
+                    "PHONEBILL_CORS_ALLOWED_ORIGINS: `{origin}` is not an origin"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn origins(&self) -> Vec<String> {
+        self.cors_allowed_origins
+            .split(',')
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect()
+    }
+
+    pub fn per_customer(&self) -> Option<NonZeroU32> {
+        NonZeroU32::new(self.per_customer_per_minute)
+    }
+
+    /// CORS for the API: bearer tokens, no cookies.
+    pub fn cors(&self) -> CorsLayer {
+        let origins = self.origins();
+        let allow = if origins.iter().any(|o| o == "*") {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+        };
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::OPTIONS])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("idempotency-key"),
+                crate::http::CORRELATION_HEADER,
+            ])
+            .expose_headers([
+                header::LOCATION,
+                header::RETRY_AFTER,
+                crate::http::CORRELATION_HEADER,
+            ])
+    }
+
+    /// The per-IP limit as middleware state (None: no limit).
+    pub fn ip_rate_limit(&self) -> Option<RateLimit> {
+        NonZeroU32::new(self.per_ip_per_minute).map(|n| RateLimit {
+            limiter: per_minute(n),
+            trusted_proxy_hops: self.trusted_proxy_hops,
+            seen: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Puts the per-IP limit (if any) on `router`'s routes. Serve the app with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` so the limit sees the peer.
+    pub fn limit_per_ip<S: Clone + Send + Sync + 'static>(&self, router: Router<S>) -> Router<S> {
+        match self.ip_rate_limit() {
+            Some(limit) => router.layer(axum::middleware::from_fn_with_state(limit, limit_by_ip)),
+            None => router,
+        }
+    }
+}
+
+/// The headers every answer carries (an API: nothing to frame, sniff or cache).
+pub fn security_headers(router: Router) -> Router {
+    let headers: [(HeaderName, &'static str); 6] = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+        (
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        ),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    headers.into_iter().fold(router, |router, (name, value)| {
+        router.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ))
+    })
+}
+
+/// A keyed limit and where the client's IP comes from.
+#[derive(Clone)]
+pub struct RateLimit {
+    limiter: Arc<KeyedLimiter<IpAddr>>,
+    trusted_proxy_hops: usize,
+    seen: Arc<AtomicU64>,
+}
+
+impl RateLimit {
+    /// Ok, or 429 with how long to wait.
+    pub fn check<K: Hash + Eq + Clone>(
+        limiter: &KeyedLimiter<K>,
+        key: &K,
+    ) -> Result<(), AuthError> {
+        limiter.check_key(key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(limiter.clock().now());
+            AuthError::RateLimited {
+                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            }
+        })
+    }
+
+    fn client_ip(&self, request: &Request) -> IpAddr {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        if self.trusted_proxy_hops == 0 {
+            return peer;
+        }
+        // Each trusted proxy appended the address it saw; the entry the outermost
+        // trusted proxy appended is the client, anything left of it may be forged.
+        let forwarded: Vec<IpAddr> = request
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        forwarded
+            .len()
+            .checked_sub(self.trusted_proxy_hops)
+            .and_then(|i| forwarded.get(i).copied())
+            .or_else(|| forwarded.first().copied())
+            .unwrap_or(peer)
+    }
+}
+
+/// Middleware: 429 `RATE_LIMITED` with `Retry-After` past the per-IP limit.
+pub async fn limit_by_ip(State(limit): State<RateLimit>, request: Request, next: Next) -> Response {
+    let ip = limit.client_ip(&request);
+    if limit.seen.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+        limit.limiter.retain_recent();
+    }
+    match RateLimit::check(&limit.limiter, &ip) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_past_the_limit_waits_and_others_do_not() {
+        let limiter = per_minute::<String>(NonZeroU32::new(3).unwrap());
+        let a = "a".to_owned();
+        for _ in 0..3 {
+            RateLimit::check(&limiter, &a).unwrap();
+        }
+        match RateLimit::check(&limiter, &a) {
+            Err(AuthError::RateLimited { retry_after_secs }) => {
+                assert!((1..=20).contains(&retry_after_secs), "{retry_after_secs}")
+            }
+            other => panic!("expected 429, got {other:?}"),
+        }
+        RateLimit::check(&limiter, &"b".to_owned()).unwrap();
+    }
+
+    #[test]
+    fn behind_one_proxy_the_last_forwarded_address_is_the_client() {
+        let limit = RateLimit {
+            limiter: per_minute(NonZeroU32::new(1).unwrap()),
+            trusted_proxy_hops: 1,
+            seen: Arc::new(AtomicU64::new(0)),
+        };
+        let request = Request::builder()
+            .header("x-forwarded-for", "6.6.6.6, 10.0.0.7")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(
+            limit.client_ip(&request),
+            "10.0.0.7".parse::<IpAddr>().unwrap()
+        );
+    }
+}
