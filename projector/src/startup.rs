@@ -99,8 +99,11 @@ impl Application {
             .set("statistics.interval.ms", "5000")
             // librdkafka prefetches up to 64 MiB per consumer by default; one message at a
             // time needs far less, and the process stays small.
-            .set("queued.max.messages.kbytes", "4096")
-            .set("fetch.max.bytes", "4194304")
+            .set("queued.max.messages.kbytes", "2048")
+            .set("queued.min.messages", "1000")
+            .set("fetch.max.bytes", "1048576")
+            .set("max.partition.fetch.bytes", "262144")
+            .set("receive.message.max.bytes", "2097152")
             .create_with_context(LagContext {
                 group: config.consumer_group.clone(),
                 assigned: Default::default(),
