@@ -711,6 +711,28 @@ mod tests {
         assert!(caller(Role::Analyst).require_admin().is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn random_text_or_a_mangled_token_never_verifies_and_never_panics(
+            text in ".{0,400}",
+            flip in 0usize..400,
+        ) {
+            let tokens = tokens(K1, ManualClock::new(Utc::now()));
+            proptest::prop_assert!(tokens.verify(&text).is_err());
+            let (token, _) = tokens.issue("CUST0001", Role::Customer, vec![]);
+            let mut bytes = token.into_bytes();
+            let i = flip % bytes.len();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            if let Ok(mangled) = String::from_utf8(bytes) {
+                // A changed signature, header or claim never verifies (a flip in the
+                // last base64 character's padding bits may leave the bytes the same).
+                if let Ok(claims) = tokens.verify(&mangled) {
+                    proptest::prop_assert_eq!(claims.sub, "CUST0001");
+                }
+            }
+        }
+    }
+
     fn base64url(bytes: &[u8]) -> String {
         use base64::Engine;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod concurrency;
+mod fuzz;
 mod input;
 mod kos_loop;
 mod outbox;
