@@ -40,8 +40,8 @@ pub fn channel(
         .set("linger.ms", "20")
         .set("compression.type", "lz4")
         // Bounded memory: past this the records are dropped and counted, never queued.
-        .set("queue.buffering.max.messages", "20000")
-        .set("queue.buffering.max.kbytes", "8192")
+        .set("queue.buffering.max.messages", "5000")
+        .set("queue.buffering.max.kbytes", "4096")
         .create()?;
     let (tx, rx) = mpsc::channel(capacity);
     Ok((

@@ -45,6 +45,29 @@ impl Doc {
     }
 }
 
+/// Counter handles resolved once (the hot path then only increments atomics).
+struct CacheCounters {
+    l1_hit: metrics::Counter,
+    l1_miss: metrics::Counter,
+    redis_hit: metrics::Counter,
+    redis_miss: metrics::Counter,
+}
+
+fn counters() -> &'static CacheCounters {
+    static COUNTERS: std::sync::OnceLock<CacheCounters> = std::sync::OnceLock::new();
+    COUNTERS.get_or_init(|| {
+        let c = |layer: &'static str, result: &'static str| {
+            metrics::counter!("phonebill_cache_requests_total", "layer" => layer, "result" => result)
+        };
+        CacheCounters {
+            l1_hit: c("l1", "hit"),
+            l1_miss: c("l1", "miss"),
+            redis_hit: c("redis", "hit"),
+            redis_miss: c("redis", "miss"),
+        }
+    })
+}
+
 #[derive(Clone)]
 pub struct Views {
     inner: Arc<Inner>,
@@ -126,22 +149,22 @@ impl Views {
         let use_l1 = use_l1 && self.l1_live();
         if use_l1 {
             if let Some(doc) = self.inner.l1.get(&key) {
-                metrics::counter!("phonebill_cache_requests_total", "layer" => "l1", "result" => "hit").increment(1);
+                counters().l1_hit.increment(1);
                 return Ok(Some(doc));
             }
-            metrics::counter!("phonebill_cache_requests_total", "layer" => "l1", "result" => "miss").increment(1);
+            counters().l1_miss.increment(1);
         }
         let epoch = self.inner.epoch.load(Ordering::SeqCst);
         let mut redis = self.inner.redis.clone();
         let cached: Result<Option<Vec<u8>>, _> = redis.get(&key).await;
         let doc = match cached {
             Ok(Some(bytes)) => {
-                metrics::counter!("phonebill_cache_requests_total", "layer" => "redis", "result" => "hit").increment(1);
+                counters().redis_hit.increment(1);
                 Some(Doc::new(Bytes::from(bytes)))
             }
             other => {
                 let redis_up = other.is_ok();
-                metrics::counter!("phonebill_cache_requests_total", "layer" => "redis", "result" => "miss").increment(1);
+                counters().redis_miss.increment(1);
                 if !redis_up {
                     tracing::warn!(%key, "Redis unavailable; reading the read tables");
                 }
