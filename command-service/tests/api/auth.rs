@@ -428,3 +428,79 @@ async fn the_101st_request_in_a_minute_from_one_ip_is_refused_with_retry_after()
     assert_eq!(health.status().as_u16(), 200, "probes are not limited");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn given_redis_is_unreachable_when_a_customer_logs_out_then_the_answer_is_503_and_the_token_is_still_refused_here(
+) {
+    let app = spawn_app_with(Options {
+        redis_url: Some("redis://127.0.0.1:1".into()),
+        ..Options::default()
+    })
+    .await;
+    let token = app.customer_token("CUST0006").await;
+    let logout = app
+        .anonymous
+        .post(format!("{}/api/v1/auth/logout", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    problem(logout, 503, "AUTH_UNAVAILABLE").await;
+    let me = app
+        .anonymous
+        .get(format!("{}/api/v1/auth/me", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    problem(me, 401, "UNAUTHENTICATED").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_seed_demo_passwords_command_gives_every_demo_account_its_documented_password() {
+    let app = spawn_app().await;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_command-service"))
+        .arg("seed-demo-passwords")
+        .env("PHONEBILL_DATABASE_URL", &app.config.database.url)
+        .env("PHONEBILL_DATABASE_SCHEMA", &app.config.database.schema)
+        .env("PHONEBILL_ARGON2_MEMORY_KIB", "256")
+        .env("PHONEBILL_ARGON2_ITERATIONS", "1")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    for (account, role, lines) in [
+        ("CUST0001", "customer", json!([line(1)])),
+        ("CUST0100", "customer", json!([line(100)])),
+        ("analyst", "analyst", json!([])),
+        ("admin", "admin", json!([])),
+    ] {
+        let response = login(&app, account, &format!("demo-{account}")).await;
+        assert_eq!(response.status().as_u16(), 200, "{account}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["role"], role);
+        assert_eq!(body["lines"], lines);
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_command-service"))
+        .args(["set-password", "CUST0001", "--role", "customer"])
+        .env("PHONEBILL_NEW_PASSWORD", "a-brand-new-password")
+        .env("PHONEBILL_DATABASE_URL", &app.config.database.url)
+        .env("PHONEBILL_DATABASE_SCHEMA", &app.config.database.schema)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    problem(
+        login(&app, "CUST0001", "demo-CUST0001").await,
+        401,
+        "INVALID_CREDENTIALS",
+    )
+    .await;
+    assert_eq!(
+        login(&app, "CUST0001", "a-brand-new-password")
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    app.stop().await;
+}

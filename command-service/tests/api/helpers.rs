@@ -86,6 +86,8 @@ pub struct Options {
     pub kos_timeout: Duration,
     /// Requests a minute per client IP (0: no limit, the default in tests).
     pub rate_limit_per_ip: u32,
+    /// Where logouts are published (the test Redis unless set).
+    pub redis_url: Option<String>,
 }
 
 impl Default for Options {
@@ -95,6 +97,7 @@ impl Default for Options {
             brokers: brokers(),
             kos_timeout: Duration::from_secs(300),
             rate_limit_per_ip: 0,
+            redis_url: None,
         }
     }
 }
@@ -121,7 +124,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     config.relay.delivery_timeout_ms = 5_000;
     config.kos.answer_timeout_secs = options.kos_timeout.as_secs();
     config.kos.timeout_sweep_ms = 100;
-    config.redis.url = redis_url();
+    config.redis.url = options.redis_url.unwrap_or_else(redis_url);
+    config.redis.timeout_ms = 300;
     config.redis.key_prefix = format!("test-{id}:");
     config.hardening.per_ip_per_minute = options.rate_limit_per_ip;
     config.hardening.per_customer_per_minute = 0;
