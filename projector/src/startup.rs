@@ -165,6 +165,10 @@ impl Application {
     /// Runs until `shutdown`; then the consumer finishes its message and commits.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let consumer = tokio::spawn(self.consumer_loop.run(shutdown.clone()));
+        let pool_gauges = tokio::spawn(read_model::report_pool(
+            self.pool.clone(),
+            Duration::from_secs(5),
+        ));
         tracing::info!(addr = %self.listener.local_addr()?, "projector listening");
         let stop = shutdown.clone();
         axum::serve(self.listener, self.router)
@@ -172,6 +176,7 @@ impl Application {
             .await?;
         shutdown.cancel();
         consumer.await?;
+        pool_gauges.abort();
         self.pool.close().await;
         Ok(())
     }

@@ -97,12 +97,17 @@ impl Application {
             shutdown.clone(),
         ));
         let publisher = tokio::spawn(self.publisher.run(shutdown.clone()));
+        let pool_gauges = tokio::spawn(read_model::report_pool(
+            self.views.pool().clone(),
+            Duration::from_secs(5),
+        ));
         tracing::info!(addr = %self.listener.local_addr()?, "query-service listening");
         let stop = shutdown.clone();
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await?;
         shutdown.cancel();
+        pool_gauges.abort();
         let _ = subscriber.await;
         let _ = publisher.await;
         Ok(())

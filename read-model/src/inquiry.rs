@@ -86,4 +86,37 @@ mod tests {
         assert_eq!(decoded, BillInquiryEvent::BillInquired(event));
         assert_eq!(env.sequence, 1);
     }
+
+    #[test]
+    fn an_inquiry_envelope_matches_its_json_schema_and_a_bad_month_does_not() {
+        let envelope: serde_json::Value = serde_json::from_str(events::schema::FILES[0].1).unwrap();
+        let schema: serde_json::Value = serde_json::from_str(include_str!(
+            "../schemas/phonebill.bill-inquiries/BillInquired.v1.schema.json"
+        ))
+        .unwrap();
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .with_resource(
+                "https://schemas.phonebill.dev/envelope.v1.schema.json",
+                jsonschema::Resource::from_contents(envelope).unwrap(),
+            )
+            .build(&schema)
+            .unwrap();
+        let event = BillInquired {
+            inquiry_id: Uuid::new_v4(),
+            line_number: "010-1234-5678".into(),
+            month: "2024-03".into(),
+            customer_id: None,
+            result: InquiryResult::NotFound,
+            inquired_at: Utc::now(),
+        };
+        let mut json = serde_json::to_value(envelope_of(&event)).unwrap();
+        assert!(validator.is_valid(&json), "{json}");
+        json["payload"]["month"] = serde_json::json!("2024-13");
+        assert!(!validator.is_valid(&json));
+    }
+
+    fn envelope_of(event: &BillInquired) -> events::Envelope {
+        envelope(event, Uuid::new_v4())
+    }
 }

@@ -46,3 +46,17 @@ pub async fn connect_read_only(
         .connect_with(options.options([("search_path", schema)]))
         .await
 }
+
+/// Publishes `phonebill_db_pool_connections{state}` and `phonebill_db_pool_max_connections`
+/// every few seconds (the dashboard's DB pool panel).
+pub async fn report_pool(pool: sqlx::PgPool, every: std::time::Duration) {
+    loop {
+        let size = pool.size() as f64;
+        let idle = pool.num_idle() as f64;
+        metrics::gauge!("phonebill_db_pool_connections", "state" => "active").set(size - idle);
+        metrics::gauge!("phonebill_db_pool_connections", "state" => "idle").set(idle);
+        metrics::gauge!("phonebill_db_pool_max_connections")
+            .set(pool.options().get_max_connections() as f64);
+        tokio::time::sleep(every).await;
+    }
+}
