@@ -12,6 +12,7 @@
 //! never sent, is copied to the dead-letter topic and skipped. Database trouble is waited
 //! out with backoff, never dead-lettered.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -19,10 +20,11 @@ use events::codec::{decode, DecodeError};
 use events::dead_letter;
 use events::kos::{KosFact, KosResult};
 use events::topics::Topics;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
+use service_kit::consumer::{GroupConsumer, GroupContext, ResumeGuard};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::AppError;
@@ -32,7 +34,8 @@ use crate::reference::ReferenceData;
 pub const CONSUMER_GROUP: &str = "command-service";
 
 pub struct KosInbox {
-    consumer: StreamConsumer,
+    consumer: Arc<GroupConsumer>,
+    resume: ResumeGuard,
     dead_letters: FutureProducer,
     topics: Topics,
     changes: ProductChanges,
@@ -56,13 +59,14 @@ impl KosInbox {
         changes: ProductChanges,
         reference: ReferenceData,
     ) -> Result<Self, rdkafka::error::KafkaError> {
-        let consumer: StreamConsumer = kafka
+        let consumer: GroupConsumer = kafka
             .clone()
             .set("group.id", group)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .create()?;
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(GroupContext::new(group))?;
         consumer.subscribe(&[&topics.kos_results(), &topics.kos_billing()])?;
         let dead_letters: FutureProducer = kafka
             .clone()
@@ -70,7 +74,8 @@ impl KosInbox {
             .set("message.timeout.ms", "30000")
             .create()?;
         Ok(Self {
-            consumer,
+            consumer: Arc::new(consumer),
+            resume: ResumeGuard::default(),
             dead_letters,
             topics,
             changes,
@@ -80,7 +85,7 @@ impl KosInbox {
 
     /// Handles messages until `shutdown`; the message in hand is finished first and the
     /// stored offsets are committed before returning.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -96,6 +101,18 @@ impl KosInbox {
                     }
                 }
             };
+            let admitted = self
+                .resume
+                .admit(
+                    &self.consumer,
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                )
+                .await;
+            if !admitted {
+                continue;
+            }
             if !self.handle(&message, &shutdown).await {
                 break;
             }

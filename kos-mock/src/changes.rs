@@ -28,11 +28,12 @@ use events::kos::{
 use events::product_change::{ProductChangeEvent, ProductChangeSentToKos};
 use events::topics::Topics;
 use events::{codec, dead_letter, Envelope, EventPayload};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde::Serialize;
+use service_kit::consumer::{GroupConsumer, GroupContext, ResumeGuard};
 use sqlx::PgPool;
 use tokio::sync::{oneshot, Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -442,7 +443,7 @@ impl OffsetTracker {
 
 struct Shared {
     changes: Changes,
-    consumer: StreamConsumer,
+    consumer: Arc<GroupConsumer>,
     dead_letters: FutureProducer,
     topic: String,
     dead_letter_topic: String,
@@ -467,7 +468,9 @@ impl ChangeConsumer {
                 "heartbeat.interval.ms",
                 (self.session_timeout_ms / 4).max(100).to_string(),
             );
-        let consumer: StreamConsumer = config.create()?;
+        config.set("statistics.interval.ms", "5000");
+        let consumer: GroupConsumer =
+            config.create_with_context(GroupContext::new(self.group.clone()))?;
         let topic = self.topics.product_change();
         consumer.subscribe(&[&topic])?;
         let mut producer_config = self.kafka.clone();
@@ -476,7 +479,7 @@ impl ChangeConsumer {
             .set("message.timeout.ms", "30000");
         let shared = Arc::new(Shared {
             changes: self.changes,
-            consumer,
+            consumer: Arc::new(consumer),
             dead_letters: producer_config.create()?,
             topic,
             dead_letter_topic: self.topics.dead_letter(),
@@ -488,6 +491,7 @@ impl ChangeConsumer {
         let permits = Arc::new(Semaphore::new(self.max_in_flight));
         let mut tasks = JoinSet::new();
         let mut next_id: u64 = 0;
+        let mut resume = ResumeGuard::default();
         loop {
             while tasks.try_join_next().is_some() {}
             let permit = tokio::select! {
@@ -507,6 +511,12 @@ impl ChangeConsumer {
                 }
             };
             let (partition, offset) = (message.partition(), message.offset());
+            if !resume
+                .admit(&shared.consumer, message.topic(), partition, offset)
+                .await
+            {
+                continue;
+            }
             shared
                 .offsets
                 .lock()

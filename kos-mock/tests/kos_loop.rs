@@ -14,6 +14,7 @@ use events::topics::Topics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
+use service_kit::auth::Role;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -27,6 +28,18 @@ fn brokers() -> String {
 fn database_url() -> String {
     std::env::var("PHONEBILL_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/phonebill".into())
+}
+
+fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 fn line(n: u32) -> String {
@@ -89,9 +102,18 @@ impl World {
         config.kos.answer_timeout_secs = kos_answer_timeout.as_secs();
         config.kos.timeout_sweep_ms = 100;
         config.kos.consumer_group = format!("command-{id}");
+        // The loop tests drive many changes from one address; limits are tested elsewhere.
+        config.hardening.per_ip_per_minute = 0;
+        config.hardening.per_customer_per_minute = 0;
         let app = Application::build(config.clone())
             .await
             .expect("command-service builds");
+        // An admin may change any line: the loop tests are not about ownership.
+        let admin_token = app
+            .authenticator()
+            .tokens()
+            .issue("admin", Role::Admin, vec![])
+            .0;
         let command_pool = app.pool().clone();
         let command_address = format!("http://{}", app.local_addr());
         let shutdown = CancellationToken::new();
@@ -107,7 +129,7 @@ impl World {
             command_pool,
             command_schema: config.database.schema,
             command_address,
-            http: reqwest::Client::new(),
+            http: client_with_token(&admin_token),
             shutdown,
             task: Some(task),
         };
@@ -527,17 +549,20 @@ async fn kos_killed_in_the_middle_of_200_changes_and_restarted_every_change_ends
     let active: Vec<u32> = (1..=100).filter(|n| n % 25 != 0).collect();
     let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
     let settled_count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (pool, address) = {
+    let (pool, address, http) = {
         let w = world.lock().await;
-        (w.command_pool.clone(), w.command_address.clone())
+        (
+            w.command_pool.clone(),
+            w.command_address.clone(),
+            w.http.clone(),
+        )
     };
     let mut tasks = Vec::new();
     for (i, n) in active.iter().copied().enumerate() {
         let changes = if i < 8 { 3 } else { 2 };
-        let (pool, address) = (pool.clone(), address.clone());
+        let (pool, address, http) = (pool.clone(), address.clone(), http.clone());
         let (requests, settled_count) = (requests.clone(), settled_count.clone());
         tasks.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
             let number = line(n);
             for _ in 0..changes {
                 let current: String =

@@ -2,6 +2,8 @@
 //!
 //! - [`kafka`]: the Kafka settings (local Tansu or Azure Event Hubs by configuration
 //!   alone), client config, topic creation, a reachability probe.
+//! - [`consumer`]: consumer-group lag metrics and the guard against resuming past the
+//!   committed offset (a Tansu 0.6 quirk).
 //! - [`database`]: a PostgreSQL pool bound to one schema (each service owns a schema).
 //! - [`telemetry`]: JSON logs and the Prometheus recorder.
 //! - [`http`]: the `observe` layer (correlation id, deadline, request metrics) and
@@ -11,6 +13,7 @@
 //! - [`hardening`]: rate limits per IP and per customer, CORS, security headers.
 
 pub mod auth;
+pub mod consumer;
 pub mod database;
 pub mod hardening;
 pub mod http;
