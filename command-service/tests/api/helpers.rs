@@ -273,13 +273,14 @@ pub fn line(n: u32) -> String {
 }
 
 impl TestApp {
-    /// Polls `check` until it holds, failing the test after 30 seconds.
+    /// Polls `check` until it holds, failing the test after 90 seconds (generous: the
+    /// whole suite runs in parallel against one broker).
     pub async fn wait_for<F, Fut>(&self, what: &str, check: F)
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(90);
         while !check().await {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             tokio::time::sleep(Duration::from_millis(20)).await;
