@@ -38,7 +38,7 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address of the health, metrics and admin endpoints.
-    #[arg(long, env = "PHONEBILL_HTTP_ADDR", default_value = "127.0.0.1:8083")]
+    #[arg(long, env = "PHONEBILL_HTTP_ADDR", default_value = "127.0.0.1:8084")]
     pub http_addr: SocketAddr,
 
     /// PostgreSQL URL (a role that may create the read schema and the query role).

@@ -20,10 +20,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::configuration::Config;
-use crate::consumer::{ConsumerLoop, LagContext, ProjectorConsumer};
+use crate::consumer::{ConsumerLoop, ProjectorConsumer};
 use crate::db;
 use crate::dead_letter::DeadLetters;
 use crate::processor::Processor;
+use service_kit::consumer::GroupContext;
 
 pub const CLIENT_ID: &str = "projector";
 
@@ -104,10 +105,7 @@ impl Application {
             .set("fetch.max.bytes", "1048576")
             .set("max.partition.fetch.bytes", "262144")
             .set("receive.message.max.bytes", "2097152")
-            .create_with_context(LagContext {
-                group: config.consumer_group.clone(),
-                assigned: Default::default(),
-            })?;
+            .create_with_context(GroupContext::new(config.consumer_group.clone()))?;
         consumer.subscribe(&[
             &topics.product_change(),
             &topics.kos_billing(),
