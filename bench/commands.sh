@@ -48,8 +48,12 @@ wait_for 30 port_open $BROKER_PORT
 lines=$((CHANGES + WARMUP + CHANGES / 24 + 10))
 python3 "$ROOT/bench/generate_facts.py" --lines "$lines" >"$RUN/facts.jsonl"
 export PHONEBILL_DATABASE_URL="$PG" PHONEBILL_DATABASE_SCHEMA="$ID" PHONEBILL_KAFKA_BROKERS="127.0.0.1:$BROKER_PORT" \
-  PHONEBILL_TOPIC_PREFIX="$ID." PHONEBILL_HTTP_ADDR="127.0.0.1:$HTTP_PORT" RUST_LOG=warn
+  PHONEBILL_TOPIC_PREFIX="$ID." PHONEBILL_HTTP_ADDR="127.0.0.1:$HTTP_PORT" RUST_LOG=warn \
+  PHONEBILL_RATE_LIMIT_PER_IP_PER_MINUTE=0 PHONEBILL_RATE_LIMIT_PER_CUSTOMER_PER_MINUTE=0 \
+  MALLOC_ARENA_MAX=2  # as deployed (glibc otherwise keeps an arena per busy thread)
 "$CARGO_TARGET_DIR/release/command-service" load-facts "$RUN/facts.jsonl"
+# The load generator logs in once as the demo admin (who may change every line).
+"$CARGO_TARGET_DIR/release/command-service" set-password admin --role admin --password demo-admin >/dev/null
 "$CARGO_TARGET_DIR/release/command-service" >"$RUN/service.log" 2>&1 &
 service=$!
 pids+=($service)

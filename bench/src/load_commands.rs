@@ -31,6 +31,11 @@ struct Args {
     /// Print one machine-readable line (key=value) as well.
     #[arg(long)]
     quiet: bool,
+    /// Log in as this account (an admin may change every line) before the run.
+    #[arg(long, default_value = "admin")]
+    user: String,
+    #[arg(long, default_value = "demo-admin")]
+    password: String,
 }
 
 /// A change that passes the pre-checks for demo line n (bench/generate_facts.py).
@@ -65,8 +70,15 @@ async fn main() -> anyhow::Result<()> {
     let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
         1, 60_000_000, 3,
     )?));
+    let token = login(&args).await?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse()?,
+    );
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients)
+        .default_headers(headers)
         .build()?;
     let errors = Arc::new(AtomicU32::new(0));
     let peak_rss = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -144,4 +156,20 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("RESULT accepted={accepted} rate={rate:.1} p50_ms={p50:.3} p99_ms={p99:.3} errors={errors} peak_rss_mib={peak_mib:.1}");
     Ok(())
+}
+
+/// One login before the run: the token is part of every request, as for real clients.
+async fn login(args: &Args) -> anyhow::Result<String> {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/login", args.url))
+        .json(&serde_json::json!({"customerId": args.user, "password": args.password}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    answer["accessToken"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("login answered without a token: {answer}"))
 }
