@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{Credentials, Logout, Passwords, PgRevocations};
+use crate::auth::{channel_for, Credentials, Logout, Passwords, PgRevocations};
 use crate::configuration::{Config, Environment};
 use crate::db;
 use crate::kos_inbox::KosInbox;
@@ -96,9 +96,11 @@ impl Application {
             .keys(config.environment == Environment::Production)
             .map_err(anyhow::Error::msg)?;
         let tokens = Tokens::new(&config.jwt, keys, clock.clone());
+        let channel = channel_for(&config.database.schema);
+        let revocations = Arc::new(PgRevocations::start(pool.clone(), channel.clone()).await?);
         let auth = Authenticator::new(
             tokens.clone(),
-            Arc::new(PgRevocations::new(pool.clone())),
+            revocations.clone(),
             config.hardening.per_customer(),
         );
         let credentials = Credentials::new(
@@ -107,7 +109,13 @@ impl Application {
             tokens,
             &config.auth,
         );
-        let logout = Logout::new(pool.clone(), clock, config.redis.clone());
+        let logout = Logout::new(
+            pool.clone(),
+            revocations,
+            channel,
+            clock,
+            config.redis.clone(),
+        );
         let state = AppState {
             changes,
             pool: pool.clone(),

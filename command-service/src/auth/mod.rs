@@ -10,7 +10,7 @@ pub mod revocation;
 
 pub use credentials::{Credentials, Grant, LoginRefused};
 pub use password::Passwords;
-pub use revocation::{Logout, PgRevocations};
+pub use revocation::{channel_for, Logout, PgRevocations};
 
 /// Demo only: the password `seed-demo-passwords` gives a demo account.
 pub fn demo_password(account: &str) -> String {

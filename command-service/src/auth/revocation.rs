@@ -12,35 +12,114 @@ use tokio::sync::OnceCell;
 
 use crate::error::AppError;
 
-/// This service's revocation check: its own table (authoritative on the command side,
-/// and it survives a Redis flush). A database error fails closed.
+/// This service's revocation check: the revoked token ids, held in memory on every
+/// replica so a request costs no round trip (a per-request `SELECT` cost a fifth of the
+/// command throughput). Loaded from `revoked_tokens` at start and kept current by
+/// `LISTEN`/`NOTIFY`: a logout notifies in its own transaction. The listener listens
+/// before it loads, so nothing falls between the two. While the listener is down (it
+/// reconnects with backoff) the check fails closed.
 pub struct PgRevocations {
-    pool: PgPool,
+    state: Arc<RevokedSet>,
+}
+
+#[derive(Default)]
+struct RevokedSet {
+    ids: std::sync::RwLock<std::collections::HashSet<String>>,
+    live: std::sync::atomic::AtomicBool,
+}
+
+impl RevokedSet {
+    fn add(&self, jti: &str) {
+        self.ids
+            .write()
+            .expect("not poisoned")
+            .insert(jti.to_owned());
+    }
 }
 
 impl PgRevocations {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// Loads the current revocations (returns once they are in memory) and keeps
+    /// listening until the pool is closed.
+    pub async fn start(pool: PgPool, channel: String) -> Result<Self, sqlx::Error> {
+        let state = Arc::new(RevokedSet::default());
+        let listener = listen_and_load(&pool, &channel, &state).await?;
+        tokio::spawn(follow(pool, channel, Arc::clone(&state), listener));
+        Ok(Self { state })
+    }
+
+    /// A logout on this replica counts at once, before its notification comes back.
+    pub fn note(&self, jti: &str) {
+        self.state.add(jti);
+    }
+}
+
+/// The notification channel of a service schema (schema names are plain identifiers).
+pub fn channel_for(schema: &str) -> String {
+    format!("{schema}_revocations")
+}
+
+async fn listen_and_load(
+    pool: &PgPool,
+    channel: &str,
+    state: &RevokedSet,
+) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen(channel).await?;
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT jti FROM revoked_tokens WHERE expires_at > now()")
+            .fetch_all(pool)
+            .await?;
+    *state.ids.write().expect("not poisoned") = ids.into_iter().collect();
+    state.live.store(true, std::sync::atomic::Ordering::SeqCst);
+    Ok(listener)
+}
+
+async fn follow(
+    pool: PgPool,
+    channel: String,
+    state: Arc<RevokedSet>,
+    mut listener: sqlx::postgres::PgListener,
+) {
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(notification)) => state.add(notification.payload()),
+            // `None`: the connection was lost (notifications may have been missed).
+            Ok(None) | Err(_) => {
+                state.live.store(false, std::sync::atomic::Ordering::SeqCst);
+                loop {
+                    if pool.is_closed() {
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    match listen_and_load(&pool, &channel, &state).await {
+                        Ok(fresh) => {
+                            listener = fresh;
+                            break;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "revocation listener down"),
+                    }
+                }
+            }
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl Revocations for PgRevocations {
     async fn is_revoked(&self, jti: &str) -> Result<bool, AuthError> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $1)")
-            .bind(jti)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "revocation check failed; refusing the token");
-                AuthError::Unavailable
-            })
+        if !self.state.live.load(std::sync::atomic::Ordering::SeqCst) {
+            tracing::warn!("revocation listener down; refusing the token");
+            return Err(AuthError::Unavailable);
+        }
+        Ok(self.state.ids.read().expect("not poisoned").contains(jti))
     }
 }
 
 #[derive(Clone)]
 pub struct Logout {
     pool: PgPool,
+    revocations: Arc<PgRevocations>,
+    channel: String,
     clock: Arc<dyn Clock>,
     redis_config: RedisConfig,
     /// Connected on first use, so a Redis outage never stops commands.
@@ -48,9 +127,17 @@ pub struct Logout {
 }
 
 impl Logout {
-    pub fn new(pool: PgPool, clock: Arc<dyn Clock>, redis_config: RedisConfig) -> Self {
+    pub fn new(
+        pool: PgPool,
+        revocations: Arc<PgRevocations>,
+        channel: String,
+        clock: Arc<dyn Clock>,
+        redis_config: RedisConfig,
+    ) -> Self {
         Self {
             pool,
+            revocations,
+            channel,
             clock,
             redis_config,
             redis: Arc::new(OnceCell::new()),
@@ -76,13 +163,22 @@ impl Logout {
     /// Revokes the caller's token everywhere. If Redis cannot be told, the answer is 503
     /// `AUTH_UNAVAILABLE` (the command side has already revoked it; retrying is safe).
     pub async fn revoke(&self, caller: &Caller) -> Result<(), AppError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
         .bind(&caller.jti)
         .bind(caller.expires_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        // Delivered to every replica's listener when the transaction commits.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&self.channel)
+            .bind(&caller.jti)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.revocations.note(&caller.jti);
         self.publish(&caller.jti, caller.expires_at)
             .await
             .map_err(|e| {

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use chrono::{TimeDelta, Utc};
+use command_service::auth::{channel_for, PgRevocations};
 use reqwest::Method;
 use serde_json::{json, Value};
-use service_kit::auth::{JwtConfig, KeySet, ManualClock, Role, Tokens, LOCAL_DEV_KEY};
+use service_kit::auth::{JwtConfig, KeySet, ManualClock, Revocations, Role, Tokens, LOCAL_DEV_KEY};
 
 use crate::helpers::*;
 
@@ -502,5 +503,34 @@ async fn the_seed_demo_passwords_command_gives_every_demo_account_its_documented
             .as_u16(),
         200
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_logout_on_one_replica_is_refused_by_another_replica_of_the_same_schema() {
+    // Given a second replica's revocation set on the same schema (it listens for logouts)
+    let app = spawn_app().await;
+    let other = PgRevocations::start(app.pool.clone(), channel_for(&app.config.database.schema))
+        .await
+        .unwrap();
+    let token = app.customer_token("CUST0002").await;
+    let jti = app.tokens.verify(&token).unwrap().jti;
+    assert!(!other.is_revoked(&jti).await.unwrap());
+
+    // When the customer logs out through this replica
+    let response = app
+        .http
+        .post(format!("{}/api/v1/auth/logout", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+
+    // Then the other replica refuses the token too (notified, no lookup per request)
+    app.wait_for("the other replica to hear of the logout", || async {
+        other.is_revoked(&jti).await.unwrap()
+    })
+    .await;
     app.stop().await;
 }
