@@ -104,3 +104,49 @@ pub fn problem_json<T: serde::Serialize>(status: StatusCode, body: &T) -> Respon
     )
         .into_response()
 }
+
+/// Why a JSON body was refused; each service maps it to its own problem codes.
+#[derive(Debug, PartialEq)]
+pub enum JsonBodyError {
+    TooLarge,
+    UnsupportedMediaType,
+    /// Not JSON at all (`MALFORMED_JSON`).
+    Malformed(String),
+    /// JSON, but not an object of the expected shape (`INVALID_FIELDS`).
+    InvalidFields(String),
+}
+
+/// Reads a JSON request body into `T`. Only a JSON object is accepted: serde would
+/// otherwise fill a struct from an array, field by field in order, so `["secret", null]`
+/// would pass as `{password, role}` (found by command-service's fuzz test).
+pub async fn json_object<T, S>(req: axum::extract::Request, state: &S) -> Result<T, JsonBodyError>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    use axum::extract::rejection::JsonRejection;
+    use axum::extract::FromRequest;
+    let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+        Ok(axum::Json(value)) => value,
+        Err(rejection) => {
+            return Err(match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => JsonBodyError::TooLarge,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => JsonBodyError::UnsupportedMediaType,
+                _ => match rejection {
+                    JsonRejection::JsonDataError(e) => JsonBodyError::InvalidFields(e.body_text()),
+                    other => JsonBodyError::Malformed(other.body_text()),
+                },
+            })
+        }
+    };
+    if !value.is_object() {
+        return Err(JsonBodyError::InvalidFields(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        JsonBodyError::InvalidFields(format!(
+            "Failed to deserialize the JSON body into the target type: {e}"
+        ))
+    })
+}
