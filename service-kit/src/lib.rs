@@ -10,12 +10,14 @@
 //!   `application/problem+json` documents.
 //! - [`auth`]: access tokens (issue, verify, rotate, revoke), the [`auth::Caller`]
 //!   extractor, roles and the one line-ownership rule.
+//! - [`health`]: `/health/live`, `/health/ready`, `/metrics` for any service state.
 //! - [`hardening`]: rate limits per IP and per customer, CORS, security headers.
 
 pub mod auth;
 pub mod consumer;
 pub mod database;
 pub mod hardening;
+pub mod health;
 pub mod http;
 pub mod kafka;
 pub mod telemetry;

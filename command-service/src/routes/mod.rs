@@ -6,7 +6,6 @@
 
 mod auth;
 mod extract;
-mod health;
 mod openapi;
 mod product_changes;
 
@@ -53,7 +52,7 @@ pub fn router(state: AppState, body_limit: usize, hardening: &HardeningConfig) -
         .merge(auth::router());
     let router = Router::new()
         .merge(hardening.limit_per_ip(api))
-        .merge(health::router())
+        .merge(service_kit::health::router())
         .merge(openapi::router())
         .layer(middleware::from_fn(move |req, next| {
             service_kit::http::observe(timeout, req, next)
@@ -65,4 +64,14 @@ pub fn router(state: AppState, body_limit: usize, hardening: &HardeningConfig) -
         .layer(hardening.cors())
         .with_state(state);
     hardening::security_headers(router)
+}
+
+impl axum::extract::FromRef<AppState> for service_kit::health::Health {
+    fn from_ref(state: &AppState) -> Self {
+        Self {
+            pool: state.pool.clone(),
+            admin: state.admin.clone(),
+            metrics: state.metrics.clone(),
+        }
+    }
 }

@@ -3,7 +3,6 @@
 
 mod admin;
 mod extract;
-mod health;
 mod openapi;
 
 use std::sync::Arc;
@@ -40,7 +39,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     let timeout = state.request_timeout;
     Router::new()
         .merge(admin::router())
-        .merge(health::router())
+        .merge(service_kit::health::router())
         .merge(openapi::router())
         .layer(middleware::from_fn(move |req, next| {
             service_kit::http::observe(timeout, req, next)
@@ -50,4 +49,14 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         }))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+impl axum::extract::FromRef<AppState> for service_kit::health::Health {
+    fn from_ref(state: &AppState) -> Self {
+        Self {
+            pool: state.pool.clone(),
+            admin: state.admin.clone(),
+            metrics: state.metrics.clone(),
+        }
+    }
 }

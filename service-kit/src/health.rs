@@ -1,0 +1,59 @@
+//! Liveness, readiness (PostgreSQL and the broker answer) and Prometheus metrics, for a
+//! service whose state can hand out a [`Health`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::kafka::{self, Admin};
+
+/// What the health endpoints look at.
+#[derive(Clone)]
+pub struct Health {
+    pub pool: PgPool,
+    pub admin: Arc<Admin>,
+    pub metrics: PrometheusHandle,
+}
+
+/// `/health/live`, `/health/ready` and `/metrics`.
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Health: FromRef<S>,
+{
+    Router::new()
+        .route(
+            "/health/live",
+            get(|| async { Json(json!({"status": "UP"})) }),
+        )
+        .route("/health/ready", get(ready))
+        .route(
+            "/metrics",
+            get(|State(health): State<Health>| async move { health.metrics.render() }),
+        )
+}
+
+async fn ready(State(health): State<Health>) -> (StatusCode, Json<Value>) {
+    let database = sqlx::query("SELECT 1").execute(&health.pool).await.is_ok();
+    let broker = kafka::reachable(&health.admin, Duration::from_secs(2)).await;
+    let up = |ok: bool| if ok { "UP" } else { "DOWN" };
+    let status = if database && broker {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "status": up(database && broker),
+            "checks": {"postgres": up(database), "kafka": up(broker)}
+        })),
+    )
+}
