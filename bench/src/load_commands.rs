@@ -1,7 +1,9 @@
 //! Load generator for the command side: N clients, each posting product changes on
 //! distinct demo lines (a line takes one change at a time), as fast as answers come.
 //! Prints accepted changes per second, latency percentiles and the peak resident memory
-//! of the service process.
+//! of the service process. With `--query-url`, each client then reads its change back from
+//! query-service with the 202's `position` as `minPosition` before its next change, and
+//! the time from the 202 to that answer (freshness) is reported too.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -36,6 +38,9 @@ struct Args {
     user: String,
     #[arg(long, default_value = "demo-admin")]
     password: String,
+    /// Base URL of query-service: measure freshness (202 -> visible in the query API).
+    #[arg(long)]
+    query_url: Option<String>,
 }
 
 /// A change that passes the pre-checks for demo line n (bench/generate_facts.py).
@@ -70,6 +75,9 @@ async fn main() -> anyhow::Result<()> {
     let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
         1, 60_000_000, 3,
     )?));
+    let freshness = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
     let token = login(&args).await?;
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
@@ -98,16 +106,19 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.clients {
-        let (next, histogram, client, errors) = (
+        let (next, histogram, freshness, client, errors) = (
             next.clone(),
             histogram.clone(),
+            freshness.clone(),
             client.clone(),
             errors.clone(),
         );
         let url = format!("{}/api/v1/product-changes", args.url);
+        let query_url = args.query_url.clone();
         let last = args.last_line;
         tasks.push(tokio::spawn(async move {
             let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+            let mut local_freshness = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
             loop {
                 let mut n = next.fetch_add(1, Ordering::Relaxed);
                 // every 25th demo line is suspended: skip it
@@ -120,9 +131,21 @@ async fn main() -> anyhow::Result<()> {
                 let sent = Instant::now();
                 let response = client.post(&url).json(&change_for(n)).send().await;
                 let micros = sent.elapsed().as_micros() as u64;
+                let accepted_at = Instant::now();
                 match response {
                     Ok(r) if r.status().as_u16() == 202 => {
                         local.record(micros.max(1)).unwrap();
+                        if let Some(query) = &query_url {
+                            let answer: serde_json::Value = r.json().await.unwrap_or_default();
+                            match visible(&client, query, &answer).await {
+                                Some(()) => local_freshness
+                                    .record((accepted_at.elapsed().as_micros() as u64).max(1))
+                                    .unwrap(),
+                                None => {
+                                    errors.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
                     }
                     _ => {
                         errors.fetch_add(1, Ordering::Relaxed);
@@ -130,6 +153,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             histogram.lock().await.add(&local).unwrap();
+            freshness.lock().await.add(&local_freshness).unwrap();
         }));
     }
     for task in tasks {
@@ -155,7 +179,36 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("RESULT accepted={accepted} rate={rate:.1} p50_ms={p50:.3} p99_ms={p99:.3} errors={errors} peak_rss_mib={peak_mib:.1}");
+    let f = freshness.lock().await;
+    if !f.is_empty() {
+        let ms = |q| f.value_at_quantile(q) as f64 / 1000.0;
+        println!(
+            "FRESHNESS changes={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+            f.len(),
+            ms(0.50),
+            ms(0.99),
+            f.max() as f64 / 1000.0
+        );
+    }
     Ok(())
+}
+
+/// Reads the accepted change back from query-service, waiting (server side, with
+/// `minPosition`) until the projection shows it; None if it never does.
+async fn visible(client: &reqwest::Client, query: &str, answer: &serde_json::Value) -> Option<()> {
+    let id = answer["requestId"].as_str()?;
+    let position = answer["position"].as_i64()?;
+    let url = format!("{query}/api/v1/product-changes/{id}?minPosition={position}");
+    // 503 PROJECTION_BEHIND ends one bounded wait; ask again, up to 30 s in all.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        match client.get(&url).send().await {
+            Ok(r) if r.status().as_u16() == 200 => return Some(()),
+            Ok(r) if r.status().as_u16() == 503 => continue,
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// One login before the run: the token is part of every request, as for real clients.

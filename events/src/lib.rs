@@ -5,6 +5,7 @@
 //!   (topic `phonebill.product-change`).
 //! - [`kos`]: what KOS publishes: facts on `kos.billing` (catalog, lines, bills) and
 //!   its answers on `kos.product-change-results`.
+//! - [`bill_inquiry`]: a bill was looked at (topic `phonebill.bill-inquiries`).
 //! - [`dead_letter`]: the headers a dead-lettered message carries.
 //! - [`topics`]: topic names, with the configurable prefix that keeps test runs apart.
 //! - [`codec`]: JSON in and out, with clear errors for bad or unknown-version input.
@@ -13,6 +14,7 @@
 //! API boundary: outside consumers (KOS) read the JSON Schemas in `schemas/`, which tests
 //! keep in step with these types. This crate does no I/O.
 
+pub mod bill_inquiry;
 pub mod codec;
 pub mod dead_letter;
 pub mod envelope;

@@ -36,6 +36,7 @@ pub const FILES: &[(&str, &str)] = schema_files![
     "kos.billing/ProductWithdrawn.v1.schema.json",
     "kos.product-change-results/ProductChangeExecuted.v1.schema.json",
     "kos.product-change-results/ProductChangeRefused.v1.schema.json",
+    "phonebill.bill-inquiries/BillInquired.v1.schema.json",
 ];
 
 /// Every event schema, compiled once, found by (event type, version).

@@ -2,6 +2,7 @@
 //! accepts, and bad input decodes to a clear error, never a panic.
 
 use chrono::{NaiveDate, TimeZone, Utc};
+use events::bill_inquiry::{self, BillInquired, BillInquiryEvent, InquiryResult};
 use events::codec::{decode, encode};
 use events::kos::*;
 use events::product_change::*;
@@ -273,6 +274,31 @@ fn every_kos_result_validates_against_its_schema_and_round_trips() {
 }
 
 #[test]
+fn every_bill_inquiry_validates_against_its_schema_and_a_bad_month_does_not() {
+    let schemas = SchemaSet::load();
+    for (customer_id, result) in [
+        (Some("CUST0001".to_owned()), InquiryResult::Found),
+        (None, InquiryResult::NotFound),
+    ] {
+        let inquiry = BillInquired {
+            inquiry_id: Uuid::new_v4(),
+            line_number: "010-1234-5678".into(),
+            month: "2026-03".into(),
+            customer_id,
+            result,
+            inquired_at: Utc::now(),
+        };
+        let envelope = bill_inquiry::envelope(&inquiry, Uuid::new_v4());
+        let mut json = as_json(&envelope);
+        schemas.validate(&json).unwrap();
+        let decoded = decode::<BillInquiryEvent>(&encode(&envelope)).unwrap().1;
+        assert_eq!(decoded, BillInquiryEvent::BillInquired(inquiry));
+        json["payload"]["month"] = serde_json::json!("2026-13");
+        assert!(schemas.validate(&json).is_err());
+    }
+}
+
+#[test]
 fn a_bill_with_a_malformed_month_breaks_its_schema() {
     let schemas = SchemaSet::load();
     let mut bill = sample_bill();
@@ -323,6 +349,7 @@ fn every_event_type_and_version_has_exactly_one_schema_file() {
         .iter()
         .chain(KosFact::VERSIONS)
         .chain(KosResult::VERSIONS)
+        .chain(BillInquiryEvent::VERSIONS)
         .map(|(t, v)| (t.to_string(), *v))
         .collect();
     let mut with_schema: Vec<(String, u32)> = schemas.known().cloned().collect();

@@ -13,11 +13,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use events::bill_inquiry::{BillInquired, BillInquiryEvent};
 use events::kos::KosFact;
 use events::product_change::ProductChangeEvent;
 use events::topics::Topics;
 use events::{codec, DecodeError, Envelope};
-use read_model::inquiry::{BillInquired, BillInquiryEvent};
 use read_model::keys::View;
 use read_model::redis_conn::RedisConn;
 use redis::AsyncCommands;
@@ -71,7 +71,7 @@ impl Decoded {
         match self {
             Decoded::ProductChange(e, _) => (read_model::LINE_AGGREGATE, e.aggregate_id.clone()),
             Decoded::Kos(e, fact) => (fact.aggregate_type(), e.aggregate_id.clone()),
-            Decoded::Inquiry(e, _) => (read_model::inquiry::AGGREGATE, e.aggregate_id.clone()),
+            Decoded::Inquiry(e, _) => (events::bill_inquiry::AGGREGATE, e.aggregate_id.clone()),
         }
     }
 

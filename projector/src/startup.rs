@@ -93,6 +93,7 @@ impl Application {
         let consumer: ProjectorConsumer = kafka_config
             .clone()
             .set("group.id", &config.consumer_group)
+            .set("fetch.wait.max.ms", service_kit::kafka::FETCH_WAIT_MAX_MS)
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "500")
             .set("enable.auto.offset.store", "false")

@@ -2,9 +2,9 @@
 //! up the query: a bounded channel into a producer task; when it is full the record is
 //! dropped and counted (`phonebill_bill_inquiries_dropped_total`), never the query.
 
+use events::bill_inquiry::{self as inquiry, BillInquired};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
-use read_model::inquiry::{self, BillInquired};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;

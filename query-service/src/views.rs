@@ -80,6 +80,8 @@ struct Inner {
     l1: Cache<String, Doc>,
     l1_live: AtomicBool,
     epoch: AtomicU64,
+    /// Woken by every invalidation: `minPosition` waiters recheck at once.
+    changed: tokio::sync::Notify,
 }
 
 impl Views {
@@ -101,6 +103,7 @@ impl Views {
                     .build(),
                 l1_live: AtomicBool::new(false),
                 epoch: AtomicU64::new(0),
+                changed: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -121,6 +124,7 @@ impl Views {
     pub fn invalidate(&self, key: &str) {
         self.inner.epoch.fetch_add(1, Ordering::SeqCst);
         self.inner.l1.invalidate(key);
+        self.inner.changed.notify_waiters();
     }
 
     /// Turns L1 on (subscription up) or off and empty (subscription lost).
@@ -207,16 +211,43 @@ impl Views {
     /// Waits (bounded) until the line's projection has reached `min`.
     pub async fn wait_for(&self, line: &str, min: i64, max_wait: Duration) -> Result<(), AppError> {
         let deadline = Instant::now() + max_wait;
-        let mut pause = Duration::from_millis(5);
+        let reached = self
+            .wait_until(deadline, || async { Ok(self.position(line).await? >= min) })
+            .await?;
+        if reached {
+            Ok(())
+        } else {
+            Err(AppError::ProjectionBehind(min))
+        }
+    }
+
+    /// Rechecks `ready` whenever the projector announces a change (an invalidation), and
+    /// at least every [`RECHECK`] in case an announcement is lost; false at `deadline`.
+    pub async fn wait_until<F, Fut>(
+        &self,
+        deadline: Instant,
+        mut ready: F,
+    ) -> Result<bool, AppError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<bool, AppError>>,
+    {
         loop {
-            if self.position(line).await? >= min {
-                return Ok(());
+            // Registered before the check, so a change landing during it still wakes us.
+            let changed = self.inner.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if ready().await? {
+                return Ok(true);
             }
-            if Instant::now() + pause > deadline {
-                return Err(AppError::ProjectionBehind(min));
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
+            let _ = tokio::time::timeout(left.min(RECHECK), changed).await;
         }
     }
 }
+
+/// The longest a waiter goes without rechecking.
+const RECHECK: Duration = Duration::from_millis(50);

@@ -7,12 +7,10 @@
 //!   `load` after each commit; the query-service refills Redis with the same `load` on a
 //!   miss, so both always agree on a view's shape.
 //! - [`redis_conn`]: one connection type over a single node or a cluster.
-//! - [`inquiry`]: the `BillInquired` event (to move into `events/`).
 //!
 //! Architecture invariant: nothing here writes PostgreSQL; loaders only SELECT the read
 //! tables the query role may read.
 
-pub mod inquiry;
 pub mod keys;
 pub mod redis_conn;
 pub mod views;

@@ -1,7 +1,7 @@
 //! `phonebill.bill-inquiries`: the bill-inquiry history (UFR-BILL-040). Each inquiry is
 //! its own one-event aggregate, so the inquiry id alone makes it idempotent.
 
-use read_model::inquiry::BillInquired;
+use events::bill_inquiry::BillInquired;
 use sqlx::PgConnection;
 
 use super::ApplyError;

@@ -6,7 +6,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{FixedOffset, Utc};
-use read_model::inquiry::{BillInquired, InquiryResult};
+use events::bill_inquiry::{BillInquired, InquiryResult};
 use read_model::keys::View;
 use read_model::views::{InquiryView, LineView, MonthsView};
 use serde_json::{json, Value};

@@ -47,22 +47,22 @@ pub async fn by_id(
         return Ok(doc_response(&doc, &headers, PRIVATE_REVALIDATE));
     };
     let deadline = Instant::now() + state.max_wait;
-    let mut pause = std::time::Duration::from_millis(5);
     // The request id alone does not name the line: wait for the request to appear, then
     // for its line's position.
-    loop {
-        if let Some(doc) = state.views.get_fresh(&view).await? {
-            let line = doc.json::<ChangeRequestView>()?.line_number;
-            caller.may_read_line(&line)?;
-            let left = deadline.saturating_duration_since(Instant::now());
-            state.views.wait_for(&line, min, left).await?;
-            let doc = state.views.get_fresh(&view).await?.ok_or_else(not_found)?;
-            return Ok(doc_response(&doc, &headers, PRIVATE_REVALIDATE));
-        }
-        if Instant::now() + pause > deadline {
-            return Err(AppError::ProjectionBehind(min));
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(std::time::Duration::from_millis(50));
+    let appeared = state
+        .views
+        .wait_until(deadline, || async {
+            Ok(state.views.get_fresh(&view).await?.is_some())
+        })
+        .await?;
+    if !appeared {
+        return Err(AppError::ProjectionBehind(min));
     }
+    let doc = state.views.get_fresh(&view).await?.ok_or_else(not_found)?;
+    let line = doc.json::<ChangeRequestView>()?.line_number;
+    caller.may_read_line(&line)?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    state.views.wait_for(&line, min, left).await?;
+    let doc = state.views.get_fresh(&view).await?.ok_or_else(not_found)?;
+    Ok(doc_response(&doc, &headers, PRIVATE_REVALIDATE))
 }

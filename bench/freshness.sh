@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Freshness: the time from a product change's 202 to the change being visible in the
+# query API, over FRESH_CHANGES changes (default 1,000) made by FRESH_CLIENTS clients
+# (default 8) on distinct lines. Each client reads its change back from query-service
+# with the 202's `position` as `minPosition` (query-service answers as soon as the
+# projection has it) before making its next change. The whole write and read path runs:
+# command-service (relay) -> broker -> projector -> Redis -> query-service.
+#
+# Run through the stack script, which installs what is missing and starts a broker:
+#   infra/local/stack bench-reads      (this runs after the bill-query benchmark)
+# Needs PHONEBILL_KAFKA_BROKERS and PHONEBILL_DATABASE_URL (a role that may create
+# schemas and roles). Everything is namespaced by a run id and removed at the end.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${PHONEBILL_CACHE:-$HOME/.cache/phonebill}"
+TARGET="${CARGO_TARGET_DIR:-$CACHE/target}"
+CHANGES="${FRESH_CHANGES:-1000}"
+CLIENTS="${FRESH_CLIENTS:-8}"
+PG="${PHONEBILL_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/phonebill}"
+BROKERS="${PHONEBILL_KAFKA_BROKERS:?the broker to use}"
+REDIS_URL="${PHONEBILL_REDIS_URL:-redis://127.0.0.1:6379}"
+ID="fresh_$(date +%s)"
+ROLE="q_$ID"
+CPORT=18181 PPORT=18184 QPORT=18182
+RUN="$(mktemp -d /tmp/phonebill-fresh.XXXXXX)"
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  psql "$PG" -qc "DROP SCHEMA IF EXISTS ${ID}_cmd CASCADE" -c "DROP SCHEMA IF EXISTS ${ID}_read CASCADE" \
+    -c "DROP ROLE IF EXISTS $ROLE" >/dev/null 2>&1 || true
+  redis-cli -u "$REDIS_URL" --scan --pattern "$ID:*" | xargs -r -d '\n' redis-cli -u "$REDIS_URL" del >/dev/null || true
+  rm -rf "$RUN"
+}
+trap cleanup EXIT
+
+wait_for() { local deadline=$((SECONDS + $1)); shift; until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $deadline ] || { echo "timed out: $*" >&2; exit 1; }; sleep 0.2; done; }
+l1_up() { curl -fsS "http://127.0.0.1:$QPORT/health/ready" | grep -q '"l1":"UP"'; }
+hwm() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+
+echo "building (release)..."
+(cd "$ROOT" && cargo build --release --quiet -p command-service -p projector -p query-service -p bench)
+
+lines=$((CHANGES + CHANGES / 24 + 10))
+python3 "$ROOT/bench/generate_facts.py" --lines "$lines" >"$RUN/facts.jsonl"
+export PHONEBILL_DATABASE_URL="$PG" PHONEBILL_KAFKA_BROKERS="$BROKERS" PHONEBILL_TOPIC_PREFIX="$ID." \
+  PHONEBILL_TOPIC_PARTITIONS=12 PHONEBILL_REDIS_URL="$REDIS_URL" PHONEBILL_REDIS_KEY_PREFIX="$ID:" \
+  PHONEBILL_RATE_LIMIT_PER_IP_PER_MINUTE=0 PHONEBILL_RATE_LIMIT_PER_CUSTOMER_PER_MINUTE=0 \
+  RUST_LOG=warn MALLOC_ARENA_MAX=2
+PHONEBILL_DATABASE_SCHEMA="${ID}_cmd" "$TARGET/release/command-service" load-facts "$RUN/facts.jsonl"
+PHONEBILL_DATABASE_SCHEMA="${ID}_cmd" "$TARGET/release/command-service" set-password admin --role admin --password demo-admin >/dev/null
+PHONEBILL_DATABASE_SCHEMA="${ID}_cmd" PHONEBILL_HTTP_ADDR="127.0.0.1:$CPORT" \
+  "$TARGET/release/command-service" >"$RUN/command.log" 2>&1 &
+command=$!; pids+=("$command")
+PHONEBILL_DATABASE_SCHEMA="${ID}_read" PHONEBILL_HTTP_ADDR="127.0.0.1:$PPORT" PHONEBILL_QUERY_ROLE="$ROLE" \
+  PHONEBILL_QUERY_ROLE_LOGIN=true PHONEBILL_CONSUMER_GROUP="$ID.projector" \
+  "$TARGET/release/projector" >"$RUN/projector.log" 2>&1 &
+projector=$!; pids+=("$projector")
+wait_for 60 curl -fsS "http://127.0.0.1:$CPORT/health/ready"
+wait_for 60 curl -fsS "http://127.0.0.1:$PPORT/health/ready"
+PHONEBILL_DATABASE_SCHEMA="${ID}_read" PHONEBILL_HTTP_ADDR="127.0.0.1:$QPORT" \
+  PHONEBILL_DATABASE_URL="postgres://$ROLE@${PG#*@}" \
+  "$TARGET/release/query-service" >"$RUN/query.log" 2>&1 &
+query=$!; pids+=("$query")
+wait_for 60 l1_up
+
+echo "freshness: $CHANGES changes, $CLIENTS clients, each read back with minPosition"
+out=$("$TARGET/release/load-commands" --url "http://127.0.0.1:$CPORT" --query-url "http://127.0.0.1:$QPORT" \
+  --clients "$CLIENTS" --first-line 1 --last-line $((CHANGES + CHANGES / 24)) --quiet)
+fresh=$(grep '^FRESHNESS' <<<"$out")
+errors=$(sed -E 's/.* errors=([0-9]+).*/\1/' <<<"$(grep '^RESULT' <<<"$out")")
+echo "$fresh errors=$errors"
+echo "peak RSS: command-service $(hwm "$command") MiB, projector $(hwm "$projector") MiB, query-service $(hwm "$query") MiB"
