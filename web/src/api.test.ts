@@ -132,6 +132,8 @@ describe('problem codes', () => {
     // query-service
     'BILL_NOT_FOUND', 'INVALID_MONTH', 'INVALID_PARAMETER', 'INVALID_REQUEST_ID', 'INVALID_STATUS',
     'REQUEST_NOT_FOUND', 'PROJECTION_BEHIND', 'READ_MODEL_UNAVAILABLE',
+    // the reverse proxy (an /api/ path no service owns); the client itself
+    'NOT_FOUND', 'NETWORK', 'SERVICE_UNAVAILABLE',
   ];
   it.each(codes)('%s has a Korean and an English message', (code) => {
     const m = problemMessages[code];

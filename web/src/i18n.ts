@@ -264,6 +264,7 @@ export const problemMessages: Record<string, Pair> = {
   BILL_NOT_FOUND: { ko: '이 달의 청구서가 없습니다.', en: 'There is no bill for this month.' },
   REQUEST_NOT_FOUND: { ko: '변경 신청을 찾을 수 없습니다.', en: 'That change request was not found.' },
   UNKNOWN_REQUEST: { ko: '변경 신청을 찾을 수 없습니다.', en: 'That change request was not found.' },
+  NOT_FOUND: { ko: '요청한 기능을 찾을 수 없습니다.', en: 'That function was not found.' },
   // product change
   PRECHECK_FAILED: { ko: '사전 확인을 통과하지 못해 변경을 신청할 수 없습니다.', en: 'The change did not pass the pre-checks.' },
   CHANGE_IN_FLIGHT: { ko: '이 회선에 이미 처리 중인 요금제 변경이 있습니다. 끝난 뒤 다시 신청해 주세요.', en: 'A plan change is already in progress on this line. Try again once it has finished.' },
