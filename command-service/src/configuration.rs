@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 pub use read_model::redis_conn::RedisConfig;
 pub use service_kit::auth::JwtConfig;
 use service_kit::database::is_identifier;
@@ -96,11 +96,7 @@ pub struct Config {
     pub request_timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Environment {
-    Local,
-    Production,
-}
+pub use service_kit::Environment;
 
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseConfig {

@@ -358,6 +358,8 @@ def test_production_configuration_shape(prod_objects: Objects):
     assert cm["PHONEBILL_TOPIC_PARTITIONS"] == str(CONSUMER_PARTITIONS)
     assert cm["PHONEBILL_REDIS_CLUSTER"] == "true"
     assert cm["PHONEBILL_JWT_SIGNING_KEY_FILE"] == "/var/run/secrets/phonebill/jwt-signing-key"
+    # Behind the ingress: the client is the last X-Forwarded-For entry, not the peer.
+    assert cm["PHONEBILL_TRUSTED_PROXY_HOPS"] == "1"
     # No secret in the ConfigMap.
     assert not {"PHONEBILL_DATABASE_URL", "PHONEBILL_REDIS_URL", "PHONEBILL_KAFKA_SASL_PASSWORD"} & set(cm)
 

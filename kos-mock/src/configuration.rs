@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use service_kit::database::is_identifier;
 pub use service_kit::kafka::KafkaConfig;
 
@@ -65,11 +65,7 @@ pub struct Config {
     pub request_timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Environment {
-    Local,
-    Production,
-}
+pub use service_kit::Environment;
 
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseConfig {

@@ -5,8 +5,14 @@
 #   CONNS="64" DURATION=10s query-service/bench/bills.sh
 #
 # Needs: PostgreSQL (PHONEBILL_DATABASE_URL, superuser-ish: creates a schema and a role),
-# Redis (REDIS_HOST/REDIS_PORT), a broker (PHONEBILL_KAFKA_BROKERS), wrk, redis-benchmark.
+# Redis (REDIS_HOST/REDIS_PORT), a broker (PHONEBILL_KAFKA_BROKERS), wrk, redis-benchmark,
+# python3. `infra/local/stack bench-reads` provides them all and runs this script.
 # Everything it creates is namespaced by a run id and removed at the end.
+#
+# Every request carries the bill owner's token (signed with the local development key),
+# so the measured path includes token verification, the revocation check and the
+# ownership rule. The rate limits are off: one client making every request would hit
+# them at once.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -35,7 +41,25 @@ cargo build --release -q -p projector -p query-service
 export PHONEBILL_DATABASE_SCHEMA=$SCHEMA PHONEBILL_QUERY_ROLE=$ROLE PHONEBILL_QUERY_ROLE_LOGIN=true \
        PHONEBILL_KAFKA_BROKERS=$BROKERS PHONEBILL_TOPIC_PREFIX="$RUN." PHONEBILL_TOPIC_PARTITIONS=3 \
        PHONEBILL_REDIS_URL="redis://$REDIS_HOST:$REDIS_PORT" PHONEBILL_REDIS_KEY_PREFIX="$PREFIX" \
-       PHONEBILL_CONSUMER_GROUP="$RUN.projector" RUST_LOG=warn
+       PHONEBILL_CONSUMER_GROUP="$RUN.projector" RUST_LOG=warn \
+       PHONEBILL_RATE_LIMIT_PER_IP_PER_MINUTE=0 PHONEBILL_RATE_LIMIT_PER_CUSTOMER_PER_MINUTE=0
+
+# The owner's access token, as command-service's login would issue it (HS256, the local
+# development key `local-dev`; query-service verifies it with the same default key).
+TOKEN=$(LINE=$LINE python3 - <<'PY'
+import base64, hashlib, hmac, json, os, time, uuid
+def b64(data): return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+kid, secret = "local-dev", b"phonebill-local-development-signing-key-never-use-in-production"
+now = int(time.time())
+header = {"alg": "HS256", "typ": "JWT", "kid": kid}
+claims = {"iss": "phonebill", "aud": "phonebill-api", "sub": "CUST001", "role": "customer",
+          "lines": [os.environ["LINE"]], "iat": now, "exp": now + 1800, "jti": str(uuid.uuid4())}
+signing_input = b64(json.dumps(header).encode()) + "." + b64(json.dumps(claims).encode())
+signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+print(signing_input + "." + b64(signature))
+PY
+)
+AUTH="Authorization: Bearer $TOKEN"
 
 PIDS=()
 cleanup() {
@@ -62,7 +86,7 @@ for _ in $(seq 100); do
   curl -sf "http://127.0.0.1:$QPORT/health/ready" | grep -q '"l1":"UP"' && break
   sleep 0.1
 done
-curl -sf "$URL" >/dev/null   # warm: L1 and Redis hold the bill
+curl -sf -H "$AUTH" "$URL" >/dev/null   # warm: L1 and Redis hold the bill
 redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" exists "$KEY" | grep -q 1
 
 ms() { # wrk latency ("1.23ms", "850.00us", "1.02s") -> ms
@@ -70,7 +94,7 @@ ms() { # wrk latency ("1.23ms", "850.00us", "1.02s") -> ms
 }
 printf "%-6s %12s %9s %9s | %12s %9s %9s | %7s\n" conns "http req/s" "p50 ms" "p99 ms" "redis GET/s" "p50 ms" "p99 ms" ratio
 for c in $CONNS; do
-  out=$(wrk -t"$THREADS" -c"$c" -d"$DURATION" --latency "$URL")
+  out=$(wrk -t"$THREADS" -c"$c" -d"$DURATION" --latency -H "$AUTH" "$URL")
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p50=$(ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
   p99=$(ms "$(awk '$1=="99%" {print $2}' <<<"$out")")

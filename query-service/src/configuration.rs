@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 pub use read_model::redis_conn::RedisConfig;
+pub use service_kit::auth::JwtConfig;
 use service_kit::database::is_identifier;
+pub use service_kit::hardening::HardeningConfig;
 pub use service_kit::kafka::KafkaConfig;
+pub use service_kit::Environment;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,6 +23,10 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
+    /// `production` refuses the development signing key.
+    #[arg(long, env = "PHONEBILL_ENV", value_enum, default_value_t = Environment::Local)]
+    pub environment: Environment,
+
     #[arg(long, env = "PHONEBILL_HTTP_ADDR", default_value = "127.0.0.1:8082")]
     pub http_addr: SocketAddr,
 
@@ -49,8 +56,18 @@ pub struct Config {
     #[command(flatten)]
     pub kafka: KafkaConfig,
 
+    /// Also where logouts are followed (`{prefix}revoked`): the same prefix as
+    /// command-service's.
     #[command(flatten)]
     pub redis: RedisConfig,
+
+    /// Access tokens: the same keys, issuer and audience as command-service, which
+    /// issues them.
+    #[command(flatten)]
+    pub jwt: JwtConfig,
+
+    #[command(flatten)]
+    pub hardening: HardeningConfig,
 
     /// Entries of the in-process (L1) view cache (seed: 2,000, LRU).
     #[arg(long, env = "PHONEBILL_L1_CAPACITY", default_value_t = 2_000)]
@@ -82,7 +99,15 @@ impl Config {
         if !is_identifier(&self.database_schema) {
             anyhow::bail!("PHONEBILL_DATABASE_SCHEMA must be letters, digits and underscores");
         }
+        self.jwt
+            .check(self.is_production())
+            .map_err(anyhow::Error::msg)?;
+        self.hardening.check().map_err(anyhow::Error::msg)?;
         Ok(())
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment == Environment::Production
     }
 
     pub fn min_position_wait(&self) -> Duration {
@@ -99,6 +124,15 @@ mod tests {
         let config = Config::from_env().unwrap();
         assert_eq!(config.http_addr.port(), 8082);
         assert_eq!(config.min_position_wait_ms, 2_000);
+        config.check().unwrap();
+    }
+
+    #[test]
+    fn production_refuses_the_development_signing_key() {
+        let mut config = Config::from_env().unwrap();
+        config.environment = Environment::Production;
+        assert!(config.check().is_err());
+        config.jwt.signing_key = Some("k1:0123456789abcdef0123456789abcdef".into());
         config.check().unwrap();
     }
 }

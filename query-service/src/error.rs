@@ -2,6 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use service_kit::auth::AuthError;
 use service_kit::http::problem;
 
 #[derive(Debug, thiserror::Error)]
@@ -10,6 +11,8 @@ pub enum AppError {
     BadRequest { code: &'static str, detail: String },
     #[error("{detail}")]
     NotFound { code: &'static str, detail: String },
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     #[error("the projection has not reached position {0} yet")]
     ProjectionBehind(i64),
     #[error(transparent)]
@@ -38,6 +41,7 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let detail = self.to_string();
         match self {
+            AppError::Auth(e) => e.into_response(),
             AppError::BadRequest { code, .. } => {
                 problem(StatusCode::BAD_REQUEST, code, "Bad request", &detail)
             }

@@ -11,7 +11,7 @@ use crate::views::Views;
 pub async fn run(url: String, channel: String, views: Views, shutdown: CancellationToken) {
     let mut pause = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
-        match subscribe(&url, &channel).await {
+        match service_kit::pubsub::subscribe(&url, &channel).await {
             Ok(mut pubsub) => {
                 pause = Duration::from_millis(100);
                 views.set_l1_live(true);
@@ -44,15 +44,4 @@ pub async fn run(url: String, channel: String, views: Views, shutdown: Cancellat
         }
         pause = (pause * 2).min(Duration::from_secs(5));
     }
-}
-
-/// Cluster mode: PUBLISH reaches every node, so any node's subscription will do.
-async fn subscribe(url: &str, channel: &str) -> redis::RedisResult<redis::aio::PubSub> {
-    let first = url.split(',').next().unwrap_or(url).trim();
-    let client = redis::Client::open(first)?;
-    let mut pubsub = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
-        .await
-        .map_err(|_| redis::RedisError::from((redis::ErrorKind::IoError, "connect timed out")))??;
-    pubsub.subscribe(channel).await?;
-    Ok(pubsub)
 }

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use events::topics::Topics;
 use read_model::redis_conn::RedisConn;
+use service_kit::auth::{
+    Authenticator, FollowedRevocations, RedisRevocations, SystemClock, Tokens,
+};
 use service_kit::{kafka, telemetry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +39,7 @@ impl Application {
         )
         .await?;
         let redis = RedisConn::connect(&config.redis).await?;
+        let auth = authenticator(&config, redis.clone()).await?;
         let views = Views::new(
             redis,
             pool,
@@ -65,8 +69,9 @@ impl Application {
             metrics: telemetry::metrics_handle(),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             max_wait: config.min_position_wait(),
+            auth,
         };
-        let router = routes::router(state);
+        let router = routes::router(state, &config.hardening);
         let listener = TcpListener::bind(config.http_addr).await?;
         Ok(Self {
             listener,
@@ -103,7 +108,10 @@ impl Application {
         ));
         tracing::info!(addr = %self.listener.local_addr()?, "query-service listening");
         let stop = shutdown.clone();
-        axum::serve(self.listener, self.router)
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await?;
         shutdown.cancel();
@@ -112,4 +120,24 @@ impl Application {
         let _ = publisher.await;
         Ok(())
     }
+}
+
+/// Tokens are command-service's (same keys); logouts are followed from Redis and held in
+/// memory, so checking one costs no round trip.
+async fn authenticator(config: &Config, redis: RedisConn) -> anyhow::Result<Authenticator> {
+    let keys = config
+        .jwt
+        .keys(config.is_production())
+        .map_err(anyhow::Error::msg)?;
+    let tokens = Tokens::new(&config.jwt, keys, Arc::new(SystemClock));
+    let revocations = FollowedRevocations::start(
+        RedisRevocations::new(redis, &config.redis.key_prefix),
+        &config.redis.url,
+    )
+    .await?;
+    Ok(Authenticator::new(
+        tokens,
+        Arc::new(revocations),
+        config.hardening.per_customer(),
+    ))
 }

@@ -12,6 +12,8 @@
 //!   extractor, roles and the one line-ownership rule.
 //! - [`health`]: `/health/live`, `/health/ready`, `/metrics` for any service state.
 //! - [`hardening`]: rate limits per IP and per customer, CORS, security headers.
+//! - [`pubsub`]: a Redis subscription (invalidation, revocations).
+//! - [`Environment`]: local or production (production refuses development defaults).
 
 pub mod auth;
 pub mod consumer;
@@ -20,4 +22,12 @@ pub mod hardening;
 pub mod health;
 pub mod http;
 pub mod kafka;
+pub mod pubsub;
 pub mod telemetry;
+
+/// `PHONEBILL_ENV`: production refuses development defaults (keys, passwords).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Environment {
+    Local,
+    Production,
+}

@@ -1,7 +1,7 @@
 use axum::routing::get;
 use axum::{Json, Router};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use service_kit::auth::BearerScheme;
+use utoipa::OpenApi;
 
 use super::AppState;
 use super::{auth, product_changes};
@@ -23,25 +23,6 @@ use super::{auth, product_changes};
     modifiers(&BearerScheme)
 )]
 struct ApiDoc;
-
-struct BearerScheme;
-
-impl Modify for BearerScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(
-                "bearer",
-                SecurityScheme::Http(
-                    HttpBuilder::new()
-                        .scheme(HttpAuthScheme::Bearer)
-                        .bearer_format("JWT")
-                        .build(),
-                ),
-            );
-    }
-}
 
 pub fn router() -> Router<AppState> {
     Router::new().route(

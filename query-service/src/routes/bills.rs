@@ -10,6 +10,7 @@ use read_model::inquiry::{BillInquired, InquiryResult};
 use read_model::keys::View;
 use read_model::views::{InquiryView, LineView, MonthsView};
 use serde_json::{json, Value};
+use service_kit::auth::{Caller, Role};
 use service_kit::http::CorrelationId;
 use uuid::Uuid;
 
@@ -62,14 +63,21 @@ async fn wait_if_asked(state: &AppState, params: &Params, line: &str) -> Result<
     }
 }
 
-/// UFR-BILL-010: customer id, line, months with a bill, current month.
-#[utoipa::path(get, path = "/api/v1/bills/menu", params(("lineNumber" = String, Query)),
-    responses((status = 200, description = "The bill menu"), (status = 404, description = "LINE_NOT_FOUND")))]
+/// UFR-BILL-010: customer id, the caller's lines, the chosen line (default: a
+/// customer's first), its months with a bill, current month.
+#[utoipa::path(get, path = "/api/v1/bills/menu", params(("lineNumber" = Option<String>, Query)),
+    responses((status = 200, description = "The bill menu"), (status = 403, description = "FORBIDDEN_LINE"), (status = 404, description = "LINE_NOT_FOUND")),
+    security(("bearer" = [])))]
 pub async fn menu(
+    caller: Caller,
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Json<Value>, AppError> {
-    let line = line_number(params.get("lineNumber"))?;
+    let line = match (params.get("lineNumber"), caller.role, caller.lines.first()) {
+        (None, Role::Customer, Some(first)) => first.clone(),
+        (given, _, _) => line_number(given)?,
+    };
+    caller.may_read_line(&line)?;
     let fresh = wait_if_asked(&state, &params, &line).await?;
     let get = |v: View| {
         let views = state.views.clone();
@@ -89,8 +97,13 @@ pub async fn menu(
         Some(doc) => doc.json::<MonthsView>()?.months,
         None => vec![],
     };
+    let lines = match caller.role {
+        Role::Customer => caller.lines.clone(),
+        Role::Analyst | Role::Admin => vec![line.clone()],
+    };
     Ok(Json(json!({
         "customerId": summary.customer_id,
+        "lines": lines,
         "lineNumber": line,
         "months": months,
         "currentMonth": current_month(),
@@ -100,14 +113,17 @@ pub async fn menu(
 /// UFR-BILL-020/030: the bill of a month (default: the current one). Every call is
 /// recorded as a bill inquiry (UFR-BILL-040).
 #[utoipa::path(get, path = "/api/v1/bills", params(("lineNumber" = String, Query), ("month" = Option<String>, Query), ("minPosition" = Option<i64>, Query)),
-    responses((status = 200, description = "The bill"), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "BILL_NOT_FOUND")))]
+    responses((status = 200, description = "The bill"), (status = 304, description = "Not modified (If-None-Match)"), (status = 403, description = "FORBIDDEN_LINE"), (status = 404, description = "BILL_NOT_FOUND")),
+    security(("bearer" = [])))]
 pub async fn bill(
+    caller: Caller,
     State(state): State<AppState>,
     Query(params): Query<Params>,
     CorrelationId(correlation_id): CorrelationId,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let line = line_number(params.get("lineNumber"))?;
+    caller.may_read_line(&line)?;
     let month = month(params.get("month"))?;
     let fresh = wait_if_asked(&state, &params, &line).await?;
     let view = View::Bill {
@@ -130,7 +146,7 @@ pub async fn bill(
             inquiry_id: Uuid::new_v4(),
             line_number: line.clone(),
             month: month.clone(),
-            customer_id: None,
+            customer_id: Some(caller.customer_id),
             result,
             inquired_at: Utc::now(),
         },
@@ -148,12 +164,15 @@ pub async fn bill(
 /// UFR-BILL-040: the line's bill inquiries, newest first (read from the read table;
 /// the history is append-only and rarely read, so it is not cached).
 #[utoipa::path(get, path = "/api/v1/bills/history", params(("lineNumber" = String, Query), ("page" = Option<i64>, Query), ("size" = Option<i64>, Query)),
-    responses((status = 200, description = "A page of inquiries")))]
+    responses((status = 200, description = "A page of inquiries"), (status = 403, description = "FORBIDDEN_LINE")),
+    security(("bearer" = [])))]
 pub async fn history(
+    caller: Caller,
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Json<Value>, AppError> {
     let line = line_number(params.get("lineNumber"))?;
+    caller.may_read_line(&line)?;
     let (page, size) = paging(&params)?;
     let pool = state.views.pool();
     let total: i64 =

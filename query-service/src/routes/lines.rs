@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use read_model::keys::View;
 use read_model::views::{HistoryView, LineView, ProductsView};
 use serde_json::{json, Value};
+use service_kit::auth::Caller;
 
 use super::bills::page_json;
 use super::{doc_response, line_number, number, paging, AppState, Params, PRIVATE_REVALIDATE};
@@ -44,14 +45,17 @@ fn line_not_found(line: &str) -> AppError {
 
 /// The line summary: customer, operator, status, current product, pending change.
 #[utoipa::path(get, path = "/api/v1/lines/{lineNumber}", params(("lineNumber" = String, Path), ("minPosition" = Option<i64>, Query)),
-    responses((status = 200, description = "The line summary"), (status = 404, description = "LINE_NOT_FOUND")))]
+    responses((status = 200, description = "The line summary"), (status = 403, description = "FORBIDDEN_LINE"), (status = 404, description = "LINE_NOT_FOUND")),
+    security(("bearer" = [])))]
 pub async fn summary(
+    caller: Caller,
     State(state): State<AppState>,
     Path(line): Path<String>,
     Query(params): Query<Params>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let line = line_number(Some(&line))?;
+    caller.may_read_line(&line)?;
     let doc = line_view(&state, &params, View::Line { line: line.clone() }, &line)
         .await?
         .ok_or_else(|| line_not_found(&line))?;
@@ -61,12 +65,15 @@ pub async fn summary(
 /// UFR-PROD-010/020: the current product and the products the line may change to (on
 /// sale, same operator, not the current one).
 #[utoipa::path(get, path = "/api/v1/products/available", params(("lineNumber" = String, Query)),
-    responses((status = 200, description = "Current and available products"), (status = 404, description = "LINE_NOT_FOUND")))]
+    responses((status = 200, description = "Current and available products"), (status = 403, description = "FORBIDDEN_LINE"), (status = 404, description = "LINE_NOT_FOUND")),
+    security(("bearer" = [])))]
 pub async fn available(
+    caller: Caller,
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Json<Value>, AppError> {
     let line = line_number(params.get("lineNumber"))?;
+    caller.may_read_line(&line)?;
     let summary: LineView = line_view(&state, &params, View::Line { line: line.clone() }, &line)
         .await?
         .ok_or_else(|| line_not_found(&line))?
@@ -105,13 +112,16 @@ pub async fn available(
 /// (`from`/`to`: `YYYY-MM-DD` or RFC 3339; `to` as a date includes that day).
 #[utoipa::path(get, path = "/api/v1/lines/{lineNumber}/product-changes",
     params(("lineNumber" = String, Path), ("status" = Option<String>, Query), ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("page" = Option<i64>, Query), ("size" = Option<i64>, Query), ("minPosition" = Option<i64>, Query)),
-    responses((status = 200, description = "A page of change requests")))]
+    responses((status = 200, description = "A page of change requests"), (status = 403, description = "FORBIDDEN_LINE")),
+    security(("bearer" = [])))]
 pub async fn changes(
+    caller: Caller,
     State(state): State<AppState>,
     Path(line): Path<String>,
     Query(params): Query<Params>,
 ) -> Result<Json<Value>, AppError> {
     let line = line_number(Some(&line))?;
+    caller.may_read_line(&line)?;
     let (page, size) = paging(&params)?;
     let status = params.get("status").map(|s| s.to_ascii_uppercase());
     if let Some(s) = &status {

@@ -1,4 +1,7 @@
 //! HTTP: one `router()` per resource, merged here with the cross-cutting layers.
+//! Every API handler takes a [`Caller`](service_kit::auth::Caller) (401 without a valid
+//! token) and checks the line it reads with `may_read_line` (403 `FORBIDDEN_LINE`); the
+//! API routes carry the per-IP rate limit. Health, metrics and OpenAPI stay public.
 
 mod bills;
 mod health;
@@ -10,11 +13,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::FromRef;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use service_kit::auth::Authenticator;
+use service_kit::hardening::{self, HardeningConfig};
 use service_kit::kafka::Admin;
 
 use crate::error::AppError;
@@ -30,16 +36,28 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub request_timeout: Duration,
     pub max_wait: Duration,
+    pub auth: Authenticator,
 }
 
-pub fn router(state: AppState) -> Router {
+impl FromRef<AppState> for Authenticator {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}
+
+pub fn router(state: AppState, hardening: &HardeningConfig) -> Router {
     let timeout = state.request_timeout;
-    Router::new()
+    let api = Router::new()
         .merge(bills::router())
         .merge(lines::router())
-        .merge(product_changes::router())
+        .merge(product_changes::router());
+    let router = Router::new()
+        .merge(hardening.limit_per_ip(api))
         .merge(health::router())
         .merge(openapi::router())
+        .fallback(|| async {
+            AppError::not_found("ROUTE_NOT_FOUND", "no such resource").into_response()
+        })
         .layer(middleware::from_fn(move |req, next| {
             service_kit::http::observe(timeout, req, next)
         }))
@@ -47,7 +65,9 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
-        .with_state(state)
+        .layer(hardening.cors())
+        .with_state(state);
+    hardening::security_headers(router)
 }
 
 /// `http_server_active_requests` (the query-service HPA scales on it).

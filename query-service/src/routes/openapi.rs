@@ -1,5 +1,6 @@
 use axum::routing::get;
 use axum::{Json, Router};
+use service_kit::auth::BearerScheme;
 use utoipa::OpenApi;
 
 use super::{bills, lines, product_changes, AppState};
@@ -8,7 +9,7 @@ use super::{bills, lines, product_changes, AppState};
 #[openapi(
     info(
         title = "phonebill query-service",
-        description = "Bills, lines, products and change requests, served from the projections. Errors are application/problem+json with a stable `code`. `minPosition` (the `position` of a command's 202) waits, at most 2 s by default, for the projection; past that 503 PROJECTION_BEHIND."
+        description = "Bills, lines, products and change requests, served from the projections. Every API path needs `Authorization: Bearer <token>` (from command-service's login); a customer reads only their own lines (403 FORBIDDEN_LINE). Errors are application/problem+json with a stable `code`. `minPosition` (the `position` of a command's 202) waits, at most 2 s by default, for the projection; past that 503 PROJECTION_BEHIND."
     ),
     paths(
         bills::menu,
@@ -18,7 +19,8 @@ use super::{bills, lines, product_changes, AppState};
         lines::available,
         lines::changes,
         product_changes::by_id
-    )
+    ),
+    modifiers(&BearerScheme)
 )]
 struct ApiDoc;
 

@@ -9,6 +9,7 @@ use axum::routing::get;
 use axum::Router;
 use read_model::keys::View;
 use read_model::views::ChangeRequestView;
+use service_kit::auth::Caller;
 use uuid::Uuid;
 
 use super::{doc_response, number, AppState, Params, PRIVATE_REVALIDATE};
@@ -19,10 +20,13 @@ pub fn router() -> Router<AppState> {
 }
 
 /// With `minPosition` (the `position` of the command's 202), waits (bounded) until the
-/// request is projected and its line has reached that position.
+/// request is projected and its line has reached that position. The request's line
+/// decides who may read it.
 #[utoipa::path(get, path = "/api/v1/product-changes/{requestId}", params(("requestId" = Uuid, Path), ("minPosition" = Option<i64>, Query)),
-    responses((status = 200, description = "The change request"), (status = 404, description = "REQUEST_NOT_FOUND"), (status = 503, description = "PROJECTION_BEHIND")))]
+    responses((status = 200, description = "The change request"), (status = 403, description = "FORBIDDEN_LINE"), (status = 404, description = "REQUEST_NOT_FOUND"), (status = 503, description = "PROJECTION_BEHIND")),
+    security(("bearer" = [])))]
 pub async fn by_id(
+    caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(params): Query<Params>,
@@ -39,6 +43,7 @@ pub async fn by_id(
     };
     let Some(min) = number(&params, "minPosition")? else {
         let doc = state.views.get(&view).await?.ok_or_else(not_found)?;
+        caller.may_read_line(&doc.json::<ChangeRequestView>()?.line_number)?;
         return Ok(doc_response(&doc, &headers, PRIVATE_REVALIDATE));
     };
     let deadline = Instant::now() + state.max_wait;
@@ -48,6 +53,7 @@ pub async fn by_id(
     loop {
         if let Some(doc) = state.views.get_fresh(&view).await? {
             let line = doc.json::<ChangeRequestView>()?.line_number;
+            caller.may_read_line(&line)?;
             let left = deadline.saturating_duration_since(Instant::now());
             state.views.wait_for(&line, min, left).await?;
             let doc = state.views.get_fresh(&view).await?.ok_or_else(not_found)?;

@@ -6,5 +6,7 @@
 mod events_helpers;
 mod helpers;
 
+mod auth;
 mod bills;
+mod fuzz;
 mod lines;

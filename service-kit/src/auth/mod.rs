@@ -6,9 +6,9 @@
 //!   previous keys of a [`KeySet`] (rotation: sign with the new key, keep verifying the
 //!   old one until its tokens have expired).
 //! - [`Revocations`]: has this token been revoked (logout)? command-service answers from
-//!   its own table, query-service from Redis ([`RedisRevocations`], key
-//!   `{prefix}revoked:{jti}`, TTL = the token's remaining life). An unanswerable check
-//!   fails closed: 503 `AUTH_UNAVAILABLE`, never a pass.
+//!   its own table, query-service from Redis ([`FollowedRevocations`]: the set of
+//!   [`RedisRevocations`] held in memory). An unanswerable check fails closed: 503
+//!   `AUTH_UNAVAILABLE`, never a pass.
 //! - [`Caller`]: the axum extractor for the authenticated caller (401 `UNAUTHENTICATED`
 //!   otherwise), with the one ownership rule: [`Caller::may_read_line`] and
 //!   [`Caller::may_change_line`] (403 `FORBIDDEN_LINE`).
@@ -32,6 +32,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::hardening::{KeyedLimiter, RateLimit};
+
+mod redis_revocations;
+pub use redis_revocations::{FollowedRevocations, RedisRevocations};
 
 /// Where "now" comes from, so tests move time (lockout, token expiry) without sleeping.
 pub trait Clock: Send + Sync + 'static {
@@ -343,66 +346,6 @@ pub trait Revocations: Send + Sync + 'static {
     async fn is_revoked(&self, jti: &str) -> Result<bool, AuthError>;
 }
 
-/// Revocations published in Redis as `{prefix}revoked:{jti}` with a TTL of the token's
-/// remaining life, readable by every service.
-#[derive(Clone)]
-pub struct RedisRevocations<C> {
-    conn: C,
-    prefix: String,
-}
-
-impl<C> RedisRevocations<C>
-where
-    C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
-{
-    pub fn new(conn: C, prefix: &str) -> Self {
-        Self {
-            conn,
-            prefix: prefix.to_owned(),
-        }
-    }
-
-    pub fn key(&self, jti: &str) -> String {
-        format!("{}revoked:{jti}", self.prefix)
-    }
-
-    /// Publishes a revocation that lasts until the token would have expired.
-    pub async fn revoke(
-        &self,
-        jti: &str,
-        expires_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> redis::RedisResult<()> {
-        let ttl = (expires_at - now).num_seconds().max(1);
-        let mut conn = self.conn.clone();
-        redis::cmd("SET")
-            .arg(self.key(jti))
-            .arg(1)
-            .arg("EX")
-            .arg(ttl)
-            .query_async::<()>(&mut conn)
-            .await
-    }
-}
-
-#[async_trait::async_trait]
-impl<C> Revocations for RedisRevocations<C>
-where
-    C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
-{
-    async fn is_revoked(&self, jti: &str) -> Result<bool, AuthError> {
-        let mut conn = self.conn.clone();
-        redis::cmd("EXISTS")
-            .arg(self.key(jti))
-            .query_async::<bool>(&mut conn)
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "revocation check failed; refusing the token");
-                AuthError::Unavailable
-            })
-    }
-}
-
 /// Turns a bearer token into a [`Caller`]: signature, claims, revocation, and the
 /// per-customer rate limit. Put one in the router state (`FromRef`).
 #[derive(Clone)]
@@ -529,6 +472,27 @@ where
             .await?;
         parts.extensions.insert(caller.clone());
         Ok(caller)
+    }
+}
+
+/// The OpenAPI security scheme `bearer` (JWT) the protected paths name.
+pub struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .build(),
+                ),
+            );
     }
 }
 
