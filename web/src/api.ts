@@ -14,6 +14,8 @@ export interface LoginAnswer {
 
 export interface BillMenu {
   customerId: string;
+  /** The caller's lines (a customer's own). */
+  lines?: string[];
   lineNumber: string;
   months: string[];
   currentMonth: string;

@@ -6,7 +6,8 @@ import { paths } from '../router';
 export function MenuScreen({ line }: { line: string }) {
   const { t, lang, api, session } = useApp();
   const menu = useLoad((signal) => api.billMenu(line, signal), [line]);
-  const lines = session?.lines ?? [];
+  // The menu's own list of the caller's lines, else the one from the login answer.
+  const lines = menu.data?.lines ?? session?.lines ?? [];
   return (
     <section>
       <Title>{t('menuTitle')}</Title>
