@@ -220,6 +220,10 @@ describe('customer web app', () => {
       assert.equal(await page.getByTestId('bill').count(), 0);
       if (path.endsWith('/bills/' + monthB)) await shoot(page, '10-forbidden-line');
     }
+    // The way back to A's own line.
+    await page.getByTestId('go-home').click();
+    await page.waitForURL(new RegExp(`/lines/${line(a)}$`));
+    assert.equal(await page.getByTestId('menu-customer').textContent(), cust(a));
     await page.context().close();
   });
 

@@ -115,7 +115,7 @@ export function Link(props: { href: string; children: ComponentChildren; class?:
 
 /** The message for any failure: a problem's code in words, the lock time for ACCOUNT_LOCKED. */
 export function ProblemBox(props: { error: unknown; onRetry?: () => void }) {
-  const { lang, t } = useApp();
+  const { lang, t, session } = useApp();
   const e = props.error;
   if (e === undefined || e === null) return null;
   const p = e instanceof ApiProblem ? e : new ApiProblem(0, 'UNKNOWN', String(e));
@@ -144,6 +144,13 @@ export function ProblemBox(props: { error: unknown; onRetry?: () => void }) {
           {p.status ? ` · HTTP ${p.status}` : ''}
         </small>
       </p>
+      {p.code === 'FORBIDDEN_LINE' && session && session.lines.length > 0 && (
+        <p>
+          <Link href={paths.menu(session.lines[0])} data-testid="go-home">
+            {t('home')}
+          </Link>
+        </p>
+      )}
       {transient && props.onRetry && (
         <button type="button" onClick={props.onRetry}>
           {t('retry')}
