@@ -3,7 +3,7 @@ import { useCallback, useContext, useEffect, useMemo, useRef, useState } from 'p
 import { Api, ApiProblem, problemMessage } from './api';
 import type { Lang } from './format';
 import { dateTimeKst, minutesUntil } from './format';
-import { t as translate, type Key } from './i18n';
+import { checkMessages, label, t as translate, type Key } from './i18n';
 import { currentPath, navigate, paths } from './router';
 import * as store from './session';
 
@@ -133,7 +133,8 @@ export function ProblemBox(props: { error: unknown; onRetry?: () => void }) {
         <ul>
           {p.extra.failedChecks.map((c) => (
             <li key={c.check}>
-              {c.check}: {c.message}
+              {label(checkMessages, c.check, lang)}
+              {c.message && <small> — {c.message}</small>}
             </li>
           ))}
         </ul>
