@@ -1,0 +1,301 @@
+//! The whole system in one process for end-to-end tests: kos-mock (seeded with the demo
+//! data set), command-service, projector and query-service, sharing one broker topic
+//! prefix, one Redis key prefix and nothing else; each service in its own PostgreSQL
+//! schema (and query-service as its own read-only role), as deployed. A [`Stack`] is a
+//! fresh namespace, so tests run in parallel and again and again.
+//!
+//! Tests talk to the services only over HTTP, as a customer's browser or KOS's operator
+//! would; [`Stack::kos_pool`] is there to compare with KOS's own records.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const PARTITIONS: i32 = 3;
+
+fn brokers() -> String {
+    std::env::var("PHONEBILL_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+fn database_url() -> String {
+    std::env::var("PHONEBILL_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/phonebill".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("PHONEBILL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// The four services, running.
+pub struct Stack {
+    /// command-service's base URL (login, product changes).
+    pub command: String,
+    /// query-service's base URL (bills, lines, change status).
+    pub query: String,
+    /// kos-mock's base URL (its admin API: bill cycles, bills as KOS issued them).
+    pub kos: String,
+    pub http: reqwest::Client,
+    pub kos_pool: PgPool,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// The demo password of a demo customer (`CUST0001` -> `demo-CUST0001`).
+pub fn demo_password(customer: &str) -> String {
+    format!("demo-{customer}")
+}
+
+impl Stack {
+    /// Starts everything and returns once the command side knows every demo line and
+    /// the read side has projected them: `customers` get their demo passwords.
+    pub async fn start(customers: &[&str]) -> Stack {
+        let id = Uuid::new_v4().simple().to_string();
+        let prefix = format!("test-{id}.");
+        let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
+
+        // KOS first: its demo facts are what the other services learn from.
+        let mut kos = kos_mock::configuration::Cli::try_parse_from(["kos-mock"])
+            .unwrap()
+            .config;
+        kos.http_addr = "127.0.0.1:0".parse().unwrap();
+        kos.database.url = database_url();
+        kos.database.schema = format!("test_{id}_kos");
+        kos.database.max_connections = 4;
+        kos.kafka.brokers = brokers();
+        kos.kafka.topic_prefix = prefix.clone();
+        kos.kafka.topic_partitions = PARTITIONS;
+        kos.kos.consumer_group = format!("test-{id}.kos");
+        kos.kos.latency_min_ms = 10;
+        kos.kos.latency_max_ms = 50;
+        kos.kos.success_rate = 1.0;
+        kos.kos.publish_poll_ms = 20;
+        kos.seed_demo = true;
+        let kos = kos_mock::startup::Application::build(kos)
+            .await
+            .expect("kos-mock builds");
+        let kos_address = format!("http://{}", kos.local_addr());
+        let kos_pool = kos.pool().clone();
+        tasks.push(tokio::spawn(kos.run_until_stopped(shutdown.clone())));
+
+        let mut command = command_service::configuration::Cli::try_parse_from(["command-service"])
+            .unwrap()
+            .config;
+        command.http_addr = "127.0.0.1:0".parse().unwrap();
+        command.database.url = database_url();
+        command.database.schema = format!("test_{id}_cmd");
+        command.database.max_connections = 6;
+        command.kafka.brokers = brokers();
+        command.kafka.topic_prefix = prefix.clone();
+        command.kafka.topic_partitions = PARTITIONS;
+        command.relay.poll_interval_ms = 20;
+        command.kos.consumer_group = format!("test-{id}.command");
+        command.redis.url = redis_url();
+        command.redis.key_prefix = format!("test-{id}:");
+        // Cheap hashes: these tests are about the flow, not the password cost.
+        command.auth.argon2_memory_kib = 1024;
+        command.auth.argon2_iterations = 1;
+        // Tests poll from one address; the limits have their own tests.
+        command.hardening.per_ip_per_minute = 0;
+        command.hardening.per_customer_per_minute = 0;
+        let command_app = command_service::startup::Application::build(command.clone())
+            .await
+            .expect("command-service builds");
+        let command_pool = command_app.pool().clone();
+        let command_address = format!("http://{}", command_app.local_addr());
+        tasks.push(tokio::spawn(
+            command_app.run_until_stopped(shutdown.clone()),
+        ));
+        set_passwords(&command, customers).await;
+
+        let mut projector = projector::configuration::Cli::try_parse_from(["projector"])
+            .unwrap()
+            .config;
+        projector.http_addr = "127.0.0.1:0".parse().unwrap();
+        projector.database_url = database_url();
+        projector.database_schema = format!("test_{id}_read");
+        projector.database_max_connections = 4;
+        projector.query_role = format!("q_{id}");
+        projector.query_role_login = true;
+        projector.kafka.brokers = brokers();
+        projector.kafka.topic_prefix = prefix.clone();
+        projector.kafka.topic_partitions = PARTITIONS;
+        projector.redis.url = redis_url();
+        projector.redis.key_prefix = format!("test-{id}:");
+        projector.consumer_group = format!("test-{id}.projector");
+        let projector_app = projector::startup::Application::build(projector.clone())
+            .await
+            .expect("projector builds");
+        let read_pool = projector_app.pool().clone();
+        tasks.push(tokio::spawn(
+            projector_app.run_until_stopped(shutdown.clone()),
+        ));
+
+        let mut query = query_service::configuration::Config::from_env().unwrap();
+        query.http_addr = "127.0.0.1:0".parse().unwrap();
+        let host = database_url().split('@').nth(1).unwrap().to_owned();
+        query.database_url = format!("postgres://{}@{host}", projector.query_role);
+        query.database_schema = projector.database_schema.clone();
+        query.database_max_connections = 4;
+        query.kafka = projector.kafka.clone();
+        query.redis = projector.redis.clone();
+        query.hardening.per_ip_per_minute = 0;
+        query.hardening.per_customer_per_minute = 0;
+        let query_app = query_service::startup::Application::build(query)
+            .await
+            .expect("query-service builds");
+        let query_address = format!("http://{}", query_app.local_addr());
+        tasks.push(tokio::spawn(query_app.run_until_stopped(shutdown.clone())));
+
+        let stack = Stack {
+            command: command_address,
+            query: query_address,
+            kos: kos_address,
+            http: reqwest::Client::new(),
+            kos_pool,
+            shutdown,
+            tasks,
+        };
+        wait_until(
+            "the command side knows the 100 demo lines",
+            Duration::from_secs(60),
+            || async { count(&command_pool, "SELECT count(*) FROM ref_lines").await == 100 },
+        )
+        .await;
+        wait_until(
+            "the read side has projected the 100 demo lines",
+            Duration::from_secs(60),
+            || async { count(&read_pool, "SELECT count(*) FROM lines").await == 100 },
+        )
+        .await;
+        stack
+    }
+
+    /// Logs in; the token and the customer's lines.
+    pub async fn login(&self, customer: &str) -> (String, Vec<String>) {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/auth/login", self.command))
+            .json(&json!({"customerId": customer, "password": demo_password(customer)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "login of {customer}");
+        let body: Value = response.json().await.unwrap();
+        let lines = body["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_owned())
+            .collect();
+        (body["accessToken"].as_str().unwrap().to_owned(), lines)
+    }
+
+    /// GET on query-service with `token`: status and body.
+    pub async fn query(&self, token: &str, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.query))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST a JSON body to command-service with `token`: status and body.
+    pub async fn command(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.command))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST a JSON body to kos-mock's admin API.
+    pub async fn kos_admin(&self, path: &str, body: &Value) -> Value {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.kos))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "kos-mock {path}");
+        response.json().await.unwrap()
+    }
+
+    /// GET on kos-mock's admin API.
+    pub async fn kos_get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.kos))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "kos-mock {path}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        for task in self.tasks.drain(..) {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+async fn set_passwords(config: &command_service::configuration::Config, customers: &[&str]) {
+    use command_service::auth::{Credentials, Passwords};
+    use service_kit::auth::{SystemClock, Tokens};
+    let pool = service_kit::database::connect(&config.database.url, &config.database.schema, 2)
+        .await
+        .unwrap();
+    let tokens = Tokens::new(
+        &config.jwt,
+        config.jwt.keys(false).unwrap(),
+        std::sync::Arc::new(SystemClock),
+    );
+    let credentials = Credentials::new(
+        pool.clone(),
+        Passwords::new(&config.auth).unwrap(),
+        tokens,
+        &config.auth,
+    );
+    for customer in customers {
+        credentials
+            .set_password(customer, &demo_password(customer), None)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+}
+
+async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap_or(0)
+}
+
+/// Polls `check` until it holds, failing the test after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
