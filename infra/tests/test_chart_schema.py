@@ -194,3 +194,35 @@ def test_merge_matches_helm():
     ours = merge_values(base, prod_values())
     helms = chart().merge_values(prod_values())
     assert json.dumps(ours, sort_keys=True) == json.dumps(helms, sort_keys=True)
+
+
+# ---------------------------------------------------------------- the web app
+
+def test_web_is_served_behind_the_ingress(local_objects: Objects, prod_objects: Objects):
+    for objs, replicas in ((local_objects, 1), (prod_objects, 2)):
+        name = next(d["metadata"]["name"] for d in objs.all("Deployment") if d["metadata"]["name"].endswith("-web"))
+        dep = objs.get("Deployment", name)
+        assert dep["spec"]["replicas"] == replicas
+        pod = dep["spec"]["template"]["spec"]
+        [c] = pod["containers"]
+        assert c["image"].split("@")[0].split(":")[0].endswith("/web")
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
+        assert pod["automountServiceAccountToken"] is False
+        assert "envFrom" not in c and "env" not in c, "the web app holds no configuration or secret"
+        assert objs.get("Service", name)["spec"]["ports"][0]["name"] == "http"
+        [ing] = objs.all("Ingress")
+        paths = ing["spec"]["rules"][0]["http"]["paths"]
+        assert {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": name, "port": {"name": "http"}}}} in paths
+    name = next(d["metadata"]["name"] for d in prod_objects.all("Deployment") if d["metadata"]["name"].endswith("-web"))
+    assert prod_objects.get("PodDisruptionBudget", name)["spec"]["minAvailable"] == 1
+    policy = prod_objects.get("NetworkPolicy", name)
+    assert policy["spec"]["egress"] == [], "the web pods call nothing"
+    assert policy["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8080}]
+
+
+def test_a_route_to_a_disabled_web_app_fails():
+    import helm_python
+
+    with pytest.raises(helm_python.HelmRenderError, match="not an enabled public service"):
+        render(prod_values({"web": {"enabled": False}}))

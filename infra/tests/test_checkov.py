@@ -66,7 +66,8 @@ def test_production_manifests(tmp_path):
     docs = render(prod_values({"services": {
         # The runbook deploys by digest (CKV_K8S_43).
         name: {"imageDigest": "sha256:" + "0" * 64}
-        for name in ("command-service", "query-service", "projector", "kos-mock")}}))
+        for name in ("command-service", "query-service", "projector", "kos-mock")},
+        "web": {"imageDigest": "sha256:" + "1" * 64}}))
     (tmp_path / "phonebill.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
     assert_clean(checkov(tmp_path, "kubernetes"), min_resources=len(docs))
 

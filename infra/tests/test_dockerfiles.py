@@ -3,6 +3,7 @@ against the runtime contract the chart relies on (user, port, entrypoint)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -13,7 +14,10 @@ import pytest
 
 from conftest import CHART, DOCKER, REPO, SERVICES, load_yaml
 
-DOCKERFILES = {p.name.removesuffix(".Dockerfile"): p for p in DOCKER.glob("*.Dockerfile")}
+ALL_DOCKERFILES = {p.name.removesuffix(".Dockerfile"): p for p in DOCKER.glob("*.Dockerfile")}
+# One image per Rust binary, plus the web app's (tested on its own below).
+DOCKERFILES = {name: path for name, path in ALL_DOCKERFILES.items() if name != "web"}
+WEB = DOCKER / "web.Dockerfile"
 
 
 def hadolint() -> str:
@@ -38,7 +42,7 @@ def instructions(path: Path) -> list[tuple[str, str]]:
 
 
 def test_one_dockerfile_per_service():
-    assert set(DOCKERFILES) == set(SERVICES)
+    assert set(ALL_DOCKERFILES) == set(SERVICES) | {"web"}
     for name, path in DOCKERFILES.items():
         ignore = path.with_name(path.name + ".dockerignore")
         assert ignore.exists(), f"{ignore.name} keeps target/ out of the build context"
@@ -104,3 +108,54 @@ def test_crate_matches_when_present(name):
     if not manifest.exists():
         pytest.skip(f"{name}/ is not in the workspace yet")
     assert re.search(rf'^name\s*=\s*"{re.escape(name)}"', manifest.read_text(), re.MULTILINE)
+
+
+# ---------------------------------------------------------------- the web app's image
+
+def test_web_hadolint():
+    result = subprocess.run(
+        [hadolint(), "--no-color", "--config", str(DOCKER / ".hadolint.yaml"), str(WEB)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_web_runtime_contract():
+    values = load_yaml(CHART / "values.yaml")
+    steps = instructions(WEB)
+    froms = [args for ins, args in steps if ins == "FROM"]
+    assert froms == ["node:${NODE_VERSION}-bookworm-slim AS build",
+                     "nginxinc/nginx-unprivileged:1.27-bookworm AS runtime"]
+    runs = [args for ins, args in steps if ins == "RUN"]
+    # Locked install from package-lock.json; the build checks the first-load budget.
+    assert "npm ci --no-audit --no-fund" in runs
+    assert "npm run build" in runs
+    package = json.loads((REPO / "web" / "package.json").read_text())
+    assert "size-budget" in package["scripts"]["build"]
+    copies = [args for ins, args in steps if ins == "COPY"]
+    assert "--from=build /web/dist /usr/share/nginx/html" in copies
+    assert "infra/docker/web/site.conf /etc/nginx/phonebill-site.conf" in copies
+    uid = values["podSecurityContext"]["runAsUser"]
+    gid = values["podSecurityContext"]["runAsGroup"]
+    assert ("USER", f"{uid}:{gid}") in steps
+    assert ("EXPOSE", str(values["http"]["port"])) in steps
+    assert steps[-1] == ("ENTRYPOINT", '["nginx", "-g", "daemon off;"]')
+    ignore = WEB.with_name(WEB.name + ".dockerignore").read_text().split()
+    assert {"**/node_modules", "web/dist", "target"} <= set(ignore)
+
+
+def test_web_nginx_config():
+    """The image's nginx writes only under /tmp (read-only root filesystem), listens on the
+    chart's port, answers the probes, and never serves the app for an unknown API path."""
+    conf = (DOCKER / "web" / "nginx.conf").read_text()
+    site = (DOCKER / "web" / "site.conf").read_text()
+    port = load_yaml(CHART / "values.yaml")["http"]["port"]
+    assert f"listen {port};" in conf
+    assert "pid /tmp/nginx.pid;" in conf
+    for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        assert f"{temp}_temp_path /tmp/" in conf
+    for probe in ("/health/live", "/health/ready"):
+        assert f"location = {probe}" in conf
+    assert "include /etc/nginx/phonebill-site.conf;" in conf
+    assert re.search(r"location \^~ /api/ \{[^}]*return 404", site, re.S)
+    assert "try_files $uri /index.html;" in site

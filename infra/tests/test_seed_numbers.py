@@ -85,9 +85,12 @@ ROUTES = [
     ("/api/v1/lines/", "Prefix", "query-service"),
     ("/api/v1/products/", "Prefix", "query-service"),
     ("/api/v1/product-changes/", "Prefix", "query-service"),
+    # Everything else: the customers' web app (which answers 404 for any other /api/ path).
+    ("/", "Prefix", "web"),
 ]
 
-# Requests and who must answer them (None: nobody, the gateway answers 404).
+# Requests and who must answer them. Paths no API owns go to the web app, whose nginx
+# answers 404 for any /api/ path (infra/docker/web/site.conf) and the app for the rest.
 REQUESTS = [
     ("/api/v1/auth/login", "command-service"),
     ("/api/v1/auth/logout", "command-service"),
@@ -100,10 +103,14 @@ REQUESTS = [
     ("/api/v1/lines/010-1234-5678/product-changes", "query-service"),
     ("/api/v1/lines/010-1234-5678", "query-service"),
     ("/api/v1/products/available", "query-service"),
-    ("/api/v1/authx", None),
-    ("/api/v1/product-changesX", None),
-    ("/api/v1/kos/product-change", None),
-    ("/metrics", None),
+    ("/api/v1/authx", "web"),
+    ("/api/v1/product-changesX", "web"),
+    ("/api/v1/kos/product-change", "web"),
+    ("/metrics", "web"),
+    ("/", "web"),
+    ("/login", "web"),
+    ("/lines/010-1234-5678/bills/2024-03", "web"),
+    ("/assets/index-abc123.js", "web"),
 ]
 
 

@@ -50,6 +50,18 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
+{{/* The web app's image (phonebill/web), by digest when web.imageDigest is set. */}}
+{{- define "phonebill.webImage" -}}
+{{- $img := .Values.image -}}
+{{- $repo := printf "%s/web" $img.repositoryPrefix -}}
+{{- if $img.registry }}{{ $repo = printf "%s/%s" $img.registry $repo }}{{ end -}}
+{{- if .Values.web.imageDigest -}}
+{{- printf "%s@%s" $repo .Values.web.imageDigest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion $img.tag) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Name of the Kubernetes Secret the env-var secrets are read from. */}}
 {{- define "phonebill.secretName" -}}
 {{- if eq .Values.secrets.provider "azure-key-vault" -}}
@@ -104,6 +116,9 @@ Checks that fail the render early with a clear message.
 {{- $_ := required "ingress.host is required when the ingress is enabled" $v.ingress.host -}}
 {{- range $v.ingress.routes -}}
 {{- $target := index $v.services .service | default dict -}}
+{{- if eq .service "web" -}}
+{{- $target = dict "enabled" $v.web.enabled "public" true -}}
+{{- end -}}
 {{- if not (and $target.enabled $target.public) -}}
 {{- fail (printf "ingress route %s points at %q, which is not an enabled public service" .path .service) -}}
 {{- end -}}
