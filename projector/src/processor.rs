@@ -91,6 +91,9 @@ pub struct Processor {
     pub pool: PgPool,
     redis: RedisConn,
     prefix: String,
+    /// Invalidations go to the base namespace's channel whatever the namespace, so
+    /// query-services keep one subscription across switches (keys carry the prefix).
+    channel: String,
     topics: Topics,
     schemas: Arc<Schemas>,
 }
@@ -110,9 +113,20 @@ impl Processor {
         Self {
             pool,
             redis,
+            channel: read_model::invalidation_channel(&prefix),
             prefix,
             topics,
             schemas: Arc::new(Schemas::load()),
+        }
+    }
+
+    /// The same processor writing another namespace (pool and key prefix), still
+    /// announcing on this processor's invalidation channel.
+    pub fn for_namespace(&self, pool: PgPool, prefix: String) -> Self {
+        Self {
+            pool,
+            prefix,
+            ..self.clone()
         }
     }
 
@@ -273,7 +287,7 @@ impl Processor {
         let mut views = views.to_vec();
         views.sort_by_key(|v| matches!(v, View::Position { .. }));
         views.dedup();
-        let channel = read_model::invalidation_channel(&self.prefix);
+        let channel = &self.channel;
         for view in &views {
             let key = view.redis_key(&self.prefix);
             match view.load(&self.pool).await? {
@@ -285,7 +299,7 @@ impl Processor {
                 }
             }
             if !matches!(view, View::Position { .. }) {
-                let _: i64 = redis.publish(&channel, &key).await?;
+                let _: i64 = redis.publish(channel, &key).await?;
             }
         }
         Ok(())

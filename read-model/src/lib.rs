@@ -8,12 +8,14 @@
 //!   miss, so both always agree on a view's shape.
 //! - [`redis_conn`]: one connection type over a single node or a cluster.
 //! - [`inquiry`]: the `BillInquired` event (to move into `events/`).
+//! - [`namespace`]: which namespace (schema + key prefix) is active, after a replay.
 //!
 //! Architecture invariant: nothing here writes PostgreSQL; loaders only SELECT the read
 //! tables the query role may read.
 
 pub mod inquiry;
 pub mod keys;
+pub mod namespace;
 pub mod redis_conn;
 pub mod views;
 

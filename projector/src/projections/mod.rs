@@ -25,11 +25,11 @@ pub enum ApplyError {
     Database(#[from] sqlx::Error),
 }
 
-pub(crate) fn to_doc<T: Serialize>(value: &T) -> serde_json::Value {
+pub fn to_doc<T: Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).expect("views serialize")
 }
 
-pub(crate) fn from_doc<T: DeserializeOwned>(doc: serde_json::Value) -> Result<T, ApplyError> {
+pub fn from_doc<T: DeserializeOwned>(doc: serde_json::Value) -> Result<T, ApplyError> {
     serde_json::from_value(doc)
         .map_err(|e| ApplyError::Unapplicable(format!("stored view does not read back: {e}")))
 }
