@@ -41,13 +41,9 @@ pub enum Command {
     /// List the namespaces (JSON lines).
     Namespaces,
     /// Make a built namespace the active one (query-service and projectors follow).
-    Switch {
-        id: String,
-    },
+    Switch { id: String },
     /// Drop a namespace that is not active (its schema and its Redis views).
-    DropNamespace {
-        id: String,
-    },
+    DropNamespace { id: String },
 }
 
 #[derive(Debug, Clone, Args)]

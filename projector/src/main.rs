@@ -73,7 +73,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Switch { id } => {
             let (control, _, _) = startup::active_config(&config).await?;
             let previous = control.switch(&id).await?;
-            println!("{}", serde_json::json!({"switchedFrom": previous.id, "active": id}));
+            println!(
+                "{}",
+                serde_json::json!({"switchedFrom": previous.id, "active": id})
+            );
             Ok(())
         }
         Command::DropNamespace { id } => {

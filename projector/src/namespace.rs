@@ -150,16 +150,14 @@ impl Control {
     /// The namespace a replay with this id builds.
     pub fn namespace_for(&self, id: &str) -> anyhow::Result<ActiveNamespace> {
         anyhow::ensure!(
-            id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            id.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
                 && !id.is_empty()
                 && id != BASE_ID,
             "a replay id is lower-case letters, digits and underscores (not `base`)"
         );
         let schema = format!("{}_{id}", self.base.schema);
-        anyhow::ensure!(
-            is_identifier(&schema),
-            "schema name too long: {schema}"
-        );
+        anyhow::ensure!(is_identifier(&schema), "schema name too long: {schema}");
         Ok(ActiveNamespace {
             id: id.to_owned(),
             schema,
@@ -236,7 +234,12 @@ impl Control {
         Ok(())
     }
 
-    pub async fn mark_ready(&self, id: &str, end_offsets: &Value, events: i64) -> Result<(), sqlx::Error> {
+    pub async fn mark_ready(
+        &self,
+        id: &str,
+        end_offsets: &Value,
+        events: i64,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(&format!(
             "UPDATE \"{}\".namespaces SET state = 'ready', ready_at = now(), end_offsets = $2,
                     events = $3
@@ -258,7 +261,11 @@ impl Control {
             .get(id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("no namespace {id}"))?;
-        anyhow::ensure!(row.state == "ready", "namespace {id} is {}, not ready", row.state);
+        anyhow::ensure!(
+            row.state == "ready",
+            "namespace {id} is {}, not ready",
+            row.state
+        );
         anyhow::ensure!(
             row.kind != "window",
             "namespace {id} holds a time window only; it can be inspected, not served"
@@ -270,9 +277,11 @@ impl Control {
             .bind(c)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(&format!("UPDATE \"{c}\".namespaces SET active = false WHERE active"))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&format!(
+            "UPDATE \"{c}\".namespaces SET active = false WHERE active"
+        ))
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(&format!(
             "UPDATE \"{c}\".namespaces SET active = true, switched_at = now() WHERE id = $1"
         ))
@@ -296,9 +305,12 @@ impl Control {
             .await?
             .ok_or_else(|| anyhow::anyhow!("no namespace {id}"))?;
         anyhow::ensure!(!row.active, "namespace {id} is active; switch away first");
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", row.ns.schema))
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(&format!(
+            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            row.ns.schema
+        ))
+        .execute(&self.pool)
+        .await?;
         delete_views(redis, &row.ns.key_prefix).await?;
         sqlx::query(&format!(
             "UPDATE \"{}\".namespaces SET state = 'dropped', dropped_at = now() WHERE id = $1",
@@ -321,7 +333,9 @@ impl Control {
 }
 
 /// The key patterns of every view kind under a prefix (see `read_model::keys::View`).
-pub const VIEW_KINDS: &[&str] = &["bill", "months", "line", "history", "request", "products", "pos"];
+pub const VIEW_KINDS: &[&str] = &[
+    "bill", "months", "line", "history", "request", "products", "pos",
+];
 
 /// Deletes every view key under `prefix` (SCAN, never KEYS; single node).
 pub async fn delete_views(redis: &RedisConn, prefix: &str) -> anyhow::Result<()> {
@@ -339,7 +353,10 @@ pub async fn delete_views(redis: &RedisConn, prefix: &str) -> anyhow::Result<()>
                 .query_async(&mut redis)
                 .await?;
             if !keys.is_empty() {
-                let _: i64 = redis::cmd("UNLINK").arg(&keys).query_async(&mut redis).await?;
+                let _: i64 = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut redis)
+                    .await?;
             }
             if next == 0 {
                 break;

@@ -24,10 +24,10 @@ use backon::{ExponentialBuilder, Retryable};
 use read_model::namespace::ActiveNamespace;
 
 use crate::configuration::Config;
-use crate::namespace::Control;
 use crate::consumer::{ConsumerLoop, ProjectorConsumer};
 use crate::db;
 use crate::dead_letter::DeadLetters;
+use crate::namespace::Control;
 use crate::processor::Processor;
 use service_kit::consumer::GroupContext;
 
@@ -66,8 +66,8 @@ pub async fn prepare_database(config: &Config) -> anyhow::Result<PgPool> {
 /// namespace: its schema, key prefix and consumer group in place of the configured ones.
 pub async fn active_config(config: &Config) -> anyhow::Result<(Control, ActiveNamespace, Config)> {
     config.check()?;
-    let pool = read_model::connect_read_only(&config.database_url, &config.database_schema, 2)
-        .await?;
+    let pool =
+        read_model::connect_read_only(&config.database_url, &config.database_schema, 2).await?;
     let control = Control::open(config, pool).await?;
     let active = control.active().await?;
     Ok((control, active.clone(), namespace_config(config, &active)))

@@ -32,13 +32,15 @@ pub fn notify_channel(base_schema: &str) -> String {
 
 /// The active namespace, or `None` when no replay ever ran (then the configured schema
 /// and prefix are the namespace) or the control table cannot be read.
-pub async fn active(pool: &PgPool, base_schema: &str) -> Result<Option<ActiveNamespace>, sqlx::Error> {
+pub async fn active(
+    pool: &PgPool,
+    base_schema: &str,
+) -> Result<Option<ActiveNamespace>, sqlx::Error> {
     let control = control_schema(base_schema);
-    let exists: Option<String> =
-        sqlx::query_scalar("SELECT to_regclass($1)::text")
-            .bind(format!("\"{control}\".namespaces"))
-            .fetch_one(pool)
-            .await?;
+    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(format!("\"{control}\".namespaces"))
+        .fetch_one(pool)
+        .await?;
     if exists.is_none() {
         return Ok(None);
     }
@@ -48,10 +50,12 @@ pub async fn active(pool: &PgPool, base_schema: &str) -> Result<Option<ActiveNam
     ))
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|(id, schema, key_prefix, consumer_group)| ActiveNamespace {
-        id,
-        schema,
-        key_prefix,
-        consumer_group,
-    }))
+    Ok(
+        row.map(|(id, schema, key_prefix, consumer_group)| ActiveNamespace {
+            id,
+            schema,
+            key_prefix,
+            consumer_group,
+        }),
+    )
 }

@@ -119,12 +119,16 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
             existing.state
         );
         anyhow::ensure!(
-            existing.kind == kind && existing.since == options.since && existing.until == options.until,
+            existing.kind == kind
+                && existing.since == options.since
+                && existing.until == options.until,
             "namespace {id} was started with another window; resume it with the same options"
         );
         tracing::info!(%id, "resuming an interrupted replay");
     }
-    control.create(&ns, kind, options.since, options.until).await?;
+    control
+        .create(&ns, kind, options.since, options.until)
+        .await?;
     let mut ns_config = config.clone();
     ns_config.database_schema = ns.schema.clone();
     ns_config.redis.key_prefix = ns.key_prefix.clone();
@@ -136,10 +140,8 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
             .fetch_all(&pool)
             .await?;
     let resumed = !progress.is_empty();
-    let progress: HashMap<(String, i32), i64> = progress
-        .into_iter()
-        .map(|(t, p, o)| ((t, p), o))
-        .collect();
+    let progress: HashMap<(String, i32), i64> =
+        progress.into_iter().map(|(t, p, o)| ((t, p), o)).collect();
     let client = {
         let mut c = service_kit::kafka::client_config(&config.kafka, "projector-replay");
         c.set("group.id", &ns.consumer_group)
@@ -153,6 +155,7 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
     let window = Window {
         since_ms: options.since.map(|t| t.timestamp_millis()),
         until_ms: options.until.map(|t| t.timestamp_millis()),
+        cut_ms: Utc::now().timestamp_millis(),
     };
     let topics = topics(config);
     let mut plans = vec![];
@@ -258,9 +261,7 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
     let applied_total: i64 = sqlx::query_scalar("SELECT count(*) FROM apply_log")
         .fetch_one(&pool)
         .await?;
-    control
-        .mark_ready(&id, &json!(ends), applied_total)
-        .await?;
+    control.mark_ready(&id, &json!(ends), applied_total).await?;
     report.seconds = started.elapsed().as_secs_f64();
     report.events_per_second = report.messages as f64 / report.seconds;
     if options.switch {
@@ -384,8 +385,12 @@ pub async fn fill_redis(
     for chunk in views.chunks(1000) {
         let mut pipe = redis::pipe();
         for (view, bytes) in chunk {
-            pipe.set_ex(view.redis_key(prefix), bytes.as_slice(), view.ttl().as_secs())
-                .ignore();
+            pipe.set_ex(
+                view.redis_key(prefix),
+                bytes.as_slice(),
+                view.ttl().as_secs(),
+            )
+            .ignore();
         }
         let () = pipe.query_async(&mut redis).await?;
     }

@@ -49,6 +49,10 @@ pub enum Batch {
 pub struct Window {
     pub since_ms: Option<i64>,
     pub until_ms: Option<i64>,
+    /// A partition ends at its first message stamped at or after this (the replay's
+    /// start), so topics written all the time still end; later messages are the live
+    /// projector's (it starts at these end offsets after a switch).
+    pub cut_ms: i64,
 }
 
 struct Part {
@@ -129,7 +133,9 @@ fn read(
         match consumer.poll(Duration::from_millis(100)) {
             None => send(&mut batch)?,
             Some(Err(KafkaError::PartitionEOF(p))) => {
-                let Some(part) = parts.get_mut(&p) else { continue };
+                let Some(part) = parts.get_mut(&p) else {
+                    continue;
+                };
                 if part.done {
                     continue;
                 }
@@ -145,7 +151,9 @@ fn read(
             Some(Ok(m)) => {
                 let p = m.partition();
                 let offset = m.offset();
-                let Some(part) = parts.get_mut(&p) else { continue };
+                let Some(part) = parts.get_mut(&p) else {
+                    continue;
+                };
                 if part.done {
                     continue;
                 }
@@ -166,8 +174,16 @@ fn read(
                     let _ = consumer.pause(&tpl);
                     continue;
                 }
-                part.next = offset + 1;
                 let ts = m.timestamp().to_millis();
+                if ts.is_some_and(|ts| ts >= window.cut_ms) {
+                    part.done = true;
+                    part.end = Some(offset);
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition(topic, p);
+                    let _ = consumer.pause(&tpl);
+                    continue;
+                }
+                part.next = offset + 1;
                 let in_window = match ts {
                     Some(ts) => {
                         window.since_ms.is_none_or(|s| ts >= s)
@@ -211,7 +227,12 @@ fn read(
 fn rewind(consumer: &BaseConsumer, topic: &str, p: i32, part: &mut Part) -> anyhow::Result<()> {
     part.rewind = (part.rewind * 2).max(1).min(part.start);
     let to = part.start - part.rewind;
-    tracing::debug!(topic, partition = p, to, "start offset skipped by the broker; rewinding");
+    tracing::debug!(
+        topic,
+        partition = p,
+        to,
+        "start offset skipped by the broker; rewinding"
+    );
     consumer.seek(topic, p, Offset::Offset(to), Duration::from_secs(5))?;
     Ok(())
 }

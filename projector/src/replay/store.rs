@@ -183,12 +183,11 @@ impl MemStore {
                     product_at: None,
                 }
             } else {
-                let row: Option<(serde_json::Value, Option<DateTime<Utc>>)> = sqlx::query_as(
-                    "SELECT doc, product_at FROM lines WHERE line_number = $1",
-                )
-                .bind(line)
-                .fetch_optional(&self.pool)
-                .await?;
+                let row: Option<(serde_json::Value, Option<DateTime<Utc>>)> =
+                    sqlx::query_as("SELECT doc, product_at FROM lines WHERE line_number = $1")
+                        .bind(line)
+                        .fetch_optional(&self.pool)
+                        .await?;
                 match row {
                     Some((doc, product_at)) => LineRow {
                         view: Some(from_doc(doc)?),
@@ -217,7 +216,10 @@ impl MemStore {
         for b in binds {
             q = q.bind(*b);
         }
-        q.fetch_optional(&self.pool).await?.map(from_doc).transpose()
+        q.fetch_optional(&self.pool)
+            .await?
+            .map(from_doc)
+            .transpose()
     }
 
     /// Events held in memory since the last flush.
@@ -267,7 +269,12 @@ impl MemStore {
                     SET status = EXCLUDED.status, doc = EXCLUDED.doc",
             )
             .bind(chunk.iter().map(|r| r.request_id).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|r| r.line_number.clone()).collect::<Vec<_>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|r| r.line_number.clone())
+                    .collect::<Vec<_>>(),
+            )
             .bind(chunk.iter().map(|r| r.status.clone()).collect::<Vec<_>>())
             .bind(chunk.iter().map(|r| r.requested_at).collect::<Vec<_>>())
             .bind(chunk.iter().map(|r| to_doc(*r)).collect::<Vec<_>>())
@@ -287,7 +294,12 @@ impl MemStore {
                     SET operator = EXCLUDED.operator, on_sale = EXCLUDED.on_sale,
                         doc = EXCLUDED.doc",
             )
-            .bind(chunk.iter().map(|p| p.product_code.clone()).collect::<Vec<_>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|p| p.product_code.clone())
+                    .collect::<Vec<_>>(),
+            )
             .bind(chunk.iter().map(|p| p.operator.clone()).collect::<Vec<_>>())
             .bind(chunk.iter().map(|p| p.on_sale).collect::<Vec<_>>())
             .bind(chunk.iter().map(|p| to_doc(*p)).collect::<Vec<_>>())
@@ -305,7 +317,12 @@ impl MemStore {
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::jsonb[])
                  ON CONFLICT (line_number, month) DO UPDATE SET doc = EXCLUDED.doc",
             )
-            .bind(chunk.iter().map(|b| b.line_number.clone()).collect::<Vec<_>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|b| b.line_number.clone())
+                    .collect::<Vec<_>>(),
+            )
             .bind(chunk.iter().map(|b| b.month.clone()).collect::<Vec<_>>())
             .bind(chunk.iter().map(|b| to_doc(*b)).collect::<Vec<_>>())
             .execute(&mut *tx)
@@ -319,9 +336,19 @@ impl MemStore {
                  ON CONFLICT (inquiry_id) DO NOTHING",
             )
             .bind(chunk.iter().map(|e| e.inquiry_id).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|e| e.line_number.clone()).collect::<Vec<_>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|e| e.line_number.clone())
+                    .collect::<Vec<_>>(),
+            )
             .bind(chunk.iter().map(|e| e.month.clone()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|e| e.result.as_str().to_owned()).collect::<Vec<_>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|e| e.result.as_str().to_owned())
+                    .collect::<Vec<_>>(),
+            )
             .bind(chunk.iter().map(|e| e.inquired_at).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
@@ -381,7 +408,12 @@ impl MemStore {
              SELECT * FROM UNNEST($1::text[], $2::int[], $3::bigint[])
              ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
         )
-        .bind(progress.iter().map(|(k, _)| k.0.clone()).collect::<Vec<_>>())
+        .bind(
+            progress
+                .iter()
+                .map(|(k, _)| k.0.clone())
+                .collect::<Vec<_>>(),
+        )
         .bind(progress.iter().map(|(k, _)| k.1).collect::<Vec<_>>())
         .bind(progress.iter().map(|(_, o)| **o).collect::<Vec<_>>())
         .execute(&mut *tx)

@@ -155,7 +155,7 @@ pub async fn history(
 ) -> Result<Json<Value>, AppError> {
     let line = line_number(params.get("lineNumber"))?;
     let (page, size) = paging(&params)?;
-    let pool = state.views.pool();
+    let pool = &state.views.pool();
     let total: i64 =
         sqlx::query_scalar("SELECT count(*) FROM bill_inquiries WHERE line_number = $1")
             .bind(&line)

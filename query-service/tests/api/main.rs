@@ -8,3 +8,4 @@ mod helpers;
 
 mod bills;
 mod lines;
+mod replay;
