@@ -3,7 +3,7 @@
 //!
 //! A namespace is a PostgreSQL schema (read tables), a Redis key prefix (views) and the
 //! consumer group that feeds it live. The configured schema/prefix/group are the `base`
-//! namespace; a replay with id `X` builds `<schema>_X`, `<prefix>X:` and `<group>.X`.
+//! namespace; a replay with id `X` builds `<schema>_X` and `<prefix>X:` (the live group stays).
 //! [`Control::switch`] moves the pointer in one transaction that also sends `NOTIFY`;
 //! every projector and query-service then follows (see `startup` and
 //! `query_service::namespace`).
@@ -162,7 +162,8 @@ impl Control {
             id: id.to_owned(),
             schema,
             key_prefix: format!("{}{id}:", self.base.key_prefix),
-            consumer_group: format!("{}.{id}", self.base.consumer_group),
+            // The live group stays the same across switches (see `startup`).
+            consumer_group: self.base.consumer_group.clone(),
         })
     }
 

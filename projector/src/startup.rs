@@ -126,7 +126,8 @@ fn build_consumer_loop(config: &Config, processor: Processor) -> anyhow::Result<
     Ok(ConsumerLoop {
         consumer: Arc::new(consumer),
         processor,
-        dead_letters,
+        dead_letters: Arc::new(dead_letters),
+        rewound: vec![],
     })
 }
 
@@ -235,9 +236,12 @@ impl Application {
     }
 }
 
-/// Runs the consumer of the active namespace; when another namespace becomes active
-/// (a replay's switch), finishes the message in hand, commits, leaves the old group and
-/// consumes in the new namespace's group, which starts at the replay's end offsets.
+/// Runs the consumer of the active namespace. When another namespace becomes active (a
+/// replay's switch), it finishes the message in hand, swaps the processor for one
+/// writing the new namespace and rewinds each assigned partition to min(its position,
+/// the replay's end offset): events it applied to the old namespace after the replay had
+/// read its end are applied to the new one too (the checkpoints skip what the replay
+/// already applied). The group and its members stay the same.
 async fn follow_namespaces(
     mut consumer_loop: ConsumerLoop,
     config: Config,
@@ -263,13 +267,16 @@ async fn follow_namespaces(
             tracing::error!("projector consumer stopped on its own");
             return;
         };
-        // The new namespace's pool, processor and consumer; retried until they exist.
+        // The new namespace's pool and its end offsets; retried until they exist.
         let ns_config = namespace_config(&config, &next);
         let built = (|| async {
             let pool = prepare_database(&ns_config).await?;
-            let processor = current.load().for_namespace(pool, next.key_prefix.clone());
-            let consumer_loop = build_consumer_loop(&ns_config, processor.clone())?;
-            anyhow::Ok((processor, consumer_loop))
+            let ends = control
+                .get(&next.id)
+                .await?
+                .and_then(|row| row.end_offsets)
+                .unwrap_or_default();
+            anyhow::Ok((pool, ends))
         })
         .retry(
             ExponentialBuilder::default()
@@ -279,15 +286,60 @@ async fn follow_namespaces(
         .when(|_| !shutdown.is_cancelled())
         .notify(|e, _| tracing::warn!(error = %e, "switching namespace; retrying"))
         .await;
-        let Ok((processor, next_loop)) = built else {
+        let Ok((pool, ends)) = built else {
             return;
         };
-        let old = current.swap(Arc::new(processor));
-        tracing::info!(from = %active.id, to = %next.id, "switched namespace");
-        old.pool.close().await;
-        consumer_loop = next_loop;
+        let processor = current.load().for_namespace(pool, next.key_prefix.clone());
+        let rewound = rewind_to_ends(&consumer_loop.consumer, &ends).await;
+        // The old pool is only dropped (idle connections time out): the admin endpoints or
+        // a caller of `Application::pool` may still hold it.
+        current.swap(Arc::new(processor.clone()));
+        tracing::info!(from = %active.id, to = %next.id, rewound = rewound.len(), "switched namespace");
+        consumer_loop = ConsumerLoop {
+            consumer: consumer_loop.consumer.clone(),
+            processor,
+            dead_letters: consumer_loop.dead_letters.clone(),
+            rewound,
+        };
         active = next;
     }
+}
+
+/// Seeks each assigned partition to min(position, end offset of the replay).
+async fn rewind_to_ends(
+    consumer: &Arc<ProjectorConsumer>,
+    ends: &Value,
+) -> Vec<(String, i32, i64)> {
+    let consumer = Arc::clone(consumer);
+    let ends = ends.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut rewound = vec![];
+        let Ok(assignment) = consumer.assignment() else {
+            return rewound;
+        };
+        let positions = consumer.position().unwrap_or(assignment);
+        for e in positions.elements() {
+            let Some(end) = ends[e.topic()][e.partition().to_string()].as_i64() else {
+                continue;
+            };
+            let target = match e.offset() {
+                rdkafka::Offset::Offset(p) => p.min(end),
+                _ => end,
+            };
+            match consumer.seek(
+                e.topic(),
+                e.partition(),
+                rdkafka::Offset::Offset(target),
+                Duration::from_secs(5),
+            ) {
+                Ok(()) => rewound.push((e.topic().to_owned(), e.partition(), target)),
+                Err(err) => tracing::warn!(error = %err, topic = e.topic(), "rewind failed"),
+            }
+        }
+        rewound
+    })
+    .await
+    .unwrap_or_default()
 }
 
 /// Resolves with the new active namespace when it changes (NOTIFY, or the pointer read

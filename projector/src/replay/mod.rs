@@ -9,11 +9,10 @@
 //! - Apply: the live projector's projections over [`store::MemStore`], flushed in bulk with
 //!   the progress (`replay_progress`) in the same transaction: an interrupted replay
 //!   started again with the same `--id` resumes from its last flush.
-//! - Hand-over: at the end, the replay commits its end offsets as the committed offsets of
-//!   the namespace's own live group (`<group>.<id>`). After the switch every projector
-//!   leaves its group and joins that one, so it resumes exactly where the replay
-//!   stopped: events the live projector applied to the old namespace after those offsets
-//!   are applied to the new one too (the checkpoints skip any seen twice).
+//! - Hand-over: the replay records its end offsets in the control table. At the switch
+//!   each live projector rewinds its partitions to min(its position, those ends) and
+//!   goes on in the new namespace: events it applied to the old namespace after the
+//!   replay's ends reach the new one too (the checkpoints skip any seen twice).
 
 pub mod reader;
 pub mod store;
@@ -26,7 +25,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use events::topics::Topics;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use read_model::redis_conn::RedisConn;
 use serde::Serialize;
@@ -255,9 +254,6 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
     }
     let redis = RedisConn::connect(&config.redis).await?;
     report.views = fill_redis(&pool, &redis, &ns.key_prefix).await?;
-    if kind == "full" {
-        commit_group(&client, &ends).await?;
-    }
     let applied_total: i64 = sqlx::query_scalar("SELECT count(*) FROM apply_log")
         .fetch_one(&pool)
         .await?;
@@ -395,36 +391,4 @@ pub async fn fill_redis(
         let () = pipe.query_async(&mut redis).await?;
     }
     Ok(views.len() as u64)
-}
-
-/// Commits the end offsets as the namespace group's offsets: where the live projector
-/// starts after the switch.
-async fn commit_group(
-    client: &ClientConfig,
-    ends: &BTreeMap<String, BTreeMap<String, i64>>,
-) -> anyhow::Result<()> {
-    let client = client.clone();
-    let mut tpl = TopicPartitionList::new();
-    for (topic, parts) in ends {
-        for (p, end) in parts {
-            tpl.add_partition_offset(topic, p.parse()?, Offset::Offset(*end))?;
-        }
-    }
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let consumer: BaseConsumer = client.create()?;
-        consumer.commit(&tpl, CommitMode::Sync)?;
-        let committed = consumer.committed_offsets(tpl.clone(), Duration::from_secs(10))?;
-        for (want, got) in tpl.elements().iter().zip(committed.elements()) {
-            anyhow::ensure!(
-                want.offset() == got.offset(),
-                "the broker kept {:?} for {} {}; wanted {:?}",
-                got.offset(),
-                want.topic(),
-                want.partition(),
-                want.offset()
-            );
-        }
-        Ok(())
-    })
-    .await?
 }
