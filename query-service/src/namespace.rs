@@ -47,10 +47,12 @@ pub async fn run(config: Config, views: Views, shutdown: CancellationToken) {
         }
         let wait = async {
             match listener.as_mut() {
-                Some(l) => match tokio::time::timeout(Duration::from_secs(1), l.recv()).await {
-                    Ok(Err(_)) => listener = None,
-                    _ => {}
-                },
+                Some(l) => {
+                    if let Ok(Err(_)) = tokio::time::timeout(Duration::from_secs(1), l.recv()).await
+                    {
+                        listener = None;
+                    }
+                }
                 None => tokio::time::sleep(Duration::from_secs(1)).await,
             }
         };

@@ -335,10 +335,7 @@ async fn plan_topic(
                      offset {low}): a full replay from the broker would miss events"
                 );
             }
-            let end = match until {
-                None => None,
-                Some(_) => Some(ends.get(&p).copied().flatten().unwrap_or(i64::MAX)),
-            };
+            let end = until.map(|_| ends.get(&p).copied().flatten().unwrap_or(i64::MAX));
             if let Some(next) = progress.get(&(topic.clone(), p)) {
                 start = start.max(*next);
             }
