@@ -33,6 +33,45 @@ pub enum Command {
         /// The JSONL file to read.
         file: std::path::PathBuf,
     },
+    /// Rebuild every view from the event streams into a fresh namespace (schema
+    /// `<schema>_<id>`, key prefix `<prefix><id>:`) while the live one keeps serving;
+    /// `--switch` then makes it the one query-service serves. Run again with the same
+    /// `--id` to resume an interrupted replay.
+    Replay(ReplayArgs),
+    /// List the namespaces (JSON lines).
+    Namespaces,
+    /// Make a built namespace the active one (query-service and projectors follow).
+    Switch { id: String },
+    /// Drop a namespace that is not active (its schema and its Redis views).
+    DropNamespace { id: String },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// Namespace id (lower-case letters, digits, `_`); default `r<yyyymmddhhmmss>`.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Only events the broker stamped at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only events the broker stamped before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Switch to the new namespace when it is built (full replays only).
+    #[arg(long)]
+    pub switch: bool,
+    /// After the switch, drop the namespace that was active.
+    #[arg(long, requires = "switch")]
+    pub drop_old: bool,
+    /// Seconds between the switch and dropping the old namespace (followers move over).
+    #[arg(long, default_value_t = 10)]
+    pub drop_grace_secs: u64,
+    /// Events held in memory between bulk writes.
+    #[arg(long, default_value_t = 20_000)]
+    pub flush_every: usize,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Args)]

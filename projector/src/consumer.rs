@@ -20,17 +20,23 @@ pub type ProjectorConsumer = GroupConsumer;
 pub struct ConsumerLoop {
     pub consumer: Arc<ProjectorConsumer>,
     pub processor: Processor,
-    pub dead_letters: DeadLetters,
+    pub dead_letters: Arc<DeadLetters>,
+    /// Partitions just rewound (topic, partition, offset) after a namespace switch: their
+    /// next message must be at or before that offset (Tansu's mid-batch fetch).
+    pub rewound: Vec<(String, i32, i64)>,
 }
 
 impl ConsumerLoop {
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(&self, shutdown: CancellationToken) {
         let backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(50))
             .with_max_delay(Duration::from_secs(2))
             .without_max_times()
             .with_jitter();
         let mut resume = ResumeGuard::default();
+        for (topic, partition, offset) in &self.rewound {
+            resume.expect(topic, *partition, *offset);
+        }
         loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => break,

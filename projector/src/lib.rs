@@ -5,7 +5,9 @@
 //! Reading order: [`processor`] (one message: decode, checkpoint, apply, park, refresh
 //! Redis), [`projections`] (one `apply` per input family), [`consumer`] (the rdkafka
 //! loop: offsets after effects, retries, lag metrics), [`dead_letter`], [`db`] (schema,
-//! migrations, the query role), [`startup`] (wiring, health, admin endpoints).
+//! migrations, the query role), [`startup`] (wiring, health, admin endpoints, following
+//! the active namespace). Analysts: [`namespace`] (namespaces and the active pointer),
+//! [`replay`] (rebuild into a fresh namespace, switch), `export` and `time_travel`.
 //! View shapes, Redis keys and the PostgreSQL loaders live in the `read-model` crate,
 //! shared with query-service.
 
@@ -13,7 +15,9 @@ pub mod configuration;
 pub mod consumer;
 pub mod db;
 pub mod dead_letter;
+pub mod namespace;
 pub mod processor;
 pub mod projections;
+pub mod replay;
 pub mod schema;
 pub mod startup;

@@ -48,6 +48,44 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Replay(args) => {
+            let options = projector::replay::ReplayOptions {
+                id: args.id,
+                since: args.since,
+                until: args.until,
+                switch: args.switch,
+                drop_old: args.drop_old,
+                drop_grace: std::time::Duration::from_secs(args.drop_grace_secs),
+                flush_every: args.flush_every,
+                progress: !args.quiet,
+            };
+            let report = projector::replay::run(&config, options).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::Namespaces => {
+            let (control, _, _) = startup::active_config(&config).await?;
+            for row in control.list().await? {
+                println!("{row}");
+            }
+            Ok(())
+        }
+        Command::Switch { id } => {
+            let (control, _, _) = startup::active_config(&config).await?;
+            let previous = control.switch(&id).await?;
+            println!(
+                "{}",
+                serde_json::json!({"switchedFrom": previous.id, "active": id})
+            );
+            Ok(())
+        }
+        Command::DropNamespace { id } => {
+            let (control, _, _) = startup::active_config(&config).await?;
+            let redis = read_model::redis_conn::RedisConn::connect(&config.redis).await?;
+            control.drop_namespace(&id, &redis).await?;
+            println!("{}", serde_json::json!({"dropped": id}));
+            Ok(())
+        }
     }
 }
 

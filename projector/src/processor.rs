@@ -23,7 +23,7 @@ use read_model::redis_conn::RedisConn;
 use redis::AsyncCommands;
 use sqlx::{PgConnection, PgPool};
 
-use crate::projections::{self, ApplyError};
+use crate::projections::{self, ApplyError, Store};
 use crate::schema::Schemas;
 
 /// A message detached from the consumer.
@@ -56,18 +56,18 @@ pub enum Decoded {
 }
 
 impl Decoded {
-    fn envelope(&self) -> &Envelope {
+    pub fn envelope(&self) -> &Envelope {
         match self {
             Decoded::ProductChange(e, _) | Decoded::Kos(e, _) | Decoded::Inquiry(e, _) => e,
         }
     }
 
-    fn event_type(&self) -> &str {
+    pub fn event_type(&self) -> &str {
         &self.envelope().event_type
     }
 
     /// (aggregate type, aggregate id) whose sequence orders this event.
-    fn aggregate(&self) -> (&'static str, String) {
+    pub fn aggregate(&self) -> (&'static str, String) {
         match self {
             Decoded::ProductChange(e, _) => (read_model::LINE_AGGREGATE, e.aggregate_id.clone()),
             Decoded::Kos(e, fact) => (fact.aggregate_type(), e.aggregate_id.clone()),
@@ -75,7 +75,7 @@ impl Decoded {
         }
     }
 
-    fn views(&self) -> Vec<View> {
+    pub fn views(&self) -> Vec<View> {
         match self {
             Decoded::ProductChange(e, event) => {
                 projections::product_change::views_of(&e.aggregate_id, event)
@@ -91,6 +91,9 @@ pub struct Processor {
     pub pool: PgPool,
     redis: RedisConn,
     prefix: String,
+    /// Invalidations go to the base namespace's channel whatever the namespace, so
+    /// query-services keep one subscription across switches (keys carry the prefix).
+    channel: String,
     topics: Topics,
     schemas: Arc<Schemas>,
 }
@@ -110,9 +113,20 @@ impl Processor {
         Self {
             pool,
             redis,
+            channel: read_model::invalidation_channel(&prefix),
             prefix,
             topics,
             schemas: Arc::new(Schemas::load()),
+        }
+    }
+
+    /// The same processor writing another namespace (pool and key prefix), still
+    /// announcing on this processor's invalidation channel.
+    pub fn for_namespace(&self, pool: PgPool, prefix: String) -> Self {
+        Self {
+            pool,
+            prefix,
+            ..self.clone()
         }
     }
 
@@ -185,7 +199,7 @@ impl Processor {
     async fn handle_decoded(&self, msg: &Incoming, decoded: &Decoded) -> anyhow::Result<Outcome> {
         if let Decoded::Inquiry(_, e) = decoded {
             let mut tx = self.pool.begin().await?;
-            let fresh = match projections::inquiries::apply(&mut tx, e).await {
+            let fresh = match projections::inquiries::apply(&mut *tx, e).await {
                 Ok(fresh) => fresh,
                 Err(ApplyError::Database(e)) => return Err(e.into()),
                 Err(ApplyError::Unapplicable(_)) => false,
@@ -235,7 +249,7 @@ impl Processor {
                 .increment(1);
             tracing::warn!(aggregate_type, %aggregate_id, applied, sequence, "sequence gap; applying");
         }
-        match apply(&mut tx, decoded).await {
+        match apply(&mut *tx, decoded).await {
             Ok(extra) => {
                 advance(&mut tx, decoded, aggregate_type, &aggregate_id, sequence).await?;
                 tx.commit().await?;
@@ -273,7 +287,7 @@ impl Processor {
         let mut views = views.to_vec();
         views.sort_by_key(|v| matches!(v, View::Position { .. }));
         views.dedup();
-        let channel = read_model::invalidation_channel(&self.prefix);
+        let channel = &self.channel;
         for view in &views {
             let key = view.redis_key(&self.prefix);
             match view.load(&self.pool).await? {
@@ -285,7 +299,7 @@ impl Processor {
                 }
             }
             if !matches!(view, View::Position { .. }) {
-                let _: i64 = redis.publish(&channel, &key).await?;
+                let _: i64 = redis.publish(channel, &key).await?;
             }
         }
         Ok(())
@@ -332,7 +346,7 @@ impl Processor {
                 let applied = lock_checkpoint(&mut tx, &aggregate_type, &aggregate_id).await?;
                 let mut views = vec![];
                 if sequence > applied {
-                    match apply(&mut tx, &decoded).await {
+                    match apply(&mut *tx, &decoded).await {
                         Ok(extra) => {
                             advance(&mut tx, &decoded, &aggregate_type, &aggregate_id, sequence)
                                 .await?;
@@ -402,7 +416,12 @@ async fn lock_checkpoint(
     .await
 }
 
-async fn apply(tx: &mut PgConnection, decoded: &Decoded) -> Result<Vec<View>, ApplyError> {
+/// Applies a decoded event to a store (PostgreSQL live, memory in a replay); returns the
+/// views touched beyond [`Decoded::views`].
+pub(crate) async fn apply<S: Store>(
+    tx: &mut S,
+    decoded: &Decoded,
+) -> Result<Vec<View>, ApplyError> {
     let result = match decoded {
         Decoded::ProductChange(env, event) => projections::product_change::apply(tx, env, event)
             .await

@@ -19,10 +19,15 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use arc_swap::ArcSwap;
+use backon::{ExponentialBuilder, Retryable};
+use read_model::namespace::ActiveNamespace;
+
 use crate::configuration::Config;
 use crate::consumer::{ConsumerLoop, ProjectorConsumer};
 use crate::db;
 use crate::dead_letter::DeadLetters;
+use crate::namespace::Control;
 use crate::processor::Processor;
 use service_kit::consumer::GroupContext;
 
@@ -33,11 +38,16 @@ pub struct Application {
     router: Router,
     consumer_loop: ConsumerLoop,
     pool: PgPool,
+    config: Config,
+    control: Control,
+    active: ActiveNamespace,
+    current: Arc<ArcSwap<Processor>>,
 }
 
 #[derive(Clone)]
 struct AppState {
-    processor: Processor,
+    /// The processor of the active namespace (swapped at a switch).
+    processor: Arc<ArcSwap<Processor>>,
     redis: RedisConn,
     admin: Arc<Admin>,
     metrics: PrometheusHandle,
@@ -52,6 +62,26 @@ pub async fn prepare_database(config: &Config) -> anyhow::Result<PgPool> {
     Ok(pool)
 }
 
+/// The namespace control (created if missing) and the configuration of the active
+/// namespace: its schema, key prefix and consumer group in place of the configured ones.
+pub async fn active_config(config: &Config) -> anyhow::Result<(Control, ActiveNamespace, Config)> {
+    config.check()?;
+    let pool =
+        read_model::connect_read_only(&config.database_url, &config.database_schema, 2).await?;
+    let control = Control::open(config, pool).await?;
+    let active = control.active().await?;
+    Ok((control, active.clone(), namespace_config(config, &active)))
+}
+
+/// `config` pointed at a namespace.
+pub fn namespace_config(config: &Config, ns: &ActiveNamespace) -> Config {
+    let mut c = config.clone();
+    c.database_schema = ns.schema.clone();
+    c.redis.key_prefix = ns.key_prefix.clone();
+    c.consumer_group = ns.consumer_group.clone();
+    c
+}
+
 /// The processor (without a consumer), for the CLI and tests.
 pub async fn processor(config: &Config, pool: PgPool) -> anyhow::Result<Processor> {
     let redis = RedisConn::connect(&config.redis).await?;
@@ -63,9 +93,50 @@ pub async fn processor(config: &Config, pool: PgPool) -> anyhow::Result<Processo
     ))
 }
 
+/// The live consumer of a namespace's group.
+fn build_consumer_loop(config: &Config, processor: Processor) -> anyhow::Result<ConsumerLoop> {
+    let topics = Topics::new(&config.kafka.topic_prefix);
+    let kafka_config = kafka::client_config(&config.kafka, CLIENT_ID);
+    let consumer: ProjectorConsumer = kafka_config
+        .clone()
+        .set("group.id", &config.consumer_group)
+        .set("fetch.wait.max.ms", service_kit::kafka::FETCH_WAIT_MAX_MS)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "500")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "5000")
+        // librdkafka prefetches up to 64 MiB per consumer by default; one message at a
+        // time needs far less, and the process stays small.
+        .set("queued.max.messages.kbytes", "2048")
+        .set("queued.min.messages", "1000")
+        .set("fetch.max.bytes", "1048576")
+        .set("max.partition.fetch.bytes", "262144")
+        .set("receive.message.max.bytes", "2097152")
+        .create_with_context(GroupContext::new(config.consumer_group.clone()))?;
+    consumer.subscribe(&[
+        &topics.product_change(),
+        &topics.kos_billing(),
+        &topics.bill_inquiries(),
+    ])?;
+    let dead_letters = DeadLetters::new(
+        &kafka_config,
+        topics.dead_letter(),
+        config.consumer_group.clone(),
+    )?;
+    Ok(ConsumerLoop {
+        consumer: Arc::new(consumer),
+        processor,
+        dead_letters: Arc::new(dead_letters),
+        rewound: vec![],
+    })
+}
+
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let pool = prepare_database(&config).await?;
+        let (control, active, ns_config) = active_config(&config).await?;
+        let pool = prepare_database(&ns_config).await?;
+        control.grant().await?;
         let redis = RedisConn::connect(&config.redis).await?;
         let topics = Topics::new(&config.kafka.topic_prefix);
         let admin = Arc::new(kafka::admin(&config.kafka, CLIENT_ID)?);
@@ -82,43 +153,19 @@ impl Application {
             )
             .await?;
         }
+        // Announces on the base namespace's channel (query-services subscribe to it).
         let processor = Processor::new(
             pool.clone(),
             redis.clone(),
             config.redis.key_prefix.clone(),
             topics.clone(),
-        );
+        )
+        .for_namespace(pool.clone(), ns_config.redis.key_prefix.clone());
         processor.update_parked_gauge().await;
-        let kafka_config = kafka::client_config(&config.kafka, CLIENT_ID);
-        let consumer: ProjectorConsumer = kafka_config
-            .clone()
-            .set("group.id", &config.consumer_group)
-            .set("fetch.wait.max.ms", service_kit::kafka::FETCH_WAIT_MAX_MS)
-            .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "500")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("statistics.interval.ms", "5000")
-            // librdkafka prefetches up to 64 MiB per consumer by default; one message at a
-            // time needs far less, and the process stays small.
-            .set("queued.max.messages.kbytes", "2048")
-            .set("queued.min.messages", "1000")
-            .set("fetch.max.bytes", "1048576")
-            .set("max.partition.fetch.bytes", "262144")
-            .set("receive.message.max.bytes", "2097152")
-            .create_with_context(GroupContext::new(config.consumer_group.clone()))?;
-        consumer.subscribe(&[
-            &topics.product_change(),
-            &topics.kos_billing(),
-            &topics.bill_inquiries(),
-        ])?;
-        let dead_letters = DeadLetters::new(
-            &kafka_config,
-            topics.dead_letter(),
-            config.consumer_group.clone(),
-        )?;
+        let consumer_loop = build_consumer_loop(&ns_config, processor.clone())?;
+        let current = Arc::new(ArcSwap::from_pointee(processor));
         let state = AppState {
-            processor: processor.clone(),
+            processor: current.clone(),
             redis,
             admin,
             metrics: telemetry::metrics_handle(),
@@ -137,15 +184,16 @@ impl Application {
             .route("/admin/parked/retry", post(retry_parked))
             .with_state(state);
         let listener = TcpListener::bind(config.http_addr).await?;
+        tracing::info!(namespace = %active.id, schema = %active.schema, "projecting");
         Ok(Self {
             listener,
             router,
-            consumer_loop: ConsumerLoop {
-                consumer: Arc::new(consumer),
-                processor,
-                dead_letters,
-            },
+            consumer_loop,
             pool,
+            config,
+            control,
+            active,
+            current,
         })
     }
 
@@ -157,13 +205,21 @@ impl Application {
         self.local_addr().port()
     }
 
+    /// The pool of the namespace active when the projector started.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
     /// Runs until `shutdown`; then the consumer finishes its message and commits.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let consumer = tokio::spawn(self.consumer_loop.run(shutdown.clone()));
+        let consumer = tokio::spawn(follow_namespaces(
+            self.consumer_loop,
+            self.config.clone(),
+            self.control.clone(),
+            self.active.clone(),
+            self.current.clone(),
+            shutdown.clone(),
+        ));
         let pool_gauges = tokio::spawn(read_model::report_pool(
             self.pool.clone(),
             Duration::from_secs(5),
@@ -181,9 +237,153 @@ impl Application {
     }
 }
 
+/// Runs the consumer of the active namespace. When another namespace becomes active (a
+/// replay's switch), it finishes the message in hand, swaps the processor for one
+/// writing the new namespace and rewinds each assigned partition to min(its position,
+/// the replay's end offset): events it applied to the old namespace after the replay had
+/// read its end are applied to the new one too (the checkpoints skip what the replay
+/// already applied). The group and its members stay the same.
+async fn follow_namespaces(
+    mut consumer_loop: ConsumerLoop,
+    config: Config,
+    control: Control,
+    mut active: ActiveNamespace,
+    current: Arc<ArcSwap<Processor>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let this_namespace = shutdown.child_token();
+        let watcher = tokio::spawn(watch_switch(
+            control.clone(),
+            active.id.clone(),
+            this_namespace.clone(),
+        ));
+        consumer_loop.run(this_namespace.clone()).await;
+        this_namespace.cancel();
+        let next = watcher.await.ok().flatten();
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let Some(next) = next else {
+            tracing::error!("projector consumer stopped on its own");
+            return;
+        };
+        // The new namespace's pool and its end offsets; retried until they exist.
+        let ns_config = namespace_config(&config, &next);
+        let built = (|| async {
+            let pool = prepare_database(&ns_config).await?;
+            let ends = control
+                .get(&next.id)
+                .await?
+                .and_then(|row| row.end_offsets)
+                .unwrap_or_default();
+            anyhow::Ok((pool, ends))
+        })
+        .retry(
+            ExponentialBuilder::default()
+                .with_max_delay(Duration::from_secs(5))
+                .without_max_times(),
+        )
+        .when(|_| !shutdown.is_cancelled())
+        .notify(|e, _| tracing::warn!(error = %e, "switching namespace; retrying"))
+        .await;
+        let Ok((pool, ends)) = built else {
+            return;
+        };
+        let processor = current.load().for_namespace(pool, next.key_prefix.clone());
+        let rewound = rewind_to_ends(&consumer_loop.consumer, &ends).await;
+        // The old pool is only dropped (idle connections time out): the admin endpoints or
+        // a caller of `Application::pool` may still hold it.
+        current.swap(Arc::new(processor.clone()));
+        tracing::info!(from = %active.id, to = %next.id, rewound = rewound.len(), "switched namespace");
+        consumer_loop = ConsumerLoop {
+            consumer: consumer_loop.consumer.clone(),
+            processor,
+            dead_letters: consumer_loop.dead_letters.clone(),
+            rewound,
+        };
+        active = next;
+    }
+}
+
+/// Seeks each assigned partition to min(position, end offset of the replay).
+async fn rewind_to_ends(
+    consumer: &Arc<ProjectorConsumer>,
+    ends: &Value,
+) -> Vec<(String, i32, i64)> {
+    let consumer = Arc::clone(consumer);
+    let ends = ends.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut rewound = vec![];
+        let Ok(assignment) = consumer.assignment() else {
+            return rewound;
+        };
+        let positions = consumer.position().unwrap_or(assignment);
+        for e in positions.elements() {
+            let Some(end) = ends[e.topic()][e.partition().to_string()].as_i64() else {
+                continue;
+            };
+            let target = match e.offset() {
+                rdkafka::Offset::Offset(p) => p.min(end),
+                _ => end,
+            };
+            match consumer.seek(
+                e.topic(),
+                e.partition(),
+                rdkafka::Offset::Offset(target),
+                Duration::from_secs(5),
+            ) {
+                Ok(()) => rewound.push((e.topic().to_owned(), e.partition(), target)),
+                Err(err) => tracing::warn!(error = %err, topic = e.topic(), "rewind failed"),
+            }
+        }
+        rewound
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// Resolves with the new active namespace when it changes (NOTIFY, or the pointer read
+/// every second in case a notification was missed), cancelling `token`; with `None`
+/// when `token` is cancelled first.
+async fn watch_switch(
+    control: Control,
+    current: String,
+    token: CancellationToken,
+) -> Option<ActiveNamespace> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(&control.pool)
+        .await
+        .ok();
+    if let Some(l) = listener.as_mut() {
+        if l.listen(&control.notify_channel()).await.is_err() {
+            listener = None;
+        }
+    }
+    loop {
+        if let Ok(active) = control.active().await {
+            if active.id != current {
+                token.cancel();
+                return Some(active);
+            }
+        }
+        let wait = async {
+            match listener.as_mut() {
+                Some(l) => {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), l.recv()).await;
+                }
+                None => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        };
+        tokio::select! {
+            _ = token.cancelled() => return None,
+            _ = wait => {}
+        }
+    }
+}
+
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let database = sqlx::query("SELECT 1")
-        .execute(&state.processor.pool)
+        .execute(&state.processor.load().pool)
         .await
         .is_ok();
     let mut redis = state.redis.clone();
@@ -214,7 +414,7 @@ async fn list_parked(State(state): State<AppState>) -> Result<Json<Value>, Statu
         "SELECT aggregate_type, aggregate_id, sequence, reason FROM parked
           ORDER BY aggregate_type, aggregate_id, sequence LIMIT 1000",
     )
-    .fetch_all(&state.processor.pool)
+    .fetch_all(&state.processor.load().pool)
     .await
     .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
     let items: Vec<Value> = rows
@@ -225,7 +425,7 @@ async fn list_parked(State(state): State<AppState>) -> Result<Json<Value>, Statu
 }
 
 async fn retry_parked(State(state): State<AppState>) -> Result<Json<Value>, StatusCode> {
-    let report = state.processor.retry_parked().await.map_err(|e| {
+    let report = state.processor.load().retry_parked().await.map_err(|e| {
         tracing::warn!(error = %e, "parked retry failed");
         StatusCode::SERVICE_UNAVAILABLE
     })?;

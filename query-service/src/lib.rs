@@ -3,7 +3,7 @@
 //! Reading order: [`views`] (L1 -> Redis -> PostgreSQL read tables, refill, the
 //! read-your-writes wait), [`invalidation`] (keeps L1 correct), [`routes`] (thin
 //! handlers), [`inquiries`] (bill-inquiry records to the broker, never blocking a
-//! query), [`startup`].
+//! query), [`namespace`] (follows a replay's switch of the read model), [`startup`].
 //!
 //! Architecture invariant: this crate reads the read schema only, through a role that can
 //! do nothing else; it never reads the event store, the command side's tables or KOS.
@@ -12,6 +12,7 @@ pub mod configuration;
 pub mod error;
 pub mod inquiries;
 pub mod invalidation;
+pub mod namespace;
 pub mod routes;
 pub mod startup;
 pub mod views;

@@ -42,11 +42,13 @@ impl Application {
         let auth = authenticator(&config, redis.clone()).await?;
         let views = Views::new(
             redis,
+            config.database_schema.clone(),
             pool,
             config.redis.key_prefix.clone(),
             config.l1_capacity,
             Duration::from_secs(config.l1_ttl_secs),
         );
+        crate::namespace::resolve(&config, &views).await?;
         let topics = Topics::new(&config.kafka.topic_prefix);
         let admin = Arc::new(kafka::admin(&config.kafka, CLIENT_ID)?);
         if config.kafka.create_topics {
@@ -102,6 +104,11 @@ impl Application {
             shutdown.clone(),
         ));
         let publisher = tokio::spawn(self.publisher.run(shutdown.clone()));
+        let namespaces = tokio::spawn(crate::namespace::run(
+            self.config.clone(),
+            self.views.clone(),
+            shutdown.clone(),
+        ));
         let pool_gauges = tokio::spawn(read_model::report_pool(
             self.views.pool().clone(),
             Duration::from_secs(5),
@@ -118,6 +125,7 @@ impl Application {
         pool_gauges.abort();
         let _ = subscriber.await;
         let _ = publisher.await;
+        let _ = namespaces.await;
         Ok(())
     }
 }

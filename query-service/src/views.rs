@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use moka::sync::Cache;
 use read_model::keys::View;
@@ -73,10 +74,20 @@ pub struct Views {
     inner: Arc<Inner>,
 }
 
+/// The namespace served: read tables (the pool's search path) and Redis key prefix.
+/// Swapped whole at a replay's switch ([`Views::switch`]), so a read sees one or the
+/// other, never a mix.
+pub struct Namespace {
+    /// The namespace id (`base` or a replay's id; empty until the pointer was read).
+    pub id: String,
+    pub schema: String,
+    pub pool: PgPool,
+    pub prefix: String,
+}
+
 struct Inner {
     redis: RedisConn,
-    pool: PgPool,
-    prefix: String,
+    ns: ArcSwap<Namespace>,
     l1: Cache<String, Doc>,
     l1_live: AtomicBool,
     epoch: AtomicU64,
@@ -87,6 +98,7 @@ struct Inner {
 impl Views {
     pub fn new(
         redis: RedisConn,
+        schema: String,
         pool: PgPool,
         prefix: String,
         capacity: u64,
@@ -95,8 +107,12 @@ impl Views {
         Self {
             inner: Arc::new(Inner {
                 redis,
-                pool,
-                prefix,
+                ns: ArcSwap::from_pointee(Namespace {
+                    id: String::new(),
+                    schema,
+                    pool,
+                    prefix,
+                }),
                 l1: Cache::builder()
                     .max_capacity(capacity)
                     .time_to_live(ttl)
@@ -108,12 +124,39 @@ impl Views {
         }
     }
 
-    pub fn prefix(&self) -> &str {
-        &self.inner.prefix
+    pub fn prefix(&self) -> String {
+        self.inner.ns.load().prefix.clone()
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.inner.pool
+    /// The pool of the namespace served now.
+    pub fn pool(&self) -> PgPool {
+        self.inner.ns.load().pool.clone()
+    }
+
+    pub fn namespace(&self) -> Arc<Namespace> {
+        self.inner.ns.load_full()
+    }
+
+    /// Records the id of the namespace served (same schema and prefix).
+    pub fn set_namespace_id(&self, id: &str) {
+        let ns = self.inner.ns.load();
+        if ns.id != id {
+            self.inner.ns.store(Arc::new(Namespace {
+                id: id.to_owned(),
+                schema: ns.schema.clone(),
+                pool: ns.pool.clone(),
+                prefix: ns.prefix.clone(),
+            }));
+        }
+    }
+
+    /// Serves another namespace from now on (L1 emptied: its keys are the old
+    /// namespace's); returns the one served before.
+    pub fn switch(&self, ns: Namespace) -> Arc<Namespace> {
+        let old = self.inner.ns.swap(Arc::new(ns));
+        self.inner.epoch.fetch_add(1, Ordering::SeqCst);
+        self.inner.l1.invalidate_all();
+        old
     }
 
     pub fn redis(&self) -> RedisConn {
@@ -149,7 +192,8 @@ impl Views {
     }
 
     async fn get_with(&self, view: &View, use_l1: bool) -> Result<Option<Doc>, AppError> {
-        let key = view.redis_key(&self.inner.prefix);
+        let ns = self.inner.ns.load_full();
+        let key = view.redis_key(&ns.prefix);
         let use_l1 = use_l1 && self.l1_live();
         if use_l1 {
             if let Some(doc) = self.inner.l1.get(&key) {
@@ -172,7 +216,7 @@ impl Views {
                 if !redis_up {
                     tracing::warn!(%key, "Redis unavailable; reading the read tables");
                 }
-                let loaded = view.load(&self.inner.pool).await?;
+                let loaded = view.load(&ns.pool).await?;
                 if let (Some(bytes), true) = (&loaded, redis_up) {
                     // Refill. A projector write racing this one is the same or newer
                     // data from the same tables; a stale refill lasts at most the TTL
@@ -200,11 +244,12 @@ impl Views {
         let view = View::Position {
             line: line.to_owned(),
         };
+        let ns = self.inner.ns.load_full();
         let mut redis = self.inner.redis.clone();
-        let cached: Result<Option<i64>, _> = redis.get(view.redis_key(&self.inner.prefix)).await;
+        let cached: Result<Option<i64>, _> = redis.get(view.redis_key(&ns.prefix)).await;
         match cached {
             Ok(Some(p)) => Ok(p),
-            _ => Ok(read_model::keys::position(&self.inner.pool, line).await?),
+            _ => Ok(read_model::keys::position(&ns.pool, line).await?),
         }
     }
 

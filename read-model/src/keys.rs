@@ -152,6 +152,101 @@ impl View {
     }
 }
 
+/// Every view the read tables hold, built as [`View::load`] builds each one (same
+/// queries without the key filter, same documents byte for byte), for filling a fresh
+/// namespace's Redis after a replay. Lines, bills and requests are read in full: memory
+/// grows with the read model (a few hundred bytes per view).
+pub async fn load_all(pool: &PgPool) -> Result<Vec<(View, Vec<u8>)>, sqlx::Error> {
+    let bytes = |v: &serde_json::Value| serde_json::to_vec(v).expect("JSON values serialize");
+    let mut out = vec![];
+    let bills: Vec<(String, String, serde_json::Value)> =
+        sqlx::query_as("SELECT line_number, month, doc FROM bills")
+            .fetch_all(pool)
+            .await?;
+    let mut months: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (line, month, doc) in bills {
+        months.entry(line.clone()).or_default().push(month.clone());
+        out.push((View::Bill { line, month }, bytes(&doc)));
+    }
+    for (line, mut list) in months {
+        list.sort_by(|a, b| b.cmp(a));
+        let doc = to_json(&MonthsView {
+            line_number: line.clone(),
+            months: list,
+        });
+        out.push((View::Months { line }, bytes(&doc)));
+    }
+    let lines: Vec<(String, serde_json::Value)> = sqlx::query_as(
+        "SELECT l.line_number,
+                CASE WHEN p.doc IS NULL THEN l.doc
+                     ELSE jsonb_set(l.doc, '{currentProduct,productName}', p.doc->'name')
+                END
+           FROM lines l
+           LEFT JOIN products p ON p.product_code = l.doc->'currentProduct'->>'productCode'",
+    )
+    .fetch_all(pool)
+    .await?;
+    for (line, doc) in lines {
+        out.push((View::Line { line }, bytes(&doc)));
+    }
+    let requests: Vec<(Uuid, String, serde_json::Value)> = sqlx::query_as(
+        "SELECT request_id, line_number, doc FROM change_requests
+          ORDER BY line_number, requested_at DESC, request_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut history: Vec<(String, Vec<ChangeRequestView>)> = vec![];
+    for (id, line, doc) in requests {
+        out.push((View::Request { id }, bytes(&doc)));
+        if history.last().is_none_or(|(l, _)| *l != line) {
+            history.push((line.clone(), vec![]));
+        }
+        if let Ok(item) = serde_json::from_value::<ChangeRequestView>(doc) {
+            history.last_mut().expect("pushed").1.push(item);
+        }
+    }
+    for (line, items) in history {
+        let doc = to_json(&HistoryView {
+            line_number: line.clone(),
+            items,
+        });
+        out.push((View::History { line }, bytes(&doc)));
+    }
+    let products: Vec<(String, Option<serde_json::Value>)> = sqlx::query_as(
+        "SELECT o.operator, p.doc
+           FROM (SELECT DISTINCT operator FROM products) o
+           LEFT JOIN products p ON p.operator = o.operator AND p.on_sale
+          ORDER BY o.operator, p.product_code",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut by_operator: Vec<(String, Vec<ProductView>)> = vec![];
+    for (operator, doc) in products {
+        if by_operator.last().is_none_or(|(o, _)| *o != operator) {
+            by_operator.push((operator.clone(), vec![]));
+        }
+        if let Some(p) = doc.and_then(|d| serde_json::from_value::<ProductView>(d).ok()) {
+            by_operator.last_mut().expect("pushed").1.push(p);
+        }
+    }
+    for (operator, products) in by_operator {
+        let doc = to_json(&ProductsView {
+            operator: operator.clone(),
+            products,
+        });
+        out.push((View::Products { operator }, bytes(&doc)));
+    }
+    let positions: Vec<(String, i64)> =
+        sqlx::query_as("SELECT aggregate_id, sequence FROM applied WHERE aggregate_type = $1")
+            .bind(crate::LINE_AGGREGATE)
+            .fetch_all(pool)
+            .await?;
+    for (line, sequence) in positions {
+        out.push((View::Position { line }, sequence.to_string().into_bytes()));
+    }
+    Ok(out)
+}
+
 /// The line stream's last applied sequence (0 when nothing was applied).
 pub async fn position(pool: &PgPool, line: &str) -> Result<i64, sqlx::Error> {
     let position: Option<i64> = sqlx::query_scalar(

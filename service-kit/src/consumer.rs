@@ -81,6 +81,13 @@ pub struct ResumeGuard {
 }
 
 impl ResumeGuard {
+    /// After a seek to `offset`: the partition's next message must be at or before it
+    /// (rewinding as after a resume otherwise).
+    pub fn expect(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.check.watch([(topic.to_owned(), partition)]);
+        self.check.set_committed(topic, partition, Some(offset));
+    }
+
     /// True: handle the message. False: skip it (already handled before the committed
     /// offset, or the partition was just rewound and the message will come again).
     pub async fn admit(

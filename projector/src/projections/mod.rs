@@ -10,10 +10,12 @@ pub mod kos;
 pub mod product_change;
 
 use chrono::{DateTime, Utc};
-use read_model::views::{LineView, ProductRef};
+use events::bill_inquiry::BillInquired;
+use read_model::views::{BillView, ChangeRequestView, LineView, ProductRef, ProductView};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -23,37 +25,168 @@ pub enum ApplyError {
     Database(#[from] sqlx::Error),
 }
 
-pub(crate) fn to_doc<T: Serialize>(value: &T) -> serde_json::Value {
+pub fn to_doc<T: Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).expect("views serialize")
 }
 
-pub(crate) fn from_doc<T: DeserializeOwned>(doc: serde_json::Value) -> Result<T, ApplyError> {
+pub fn from_doc<T: DeserializeOwned>(doc: serde_json::Value) -> Result<T, ApplyError> {
     serde_json::from_value(doc)
         .map_err(|e| ApplyError::Unapplicable(format!("stored view does not read back: {e}")))
 }
 
-pub(crate) async fn load_line(
-    tx: &mut PgConnection,
-    line: &str,
-) -> Result<Option<LineView>, ApplyError> {
-    let doc: Option<serde_json::Value> =
-        sqlx::query_scalar("SELECT doc FROM lines WHERE line_number = $1 FOR UPDATE")
-            .bind(line)
-            .fetch_optional(&mut *tx)
-            .await?;
-    doc.map(from_doc).transpose()
+/// Where a projection reads and writes its rows. The live projector uses PostgreSQL inside
+/// the caller's transaction ([`PgConnection`]: reads lock the row, so two consumers never
+/// apply side by side); a replay uses its in-memory write-behind store
+/// (`crate::replay::store::MemStore`), being the only writer of its namespace. One
+/// `apply` per input family runs over either, so a replay computes exactly what the live
+/// projector computes.
+#[allow(async_fn_in_trait)] // used with concrete types only, never as `dyn`
+pub trait Store {
+    async fn line(&mut self, line: &str) -> Result<Option<LineView>, ApplyError>;
+    async fn put_line(&mut self, view: &LineView) -> Result<(), ApplyError>;
+    /// When the line's current product was last set (see `lines.product_at`).
+    async fn product_at(&mut self, line: &str) -> Result<Option<DateTime<Utc>>, ApplyError>;
+    /// Sets `product_at` of a stored line (nothing when the line is not stored).
+    async fn set_product_at(&mut self, line: &str, at: DateTime<Utc>) -> Result<(), ApplyError>;
+    async fn request(&mut self, id: Uuid) -> Result<Option<ChangeRequestView>, ApplyError>;
+    async fn put_request(&mut self, view: &ChangeRequestView) -> Result<(), ApplyError>;
+    async fn product(&mut self, code: &str) -> Result<Option<ProductView>, ApplyError>;
+    async fn put_product(&mut self, view: &ProductView) -> Result<(), ApplyError>;
+    async fn bill(&mut self, line: &str, month: &str) -> Result<Option<BillView>, ApplyError>;
+    async fn put_bill(&mut self, view: &BillView) -> Result<(), ApplyError>;
+    /// Records an inquiry; false when it was already recorded.
+    async fn add_inquiry(&mut self, e: &BillInquired) -> Result<bool, ApplyError>;
 }
 
-pub(crate) async fn save_line(tx: &mut PgConnection, view: &LineView) -> Result<(), ApplyError> {
-    sqlx::query(
-        "INSERT INTO lines (line_number, doc) VALUES ($1, $2)
-         ON CONFLICT (line_number) DO UPDATE SET doc = EXCLUDED.doc",
-    )
-    .bind(&view.line_number)
-    .bind(to_doc(view))
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+impl Store for PgConnection {
+    async fn line(&mut self, line: &str) -> Result<Option<LineView>, ApplyError> {
+        let doc: Option<serde_json::Value> =
+            sqlx::query_scalar("SELECT doc FROM lines WHERE line_number = $1 FOR UPDATE")
+                .bind(line)
+                .fetch_optional(&mut *self)
+                .await?;
+        doc.map(from_doc).transpose()
+    }
+
+    async fn put_line(&mut self, view: &LineView) -> Result<(), ApplyError> {
+        sqlx::query(
+            "INSERT INTO lines (line_number, doc) VALUES ($1, $2)
+             ON CONFLICT (line_number) DO UPDATE SET doc = EXCLUDED.doc",
+        )
+        .bind(&view.line_number)
+        .bind(to_doc(view))
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn product_at(&mut self, line: &str) -> Result<Option<DateTime<Utc>>, ApplyError> {
+        Ok(
+            sqlx::query_scalar("SELECT product_at FROM lines WHERE line_number = $1")
+                .bind(line)
+                .fetch_optional(&mut *self)
+                .await?
+                .flatten(),
+        )
+    }
+
+    async fn set_product_at(&mut self, line: &str, at: DateTime<Utc>) -> Result<(), ApplyError> {
+        sqlx::query("UPDATE lines SET product_at = $2 WHERE line_number = $1")
+            .bind(line)
+            .bind(at)
+            .execute(&mut *self)
+            .await?;
+        Ok(())
+    }
+
+    async fn request(&mut self, id: Uuid) -> Result<Option<ChangeRequestView>, ApplyError> {
+        let doc: Option<serde_json::Value> =
+            sqlx::query_scalar("SELECT doc FROM change_requests WHERE request_id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *self)
+                .await?;
+        doc.map(from_doc).transpose()
+    }
+
+    async fn put_request(&mut self, view: &ChangeRequestView) -> Result<(), ApplyError> {
+        sqlx::query(
+            "INSERT INTO change_requests (request_id, line_number, status, requested_at, doc)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (request_id) DO UPDATE
+                SET status = EXCLUDED.status, doc = EXCLUDED.doc",
+        )
+        .bind(view.request_id)
+        .bind(&view.line_number)
+        .bind(&view.status)
+        .bind(view.requested_at)
+        .bind(to_doc(view))
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn product(&mut self, code: &str) -> Result<Option<ProductView>, ApplyError> {
+        let doc: Option<serde_json::Value> =
+            sqlx::query_scalar("SELECT doc FROM products WHERE product_code = $1 FOR UPDATE")
+                .bind(code)
+                .fetch_optional(&mut *self)
+                .await?;
+        doc.map(from_doc).transpose()
+    }
+
+    async fn put_product(&mut self, view: &ProductView) -> Result<(), ApplyError> {
+        sqlx::query(
+            "INSERT INTO products (product_code, operator, on_sale, doc) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (product_code) DO UPDATE
+                SET operator = EXCLUDED.operator, on_sale = EXCLUDED.on_sale, doc = EXCLUDED.doc",
+        )
+        .bind(&view.product_code)
+        .bind(&view.operator)
+        .bind(view.on_sale)
+        .bind(to_doc(view))
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn bill(&mut self, line: &str, month: &str) -> Result<Option<BillView>, ApplyError> {
+        let doc: Option<serde_json::Value> = sqlx::query_scalar(
+            "SELECT doc FROM bills WHERE line_number = $1 AND month = $2 FOR UPDATE",
+        )
+        .bind(line)
+        .bind(month)
+        .fetch_optional(&mut *self)
+        .await?;
+        doc.map(from_doc).transpose()
+    }
+
+    async fn put_bill(&mut self, view: &BillView) -> Result<(), ApplyError> {
+        sqlx::query(
+            "INSERT INTO bills (line_number, month, doc) VALUES ($1, $2, $3)
+             ON CONFLICT (line_number, month) DO UPDATE SET doc = EXCLUDED.doc",
+        )
+        .bind(&view.line_number)
+        .bind(&view.month)
+        .bind(to_doc(view))
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn add_inquiry(&mut self, e: &BillInquired) -> Result<bool, ApplyError> {
+        let done = sqlx::query(
+            "INSERT INTO bill_inquiries (inquiry_id, line_number, month, result, inquired_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (inquiry_id) DO NOTHING",
+        )
+        .bind(e.inquiry_id)
+        .bind(&e.line_number)
+        .bind(&e.month)
+        .bind(e.result.as_str())
+        .bind(e.inquired_at)
+        .execute(&mut *self)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 /// A product reference; its name is joined in when the view is loaded (so the stored
@@ -66,28 +199,19 @@ pub(crate) fn product_ref(product_code: &str) -> ProductRef {
 }
 
 /// Sets the line's current product if `at` is not older than the last setting.
-pub(crate) async fn set_product(
-    tx: &mut PgConnection,
+pub(crate) async fn set_product<S: Store>(
+    store: &mut S,
     line: &mut LineView,
     product_code: &str,
     at: DateTime<Utc>,
 ) -> Result<(), ApplyError> {
-    let last: Option<DateTime<Utc>> =
-        sqlx::query_scalar("SELECT product_at FROM lines WHERE line_number = $1")
-            .bind(&line.line_number)
-            .fetch_optional(&mut *tx)
-            .await?
-            .flatten();
+    let last = store.product_at(&line.line_number).await?;
     if last.is_none_or(|last| last <= at) {
         line.current_product = product_ref(product_code);
-        save_line(tx, line).await?;
-        sqlx::query("UPDATE lines SET product_at = $2 WHERE line_number = $1")
-            .bind(&line.line_number)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
+        store.put_line(line).await?;
+        store.set_product_at(&line.line_number, at).await?;
     } else {
-        save_line(tx, line).await?;
+        store.put_line(line).await?;
     }
     Ok(())
 }

@@ -4,12 +4,11 @@
 use events::product_change::{FailureReason, ProductChangeEvent};
 use read_model::keys::View;
 use read_model::views::{ChangeRequestView, LateAnswerView, LineView, PendingChange};
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 use events::Envelope;
 
-use super::{from_doc, load_line, product_ref, save_line, set_product, to_doc, ApplyError};
+use super::{product_ref, set_product, ApplyError, Store};
 
 /// The views an event of `line` can touch (also rewritten for duplicates, which repairs
 /// a Redis write lost between a commit and a crash). The position goes last.
@@ -30,14 +29,14 @@ pub fn views_of(line: &str, event: &ProductChangeEvent) -> Vec<View> {
     ]
 }
 
-pub async fn apply(
-    tx: &mut PgConnection,
+pub async fn apply<S: Store>(
+    tx: &mut S,
     envelope: &Envelope,
     event: &ProductChangeEvent,
 ) -> Result<(), ApplyError> {
     match event {
         ProductChangeEvent::ProductChangeRequested(e) => {
-            let line = match load_line(tx, &e.line_number).await? {
+            let line = match tx.line(&e.line_number).await? {
                 Some(line) => line,
                 None => LineView {
                     line_number: e.line_number.clone(),
@@ -61,29 +60,26 @@ pub async fn apply(
                 }),
                 ..line
             };
-            save_line(tx, &line).await?;
-            save_request(
-                tx,
-                &ChangeRequestView {
-                    request_id: e.request_id,
-                    line_number: e.line_number.clone(),
-                    status: "VALIDATED".into(),
-                    current_product_code: e.current_product_code.clone(),
-                    target_product_code: e.target_product_code.clone(),
-                    new_product_code: None,
-                    message: None,
-                    failure_reason: None,
-                    kos_reason_code: None,
-                    kos_order_id: None,
-                    failed_checks: vec![],
-                    requested_at: e.requested_at,
-                    sent_at: None,
-                    completed_at: None,
-                    failed_at: None,
-                    updated_at: e.requested_at,
-                    late_answer: None,
-                },
-            )
+            tx.put_line(&line).await?;
+            tx.put_request(&ChangeRequestView {
+                request_id: e.request_id,
+                line_number: e.line_number.clone(),
+                status: "VALIDATED".into(),
+                current_product_code: e.current_product_code.clone(),
+                target_product_code: e.target_product_code.clone(),
+                new_product_code: None,
+                message: None,
+                failure_reason: None,
+                kos_reason_code: None,
+                kos_order_id: None,
+                failed_checks: vec![],
+                requested_at: e.requested_at,
+                sent_at: None,
+                completed_at: None,
+                failed_at: None,
+                updated_at: e.requested_at,
+                late_answer: None,
+            })
             .await
         }
         ProductChangeEvent::ProductChangeRejected(e) => {
@@ -93,32 +89,29 @@ pub async fn apply(
                 .map(|c| c.message.as_str())
                 .collect::<Vec<_>>()
                 .join("; ");
-            save_request(
-                tx,
-                &ChangeRequestView {
-                    request_id: e.request_id,
-                    line_number: e.line_number.clone(),
-                    status: "FAILED".into(),
-                    current_product_code: e.current_product_code.clone(),
-                    target_product_code: e.target_product_code.clone(),
-                    new_product_code: None,
-                    message: Some(message),
-                    failure_reason: Some("PRECHECK_FAILED".into()),
-                    kos_reason_code: None,
-                    kos_order_id: None,
-                    failed_checks: e
-                        .failed_checks
-                        .iter()
-                        .map(|c| c.check.code().to_owned())
-                        .collect(),
-                    requested_at: e.requested_at,
-                    sent_at: None,
-                    completed_at: None,
-                    failed_at: Some(e.requested_at),
-                    updated_at: e.requested_at,
-                    late_answer: None,
-                },
-            )
+            tx.put_request(&ChangeRequestView {
+                request_id: e.request_id,
+                line_number: e.line_number.clone(),
+                status: "FAILED".into(),
+                current_product_code: e.current_product_code.clone(),
+                target_product_code: e.target_product_code.clone(),
+                new_product_code: None,
+                message: Some(message),
+                failure_reason: Some("PRECHECK_FAILED".into()),
+                kos_reason_code: None,
+                kos_order_id: None,
+                failed_checks: e
+                    .failed_checks
+                    .iter()
+                    .map(|c| c.check.code().to_owned())
+                    .collect(),
+                requested_at: e.requested_at,
+                sent_at: None,
+                completed_at: None,
+                failed_at: Some(e.requested_at),
+                updated_at: e.requested_at,
+                late_answer: None,
+            })
             .await
         }
         ProductChangeEvent::ProductChangeSentToKos(e) => {
@@ -126,7 +119,7 @@ pub async fn apply(
             request.status = "PROCESSING".into();
             request.sent_at = Some(e.sent_at);
             request.updated_at = e.sent_at;
-            save_request(tx, &request).await?;
+            tx.put_request(&request).await?;
             update_pending(tx, &e.line_number, e.request_id, |line| {
                 if let Some(p) = line.pending_change.as_mut() {
                     p.status = "PROCESSING".into();
@@ -142,8 +135,8 @@ pub async fn apply(
             request.kos_order_id = Some(e.kos_order_id.clone());
             request.completed_at = Some(e.completed_at);
             request.updated_at = e.completed_at;
-            save_request(tx, &request).await?;
-            if let Some(mut line) = load_line(tx, &e.line_number).await? {
+            tx.put_request(&request).await?;
+            if let Some(mut line) = tx.line(&e.line_number).await? {
                 if line.pending_change.as_ref().map(|p| p.request_id) == Some(e.request_id) {
                     line.pending_change = None;
                 }
@@ -166,7 +159,7 @@ pub async fn apply(
             request.message = Some(e.reason.clone());
             request.failed_at = Some(e.failed_at);
             request.updated_at = e.failed_at;
-            save_request(tx, &request).await?;
+            tx.put_request(&request).await?;
             update_pending(tx, &e.line_number, e.request_id, |line| {
                 line.pending_change = None
             })
@@ -182,56 +175,34 @@ pub async fn apply(
                 answered_at: e.answered_at,
             });
             request.updated_at = e.answered_at;
-            save_request(tx, &request).await
+            tx.put_request(&request).await
         }
     }
 }
 
-async fn known_request(
-    tx: &mut PgConnection,
+async fn known_request<S: Store>(
+    tx: &mut S,
     request_id: Uuid,
 ) -> Result<ChangeRequestView, ApplyError> {
-    let doc: Option<serde_json::Value> =
-        sqlx::query_scalar("SELECT doc FROM change_requests WHERE request_id = $1 FOR UPDATE")
-            .bind(request_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    match doc {
-        Some(doc) => from_doc(doc),
+    match tx.request(request_id).await? {
+        Some(view) => Ok(view),
         None => Err(ApplyError::Unapplicable(format!(
             "request {request_id} was never requested"
         ))),
     }
 }
 
-async fn save_request(tx: &mut PgConnection, view: &ChangeRequestView) -> Result<(), ApplyError> {
-    sqlx::query(
-        "INSERT INTO change_requests (request_id, line_number, status, requested_at, doc)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (request_id) DO UPDATE
-            SET status = EXCLUDED.status, doc = EXCLUDED.doc",
-    )
-    .bind(view.request_id)
-    .bind(&view.line_number)
-    .bind(&view.status)
-    .bind(view.requested_at)
-    .bind(to_doc(view))
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
 /// Changes the line's pending change if it is this request's.
-async fn update_pending(
-    tx: &mut PgConnection,
+async fn update_pending<S: Store>(
+    tx: &mut S,
     line: &str,
     request_id: Uuid,
     change: impl FnOnce(&mut LineView),
 ) -> Result<(), ApplyError> {
-    if let Some(mut view) = load_line(tx, line).await? {
+    if let Some(mut view) = tx.line(line).await? {
         if view.pending_change.as_ref().map(|p| p.request_id) == Some(request_id) {
             change(&mut view);
-            save_line(tx, &view).await?;
+            tx.put_line(&view).await?;
         }
     }
     Ok(())

@@ -146,9 +146,19 @@ pub async fn redis_json(redis: &RedisConn, prefix: &str, key: &str) -> Option<se
 pub async fn cleanup(pool: &PgPool, config: &Config, redis: &RedisConn) {
     let schema = &config.database_schema;
     let role = &config.query_role;
-    let _ = sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .execute(pool)
-        .await;
+    // The schema, its namespace control schema and every replay namespace beside it.
+    let schemas: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname = $1 OR nspname LIKE $1 || '\\_%'",
+    )
+    .bind(schema)
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    for s in schemas {
+        let _ = sqlx::query(&format!("DROP SCHEMA \"{s}\" CASCADE"))
+            .execute(pool)
+            .await;
+    }
     let _ = sqlx::query(&format!("DROP ROLE IF EXISTS \"{role}\""))
         .execute(pool)
         .await;
@@ -481,6 +491,43 @@ pub async fn read_topic(topic: &str) -> Vec<Received> {
     })
     .await
     .unwrap()
+}
+
+/// [`dump`] of a namespace read through a pool of any schema (qualified table names),
+/// leaving out Redis keys of other namespaces nested under the prefix (`<prefix><id>:`).
+pub async fn dump_namespace(
+    pool: &PgPool,
+    schema: &str,
+    redis: &RedisConn,
+    prefix: &str,
+) -> BTreeMap<String, String> {
+    let _ = pool;
+    let ns_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            database_url()
+                .parse::<sqlx::postgres::PgConnectOptions>()
+                .unwrap()
+                .options([("search_path", schema)]),
+        )
+        .await
+        .unwrap();
+    let all = dump(&ns_pool, redis, prefix).await;
+    ns_pool.close().await;
+    all.into_iter()
+        .filter(|(k, _)| {
+            let Some(rest) = k.strip_prefix("redis:") else {
+                return true;
+            };
+            // A view key starts with its kind; anything else is a nested namespace.
+            rest.split(':').next().is_some_and(|kind| {
+                [
+                    "bill", "months", "line", "history", "request", "products", "pos",
+                ]
+                .contains(&kind)
+            })
+        })
+        .collect()
 }
 
 /// Every read table and every Redis view of a projection, for comparing two of them.

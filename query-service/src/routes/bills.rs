@@ -174,7 +174,7 @@ pub async fn history(
     let line = line_number(params.get("lineNumber"))?;
     caller.may_read_line(&line)?;
     let (page, size) = paging(&params)?;
-    let pool = state.views.pool();
+    let pool = &state.views.pool();
     let total: i64 =
         sqlx::query_scalar("SELECT count(*) FROM bill_inquiries WHERE line_number = $1")
             .bind(&line)

@@ -26,7 +26,7 @@ pub fn router() -> Router<AppState> {
 
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let database = sqlx::query("SELECT 1")
-        .execute(state.views.pool())
+        .execute(&state.views.pool())
         .await
         .is_ok();
     let mut redis = state.views.redis();

@@ -10,3 +10,4 @@ mod auth;
 mod bills;
 mod fuzz;
 mod lines;
+mod replay;

@@ -1,0 +1,391 @@
+//! `projector replay`: rebuilds the read model from the event streams into a fresh
+//! namespace while the live one keeps serving, then (on request) switches query-service
+//! and the live projector over and drops the old namespace.
+//!
+//! - Source: the broker, read from the beginning (or a `--since`/`--until` window found
+//!   with the broker's offsets-for-times and checked against each message's timestamp)
+//!   by one [`reader`] thread per topic, in the replay's own consumer group with manual
+//!   assignment: the live group is never joined and its offsets never touched.
+//! - Apply: the live projector's projections over [`store::MemStore`], flushed in bulk with
+//!   the progress (`replay_progress`) in the same transaction: an interrupted replay
+//!   started again with the same `--id` resumes from its last flush.
+//! - Hand-over: the replay records its end offsets in the control table. At the switch
+//!   each live projector rewinds its partitions to min(its position, those ends) and
+//!   goes on in the new namespace: events it applied to the old namespace after the
+//!   replay's ends reach the new one too (the checkpoints skip any seen twice).
+
+pub mod reader;
+pub mod store;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use events::topics::Topics;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use read_model::redis_conn::RedisConn;
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::configuration::Config;
+use crate::namespace::{delete_views, Control};
+use crate::processor::Outcome;
+use crate::replay::reader::{Batch, PartitionPlan, Window};
+use crate::replay::store::MemStore;
+use crate::{db, startup};
+
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// Namespace id; the same id resumes an interrupted replay.
+    pub id: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Switch query-service and the live projector to the new namespace when done.
+    pub switch: bool,
+    /// After the switch, drop the namespace that was active (after `drop_grace`).
+    pub drop_old: bool,
+    pub drop_grace: Duration,
+    /// Events held in memory between bulk writes.
+    pub flush_every: usize,
+    /// Draw the progress bar (on stderr, when it is a terminal).
+    pub progress: bool,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        Self {
+            id: None,
+            since: None,
+            until: None,
+            switch: false,
+            drop_old: false,
+            drop_grace: Duration::from_secs(10),
+            flush_every: 20_000,
+            progress: true,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ReplayReport {
+    pub id: String,
+    pub schema: String,
+    pub key_prefix: String,
+    /// Messages read from the broker (in and out of the window).
+    pub messages: u64,
+    pub applied: u64,
+    pub duplicates: u64,
+    pub parked: u64,
+    pub rejected: u64,
+    pub outside_window: u64,
+    pub views: u64,
+    pub seconds: f64,
+    pub events_per_second: f64,
+    pub switched_from: Option<String>,
+    pub dropped: Option<String>,
+}
+
+/// The topics a replay reads.
+pub fn topics(config: &Config) -> Vec<String> {
+    let t = Topics::new(&config.kafka.topic_prefix);
+    vec![t.product_change(), t.kos_billing(), t.bill_inquiries()]
+}
+
+pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<ReplayReport> {
+    config.check()?;
+    let started = Instant::now();
+    let base_pool = db::connect(config).await?;
+    let control = Control::open(config, base_pool.clone()).await?;
+    let id = options
+        .id
+        .clone()
+        .unwrap_or_else(|| format!("r{}", Utc::now().format("%Y%m%d%H%M%S")));
+    let ns = control.namespace_for(&id)?;
+    let kind = if options.since.is_some() || options.until.is_some() {
+        "window"
+    } else {
+        "full"
+    };
+    if let Some(existing) = control.get(&id).await? {
+        anyhow::ensure!(
+            existing.state == "building",
+            "namespace {id} is {}; choose another --id",
+            existing.state
+        );
+        anyhow::ensure!(
+            existing.kind == kind
+                && existing.since == options.since
+                && existing.until == options.until,
+            "namespace {id} was started with another window; resume it with the same options"
+        );
+        tracing::info!(%id, "resuming an interrupted replay");
+    }
+    control
+        .create(&ns, kind, options.since, options.until)
+        .await?;
+    let mut ns_config = config.clone();
+    ns_config.database_schema = ns.schema.clone();
+    ns_config.redis.key_prefix = ns.key_prefix.clone();
+    ns_config.database_max_connections = 2;
+    let pool = startup::prepare_database(&ns_config).await?;
+    control.grant().await?;
+    let progress: Vec<(String, i32, i64)> =
+        sqlx::query_as("SELECT topic, partition, next_offset FROM replay_progress")
+            .fetch_all(&pool)
+            .await?;
+    let resumed = !progress.is_empty();
+    let progress: HashMap<(String, i32), i64> =
+        progress.into_iter().map(|(t, p, o)| ((t, p), o)).collect();
+    let client = {
+        let mut c = service_kit::kafka::client_config(&config.kafka, "projector-replay");
+        c.set("group.id", &ns.consumer_group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "100");
+        c
+    };
+    let window = Window {
+        since_ms: options.since.map(|t| t.timestamp_millis()),
+        until_ms: options.until.map(|t| t.timestamp_millis()),
+        cut_ms: Utc::now().timestamp_millis(),
+    };
+    let topics = topics(config);
+    let mut plans = vec![];
+    let mut estimate = 0u64;
+    for topic in &topics {
+        let (plan, total) = plan_topic(&client, topic, &options, &progress).await?;
+        estimate += total;
+        plans.push((topic.clone(), plan));
+    }
+    let processor = startup::processor(&ns_config, pool.clone()).await?;
+    let (tx, mut rx) = mpsc::channel::<Batch>(8);
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = plans
+        .into_iter()
+        .map(|(topic, plan)| {
+            reader::spawn(
+                client.clone(),
+                topic,
+                plan,
+                window,
+                processor.clone(),
+                tx.clone(),
+                stop.clone(),
+            )
+        })
+        .collect();
+    drop(tx);
+    let bar = progress_bar(options.progress, estimate);
+    let mut store = MemStore::new(pool.clone(), !resumed);
+    store.progress = progress;
+    let mut report = ReplayReport {
+        id: id.clone(),
+        schema: ns.schema.clone(),
+        key_prefix: ns.key_prefix.clone(),
+        ..Default::default()
+    };
+    let mut ends: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    let result: anyhow::Result<()> = async {
+        while let Some(batch) = rx.recv().await {
+            match batch {
+                Batch::Items(items) => {
+                    bar.inc(items.len() as u64);
+                    report.messages += items.len() as u64;
+                    for item in items {
+                        let key = (item.msg.topic.clone(), item.msg.partition);
+                        match &item.decoded {
+                            None => report.outside_window += 1,
+                            Some(Err(_)) => report.rejected += 1,
+                            Some(Ok(decoded)) => match store.handle(&item.msg, decoded).await? {
+                                Outcome::Applied => report.applied += 1,
+                                Outcome::Duplicate => report.duplicates += 1,
+                                Outcome::Parked => report.parked += 1,
+                                Outcome::Rejected { .. } => report.rejected += 1,
+                            },
+                        }
+                        store.progress.insert(key, item.msg.offset + 1);
+                    }
+                    if store.unflushed() >= options.flush_every {
+                        store.flush().await?;
+                    }
+                }
+                Batch::Done(topic, topic_ends) => {
+                    ends.insert(
+                        topic,
+                        topic_ends
+                            .into_iter()
+                            .map(|(p, o)| (p.to_string(), o))
+                            .collect(),
+                    );
+                }
+                Batch::Failed(reason) => anyhow::bail!("reading the broker: {reason}"),
+            }
+        }
+        Ok(())
+    }
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        let _ = r.join();
+    }
+    result?;
+    store.flush().await?;
+    bar.finish_and_clear();
+    // Partitions read to their end keep that end as progress (also when nothing was read).
+    for (topic, parts) in &ends {
+        for (p, end) in parts {
+            sqlx::query(
+                "INSERT INTO replay_progress (topic, partition, next_offset) VALUES ($1, $2, $3)
+                 ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+            )
+            .bind(topic)
+            .bind(p.parse::<i32>()?)
+            .bind(end)
+            .execute(&pool)
+            .await?;
+        }
+    }
+    let redis = RedisConn::connect(&config.redis).await?;
+    report.views = fill_redis(&pool, &redis, &ns.key_prefix).await?;
+    let applied_total: i64 = sqlx::query_scalar("SELECT count(*) FROM apply_log")
+        .fetch_one(&pool)
+        .await?;
+    control.mark_ready(&id, &json!(ends), applied_total).await?;
+    report.seconds = started.elapsed().as_secs_f64();
+    report.events_per_second = report.messages as f64 / report.seconds;
+    if options.switch {
+        let previous = control.switch(&id).await?;
+        tracing::info!(from = %previous.id, to = %id, "switched");
+        report.switched_from = Some(previous.id.clone());
+        if options.drop_old && previous.id != id {
+            // Followers switch within a second or two (notification, else polling);
+            // requests already reading the old namespace finish meanwhile.
+            tokio::time::sleep(options.drop_grace).await;
+            control.drop_namespace(&previous.id, &redis).await?;
+            report.dropped = Some(previous.id);
+        }
+    }
+    pool.close().await;
+    Ok(report)
+}
+
+/// Start and end offsets of a topic's partitions, and how many messages that is
+/// (an estimate for the progress bar: Tansu reports high watermarks low).
+async fn plan_topic(
+    client: &ClientConfig,
+    topic: &str,
+    options: &ReplayOptions,
+    progress: &HashMap<(String, i32), i64>,
+) -> anyhow::Result<(Vec<PartitionPlan>, u64)> {
+    let client = client.clone();
+    let topic = topic.to_owned();
+    let (since, until) = (options.since, options.until);
+    let progress = progress.clone();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = client.create()?;
+        let timeout = Duration::from_secs(10);
+        let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .first()
+            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+            .unwrap_or_default();
+        let at = |t: Option<DateTime<Utc>>| -> anyhow::Result<HashMap<i32, Option<i64>>> {
+            let Some(t) = t else {
+                return Ok(HashMap::new());
+            };
+            let mut tpl = TopicPartitionList::new();
+            for p in &partitions {
+                tpl.add_partition_offset(&topic, *p, Offset::Offset(t.timestamp_millis()))?;
+            }
+            let found = consumer.offsets_for_times(tpl, timeout)?;
+            Ok(found
+                .elements()
+                .iter()
+                .map(|e| {
+                    let offset = match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None, // no message at or after t
+                    };
+                    (e.partition(), offset)
+                })
+                .collect())
+        };
+        let starts = at(since)?;
+        let ends = at(until)?;
+        let mut plans = vec![];
+        let mut total = 0u64;
+        for p in partitions {
+            let (low, high) = consumer.fetch_watermarks(&topic, p, timeout)?;
+            let mut start = match since {
+                None => 0,
+                // Nothing at or after `since`: the window is empty here.
+                Some(_) => starts.get(&p).copied().flatten().unwrap_or(high.max(0)),
+            };
+            if since.is_none() && low > 0 {
+                anyhow::bail!(
+                    "the broker no longer holds the beginning of {topic} partition {p} (first \
+                     offset {low}): a full replay from the broker would miss events"
+                );
+            }
+            let end = until.map(|_| ends.get(&p).copied().flatten().unwrap_or(i64::MAX));
+            if let Some(next) = progress.get(&(topic.clone(), p)) {
+                start = start.max(*next);
+            }
+            total += (end.unwrap_or(high).min(high) - start).max(0) as u64;
+            plans.push(PartitionPlan {
+                partition: p,
+                start,
+                end,
+            });
+        }
+        Ok((plans, total))
+    })
+    .await?
+}
+
+fn progress_bar(enabled: bool, estimate: u64) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(estimate), ProgressDrawTarget::stderr_with_hz(4));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "replay [{elapsed_precise}] {wide_bar} {human_pos}/~{human_len} events {per_sec} ETA {eta}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+/// Writes every view of the namespace to Redis (pipelined), as the live projector would
+/// have after each event. Returns how many.
+pub async fn fill_redis(
+    pool: &sqlx::PgPool,
+    redis: &RedisConn,
+    prefix: &str,
+) -> anyhow::Result<u64> {
+    delete_views(redis, prefix).await?;
+    let views = read_model::keys::load_all(pool).await?;
+    let mut redis = redis.clone();
+    for chunk in views.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for (view, bytes) in chunk {
+            pipe.set_ex(
+                view.redis_key(prefix),
+                bytes.as_slice(),
+                view.ttl().as_secs(),
+            )
+            .ignore();
+        }
+        let () = pipe.query_async(&mut redis).await?;
+    }
+    Ok(views.len() as u64)
+}

@@ -1,0 +1,549 @@
+//! The replay's store: the rows it touches kept in memory and written in bulk (`UNNEST`
+//! upserts) every few thousand events, with the replay's progress in the same
+//! transaction. Safe because a replay is the only writer of its namespace until the
+//! switch. Misses read PostgreSQL unless the namespace is known to be empty (a fresh
+//! replay), so a resumed replay continues from what was flushed.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use events::bill_inquiry::BillInquired;
+use read_model::views::{BillView, ChangeRequestView, LineView, ProductView};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::processor::{self, Decoded, Incoming, Outcome};
+use crate::projections::{from_doc, to_doc, ApplyError, Store};
+
+type Agg = (String, String);
+
+struct LineRow {
+    view: Option<LineView>,
+    product_at: Option<DateTime<Utc>>,
+}
+
+struct ParkedRow {
+    aggregate: Agg,
+    sequence: i64,
+    msg: Incoming,
+    reason: String,
+}
+
+pub struct MemStore {
+    pool: PgPool,
+    /// Nothing is in PostgreSQL that is not also here: a miss is an absence.
+    cold: bool,
+    lines: HashMap<String, LineRow>,
+    requests: HashMap<Uuid, Option<ChangeRequestView>>,
+    products: HashMap<String, Option<ProductView>>,
+    bills: HashMap<(String, String), Option<BillView>>,
+    applied: HashMap<Agg, i64>,
+    parked_max: HashMap<Agg, Option<i64>>,
+    dirty_lines: HashSet<String>,
+    dirty_requests: HashSet<Uuid>,
+    dirty_products: HashSet<String>,
+    dirty_bills: HashSet<(String, String)>,
+    dirty_applied: HashSet<Agg>,
+    inquiries: Vec<BillInquired>,
+    seen_inquiries: HashSet<Uuid>,
+    apply_log: Vec<(Uuid, String, String, i64)>,
+    parked: Vec<ParkedRow>,
+    /// Next offset per (topic, partition), written with the rows.
+    pub progress: HashMap<(String, i32), i64>,
+}
+
+/// Entries kept across flushes before the cache is emptied (memory bound).
+const MAX_CACHED: usize = 500_000;
+/// Rows per bulk statement.
+const CHUNK: usize = 5_000;
+
+impl MemStore {
+    pub fn new(pool: PgPool, cold: bool) -> Self {
+        Self {
+            pool,
+            cold,
+            lines: HashMap::new(),
+            requests: HashMap::new(),
+            products: HashMap::new(),
+            bills: HashMap::new(),
+            applied: HashMap::new(),
+            parked_max: HashMap::new(),
+            dirty_lines: HashSet::new(),
+            dirty_requests: HashSet::new(),
+            dirty_products: HashSet::new(),
+            dirty_bills: HashSet::new(),
+            dirty_applied: HashSet::new(),
+            inquiries: vec![],
+            seen_inquiries: HashSet::new(),
+            apply_log: vec![],
+            parked: vec![],
+            progress: HashMap::new(),
+        }
+    }
+
+    /// The live projector's rules for one message (see `Processor::handle_decoded`):
+    /// checkpoint, parking, apply.
+    pub async fn handle(&mut self, msg: &Incoming, decoded: &Decoded) -> anyhow::Result<Outcome> {
+        if let Decoded::Inquiry(_, e) = decoded {
+            return Ok(if self.add_inquiry(e).await? {
+                Outcome::Applied
+            } else {
+                Outcome::Duplicate
+            });
+        }
+        let (aggregate_type, aggregate_id) = decoded.aggregate();
+        let agg = (aggregate_type.to_owned(), aggregate_id);
+        let sequence = decoded.envelope().sequence as i64;
+        let applied = self.checkpoint(&agg).await?;
+        if sequence <= applied {
+            return Ok(Outcome::Duplicate);
+        }
+        if let Some(parked) = self.parked_of(&agg).await? {
+            if sequence > parked {
+                let reason = format!("waiting behind parked sequence {parked}");
+                self.park(agg, sequence, msg, reason);
+            }
+            return Ok(Outcome::Parked);
+        }
+        if sequence > applied + 1 {
+            metrics::counter!("phonebill_projector_sequence_gaps_total", "aggregate_type" => aggregate_type)
+                .increment(1);
+        }
+        match processor::apply(self, decoded).await {
+            Ok(_) => {
+                self.applied.insert(agg.clone(), sequence);
+                self.dirty_applied.insert(agg.clone());
+                self.apply_log
+                    .push((decoded.envelope().event_id, agg.0, agg.1, sequence));
+                Ok(Outcome::Applied)
+            }
+            Err(ApplyError::Unapplicable(reason)) => {
+                self.park(agg, sequence, msg, reason);
+                Ok(Outcome::Parked)
+            }
+            Err(ApplyError::Database(e)) => Err(e.into()),
+        }
+    }
+
+    fn park(&mut self, agg: Agg, sequence: i64, msg: &Incoming, reason: String) {
+        let max = self.parked_max.entry(agg.clone()).or_insert(None);
+        *max = Some(max.map_or(sequence, |m| m.max(sequence)));
+        self.parked.push(ParkedRow {
+            aggregate: agg,
+            sequence,
+            msg: msg.clone(),
+            reason,
+        });
+    }
+
+    async fn checkpoint(&mut self, agg: &Agg) -> Result<i64, sqlx::Error> {
+        if let Some(s) = self.applied.get(agg) {
+            return Ok(*s);
+        }
+        let s = if self.cold {
+            0
+        } else {
+            sqlx::query_scalar(
+                "SELECT sequence FROM applied WHERE aggregate_type = $1 AND aggregate_id = $2",
+            )
+            .bind(&agg.0)
+            .bind(&agg.1)
+            .fetch_optional(&self.pool)
+            .await?
+            .unwrap_or(0)
+        };
+        self.applied.insert(agg.clone(), s);
+        Ok(s)
+    }
+
+    async fn parked_of(&mut self, agg: &Agg) -> Result<Option<i64>, sqlx::Error> {
+        if let Some(p) = self.parked_max.get(agg) {
+            return Ok(*p);
+        }
+        let p = if self.cold {
+            None
+        } else {
+            sqlx::query_scalar(
+                "SELECT max(sequence) FROM parked WHERE aggregate_type = $1 AND aggregate_id = $2",
+            )
+            .bind(&agg.0)
+            .bind(&agg.1)
+            .fetch_one(&self.pool)
+            .await?
+        };
+        self.parked_max.insert(agg.clone(), p);
+        Ok(p)
+    }
+
+    async fn load_line(&mut self, line: &str) -> Result<&mut LineRow, ApplyError> {
+        if !self.lines.contains_key(line) {
+            let row = if self.cold {
+                LineRow {
+                    view: None,
+                    product_at: None,
+                }
+            } else {
+                let row: Option<(serde_json::Value, Option<DateTime<Utc>>)> =
+                    sqlx::query_as("SELECT doc, product_at FROM lines WHERE line_number = $1")
+                        .bind(line)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                match row {
+                    Some((doc, product_at)) => LineRow {
+                        view: Some(from_doc(doc)?),
+                        product_at,
+                    },
+                    None => LineRow {
+                        view: None,
+                        product_at: None,
+                    },
+                }
+            };
+            self.lines.insert(line.to_owned(), row);
+        }
+        Ok(self.lines.get_mut(line).expect("just inserted"))
+    }
+
+    async fn doc<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        binds: &[&str],
+    ) -> Result<Option<T>, ApplyError> {
+        if self.cold {
+            return Ok(None);
+        }
+        let mut q = sqlx::query_scalar::<_, serde_json::Value>(sql);
+        for b in binds {
+            q = q.bind(*b);
+        }
+        q.fetch_optional(&self.pool)
+            .await?
+            .map(from_doc)
+            .transpose()
+    }
+
+    /// Events held in memory since the last flush.
+    pub fn unflushed(&self) -> usize {
+        self.apply_log.len() + self.inquiries.len() + self.parked.len()
+    }
+
+    /// Writes everything dirty and the progress in one transaction.
+    pub async fn flush(&mut self) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let lines: Vec<&String> = self.dirty_lines.iter().collect();
+        for chunk in lines.chunks(CHUNK) {
+            let mut ids = vec![];
+            let mut docs = vec![];
+            let mut ats = vec![];
+            for id in chunk {
+                let row = &self.lines[*id];
+                if let Some(view) = &row.view {
+                    ids.push((*id).clone());
+                    docs.push(to_doc(view));
+                    ats.push(row.product_at);
+                }
+            }
+            sqlx::query(
+                "INSERT INTO lines (line_number, doc, product_at)
+                 SELECT * FROM UNNEST($1::text[], $2::jsonb[], $3::timestamptz[])
+                 ON CONFLICT (line_number) DO UPDATE
+                    SET doc = EXCLUDED.doc, product_at = EXCLUDED.product_at",
+            )
+            .bind(ids)
+            .bind(docs)
+            .bind(ats)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let requests: Vec<&ChangeRequestView> = self
+            .dirty_requests
+            .iter()
+            .filter_map(|id| self.requests[id].as_ref())
+            .collect();
+        for chunk in requests.chunks(CHUNK) {
+            sqlx::query(
+                "INSERT INTO change_requests (request_id, line_number, status, requested_at, doc)
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[],
+                                      $5::jsonb[])
+                 ON CONFLICT (request_id) DO UPDATE
+                    SET status = EXCLUDED.status, doc = EXCLUDED.doc",
+            )
+            .bind(chunk.iter().map(|r| r.request_id).collect::<Vec<_>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|r| r.line_number.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(chunk.iter().map(|r| r.status.clone()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|r| r.requested_at).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|r| to_doc(*r)).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let products: Vec<&ProductView> = self
+            .dirty_products
+            .iter()
+            .filter_map(|c| self.products[c].as_ref())
+            .collect();
+        for chunk in products.chunks(CHUNK) {
+            sqlx::query(
+                "INSERT INTO products (product_code, operator, on_sale, doc)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bool[], $4::jsonb[])
+                 ON CONFLICT (product_code) DO UPDATE
+                    SET operator = EXCLUDED.operator, on_sale = EXCLUDED.on_sale,
+                        doc = EXCLUDED.doc",
+            )
+            .bind(
+                chunk
+                    .iter()
+                    .map(|p| p.product_code.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(chunk.iter().map(|p| p.operator.clone()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|p| p.on_sale).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|p| to_doc(*p)).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let bills: Vec<&BillView> = self
+            .dirty_bills
+            .iter()
+            .filter_map(|k| self.bills[k].as_ref())
+            .collect();
+        for chunk in bills.chunks(CHUNK) {
+            sqlx::query(
+                "INSERT INTO bills (line_number, month, doc)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::jsonb[])
+                 ON CONFLICT (line_number, month) DO UPDATE SET doc = EXCLUDED.doc",
+            )
+            .bind(
+                chunk
+                    .iter()
+                    .map(|b| b.line_number.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(chunk.iter().map(|b| b.month.clone()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|b| to_doc(*b)).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        for chunk in self.inquiries.chunks(CHUNK) {
+            sqlx::query(
+                "INSERT INTO bill_inquiries (inquiry_id, line_number, month, result, inquired_at)
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[],
+                                      $5::timestamptz[])
+                 ON CONFLICT (inquiry_id) DO NOTHING",
+            )
+            .bind(chunk.iter().map(|e| e.inquiry_id).collect::<Vec<_>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|e| e.line_number.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(chunk.iter().map(|e| e.month.clone()).collect::<Vec<_>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|e| e.result.as_str().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(chunk.iter().map(|e| e.inquired_at).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let applied: Vec<(&Agg, i64)> = self
+            .dirty_applied
+            .iter()
+            .map(|a| (a, self.applied[a]))
+            .collect();
+        for chunk in applied.chunks(CHUNK) {
+            sqlx::query(
+                "INSERT INTO applied (aggregate_type, aggregate_id, sequence)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])
+                 ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+                    SET sequence = EXCLUDED.sequence",
+            )
+            .bind(chunk.iter().map(|(a, _)| a.0.clone()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|(a, _)| a.1.clone()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|(_, s)| *s).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        for chunk in self.apply_log.chunks(CHUNK) {
+            sqlx::query(
+                "INSERT INTO apply_log (event_id, aggregate_type, aggregate_id, sequence)
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bigint[])
+                 ON CONFLICT (event_id) DO UPDATE SET times = apply_log.times + 1",
+            )
+            .bind(chunk.iter().map(|r| r.0).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|r| r.1.clone()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|r| r.2.clone()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|r| r.3).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        for p in &self.parked {
+            sqlx::query(
+                "INSERT INTO parked (aggregate_type, aggregate_id, sequence, topic, partition,
+                                     \"offset\", key, payload, reason)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&p.aggregate.0)
+            .bind(&p.aggregate.1)
+            .bind(p.sequence)
+            .bind(&p.msg.topic)
+            .bind(p.msg.partition)
+            .bind(p.msg.offset)
+            .bind(&p.msg.key)
+            .bind(&p.msg.payload)
+            .bind(&p.reason)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let progress: Vec<(&(String, i32), &i64)> = self.progress.iter().collect();
+        sqlx::query(
+            "INSERT INTO replay_progress (topic, partition, next_offset)
+             SELECT * FROM UNNEST($1::text[], $2::int[], $3::bigint[])
+             ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+        )
+        .bind(
+            progress
+                .iter()
+                .map(|(k, _)| k.0.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(progress.iter().map(|(k, _)| k.1).collect::<Vec<_>>())
+        .bind(progress.iter().map(|(_, o)| **o).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.dirty_lines.clear();
+        self.dirty_requests.clear();
+        self.dirty_products.clear();
+        self.dirty_bills.clear();
+        self.dirty_applied.clear();
+        self.inquiries.clear();
+        self.apply_log.clear();
+        self.parked.clear();
+        let cached = self.lines.len() + self.requests.len() + self.bills.len() + self.applied.len();
+        if cached > MAX_CACHED {
+            // Everything is in PostgreSQL now: start over, reading misses from there.
+            self.lines.clear();
+            self.requests.clear();
+            self.products.clear();
+            self.bills.clear();
+            self.applied.clear();
+            self.parked_max.clear();
+            self.seen_inquiries.clear();
+            self.cold = false;
+        }
+        Ok(())
+    }
+}
+
+impl Store for MemStore {
+    async fn line(&mut self, line: &str) -> Result<Option<LineView>, ApplyError> {
+        Ok(self.load_line(line).await?.view.clone())
+    }
+
+    async fn put_line(&mut self, view: &LineView) -> Result<(), ApplyError> {
+        let row = self.load_line(&view.line_number).await?;
+        row.view = Some(view.clone());
+        self.dirty_lines.insert(view.line_number.clone());
+        Ok(())
+    }
+
+    async fn product_at(&mut self, line: &str) -> Result<Option<DateTime<Utc>>, ApplyError> {
+        Ok(self.load_line(line).await?.product_at)
+    }
+
+    async fn set_product_at(&mut self, line: &str, at: DateTime<Utc>) -> Result<(), ApplyError> {
+        let row = self.load_line(line).await?;
+        if row.view.is_some() {
+            row.product_at = Some(at);
+            self.dirty_lines.insert(line.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn request(&mut self, id: Uuid) -> Result<Option<ChangeRequestView>, ApplyError> {
+        if let Some(r) = self.requests.get(&id) {
+            return Ok(r.clone());
+        }
+        let id_text = id.to_string();
+        let r: Option<ChangeRequestView> = self
+            .doc(
+                "SELECT doc FROM change_requests WHERE request_id = $1::uuid",
+                &[&id_text],
+            )
+            .await?;
+        self.requests.insert(id, r.clone());
+        Ok(r)
+    }
+
+    async fn put_request(&mut self, view: &ChangeRequestView) -> Result<(), ApplyError> {
+        self.requests.insert(view.request_id, Some(view.clone()));
+        self.dirty_requests.insert(view.request_id);
+        Ok(())
+    }
+
+    async fn product(&mut self, code: &str) -> Result<Option<ProductView>, ApplyError> {
+        if let Some(p) = self.products.get(code) {
+            return Ok(p.clone());
+        }
+        let p: Option<ProductView> = self
+            .doc("SELECT doc FROM products WHERE product_code = $1", &[code])
+            .await?;
+        self.products.insert(code.to_owned(), p.clone());
+        Ok(p)
+    }
+
+    async fn put_product(&mut self, view: &ProductView) -> Result<(), ApplyError> {
+        self.products
+            .insert(view.product_code.clone(), Some(view.clone()));
+        self.dirty_products.insert(view.product_code.clone());
+        Ok(())
+    }
+
+    async fn bill(&mut self, line: &str, month: &str) -> Result<Option<BillView>, ApplyError> {
+        let key = (line.to_owned(), month.to_owned());
+        if let Some(b) = self.bills.get(&key) {
+            return Ok(b.clone());
+        }
+        let b: Option<BillView> = self
+            .doc(
+                "SELECT doc FROM bills WHERE line_number = $1 AND month = $2",
+                &[line, month],
+            )
+            .await?;
+        self.bills.insert(key, b.clone());
+        Ok(b)
+    }
+
+    async fn put_bill(&mut self, view: &BillView) -> Result<(), ApplyError> {
+        let key = (view.line_number.clone(), view.month.clone());
+        self.bills.insert(key.clone(), Some(view.clone()));
+        self.dirty_bills.insert(key);
+        Ok(())
+    }
+
+    async fn add_inquiry(&mut self, e: &BillInquired) -> Result<bool, ApplyError> {
+        if !self.seen_inquiries.insert(e.inquiry_id) {
+            return Ok(false);
+        }
+        if !self.cold {
+            let known: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM bill_inquiries WHERE inquiry_id = $1")
+                    .bind(e.inquiry_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if known.is_some() {
+                return Ok(false);
+            }
+        }
+        self.inquiries.push(e.clone());
+        Ok(true)
+    }
+}

@@ -1,0 +1,219 @@
+//! A replay into a fresh namespace and the switch, with query-service serving throughout.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use projector::namespace::Control;
+use projector::replay::{self, ReplayOptions};
+use uuid::Uuid;
+
+use crate::events_helpers::{self as h};
+use crate::helpers::{spawn_app, TestApp};
+
+/// Publishes a line's history: registration, two bills (one paid), a completed and a
+/// failed change. Returns how many events (the apply_log rows they make).
+async fn line_history(app: &TestApp, n: u32) -> i64 {
+    let line = h::line(n);
+    app.kos_facts(&[
+        (1, h::registered(&line)),
+        (2, h::bill(&line, "2026-01", 65000)),
+        (3, h::bill(&line, "2026-02", 66000)),
+        (4, h::payment(&line, "2026-01")),
+    ])
+    .await;
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    app.line_events(
+        &line,
+        1,
+        &[
+            h::requested(&line, a, 1),
+            h::sent(&line, a, 1),
+            h::completed(&line, a, 2),
+            h::requested(&line, b, 3),
+            h::sent(&line, b, 3),
+            h::failed(&line, b, 4),
+        ],
+    )
+    .await;
+    10
+}
+
+/// A bill cycle: one more month's bill for each line.
+async fn bill_cycle(app: &TestApp, lines: std::ops::Range<u32>, sequence: u64, month: &str) -> i64 {
+    for n in lines.clone() {
+        let line = h::line(n);
+        app.kos_facts(&[(sequence, h::bill(&line, month, 70000))])
+            .await;
+    }
+    lines.len() as i64
+}
+
+async fn applied_in(app: &TestApp, schema: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM \"{schema}\".apply_log"))
+        .fetch_one(&app.projector.pool)
+        .await
+        .unwrap_or(0)
+}
+
+async fn wait_applied(app: &TestApp, schema: &str, expected: i64) {
+    h::wait_until(
+        &format!("{expected} events applied in {schema}"),
+        Duration::from_secs(60),
+        || async { applied_in(app, schema).await >= expected },
+    )
+    .await;
+}
+
+/// Fails with the entries that differ (not the whole dumps).
+fn assert_same(
+    left: &std::collections::BTreeMap<String, String>,
+    right: &std::collections::BTreeMap<String, String>,
+) {
+    let keys: std::collections::BTreeSet<&String> = left.keys().chain(right.keys()).collect();
+    let diff: Vec<_> = keys
+        .into_iter()
+        .filter(|k| left.get(*k) != right.get(*k))
+        .map(|k| (k, left.get(k), right.get(k)))
+        .collect();
+    assert!(diff.is_empty(), "{} entries differ: {diff:#?}", diff.len());
+}
+
+fn options(id: &str) -> ReplayOptions {
+    ReplayOptions {
+        id: Some(id.into()),
+        progress: false,
+        flush_every: 25,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn given_changes_and_a_bill_cycle_when_replayed_and_switched_under_query_load_then_views_equal_the_live_ones_and_no_query_fails(
+) {
+    // Given: a product, 12 lines with changes and bills, applied live.
+    let app = spawn_app().await;
+    let config = app.projector.config.clone();
+    let base = config.database_schema.clone();
+    app.kos_facts(&[
+        (1, h::product("5G-STANDARD-001", 69000)),
+        (1, h::product("5G-PREMIUM-001", 89000)),
+    ])
+    .await;
+    let mut expected = 2;
+    for n in 1..13 {
+        expected += line_history(&app, n).await;
+    }
+    wait_applied(&app, &base, expected).await;
+
+    // A loop of queries runs from here to the end.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let queries = {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        let (http, address) = (app.http.clone(), app.address.clone());
+        tokio::spawn(async move {
+            let mut i = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let line = h::line(i % 12 + 1);
+                let path = match i % 3 {
+                    0 => format!("/api/v1/lines/{line}"),
+                    1 => format!("/api/v1/bills?lineNumber={line}&month=2026-01"),
+                    _ => format!("/api/v1/lines/{line}/product-changes"),
+                };
+                match http.get(format!("{address}{path}")).send().await {
+                    Ok(r) if r.status().is_success() => ok.fetch_add(1, Ordering::Relaxed),
+                    Ok(r) => {
+                        eprintln!("{path}: {}", r.status());
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Err(e) => {
+                        eprintln!("{path}: {e}");
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                i += 1;
+            }
+        })
+    };
+
+    // When: a replay into namespace r1 (not switched yet) ...
+    let report = replay::run(&config, options("r1")).await.unwrap();
+    // (Bill inquiries of the query loop are applied too.)
+    assert!(report.applied as i64 >= expected, "{report:?}");
+    let r1 = format!("{base}_r1");
+    let prefix = config.redis.key_prefix.clone();
+    let r1_prefix = format!("{prefix}r1:");
+    // ... then: it equals the live views (the live projector rewrites Redis just after
+    // its commit, so the last view may land a moment after the count).
+    h::wait_until(
+        "live Redis views settle",
+        Duration::from_secs(10),
+        || async {
+            h::dump_namespace(&app.projector.pool, &base, &app.projector.redis, &prefix).await
+                == h::dump_namespace(&app.projector.pool, &r1, &app.projector.redis, &r1_prefix)
+                    .await
+        },
+    )
+    .await;
+    let live = h::dump_namespace(&app.projector.pool, &base, &app.projector.redis, &prefix).await;
+    let rebuilt =
+        h::dump_namespace(&app.projector.pool, &r1, &app.projector.redis, &r1_prefix).await;
+    assert_same(&live, &rebuilt);
+
+    // When: events arrive after the replay's end (applied live to the old namespace
+    // only), then the switch, then a bill cycle and more lines.
+    expected += bill_cycle(&app, 1..13, 5, "2026-03").await;
+    wait_applied(&app, &base, expected).await;
+    let control = Control::open(&config, app.projector.pool.clone())
+        .await
+        .unwrap();
+    let previous = control.switch("r1").await.unwrap();
+    assert_eq!(previous.id, "base");
+    expected += bill_cycle(&app, 1..13, 6, "2026-04").await;
+    for n in 13..16 {
+        expected += line_history(&app, n).await;
+    }
+
+    // Then: the live projector applies everything in r1 (also the events it had applied
+    // to the old namespace only), query-service serves r1 ...
+    wait_applied(&app, &r1, expected).await;
+    let new_line = h::line(15);
+    app.wait_for_status(
+        &format!("/api/v1/bills?lineNumber={new_line}&month=2026-02"),
+        200,
+    )
+    .await;
+    // ... and r1 equals a fresh replay of everything.
+    let report = replay::run(&config, options("r2")).await.unwrap();
+    // (Bill inquiries of the query loop are applied too.)
+    assert!(report.applied as i64 >= expected, "{report:?}");
+    let r2 = format!("{base}_r2");
+    let served =
+        h::dump_namespace(&app.projector.pool, &r1, &app.projector.redis, &r1_prefix).await;
+    let fresh = h::dump_namespace(
+        &app.projector.pool,
+        &r2,
+        &app.projector.redis,
+        &format!("{prefix}r2:"),
+    )
+    .await;
+    assert_same(&served, &fresh);
+    let times: i32 = sqlx::query_scalar(&format!(
+        "SELECT coalesce(max(times), 0) FROM \"{r1}\".apply_log"
+    ))
+    .fetch_one(&app.projector.pool)
+    .await
+    .unwrap();
+    assert_eq!(times, 1, "an event was applied twice in r1");
+
+    stop.store(true, Ordering::Relaxed);
+    queries.await.unwrap();
+    assert!(ok.load(Ordering::Relaxed) > 10, "the query loop ran");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "failed queries during the switch"
+    );
+    app.stop().await;
+}
