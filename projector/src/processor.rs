@@ -280,8 +280,9 @@ impl Processor {
     }
 
     /// Rewrites views in Redis from the read tables (full documents, so repeating it is
-    /// harmless) and announces each changed key for the query-services' L1 caches. The
-    /// position goes last, so a reader that saw it sees the views it covers.
+    /// harmless) and announces each changed key for the query-services' L1 caches and
+    /// `minPosition` waiters. The position goes last, so a reader that saw it sees the
+    /// views it covers.
     pub async fn refresh(&self, views: &[View]) -> anyhow::Result<()> {
         let mut redis = self.redis.clone();
         let mut views = views.to_vec();
@@ -298,9 +299,10 @@ impl Processor {
                     let () = redis.del(&key).await?;
                 }
             }
-            if !matches!(view, View::Position { .. }) {
-                let _: i64 = redis.publish(channel, &key).await?;
-            }
+            // The position too: it is what `minPosition` waiters in query-service wait
+            // for (without it they woke on the views, found the old position, and slept
+            // until their next recheck: about 50 ms of every read-your-writes query).
+            let _: i64 = redis.publish(channel, &key).await?;
         }
         Ok(())
     }
