@@ -7,7 +7,8 @@
 //! loop: offsets after effects, retries, lag metrics), [`dead_letter`], [`db`] (schema,
 //! migrations, the query role), [`startup`] (wiring, health, admin endpoints, following
 //! the active namespace). Analysts: [`namespace`] (namespaces and the active pointer),
-//! [`replay`] (rebuild into a fresh namespace, switch), `export` and `time_travel`.
+//! [`replay`] (rebuild into a fresh namespace, switch). Schema checks:
+//! `events::schema::SchemaSet`.
 //! View shapes, Redis keys and the PostgreSQL loaders live in the `read-model` crate,
 //! shared with query-service.
 
@@ -19,5 +20,4 @@ pub mod namespace;
 pub mod processor;
 pub mod projections;
 pub mod replay;
-pub mod schema;
 pub mod startup;

@@ -24,7 +24,7 @@ use redis::AsyncCommands;
 use sqlx::{PgConnection, PgPool};
 
 use crate::projections::{self, ApplyError, Store};
-use crate::schema::Schemas;
+use events::schema::SchemaSet;
 
 /// A message detached from the consumer.
 #[derive(Debug, Clone)]
@@ -95,7 +95,7 @@ pub struct Processor {
     /// query-services keep one subscription across switches (keys carry the prefix).
     channel: String,
     topics: Topics,
-    schemas: Arc<Schemas>,
+    schemas: Arc<SchemaSet>,
 }
 
 /// id, sequence, topic, partition, offset, key, payload of a parked message.
@@ -116,7 +116,7 @@ impl Processor {
             channel: read_model::invalidation_channel(&prefix),
             prefix,
             topics,
-            schemas: Arc::new(Schemas::load()),
+            schemas: Arc::new(SchemaSet::load()),
         }
     }
 
