@@ -62,7 +62,6 @@ impl KosInbox {
         let consumer: GroupConsumer = kafka
             .clone()
             .set("group.id", group)
-            .set("fetch.wait.max.ms", service_kit::kafka::FETCH_WAIT_MAX_MS)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")

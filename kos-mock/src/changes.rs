@@ -459,7 +459,6 @@ impl ChangeConsumer {
         let mut config = self.kafka.clone();
         config
             .set("group.id", &self.group)
-            .set("fetch.wait.max.ms", service_kit::kafka::FETCH_WAIT_MAX_MS)
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "500")
             .set("enable.auto.offset.store", "false")

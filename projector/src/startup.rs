@@ -100,7 +100,6 @@ fn build_consumer_loop(config: &Config, processor: Processor) -> anyhow::Result<
     let consumer: ProjectorConsumer = kafka_config
         .clone()
         .set("group.id", &config.consumer_group)
-        // librdkafka's fetch wait (500 ms), not service_kit's 10 ms: see FETCH_WAIT_MAX_MS.
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "500")
         .set("enable.auto.offset.store", "false")

@@ -114,15 +114,6 @@ pub fn client_config(config: &KafkaConfig, client_id: &str) -> ClientConfig {
     cc
 }
 
-/// `fetch.wait.max.ms` for every consumer: how long the broker may hold a fetch that
-/// has no data. Tansu 0.6 does not answer a held fetch when data arrives, only when this
-/// expires, so librdkafka's default (500 ms) put half a second on every hop of the
-/// pipeline (measured: freshness p50 502 ms). Brokers that do answer early (Kafka, Event
-/// Hubs) only see more fetches while idle. The KOS inbox and kos-mock use it; the
-/// projector does not: with it, a projector restarted after SIGKILL got no partitions
-/// from Tansu 0.6 in 2 of 3 runs (its group rejoin never completed), without it 0 of 3.
-pub const FETCH_WAIT_MAX_MS: &str = "10";
-
 pub type Admin = AdminClient<DefaultClientContext>;
 
 pub fn admin(config: &KafkaConfig, client_id: &str) -> Result<Admin, rdkafka::error::KafkaError> {
