@@ -105,6 +105,14 @@ fn build_consumer_loop(config: &Config, processor: Processor) -> anyhow::Result<
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("statistics.interval.ms", "5000")
+        // A member that joins while a crashed one is still listed waits for the group's
+        // rebalance timeout, which is the members' max.poll.interval.ms (default 300 s):
+        // a projector restarted after SIGKILL sat idle for minutes on Tansu. One message is
+        // handled at a time, so 30 s between polls is ample (a longer outage retry only
+        // makes the member rejoin; offsets are stored after effects).
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "2000")
+        .set("max.poll.interval.ms", "30000")
         // librdkafka prefetches up to 64 MiB per consumer by default; one message at a
         // time needs far less, and the process stays small.
         .set("queued.max.messages.kbytes", "2048")
