@@ -118,6 +118,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     config.database.max_connections = 8;
     config.kafka.brokers = options.brokers;
     config.kafka.topic_prefix = format!("test-{id}.");
+    // Its own KOS-inbox group: one group shared by every parallel test stalled whenever
+    // a member left it uncleanly (Tansu then waits out the rebalance timeout).
+    config.kos.consumer_group = format!("test-{id}.command");
     config.kafka.topic_partitions = PARTITIONS;
     config.relay.enabled = options.relay;
     config.relay.poll_interval_ms = 20;
