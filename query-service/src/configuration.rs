@@ -82,7 +82,7 @@ pub struct Config {
     pub min_position_wait_ms: u64,
 
     /// Bill inquiries buffered for the broker; beyond it they are dropped and counted.
-    #[arg(long, env = "PHONEBILL_INQUIRY_BUFFER", default_value_t = 4_096)]
+    #[arg(long, env = "PHONEBILL_INQUIRY_BUFFER", default_value_t = 8_192)]
     pub inquiry_buffer: usize,
 
     /// A request taking longer than this is answered 503.

@@ -2,6 +2,11 @@ use query_service::startup::Application;
 use service_kit::telemetry;
 use tokio_util::sync::CancellationToken;
 
+// glibc's malloc was an eighth of the bill query path's CPU (arena locks, consolidation);
+// mimalloc's thread-local free lists take most of that away.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init_logging("info,sqlx::postgres::notice=warn");

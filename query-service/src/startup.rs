@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::configuration::Config;
-use crate::inquiries::{self, InquiryPublisher};
+use crate::inquiries::Inquiries;
 use crate::invalidation;
 use crate::routes::{self, AppState};
 use crate::views::Views;
@@ -25,7 +25,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     views: Views,
-    publisher: InquiryPublisher,
+    inquiries: Inquiries,
     config: Config,
 }
 
@@ -59,14 +59,14 @@ impl Application {
             )
             .await?;
         }
-        let (inquiries, publisher) = inquiries::channel(
+        let inquiries = Inquiries::new(
             &kafka::client_config(&config.kafka, CLIENT_ID),
             topics.bill_inquiries(),
             config.inquiry_buffer,
         )?;
         let state = AppState {
             views: views.clone(),
-            inquiries,
+            inquiries: inquiries.clone(),
             admin,
             metrics: telemetry::metrics_handle(),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
@@ -79,7 +79,7 @@ impl Application {
             listener,
             router,
             views,
-            publisher,
+            inquiries,
             config,
         })
     }
@@ -103,7 +103,6 @@ impl Application {
             self.views.clone(),
             shutdown.clone(),
         ));
-        let publisher = tokio::spawn(self.publisher.run(shutdown.clone()));
         let namespaces = tokio::spawn(crate::namespace::run(
             self.config.clone(),
             self.views.clone(),
@@ -124,7 +123,7 @@ impl Application {
         shutdown.cancel();
         pool_gauges.abort();
         let _ = subscriber.await;
-        let _ = publisher.await;
+        self.inquiries.flush(Duration::from_secs(5)).await;
         let _ = namespaces.await;
         Ok(())
     }

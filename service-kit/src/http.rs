@@ -1,10 +1,12 @@
 //! HTTP pieces every service shares: the `observe` layer and problem documents.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
@@ -30,10 +32,11 @@ impl<S: Send + Sync> FromRequestParts<S> for CorrelationId {
 }
 
 /// Gives every request a correlation id, a span carrying it, a deadline (past it the
-/// client gets 503 `TIMEOUT`) and its place in `http_server_requests_total` and
-/// `http_server_request_duration_seconds`. Use with
+/// client gets 503 `TIMEOUT`) and its place in `http_server_requests_total`,
+/// `http_server_request_duration_seconds` and `http_server_active_requests`. Use with
 /// `axum::middleware::from_fn(move |req, next| observe(timeout, req, next))`.
 pub async fn observe(timeout: Duration, mut request: Request, next: Next) -> Response {
+    let _active = ActiveRequest::start();
     let correlation_id = request
         .headers()
         .get(&CORRELATION_HEADER)
@@ -46,8 +49,9 @@ pub async fn observe(timeout: Duration, mut request: Request, next: Next) -> Res
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+        .map(|p| p.as_str())
+        .unwrap_or("unmatched");
+    let route = intern(route);
     let method = request.method().clone();
     let span = tracing::info_span!("http", %method, %route, %correlation_id);
     let started = Instant::now();
@@ -61,17 +65,97 @@ pub async fn observe(timeout: Duration, mut request: Request, next: Next) -> Res
                 "the request took too long",
             ),
         };
-    let status = response.status().as_u16().to_string();
+    let status = response.status();
     let elapsed = started.elapsed();
-    metrics::counter!("http_server_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status.clone())
-        .increment(1);
-    metrics::histogram!("http_server_request_duration_seconds", "route" => route, "method" => method.to_string(), "status" => status.clone())
-        .record(elapsed.as_secs_f64());
+    let (requests, duration) = request_metrics(route, &method, status);
+    requests.increment(1);
+    duration.record(elapsed.as_secs_f64());
     span.in_scope(|| tracing::debug!(%status, elapsed_ms = elapsed.as_millis() as u64, "request"));
     if let Ok(value) = HeaderValue::from_str(&correlation_id.to_string()) {
         response.headers_mut().insert(CORRELATION_HEADER, value);
     }
     response
+}
+
+/// Counts a request in `http_server_active_requests` (the query-service HPA scales on
+/// it) for as long as it lives: also when the client goes away and the future is dropped.
+struct ActiveRequest(&'static metrics::Gauge);
+
+impl ActiveRequest {
+    fn start() -> Self {
+        static GAUGE: OnceLock<metrics::Gauge> = OnceLock::new();
+        let gauge = GAUGE.get_or_init(|| metrics::gauge!("http_server_active_requests"));
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// The handles of one (route, method, status) series, resolved once: looking a labelled
+/// series up in the recorder allocates its labels and hashes them, which on the bill
+/// query path cost more than the rest of this layer.
+fn request_metrics(
+    route: &'static str,
+    method: &Method,
+    status: StatusCode,
+) -> (metrics::Counter, metrics::Histogram) {
+    type Series =
+        HashMap<(&'static str, &'static str, u16), (metrics::Counter, metrics::Histogram)>;
+    static SERIES: OnceLock<RwLock<Series>> = OnceLock::new();
+    let series = SERIES.get_or_init(Default::default);
+    // Any other method is one series: a client must not be able to grow the registry.
+    let method = match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    };
+    let key = (route, method, status.as_u16());
+    if let Some(found) = series.read().expect("metrics lock").get(&key) {
+        return found.clone();
+    }
+    let labels = [
+        ("route", route.to_owned()),
+        ("method", method.to_owned()),
+        ("status", status.as_u16().to_string()),
+    ];
+    let handles = (
+        metrics::counter!("http_server_requests_total", &labels),
+        metrics::histogram!("http_server_request_duration_seconds", &labels),
+    );
+    series
+        .write()
+        .expect("metrics lock")
+        .entry(key)
+        .or_insert(handles)
+        .clone()
+}
+
+/// Route templates live as long as the router; keeping one `'static` copy of each lets
+/// the metric series be keyed without allocating per request. Bounded by the number of
+/// routes (plus `unmatched`).
+fn intern(route: &str) -> &'static str {
+    static ROUTES: OnceLock<RwLock<HashSet<&'static str>>> = OnceLock::new();
+    let routes = ROUTES.get_or_init(Default::default);
+    if let Some(found) = routes.read().expect("routes lock").get(route) {
+        return found;
+    }
+    let mut routes = routes.write().expect("routes lock");
+    if let Some(found) = routes.get(route) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(route.to_owned().into_boxed_str());
+    routes.insert(leaked);
+    leaked
 }
 
 /// The `type` URI of a problem code: `BILL_NOT_FOUND` -> `.../problems/bill-not-found`.

@@ -271,7 +271,7 @@ async fn every_protected_endpoint_refuses_a_missing_forged_unsigned_expired_or_l
     .issue("admin", Role::Admin, vec![])
     .0;
     let logged_out = app.tokens.issue("admin", Role::Admin, vec![]).0;
-    let jti = app.tokens.verify(&logged_out).unwrap().jti;
+    let jti = app.tokens.verify(&logged_out).unwrap().jti.clone();
     let response = app
         .anonymous
         .post(format!("{}/api/v1/auth/logout", app.address))
@@ -523,7 +523,7 @@ async fn a_logout_on_one_replica_is_refused_by_another_replica_of_the_same_schem
         .await
         .unwrap();
     let token = app.customer_token("CUST0002").await;
-    let jti = app.tokens.verify(&token).unwrap().jti;
+    let jti = app.tokens.verify(&token).unwrap().jti.clone();
     assert!(!other.is_revoked(&jti).await.unwrap());
 
     // When the customer logs out through this replica

@@ -140,7 +140,7 @@ pub async fn bill(
     } else {
         InquiryResult::NotFound
     };
-    metrics::counter!("phonebill_bill_inquiries_total", "outcome" => if doc.is_some() { "success" } else { "failure" }).increment(1);
+    inquiry_outcomes()[usize::from(doc.is_some())].increment(1);
     state.inquiries.record(
         BillInquired {
             inquiry_id: Uuid::new_v4(),
@@ -159,6 +159,16 @@ pub async fn bill(
             format!("no bill of {month} for line {line}"),
         )),
     }
+}
+
+/// `phonebill_bill_inquiries_total` by outcome (failure, success), resolved once.
+fn inquiry_outcomes() -> &'static [metrics::Counter; 2] {
+    static OUTCOMES: std::sync::OnceLock<[metrics::Counter; 2]> = std::sync::OnceLock::new();
+    OUTCOMES.get_or_init(|| {
+        ["failure", "success"].map(
+            |outcome| metrics::counter!("phonebill_bill_inquiries_total", "outcome" => outcome),
+        )
+    })
 }
 
 /// UFR-BILL-040: the line's bill inquiries, newest first (read from the read table;

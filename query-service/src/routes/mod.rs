@@ -61,29 +61,12 @@ pub fn router(state: AppState, hardening: &HardeningConfig) -> Router {
         .layer(middleware::from_fn(move |req, next| {
             service_kit::http::observe(timeout, req, next)
         }))
-        .layer(middleware::from_fn(active_requests))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
         .layer(hardening.cors())
         .with_state(state);
     hardening::security_headers(router)
-}
-
-/// `http_server_active_requests` (the query-service HPA scales on it).
-async fn active_requests(request: axum::extract::Request, next: middleware::Next) -> Response {
-    static GAUGE: std::sync::OnceLock<metrics::Gauge> = std::sync::OnceLock::new();
-    let gauge = GAUGE.get_or_init(|| metrics::gauge!("http_server_active_requests"));
-    gauge.increment(1.0);
-    // Decrements even when the client goes away and the future is dropped.
-    struct Done(&'static metrics::Gauge);
-    impl Drop for Done {
-        fn drop(&mut self) {
-            self.0.decrement(1.0);
-        }
-    }
-    let _done = Done(gauge);
-    next.run(request).await
 }
 
 pub type Params = HashMap<String, String>;
