@@ -34,8 +34,10 @@ KEY="${PREFIX}bill:{line:${LINE}}:${MONTH}"
 PPORT=${PROJECTOR_PORT:-18083}
 QPORT=${QUERY_PORT:-18082}
 ulimit -n 65536 2>/dev/null || true
-# glibc gives each thread its own arena; two keep the services small (as deployed).
+# glibc gives each thread its own arena; two keep the projector small. query-service runs
+# on mimalloc, told to return freed pages at once (as its image does).
 export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
+export MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:-0} MIMALLOC_ARENA_EAGER_COMMIT=${MIMALLOC_ARENA_EAGER_COMMIT:-0}
 
 cargo build --release -q -p projector -p query-service
 export PHONEBILL_DATABASE_SCHEMA=$SCHEMA PHONEBILL_QUERY_ROLE=$ROLE PHONEBILL_QUERY_ROLE_LOGIN=true \

@@ -27,7 +27,8 @@ use crate::error::AppError;
 #[derive(Debug, Clone)]
 pub struct Doc {
     pub bytes: Bytes,
-    pub etag: Arc<str>,
+    /// Kept as a header value: sharing it costs no copy per response.
+    pub etag: axum::http::HeaderValue,
 }
 
 impl Doc {
@@ -35,7 +36,11 @@ impl Doc {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         bytes.hash(&mut h);
         Self {
-            etag: format!("\"{:016x}\"", h.finish()).into(),
+            etag: axum::http::HeaderValue::from_maybe_shared(Bytes::from(format!(
+                "\"{:016x}\"",
+                h.finish()
+            )))
+            .expect("hex digits and quotes are a valid header value"),
             bytes,
         }
     }

@@ -167,19 +167,19 @@ impl Logout {
         sqlx::query(
             "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
-        .bind(&caller.jti)
-        .bind(caller.expires_at)
+        .bind(caller.jti())
+        .bind(caller.expires_at())
         .execute(&mut *tx)
         .await?;
         // Delivered to every replica's listener when the transaction commits.
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(&self.channel)
-            .bind(&caller.jti)
+            .bind(caller.jti())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        self.revocations.note(&caller.jti);
-        self.publish(&caller.jti, caller.expires_at)
+        self.revocations.note(caller.jti());
+        self.publish(caller.jti(), caller.expires_at())
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "could not publish a logout to Redis");

@@ -130,10 +130,10 @@ pub(super) async fn logout(
 )]
 pub(super) async fn me(caller: Caller) -> Json<Me> {
     Json(Me {
-        customer_id: caller.customer_id,
-        role: caller.role,
-        lines: caller.lines,
-        expires_at: caller.expires_at,
+        customer_id: caller.customer_id().to_owned(),
+        role: caller.role(),
+        lines: caller.lines().to_vec(),
+        expires_at: caller.expires_at(),
     })
 }
 
@@ -162,6 +162,6 @@ pub(super) async fn set_password(
         .credentials
         .set_password(&customer_id, &body.password, body.role)
         .await?;
-    tracing::info!(admin = %caller.customer_id, account = %customer_id, "password set");
+    tracing::info!(admin = %caller.customer_id(), account = %customer_id, "password set");
     Ok(StatusCode::NO_CONTENT)
 }

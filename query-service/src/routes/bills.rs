@@ -73,7 +73,11 @@ pub async fn menu(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Json<Value>, AppError> {
-    let line = match (params.get("lineNumber"), caller.role, caller.lines.first()) {
+    let line = match (
+        params.get("lineNumber"),
+        caller.role(),
+        caller.lines().first(),
+    ) {
         (None, Role::Customer, Some(first)) => first.clone(),
         (given, _, _) => line_number(given)?,
     };
@@ -97,8 +101,8 @@ pub async fn menu(
         Some(doc) => doc.json::<MonthsView>()?.months,
         None => vec![],
     };
-    let lines = match caller.role {
-        Role::Customer => caller.lines.clone(),
+    let lines = match caller.role() {
+        Role::Customer => caller.lines().to_vec(),
         Role::Analyst | Role::Admin => vec![line.clone()],
     };
     Ok(Json(json!({
@@ -146,7 +150,7 @@ pub async fn bill(
             inquiry_id: Uuid::new_v4(),
             line_number: line.clone(),
             month: month.clone(),
-            customer_id: Some(caller.customer_id),
+            customer_id: Some(caller.customer_id().to_owned()),
             result,
             inquired_at: Utc::now(),
         },

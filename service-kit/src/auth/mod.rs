@@ -411,13 +411,7 @@ impl Authenticator {
         if let Some(limiter) = &self.0.per_customer {
             RateLimit::check(limiter, &claims.sub)?;
         }
-        Ok(Caller {
-            customer_id: claims.sub.clone(),
-            role: claims.role,
-            lines: claims.lines.clone(),
-            jti: claims.jti.clone(),
-            expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or_default(),
-        })
+        Ok(Caller::new(claims))
     }
 }
 
@@ -430,25 +424,47 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The authenticated caller of a request.
+/// The authenticated caller of a request: the verified claims, shared (a clone is one
+/// reference count, not four strings).
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub customer_id: String,
-    pub role: Role,
-    /// The customer's lines (from the token).
-    pub lines: Vec<String>,
-    pub jti: String,
-    pub expires_at: DateTime<Utc>,
+    claims: Arc<Claims>,
 }
 
 impl Caller {
+    pub fn new(claims: Arc<Claims>) -> Self {
+        Self { claims }
+    }
+
+    /// The customer id (or the analyst's/admin's account id).
+    pub fn customer_id(&self) -> &str {
+        &self.claims.sub
+    }
+
+    pub fn role(&self) -> Role {
+        self.claims.role
+    }
+
+    /// The customer's lines (from the token).
+    pub fn lines(&self) -> &[String] {
+        &self.claims.lines
+    }
+
+    pub fn jti(&self) -> &str {
+        &self.claims.jti
+    }
+
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp(self.claims.exp, 0).unwrap_or_default()
+    }
+
     fn owns(&self, line: &str) -> bool {
-        self.role == Role::Customer && self.lines.iter().any(|l| l == line)
+        self.claims.role == Role::Customer && self.claims.lines.iter().any(|l| l == line)
     }
 
     /// Reading a line (bills, status, history, validation): its owner, analysts, admins.
     pub fn may_read_line(&self, line: &str) -> Result<(), AuthError> {
-        match self.role {
+        match self.claims.role {
             Role::Analyst | Role::Admin => Ok(()),
             Role::Customer if self.owns(line) => Ok(()),
             Role::Customer => Err(AuthError::ForbiddenLine),
@@ -457,7 +473,7 @@ impl Caller {
 
     /// Acting on a line (product change): its owner or an admin; analysts only read.
     pub fn may_change_line(&self, line: &str) -> Result<(), AuthError> {
-        match self.role {
+        match self.claims.role {
             Role::Admin => Ok(()),
             Role::Customer if self.owns(line) => Ok(()),
             Role::Customer | Role::Analyst => Err(AuthError::ForbiddenLine),
@@ -466,7 +482,7 @@ impl Caller {
 
     /// Replay, export and the like: analysts and admins.
     pub fn require_analyst(&self) -> Result<(), AuthError> {
-        match self.role {
+        match self.claims.role {
             Role::Analyst | Role::Admin => Ok(()),
             Role::Customer => Err(AuthError::ForbiddenRole),
         }
@@ -474,7 +490,7 @@ impl Caller {
 
     /// The admin endpoints.
     pub fn require_admin(&self) -> Result<(), AuthError> {
-        match self.role {
+        match self.claims.role {
             Role::Admin => Ok(()),
             _ => Err(AuthError::ForbiddenRole),
         }
@@ -694,12 +710,17 @@ mod tests {
 
     #[test]
     fn customers_read_and_change_only_their_lines() {
-        let caller = |role| Caller {
-            customer_id: "CUST0001".into(),
-            role,
-            lines: vec!["010-0000-0001".into()],
-            jti: "j".into(),
-            expires_at: Utc::now(),
+        let caller = |role| {
+            Caller::new(Arc::new(Claims {
+                iss: "phonebill".into(),
+                aud: "phonebill-api".into(),
+                sub: "CUST0001".into(),
+                role,
+                lines: vec!["010-0000-0001".into()],
+                iat: 0,
+                exp: 1,
+                jti: "j".into(),
+            }))
         };
         let customer = caller(Role::Customer);
         assert!(customer.may_read_line("010-0000-0001").is_ok());
