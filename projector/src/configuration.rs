@@ -44,6 +44,19 @@ pub enum Command {
     Switch { id: String },
     /// Drop a namespace that is not active (its schema and its Redis views).
     DropNamespace { id: String },
+    /// Print a line's state (product, pending change, status) as of a moment, computed
+    /// from its events on the broker (JSON).
+    AsOf(AsOfArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AsOfArgs {
+    /// The line number (010-1234-5678).
+    #[arg(long)]
+    pub line: String,
+    /// The moment (RFC 3339, e.g. 2026-03-01T00:00:00Z).
+    #[arg(long)]
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone, Args)]
