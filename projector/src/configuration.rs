@@ -4,8 +4,10 @@ use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
 pub use read_model::redis_conn::RedisConfig;
+pub use service_kit::auth::JwtConfig;
 use service_kit::database::is_identifier;
 pub use service_kit::kafka::KafkaConfig;
+pub use service_kit::Environment;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -89,7 +91,11 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Address of the health, metrics and admin endpoints.
+    /// `production` refuses the development signing key.
+    #[arg(long, env = "PHONEBILL_ENV", value_enum, default_value_t = Environment::Local)]
+    pub environment: Environment,
+
+    /// Address of the health, metrics, admin and analyst endpoints.
     #[arg(long, env = "PHONEBILL_HTTP_ADDR", default_value = "127.0.0.1:8084")]
     pub http_addr: SocketAddr,
 
@@ -134,6 +140,12 @@ pub struct Config {
     /// Consumer group.
     #[arg(long, env = "PHONEBILL_CONSUMER_GROUP", default_value = "projector")]
     pub consumer_group: String,
+
+    /// Access tokens of the analyst endpoints: the same keys, issuer and audience as
+    /// command-service, which issues them (logouts followed from Redis, like
+    /// query-service).
+    #[command(flatten)]
+    pub jwt: JwtConfig,
 }
 
 impl Config {
@@ -148,7 +160,14 @@ impl Config {
         if !is_identifier(&self.query_role) {
             anyhow::bail!("PHONEBILL_QUERY_ROLE must be letters, digits and underscores");
         }
+        self.jwt
+            .check(self.is_production())
+            .map_err(anyhow::Error::msg)?;
         Ok(())
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment == Environment::Production
     }
 }
 
@@ -162,6 +181,15 @@ mod tests {
         assert_eq!(config.database_schema, "read");
         assert_eq!(config.consumer_group, "projector");
         assert_eq!(config.redis.url, "redis://127.0.0.1:6379");
+        config.check().unwrap();
+    }
+
+    #[test]
+    fn production_refuses_the_development_signing_key() {
+        let mut config = Cli::try_parse_from(["projector"]).unwrap().config;
+        config.environment = Environment::Production;
+        assert!(config.check().is_err());
+        config.jwt.signing_key = Some("k1:0123456789abcdef0123456789abcdef".into());
         config.check().unwrap();
     }
 }

@@ -8,11 +8,12 @@
 //! migrations, the query role), [`startup`] (wiring, health, admin endpoints, following
 //! the active namespace). Analysts: [`namespace`] (namespaces and the active pointer),
 //! [`replay`] (rebuild into a fresh namespace, switch), [`time_travel`] (a line as of a
-//! moment, from its events). Schema checks:
+//! moment, from its events), [`analytics`] (its HTTP endpoint). Schema checks:
 //! `events::schema::SchemaSet`.
 //! View shapes, Redis keys and the PostgreSQL loaders live in the `read-model` crate,
 //! shared with query-service.
 
+pub mod analytics;
 pub mod configuration;
 pub mod consumer;
 pub mod db;
