@@ -138,7 +138,7 @@ impl TimeTravel {
             rejected: kos.rejected + changes.rejected,
             millis: started.elapsed().as_millis() as u64,
         };
-        tracing::info!(line, %at, ?stats, "time travel");
+        tracing::debug!(line, %at, ?stats, "time travel");
         let state = line_as_of(line, at, kos.events.into_iter().chain(changes.events)).ok_or_else(
             || AsOfError::NotFound {
                 line: line.to_owned(),

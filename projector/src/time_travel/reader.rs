@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use events::topics::partition_for;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use super::fold::is_past;
 use crate::processor::{Decoded, Decoder, Incoming};
@@ -64,6 +64,20 @@ pub enum ReadError {
     Stopped,
 }
 
+/// librdkafka also reports each partition EOF as a global error, which the default
+/// context logs at ERROR; here an EOF is the expected end, handled by the poll loop.
+struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for QuietEof {}
+
 /// Reads `topic` for `line` (blocking: run it on a blocking thread). `stop` ends it early
 /// (the caller went away).
 pub fn read_topic(
@@ -75,7 +89,7 @@ pub fn read_topic(
     cut: DateTime<Utc>,
     stop: &AtomicBool,
 ) -> Result<TopicRead, ReadError> {
-    let consumer: BaseConsumer = client.create()?;
+    let consumer: BaseConsumer<QuietEof> = client.create_with_context(QuietEof)?;
     let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
     let partitions = metadata
         .topics()
