@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
 use events::product_change::ProductChangeEvent;
+use events::topics::partition_for;
 use events::{codec, event_id_for, Envelope, EventPayload};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
@@ -372,13 +373,6 @@ impl OutboxRow {
     }
 }
 
-/// The partition Kafka's default partitioner (Java clients, Event Hubs' Kafka endpoint)
-/// gives a key: murmur2 with Kafka's seed, made positive, modulo the partition count.
-pub fn partition_for(key: &str, partitions: i32) -> i32 {
-    let hash = murmur2::murmur2(key.as_bytes(), 0x9747_b28c) & 0x7fff_ffff;
-    (hash % partitions as u32) as i32
-}
-
 async fn partition_count(producer: &FutureProducer, topic: &str) -> Result<i32, RelayError> {
     let producer = producer.clone();
     let name = topic.to_owned();
@@ -493,25 +487,6 @@ async fn load_cursor(pool: &PgPool) -> Result<OutboxPosition, RelayError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn partitions_match_kafkas_default_partitioner() {
-        // Kafka's own test vectors for Utils.murmur2 (clients/.../UtilsTest.java).
-        let cases = [
-            ("21", -973_932_308i32),
-            ("foobar", -790_332_482),
-            ("a-little-bit-long-string", -985_981_536),
-        ];
-        for (key, java_hash) in cases {
-            let ours = murmur2::murmur2(key.as_bytes(), 0x9747_b28c) as i32;
-            assert_eq!(ours, java_hash, "murmur2({key})");
-        }
-        for key in ["010-1234-5678", "010-0000-0001"] {
-            let p = partition_for(key, 12);
-            assert!((0..12).contains(&p));
-            assert_eq!(p, partition_for(key, 12));
-        }
-    }
 
     #[test]
     fn positions_round_trip_through_the_header_text() {

@@ -7,7 +7,8 @@
 //!   its answers on `kos.product-change-results`.
 //! - [`bill_inquiry`]: a bill was looked at (topic `phonebill.bill-inquiries`).
 //! - [`dead_letter`]: the headers a dead-lettered message carries.
-//! - [`topics`]: topic names, with the configurable prefix that keeps test runs apart.
+//! - [`topics`]: topic names, with the configurable prefix that keeps test runs apart,
+//!   and `partition_for` (the partition a key lands on, as every producer here puts it).
 //! - [`codec`]: JSON in and out, with clear errors for bad or unknown-version input.
 //! - `schema` (feature `validation`): checks envelopes against `schemas/`.
 //!

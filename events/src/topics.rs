@@ -45,6 +45,15 @@ impl Topics {
     }
 }
 
+/// The partition Kafka's default partitioner (Java clients, Event Hubs' Kafka endpoint,
+/// librdkafka's `murmur2_random`) gives a key: murmur2 with Kafka's seed, made positive,
+/// modulo the partition count. Every producer here keys by aggregate id (the line number
+/// for a line's events and facts), so this is also where a reader finds one line.
+pub fn partition_for(key: &str, partitions: i32) -> i32 {
+    let hash = murmur2::murmur2(key.as_bytes(), 0x9747_b28c) & 0x7fff_ffff;
+    (hash % partitions as u32) as i32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +63,24 @@ mod tests {
         let t = Topics::new("t1.");
         assert_eq!(t.product_change(), "t1.phonebill.product-change");
         assert_eq!(Topics::default().kos_billing(), "kos.billing");
+    }
+
+    #[test]
+    fn partitions_match_kafkas_default_partitioner() {
+        // Kafka's own test vectors for Utils.murmur2 (clients/.../UtilsTest.java).
+        let cases = [
+            ("21", -973_932_308i32),
+            ("foobar", -790_332_482),
+            ("a-little-bit-long-string", -985_981_536),
+        ];
+        for (key, java_hash) in cases {
+            let ours = murmur2::murmur2(key.as_bytes(), 0x9747_b28c) as i32;
+            assert_eq!(ours, java_hash, "murmur2({key})");
+        }
+        for key in ["010-1234-5678", "010-0000-0001"] {
+            let p = partition_for(key, 12);
+            assert!((0..12).contains(&p));
+            assert_eq!(p, partition_for(key, 12));
+        }
     }
 }

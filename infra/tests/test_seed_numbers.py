@@ -85,6 +85,7 @@ ROUTES = [
     ("/api/v1/lines/", "Prefix", "query-service"),
     ("/api/v1/products/", "Prefix", "query-service"),
     ("/api/v1/product-changes/", "Prefix", "query-service"),
+    ("/api/v1/analytics/", "Prefix", "projector"),
     # Everything else: the customers' web app (which answers 404 for any other /api/ path).
     ("/", "Prefix", "web"),
 ]
@@ -103,6 +104,8 @@ REQUESTS = [
     ("/api/v1/lines/010-1234-5678/product-changes", "query-service"),
     ("/api/v1/lines/010-1234-5678", "query-service"),
     ("/api/v1/products/available", "query-service"),
+    ("/api/v1/analytics/lines/010-1234-5678/state", "projector"),
+    ("/api/v1/analyticsX", "web"),
     ("/api/v1/authx", "web"),
     ("/api/v1/product-changesX", "web"),
     ("/api/v1/kos/product-change", "web"),
@@ -263,7 +266,7 @@ def test_network_policy(prod_objects: Objects, svc):
     cidrs = {p["ipBlock"]["cidr"] for p in rule["from"] if "ipBlock" in p}
     namespaces = {p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
                   for p in rule["from"] if "namespaceSelector" in p}
-    public = svc in {"command-service", "query-service"}
+    public = svc in {"command-service", "query-service", "projector"}
     assert cidrs == ({GATEWAY_SUBNET} if public else set())
     assert namespaces == METRICS_NAMESPACES
 

@@ -4,8 +4,10 @@ use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
 pub use read_model::redis_conn::RedisConfig;
+pub use service_kit::auth::JwtConfig;
 use service_kit::database::is_identifier;
 pub use service_kit::kafka::KafkaConfig;
+pub use service_kit::Environment;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,6 +46,19 @@ pub enum Command {
     Switch { id: String },
     /// Drop a namespace that is not active (its schema and its Redis views).
     DropNamespace { id: String },
+    /// Print a line's state (product, pending change, status) as of a moment, computed
+    /// from its events on the broker (JSON).
+    AsOf(AsOfArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AsOfArgs {
+    /// The line number (010-1234-5678).
+    #[arg(long)]
+    pub line: String,
+    /// The moment (RFC 3339, e.g. 2026-03-01T00:00:00Z).
+    #[arg(long)]
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -76,7 +91,11 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Address of the health, metrics and admin endpoints.
+    /// `production` refuses the development signing key.
+    #[arg(long, env = "PHONEBILL_ENV", value_enum, default_value_t = Environment::Local)]
+    pub environment: Environment,
+
+    /// Address of the health, metrics, admin and analyst endpoints.
     #[arg(long, env = "PHONEBILL_HTTP_ADDR", default_value = "127.0.0.1:8084")]
     pub http_addr: SocketAddr,
 
@@ -121,6 +140,12 @@ pub struct Config {
     /// Consumer group.
     #[arg(long, env = "PHONEBILL_CONSUMER_GROUP", default_value = "projector")]
     pub consumer_group: String,
+
+    /// Access tokens of the analyst endpoints: the same keys, issuer and audience as
+    /// command-service, which issues them (logouts followed from Redis, like
+    /// query-service).
+    #[command(flatten)]
+    pub jwt: JwtConfig,
 }
 
 impl Config {
@@ -135,7 +160,14 @@ impl Config {
         if !is_identifier(&self.query_role) {
             anyhow::bail!("PHONEBILL_QUERY_ROLE must be letters, digits and underscores");
         }
+        self.jwt
+            .check(self.is_production())
+            .map_err(anyhow::Error::msg)?;
         Ok(())
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment == Environment::Production
     }
 }
 
@@ -149,6 +181,15 @@ mod tests {
         assert_eq!(config.database_schema, "read");
         assert_eq!(config.consumer_group, "projector");
         assert_eq!(config.redis.url, "redis://127.0.0.1:6379");
+        config.check().unwrap();
+    }
+
+    #[test]
+    fn production_refuses_the_development_signing_key() {
+        let mut config = Cli::try_parse_from(["projector"]).unwrap().config;
+        config.environment = Environment::Production;
+        assert!(config.check().is_err());
+        config.jwt.signing_key = Some("k1:0123456789abcdef0123456789abcdef".into());
         config.check().unwrap();
     }
 }

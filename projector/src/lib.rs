@@ -7,11 +7,13 @@
 //! loop: offsets after effects, retries, lag metrics), [`dead_letter`], [`db`] (schema,
 //! migrations, the query role), [`startup`] (wiring, health, admin endpoints, following
 //! the active namespace). Analysts: [`namespace`] (namespaces and the active pointer),
-//! [`replay`] (rebuild into a fresh namespace, switch). Schema checks:
+//! [`replay`] (rebuild into a fresh namespace, switch), [`time_travel`] (a line as of a
+//! moment, from its events), [`analytics`] (its HTTP endpoint). Schema checks:
 //! `events::schema::SchemaSet`.
 //! View shapes, Redis keys and the PostgreSQL loaders live in the `read-model` crate,
 //! shared with query-service.
 
+pub mod analytics;
 pub mod configuration;
 pub mod consumer;
 pub mod db;
@@ -21,3 +23,4 @@ pub mod processor;
 pub mod projections;
 pub mod replay;
 pub mod startup;
+pub mod time_travel;

@@ -86,6 +86,13 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::json!({"dropped": id}));
             Ok(())
         }
+        Command::AsOf(args) => {
+            let (state, stats) =
+                projector::time_travel::as_of(&config, &args.line, args.at).await?;
+            eprintln!("{}", serde_json::to_string(&stats)?);
+            println!("{}", serde_json::to_string_pretty(&state)?);
+            Ok(())
+        }
     }
 }
 

@@ -94,39 +94,22 @@ pub struct Processor {
     /// Invalidations go to the base namespace's channel whatever the namespace, so
     /// query-services keep one subscription across switches (keys carry the prefix).
     channel: String,
+    decoder: Decoder,
+}
+
+/// Turns a message into a decoded event by its topic: the one decoding the live
+/// projector, a replay and time travel share (same schema checks, same refusals).
+#[derive(Clone)]
+pub struct Decoder {
     topics: Topics,
     schemas: Arc<SchemaSet>,
 }
 
-/// id, sequence, topic, partition, offset, key, payload of a parked message.
-type ParkedRow = (i64, i64, String, i32, i64, Option<Vec<u8>>, Vec<u8>);
-
-/// What one round of parked retries did.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct RetryReport {
-    pub applied: u64,
-    pub still_parked: u64,
-}
-
-impl Processor {
-    pub fn new(pool: PgPool, redis: RedisConn, prefix: String, topics: Topics) -> Self {
+impl Decoder {
+    pub fn new(topics: Topics) -> Self {
         Self {
-            pool,
-            redis,
-            channel: read_model::invalidation_channel(&prefix),
-            prefix,
             topics,
             schemas: Arc::new(SchemaSet::load()),
-        }
-    }
-
-    /// The same processor writing another namespace (pool and key prefix), still
-    /// announcing on this processor's invalidation channel.
-    pub fn for_namespace(&self, pool: PgPool, prefix: String) -> Self {
-        Self {
-            pool,
-            prefix,
-            ..self.clone()
         }
     }
 
@@ -163,6 +146,48 @@ impl Processor {
                 msg.topic
             )))
         }
+    }
+}
+
+/// id, sequence, topic, partition, offset, key, payload of a parked message.
+type ParkedRow = (i64, i64, String, i32, i64, Option<Vec<u8>>, Vec<u8>);
+
+/// What one round of parked retries did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct RetryReport {
+    pub applied: u64,
+    pub still_parked: u64,
+}
+
+impl Processor {
+    pub fn new(pool: PgPool, redis: RedisConn, prefix: String, topics: Topics) -> Self {
+        Self {
+            pool,
+            redis,
+            channel: read_model::invalidation_channel(&prefix),
+            prefix,
+            decoder: Decoder::new(topics),
+        }
+    }
+
+    /// This processor's decoder (its compiled schemas are shared, not copied).
+    pub fn decoder(&self) -> Decoder {
+        self.decoder.clone()
+    }
+
+    /// The same processor writing another namespace (pool and key prefix), still
+    /// announcing on this processor's invalidation channel.
+    pub fn for_namespace(&self, pool: PgPool, prefix: String) -> Self {
+        Self {
+            pool,
+            prefix,
+            ..self.clone()
+        }
+    }
+
+    /// Decodes by topic (see [`Decoder::decode`]).
+    pub fn decode(&self, msg: &Incoming) -> Result<Decoded, DecodeError> {
+        self.decoder.decode(msg)
     }
 
     /// Handles one message; `Err` is transient (retry the same message).

@@ -13,6 +13,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::consumer::Consumer;
 use read_model::redis_conn::RedisConn;
 use serde_json::{json, Value};
+use service_kit::auth::{
+    Authenticator, FollowedRevocations, RedisRevocations, SystemClock, Tokens,
+};
 use service_kit::kafka::{self, Admin};
 use service_kit::telemetry;
 use sqlx::PgPool;
@@ -23,12 +26,14 @@ use arc_swap::ArcSwap;
 use backon::{ExponentialBuilder, Retryable};
 use read_model::namespace::ActiveNamespace;
 
+use crate::analytics::{self, AnalyticsState};
 use crate::configuration::Config;
 use crate::consumer::{ConsumerLoop, ProjectorConsumer};
 use crate::db;
 use crate::dead_letter::DeadLetters;
 use crate::namespace::Control;
 use crate::processor::Processor;
+use crate::time_travel::TimeTravel;
 use service_kit::consumer::GroupContext;
 
 pub const CLIENT_ID: &str = "projector";
@@ -173,6 +178,10 @@ impl Application {
         .for_namespace(pool.clone(), ns_config.redis.key_prefix.clone());
         processor.update_parked_gauge().await;
         let consumer_loop = build_consumer_loop(&ns_config, processor.clone())?;
+        let analytics = AnalyticsState::new(
+            authenticator(&config, redis.clone()).await?,
+            TimeTravel::new(&config, processor.decoder()),
+        );
         let current = Arc::new(ArcSwap::from_pointee(processor));
         let state = AppState {
             processor: current.clone(),
@@ -192,7 +201,8 @@ impl Application {
             )
             .route("/admin/parked", get(list_parked))
             .route("/admin/parked/retry", post(retry_parked))
-            .with_state(state);
+            .with_state(state)
+            .merge(analytics::router(analytics));
         let listener = TcpListener::bind(config.http_addr).await?;
         tracing::info!(namespace = %active.id, schema = %active.schema, "projecting");
         Ok(Self {
@@ -245,6 +255,22 @@ impl Application {
         self.pool.close().await;
         Ok(())
     }
+}
+
+/// The analyst endpoints' tokens: command-service's keys; logouts followed from Redis
+/// under the base key prefix (as query-service does), held in memory.
+async fn authenticator(config: &Config, redis: RedisConn) -> anyhow::Result<Authenticator> {
+    let keys = config
+        .jwt
+        .keys(config.is_production())
+        .map_err(anyhow::Error::msg)?;
+    let tokens = Tokens::new(&config.jwt, keys, Arc::new(SystemClock));
+    let revocations = FollowedRevocations::start(
+        RedisRevocations::new(redis, &config.redis.key_prefix),
+        &config.redis.url,
+    )
+    .await?;
+    Ok(Authenticator::new(tokens, Arc::new(revocations), None))
 }
 
 /// Runs the consumer of the active namespace. When another namespace becomes active (a

@@ -5,3 +5,4 @@ mod helpers;
 
 mod consumer;
 mod projections;
+mod time_travel;
