@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use events::topics::Topics;
@@ -14,7 +15,7 @@ use rdkafka::consumer::Consumer;
 use read_model::redis_conn::RedisConn;
 use serde_json::{json, Value};
 use service_kit::auth::{
-    Authenticator, FollowedRevocations, RedisRevocations, SystemClock, Tokens,
+    Authenticator, Caller, FollowedRevocations, RedisRevocations, SystemClock, Tokens,
 };
 use service_kit::kafka::{self, Admin};
 use service_kit::telemetry;
@@ -56,6 +57,15 @@ struct AppState {
     redis: RedisConn,
     admin: Arc<Admin>,
     metrics: PrometheusHandle,
+    /// The parked endpoints are for admins: since the analytics route, the pod is
+    /// reachable from the gateway's subnet.
+    auth: Authenticator,
+}
+
+impl axum::extract::FromRef<AppState> for Authenticator {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
 }
 
 /// Migrates the read schema and grants the query role; returns the pool.
@@ -178,16 +188,16 @@ impl Application {
         .for_namespace(pool.clone(), ns_config.redis.key_prefix.clone());
         processor.update_parked_gauge().await;
         let consumer_loop = build_consumer_loop(&ns_config, processor.clone())?;
-        let analytics = AnalyticsState::new(
-            authenticator(&config, redis.clone()).await?,
-            TimeTravel::new(&config, processor.decoder()),
-        );
+        let auth = authenticator(&config, redis.clone()).await?;
+        let analytics =
+            AnalyticsState::new(auth.clone(), TimeTravel::new(&config, processor.decoder()));
         let current = Arc::new(ArcSwap::from_pointee(processor));
         let state = AppState {
             processor: current.clone(),
             redis,
             admin,
             metrics: telemetry::metrics_handle(),
+            auth,
         };
         let router = Router::new()
             .route(
@@ -445,14 +455,20 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     )
 }
 
-async fn list_parked(State(state): State<AppState>) -> Result<Json<Value>, StatusCode> {
+async fn list_parked(
+    caller: Caller,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, axum::response::Response> {
+    caller
+        .require_admin()
+        .map_err(IntoResponse::into_response)?;
     let rows: Vec<(String, String, i64, String)> = sqlx::query_as(
         "SELECT aggregate_type, aggregate_id, sequence, reason FROM parked
           ORDER BY aggregate_type, aggregate_id, sequence LIMIT 1000",
     )
     .fetch_all(&state.processor.load().pool)
     .await
-    .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+    .map_err(|_| StatusCode::SERVICE_UNAVAILABLE.into_response())?;
     let items: Vec<Value> = rows
         .into_iter()
         .map(|(t, id, seq, reason)| json!({"aggregateType": t, "aggregateId": id, "sequence": seq, "reason": reason}))
@@ -460,10 +476,16 @@ async fn list_parked(State(state): State<AppState>) -> Result<Json<Value>, Statu
     Ok(Json(json!({ "items": items })))
 }
 
-async fn retry_parked(State(state): State<AppState>) -> Result<Json<Value>, StatusCode> {
+async fn retry_parked(
+    caller: Caller,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, axum::response::Response> {
+    caller
+        .require_admin()
+        .map_err(IntoResponse::into_response)?;
     let report = state.processor.load().retry_parked().await.map_err(|e| {
         tracing::warn!(error = %e, "parked retry failed");
-        StatusCode::SERVICE_UNAVAILABLE
+        StatusCode::SERVICE_UNAVAILABLE.into_response()
     })?;
     Ok(Json(
         json!({"applied": report.applied, "stillParked": report.still_parked}),

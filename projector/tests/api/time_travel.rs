@@ -345,7 +345,8 @@ async fn a_lines_state_as_of_each_moment_shows_the_product_and_pending_change_of
 }
 
 #[tokio::test]
-async fn the_state_endpoint_is_for_analysts_and_refuses_bad_input_with_stable_codes() {
+async fn the_state_endpoint_is_for_analysts_the_parked_endpoints_for_admins_and_bad_input_gets_stable_codes(
+) {
     // Given a projector and a line with one registration fact.
     let config = test_config();
     let app = spawn_app(config.clone()).await;
@@ -462,6 +463,21 @@ async fn the_state_endpoint_is_for_analysts_and_refuses_bad_input_with_stable_co
         let got = problem(get(path.clone(), at, token).await.unwrap()).await;
         assert_eq!(got, (status, code.to_owned()), "{path} at {at:?}");
     }
+
+    // The parked-events endpoints share the port (reachable from the gateway's subnet
+    // since this route): admins only.
+    let (admin, _) = tokens.issue("admin", Role::Admin, vec![]);
+    let parked = format!("{}/admin/parked", app.address);
+    let status = |request: reqwest::RequestBuilder| async move {
+        request.send().await.unwrap().status().as_u16()
+    };
+    assert_eq!(status(client.get(&parked)).await, 401);
+    assert_eq!(status(client.get(&parked).bearer_auth(&analyst)).await, 403);
+    assert_eq!(
+        status(client.post(format!("{parked}/retry")).bearer_auth(&analyst)).await,
+        403
+    );
+    assert_eq!(status(client.get(&parked).bearer_auth(&admin)).await, 200);
 
     app.stop().await;
 }
