@@ -24,7 +24,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
-use service_kit::consumer::{GroupConsumer, GroupContext, ResumeGuard};
+use service_kit::consumer::{AssignmentWatch, GroupConsumer, GroupContext, ResumeGuard};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::AppError;
@@ -86,9 +86,17 @@ impl KosInbox {
     /// Handles messages until `shutdown`; the message in hand is finished first and the
     /// stored offsets are committed before returning.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        // More than librdkafka's default session timeout (45 s): by then a crashed
+        // predecessor has left the group (see AssignmentWatch).
+        let mut watch = AssignmentWatch::new(Duration::from_secs(90));
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    watch.check(&self.consumer);
+                    continue;
+                }
                 m = self.consumer.recv() => m,
             };
             let message = match message {

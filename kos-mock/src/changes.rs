@@ -33,7 +33,7 @@ use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde::Serialize;
-use service_kit::consumer::{GroupConsumer, GroupContext, ResumeGuard};
+use service_kit::consumer::{AssignmentWatch, GroupConsumer, GroupContext, ResumeGuard};
 use sqlx::PgPool;
 use tokio::sync::{oneshot, Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -492,6 +492,9 @@ impl ChangeConsumer {
         let mut tasks = JoinSet::new();
         let mut next_id: u64 = 0;
         let mut resume = ResumeGuard::default();
+        // Three session timeouts: by then a crashed predecessor has left the group.
+        let mut watch = AssignmentWatch::new(Duration::from_millis(3 * self.session_timeout_ms));
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             while tasks.try_join_next().is_some() {}
             let permit = tokio::select! {
@@ -500,6 +503,10 @@ impl ChangeConsumer {
             };
             let message = tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    watch.check(&shared.consumer);
+                    continue;
+                }
                 m = shared.consumer.recv() => m,
             };
             let message = match message {

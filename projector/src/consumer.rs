@@ -8,11 +8,15 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Headers, Message};
-use service_kit::consumer::{GroupConsumer, ResumeGuard};
+use service_kit::consumer::{AssignmentWatch, GroupConsumer, ResumeGuard};
 use tokio_util::sync::CancellationToken;
 
 use crate::dead_letter::DeadLetters;
 use crate::processor::{Incoming, Outcome, Processor};
+
+/// A member holding no partition this long joins the group again (three session
+/// timeouts; see [`AssignmentWatch`]).
+const REJOIN_AFTER: Duration = Duration::from_secs(30);
 
 /// Lag metrics and the resume guard come from `service_kit::consumer`.
 pub type ProjectorConsumer = GroupConsumer;
@@ -37,9 +41,15 @@ impl ConsumerLoop {
         for (topic, partition, offset) in &self.rewound {
             resume.expect(topic, *partition, *offset);
         }
+        let mut watch = AssignmentWatch::new(REJOIN_AFTER);
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    watch.check(&self.consumer);
+                    continue;
+                }
                 m = self.consumer.recv() => m,
             };
             let message = match message {

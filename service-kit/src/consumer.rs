@@ -134,6 +134,71 @@ impl ResumeGuard {
     }
 }
 
+/// Re-joins a group member that has held no partition for too long.
+///
+/// Tansu 0.6 sometimes completes the join of a member restarted after a crash with an
+/// empty assignment (its dead predecessor still listed) and never starts another
+/// rebalance, so the member sits idle for good (the projector's SIGKILL test caught it).
+/// Unsubscribing and subscribing again makes a fresh join, after the dead member's session
+/// has expired. Only for groups with at least as many partitions per topic as members:
+/// there, an empty assignment is never the steady state.
+pub struct AssignmentWatch {
+    grace: Duration,
+    empty_since: Option<std::time::Instant>,
+}
+
+impl AssignmentWatch {
+    /// `grace`: how long a member may hold nothing (a few session timeouts).
+    pub fn new(grace: Duration) -> Self {
+        Self {
+            grace,
+            empty_since: None,
+        }
+    }
+
+    /// True when the member has held no partition for the whole grace period (the clock
+    /// then starts again).
+    pub fn due(&mut self, assigned: usize, now: std::time::Instant) -> bool {
+        if assigned > 0 {
+            self.empty_since = None;
+            return false;
+        }
+        let since = *self.empty_since.get_or_insert(now);
+        if now.duration_since(since) >= self.grace {
+            self.empty_since = Some(now);
+            return true;
+        }
+        false
+    }
+
+    /// Looks at the consumer's assignment; re-subscribes when [`Self::due`].
+    pub fn check<C: ConsumerContext>(&mut self, consumer: &StreamConsumer<C>) {
+        let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        if !self.due(assigned, std::time::Instant::now()) {
+            return;
+        }
+        let Ok(subscription) = consumer.subscription() else {
+            return;
+        };
+        let mut topics: Vec<String> = subscription
+            .elements()
+            .iter()
+            .map(|e| e.topic().to_owned())
+            .collect();
+        topics.dedup();
+        if topics.is_empty() {
+            return;
+        }
+        tracing::warn!(?topics, grace = ?self.grace, "no partition assigned; joining the group again");
+        metrics::counter!("phonebill_consumer_rejoins_total").increment(1);
+        consumer.unsubscribe();
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        if let Err(e) = consumer.subscribe(&names) {
+            tracing::warn!(error = %e, "subscribing again failed");
+        }
+    }
+}
+
 /// The group's committed offset of a partition (None when nothing is committed).
 async fn committed(consumer: &Arc<GroupConsumer>, topic: &str, partition: i32) -> Option<i64> {
     let consumer = Arc::clone(consumer);
@@ -240,6 +305,26 @@ mod tests {
         assert_eq!(check.check("t", 0, 6), Resume::PassOver);
         assert_eq!(check.check("t", 0, 10), Resume::Handle);
         assert_eq!(check.check("t", 0, 11), Resume::Handle);
+    }
+
+    #[test]
+    fn a_member_without_partitions_for_the_whole_grace_period_joins_again_and_waits_anew() {
+        let start = std::time::Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        let mut watch = AssignmentWatch::new(Duration::from_secs(30));
+        assert!(!watch.due(0, at(0)));
+        assert!(!watch.due(0, at(29)));
+        assert!(watch.due(0, at(30)));
+        assert!(
+            !watch.due(0, at(31)),
+            "the clock starts again after a re-join"
+        );
+        assert!(!watch.due(3, at(40)));
+        assert!(
+            !watch.due(0, at(60)),
+            "an assignment in between resets the clock"
+        );
+        assert!(watch.due(0, at(90)));
     }
 
     #[test]
