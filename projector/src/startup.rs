@@ -128,9 +128,10 @@ fn build_consumer_loop(config: &Config, processor: Processor) -> anyhow::Result<
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "2000")
         .set("max.poll.interval.ms", "30000")
-        // Not fetch.wait.max.ms=10 (freshness): with it a projector restarted after
-        // SIGKILL never got its partitions back on Tansu 0.6 (tried again in session 4,
-        // after the session/poll timeouts above; ARCHITECTURE.md "Measured").
+        // Freshness: Tansu 0.6 holds a fetch until its wait expires even when data has
+        // arrived, so this wait is a floor under "202 -> visible" (librdkafka's default
+        // is 500 ms).
+        .set("fetch.wait.max.ms", "10")
         // librdkafka prefetches up to 64 MiB per consumer by default; one message at a
         // time needs far less, and the process stays small.
         .set("queued.max.messages.kbytes", "2048")
