@@ -28,7 +28,9 @@ pub struct PartitionPlan {
     pub partition: i32,
     /// First offset to apply (0: the log's beginning).
     pub start: i64,
-    /// First offset not to apply; `None`: read to the end (partition EOF).
+    /// First offset not to apply, once a message there is stamped at or after `until`
+    /// (the broker's offset for `until` is a hint: Tansu 0.6 answers offsets-for-times
+    /// with 0 whatever the time); `None`: read to the end (partition EOF).
     pub end: Option<i64>,
 }
 
@@ -95,7 +97,6 @@ fn read(
     let mut parts: HashMap<i32, Part> = HashMap::new();
     let mut assignment = TopicPartitionList::new();
     for plan in plans {
-        let done = plan.end.is_some_and(|end| plan.start >= end);
         parts.insert(
             plan.partition,
             Part {
@@ -104,17 +105,15 @@ fn read(
                 next: plan.start,
                 confirmed: plan.start == 0,
                 rewind: 0,
-                done,
+                done: false,
             },
         );
-        if !done {
-            let offset = if plan.start == 0 {
-                Offset::Beginning
-            } else {
-                Offset::Offset(plan.start)
-            };
-            assignment.add_partition_offset(topic, plan.partition, offset)?;
-        }
+        let offset = if plan.start == 0 {
+            Offset::Beginning
+        } else {
+            Offset::Offset(plan.start)
+        };
+        assignment.add_partition_offset(topic, plan.partition, offset)?;
     }
     consumer.assign(&assignment)?;
     let mut batch = Vec::with_capacity(1000);
@@ -167,14 +166,18 @@ fn read(
                 if offset < part.start {
                     continue;
                 }
-                if part.end.is_some_and(|end| offset >= end) {
+                let ts = m.timestamp().to_millis();
+                let past_until = match (ts, window.until_ms) {
+                    (Some(ts), Some(until)) => ts >= until,
+                    _ => true,
+                };
+                if past_until && part.end.is_some_and(|end| offset >= end) {
                     part.done = true;
                     let mut tpl = TopicPartitionList::new();
                     tpl.add_partition(topic, p);
                     let _ = consumer.pause(&tpl);
                     continue;
                 }
-                let ts = m.timestamp().to_millis();
                 if ts.is_some_and(|ts| ts >= window.cut_ms) {
                     part.done = true;
                     part.end = Some(offset);

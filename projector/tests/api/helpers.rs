@@ -421,6 +421,45 @@ pub async fn publish(producer: &FutureProducer, topic: &str, key: &str, bytes: &
         .unwrap();
 }
 
+/// Publishes with the broker timestamp set: window tests stamp records in the past
+/// instead of waiting for time to pass.
+pub async fn publish_at(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    bytes: &[u8],
+    at: chrono::DateTime<Utc>,
+) {
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .key(key)
+                .payload(bytes)
+                .timestamp(at.timestamp_millis()),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+}
+
+/// Creates the topics the projector reads, for tests that run no projector.
+pub async fn create_topics(config: &Config) {
+    let topics = Topics::new(&config.kafka.topic_prefix);
+    let admin = service_kit::kafka::admin(&config.kafka, "projector-test").unwrap();
+    service_kit::kafka::ensure_topics(
+        &admin,
+        &[
+            topics.product_change(),
+            topics.kos_billing(),
+            topics.bill_inquiries(),
+        ],
+        config.kafka.topic_partitions,
+    )
+    .await
+    .unwrap();
+}
+
 /// One message read back.
 #[derive(Debug, Clone)]
 pub struct Received {

@@ -6,3 +6,4 @@ mod helpers;
 mod consumer;
 mod projections;
 mod time_travel;
+mod window_replay;
