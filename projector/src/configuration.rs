@@ -49,6 +49,9 @@ pub enum Command {
     /// Print a line's state (product, pending change, status) as of a moment, computed
     /// from its events on the broker (JSON).
     AsOf(AsOfArgs),
+    /// Write one topic's events, as the broker holds them, to a JSONL, CSV or Parquet
+    /// file (analysts); prints a JSON report. Needs the broker only.
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -59,6 +62,31 @@ pub struct AsOfArgs {
     /// The moment (RFC 3339, e.g. 2026-03-01T00:00:00Z).
     #[arg(long)]
     pub at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Topic name without the prefix (`phonebill.product-change`); the configured
+    /// `PHONEBILL_TOPIC_PREFIX` is put in front.
+    #[arg(long)]
+    pub topic: String,
+    /// Only events the broker stamped at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only events the broker stamped before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only this event type (repeat for several).
+    #[arg(long = "event-type")]
+    pub event_types: Vec<String>,
+    /// Only this line's events (envelope aggregate id or message key), e.g. 010-1234-5678.
+    #[arg(long)]
+    pub line: Option<String>,
+    #[arg(long, value_enum)]
+    pub format: crate::export::Format,
+    /// The file to write (replaced when the export completes).
+    #[arg(long)]
+    pub out: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -191,5 +219,33 @@ mod tests {
         assert!(config.check().is_err());
         config.jwt.signing_key = Some("k1:0123456789abcdef0123456789abcdef".into());
         config.check().unwrap();
+    }
+
+    #[test]
+    fn export_takes_repeated_event_types_and_a_format() {
+        let cli = Cli::try_parse_from([
+            "projector",
+            "export",
+            "--topic",
+            "kos.billing",
+            "--event-type",
+            "BillIssued",
+            "--event-type",
+            "PaymentRecorded",
+            "--since",
+            "2026-03-01T00:00:00Z",
+            "--format",
+            "parquet",
+            "--out",
+            "bills.parquet",
+        ])
+        .unwrap();
+
+        let Some(Command::Export(args)) = cli.command else {
+            panic!("not an export: {:?}", cli.command);
+        };
+        assert_eq!(args.event_types, ["BillIssued", "PaymentRecorded"]);
+        assert_eq!(args.format, crate::export::Format::Parquet);
+        assert!(args.since.is_some() && args.until.is_none());
     }
 }

@@ -8,7 +8,8 @@
 //! migrations, the query role), [`startup`] (wiring, health, admin endpoints, following
 //! the active namespace). Analysts: [`namespace`] (namespaces and the active pointer),
 //! [`replay`] (rebuild into a fresh namespace, switch), [`time_travel`] (a line as of a
-//! moment, from its events), [`analytics`] (its HTTP endpoint). Schema checks:
+//! moment, from its events), [`analytics`] (its HTTP endpoint), [`export`] (a topic
+//! into a JSONL, CSV or Parquet file). Schema checks:
 //! `events::schema::SchemaSet`.
 //! View shapes, Redis keys and the PostgreSQL loaders live in the `read-model` crate,
 //! shared with query-service.
@@ -18,6 +19,7 @@ pub mod configuration;
 pub mod consumer;
 pub mod db;
 pub mod dead_letter;
+pub mod export;
 pub mod namespace;
 pub mod processor;
 pub mod projections;

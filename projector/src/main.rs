@@ -93,6 +93,20 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&state)?);
             Ok(())
         }
+        Command::Export(args) => {
+            let options = projector::export::ExportOptions {
+                topic: args.topic,
+                since: args.since,
+                until: args.until,
+                event_types: args.event_types,
+                line: args.line,
+                format: args.format,
+                out: args.out,
+            };
+            let report = projector::export::run(&config, options).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
     }
 }
 

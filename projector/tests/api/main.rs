@@ -4,6 +4,7 @@
 mod helpers;
 
 mod consumer;
+mod export;
 mod projections;
 mod time_travel;
 mod window_replay;
