@@ -3,7 +3,8 @@
 //! committed, so the live projector's group is never moved.
 //!
 //! - Start: the offset the broker gives for `since` (offsets-for-times), else the log's
-//!   beginning.
+//!   beginning. Tansu 0.6 answers 0 whatever the time, so there the whole log is read
+//!   and each message's timestamp decides.
 //! - End: the export's start time (a partition ends at its first message stamped at or
 //!   after it, so a topic written all the time still ends), partition EOF, or the
 //!   offset for `until`. Not the high watermark: Tansu 0.6 reports it as the base offset
