@@ -33,9 +33,6 @@ RUN apt-get update \
       --shell /usr/sbin/nologin phonebill
 COPY --from=build /out/query-service /usr/local/bin/query-service
 ENV PHONEBILL_HTTP_ADDR=0.0.0.0:8080
-# mimalloc (query-service's allocator) returns freed pages at once instead of holding them
-# for later: peak RSS at 1,000 connections 46-50 MiB instead of 75-80 MiB (ARCHITECTURE.md).
-ENV MIMALLOC_PURGE_DELAY=0 MIMALLOC_ARENA_EAGER_COMMIT=0
 EXPOSE 8080
 USER 10001:10001
 # No HEALTHCHECK: the image has no HTTP client, and Kubernetes ignores HEALTHCHECK;
