@@ -85,6 +85,12 @@ pub struct ReplayReport {
     pub outside_window: u64,
     pub views: u64,
     pub seconds: f64,
+    /// Where the time went: schema, migrations, schema compilation and planning before
+    /// the first read; reading and applying (with the bulk flushes on the way); the last
+    /// flush, the Redis fill and the bookkeeping after.
+    pub prepare_seconds: f64,
+    pub apply_seconds: f64,
+    pub finish_seconds: f64,
     pub events_per_second: f64,
     pub switched_from: Option<String>,
     pub dropped: Option<String>,
@@ -182,6 +188,7 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
         })
         .collect();
     drop(tx);
+    let prepared = Instant::now();
     let bar = progress_bar(options.progress, estimate);
     let mut store = MemStore::new(pool.clone(), !resumed);
     store.progress = progress;
@@ -236,6 +243,7 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
         let _ = r.join();
     }
     result?;
+    let applied_at = Instant::now();
     store.flush().await?;
     bar.finish_and_clear();
     // Partitions read to their end keep that end as progress (also when nothing was read).
@@ -259,6 +267,9 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
         .await?;
     control.mark_ready(&id, &json!(ends), applied_total).await?;
     report.seconds = started.elapsed().as_secs_f64();
+    report.prepare_seconds = (prepared - started).as_secs_f64();
+    report.apply_seconds = (applied_at - prepared).as_secs_f64();
+    report.finish_seconds = applied_at.elapsed().as_secs_f64();
     report.events_per_second = report.messages as f64 / report.seconds;
     if options.switch {
         let previous = control.switch(&id).await?;
