@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use events::topics::Topics;
+use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -385,8 +386,10 @@ pub async fn fill_redis(
 ) -> anyhow::Result<u64> {
     delete_views(redis, prefix).await?;
     let views = read_model::keys::load_all(pool).await?;
-    let mut redis = redis.clone();
-    for chunk in views.chunks(1000) {
+    // Several pipelines in flight on the multiplexed connection: one at a time waited a
+    // round trip per thousand views.
+    let writes = views.chunks(1000).map(|chunk| {
+        let mut redis = redis.clone();
         let mut pipe = redis::pipe();
         for (view, bytes) in chunk {
             pipe.set_ex(
@@ -396,7 +399,11 @@ pub async fn fill_redis(
             )
             .ignore();
         }
-        let () = pipe.query_async(&mut redis).await?;
-    }
+        async move { pipe.query_async::<()>(&mut redis).await }
+    });
+    futures::stream::iter(writes)
+        .buffer_unordered(4)
+        .try_collect::<Vec<()>>()
+        .await?;
     Ok(views.len() as u64)
 }
