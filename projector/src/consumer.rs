@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use service_kit::consumer::{AssignmentWatch, GroupConsumer, ResumeGuard};
 use tokio_util::sync::CancellationToken;
 
@@ -71,21 +71,7 @@ impl ConsumerLoop {
             {
                 continue;
             }
-            let incoming = Incoming {
-                topic: message.topic().to_owned(),
-                partition: message.partition(),
-                offset: message.offset(),
-                key: message.key().map(<[u8]>::to_vec),
-                payload: message.payload().unwrap_or_default().to_vec(),
-                headers: message
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            };
+            let incoming = Incoming::from_message(&message);
             let handled = (|| async {
                 let outcome = self.processor.handle(&incoming).await?;
                 if let Outcome::Rejected { kind, reason } = &outcome {

@@ -37,6 +37,28 @@ pub struct Incoming {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
+impl Incoming {
+    /// An owned copy of a consumed message (the live loop, the replay and time travel).
+    pub fn from_message<M: rdkafka::Message>(m: &M) -> Self {
+        use rdkafka::message::Headers;
+        Self {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().unwrap_or_default().to_vec(),
+            headers: m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Applied,

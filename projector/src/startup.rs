@@ -14,9 +14,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::consumer::Consumer;
 use read_model::redis_conn::RedisConn;
 use serde_json::{json, Value};
-use service_kit::auth::{
-    Authenticator, Caller, FollowedRevocations, RedisRevocations, SystemClock, Tokens,
-};
+use service_kit::auth::{Authenticator, Caller};
 use service_kit::kafka::{self, Admin};
 use service_kit::telemetry;
 use sqlx::PgPool;
@@ -269,19 +267,17 @@ impl Application {
 }
 
 /// The analyst endpoints' tokens: command-service's keys; logouts followed from Redis
-/// under the base key prefix (as query-service does), held in memory.
+/// under the base key prefix (as query-service does).
 async fn authenticator(config: &Config, redis: RedisConn) -> anyhow::Result<Authenticator> {
-    let keys = config
-        .jwt
-        .keys(config.is_production())
-        .map_err(anyhow::Error::msg)?;
-    let tokens = Tokens::new(&config.jwt, keys, Arc::new(SystemClock));
-    let revocations = FollowedRevocations::start(
-        RedisRevocations::new(redis, &config.redis.key_prefix),
+    Authenticator::following_redis(
+        &config.jwt,
+        config.is_production(),
+        redis,
+        &config.redis.key_prefix,
         &config.redis.url,
+        None,
     )
-    .await?;
-    Ok(Authenticator::new(tokens, Arc::new(revocations), None))
+    .await
 }
 
 /// Runs the consumer of the active namespace. When another namespace becomes active (a

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use events::topics::Topics;
 use read_model::redis_conn::RedisConn;
-use service_kit::auth::{
-    Authenticator, FollowedRevocations, RedisRevocations, SystemClock, Tokens,
-};
+use service_kit::auth::Authenticator;
 use service_kit::{kafka, telemetry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -132,19 +130,13 @@ impl Application {
 /// Tokens are command-service's (same keys); logouts are followed from Redis and held in
 /// memory, so checking one costs no round trip.
 async fn authenticator(config: &Config, redis: RedisConn) -> anyhow::Result<Authenticator> {
-    let keys = config
-        .jwt
-        .keys(config.is_production())
-        .map_err(anyhow::Error::msg)?;
-    let tokens = Tokens::new(&config.jwt, keys, Arc::new(SystemClock));
-    let revocations = FollowedRevocations::start(
-        RedisRevocations::new(redis, &config.redis.key_prefix),
+    Authenticator::following_redis(
+        &config.jwt,
+        config.is_production(),
+        redis,
+        &config.redis.key_prefix,
         &config.redis.url,
-    )
-    .await?;
-    Ok(Authenticator::new(
-        tokens,
-        Arc::new(revocations),
         config.hardening.per_customer(),
-    ))
+    )
+    .await
 }

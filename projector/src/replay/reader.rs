@@ -16,7 +16,7 @@ use std::time::Duration;
 use events::DecodeError;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
@@ -194,21 +194,7 @@ fn read(
                     }
                     None => window.since_ms.is_none() && window.until_ms.is_none(),
                 };
-                let msg = Incoming {
-                    topic: topic.to_owned(),
-                    partition: p,
-                    offset,
-                    key: m.key().map(<[u8]>::to_vec),
-                    payload: m.payload().unwrap_or_default().to_vec(),
-                    headers: m
-                        .headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                };
+                let msg = Incoming::from_message(&m);
                 let decoded = in_window.then(|| processor.decode(&msg));
                 batch.push(Item { msg, decoded });
                 if batch.len() >= 1000 {

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use events::topics::partition_for;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use super::fold::is_past;
@@ -138,21 +138,7 @@ pub fn read_topic(
         if m.key() != Some(line.as_bytes()) {
             continue;
         }
-        let msg = Incoming {
-            topic: topic.to_owned(),
-            partition,
-            offset: m.offset(),
-            key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().unwrap_or_default().to_vec(),
-            headers: m
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        };
+        let msg = Incoming::from_message(&m);
         match decoder.decode(&msg) {
             Err(e) => {
                 tracing::debug!(topic, offset = msg.offset, error = %e, "time travel: undecodable");

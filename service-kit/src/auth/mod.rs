@@ -400,6 +400,30 @@ impl Authenticator {
         &self.0.tokens
     }
 
+    /// The read side's authenticator: command-service's keys, logouts followed from
+    /// Redis under `key_prefix` and held in memory (no round trip per check).
+    pub async fn following_redis<C>(
+        jwt: &JwtConfig,
+        production: bool,
+        redis: C,
+        key_prefix: &str,
+        redis_url: &str,
+        per_customer_per_minute: Option<NonZeroU32>,
+    ) -> anyhow::Result<Self>
+    where
+        C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+    {
+        let keys = jwt.keys(production).map_err(anyhow::Error::msg)?;
+        let tokens = Tokens::new(jwt, keys, Arc::new(SystemClock));
+        let revocations =
+            FollowedRevocations::start(RedisRevocations::new(redis, key_prefix), redis_url).await?;
+        Ok(Self::new(
+            tokens,
+            Arc::new(revocations),
+            per_customer_per_minute,
+        ))
+    }
+
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, AuthError> {
         let token = bearer(headers).ok_or(AuthError::MissingToken)?;
         let claims = self.0.tokens.verify(token)?;
