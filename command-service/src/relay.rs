@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
-use events::product_change::ProductChangeEvent;
+use events::stored::StoredEvent;
 use events::topics::partition_for;
-use events::{codec, event_id_for, Envelope, EventPayload};
+use events::{codec, Envelope};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -332,43 +332,17 @@ struct OutboxRow {
 impl OutboxRow {
     fn into_event(self) -> Result<OutboxEvent, RelayError> {
         let position = (self.tx_id as u64, self.position);
-        let bad = |reason: String| RelayError::BadRow(position, reason);
-        let event: ProductChangeEvent =
-            serde_json::from_value(self.payload).map_err(|e| bad(e.to_string()))?;
-        let version: u32 = self
-            .event_version
-            .parse()
-            .map_err(|_| bad(format!("version `{}`", self.event_version)))?;
-        if event.event_type() != self.event_type || event.event_version() != version {
-            return Err(bad(format!("stored as {} v{version}", self.event_type)));
-        }
-        let meta = |key: &str| {
-            self.metadata
-                .get(key)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
-        let id_from_meta = |key: &str| meta(key).and_then(|v| Uuid::parse_str(&v).ok());
-        let sequence = self.sequence as u64;
-        let event_id = event_id_for(
-            <Line as cqrs_es::Aggregate>::TYPE,
-            &self.aggregate_id,
-            sequence,
-        );
-        let envelope = Envelope {
-            event_id,
-            event_type: self.event_type,
-            event_version: version,
-            sequence,
-            occurred_at: meta("occurred_at")
-                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-                .map(|t| t.with_timezone(&Utc))
-                .unwrap_or(self.recorded_at),
-            correlation_id: id_from_meta("correlation_id").unwrap_or(event_id),
-            causation_id: id_from_meta("causation_id").unwrap_or(event_id),
-            payload: event.to_payload(),
+        let envelope = StoredEvent {
             aggregate_id: self.aggregate_id,
-        };
+            sequence: self.sequence,
+            event_type: self.event_type,
+            event_version: self.event_version,
+            payload: self.payload,
+            metadata: self.metadata,
+            recorded_at: self.recorded_at,
+        }
+        .into_envelope()
+        .map_err(|reason| RelayError::BadRow(position, reason))?;
         Ok(OutboxEvent { position, envelope })
     }
 }

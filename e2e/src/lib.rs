@@ -42,6 +42,11 @@ pub struct Stack {
     pub kos: String,
     pub http: reqwest::Client,
     pub kos_pool: PgPool,
+    /// The projector's configuration (its `event_store_schema` is command-service's
+    /// schema, as deployed), for running `projector replay` against this stack.
+    pub projector: projector::configuration::Config,
+    /// The projector's pool (its read schema).
+    pub read_pool: PgPool,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
@@ -129,6 +134,7 @@ impl Stack {
         projector.redis.url = redis_url();
         projector.redis.key_prefix = format!("test-{id}:");
         projector.consumer_group = format!("test-{id}.projector");
+        projector.event_store_schema = command.database.schema.clone();
         let projector_app = projector::startup::Application::build(projector.clone())
             .await
             .expect("projector builds");
@@ -159,6 +165,8 @@ impl Stack {
             kos: kos_address,
             http: reqwest::Client::new(),
             kos_pool,
+            projector: projector.clone(),
+            read_pool: read_pool.clone(),
             shutdown,
             tasks,
         };

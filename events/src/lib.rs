@@ -7,6 +7,7 @@
 //!   its answers on `kos.product-change-results`.
 //! - [`bill_inquiry`]: a bill was looked at (topic `phonebill.bill-inquiries`).
 //! - [`dead_letter`]: the headers a dead-lettered message carries.
+//! - [`stored`]: an event store row as the envelope it is published as.
 //! - [`topics`]: topic names, with the configurable prefix that keeps test runs apart,
 //!   and `partition_for` (the partition a key lands on, as every producer here puts it).
 //! - [`codec`]: JSON in and out, with clear errors for bad or unknown-version input.
@@ -23,6 +24,7 @@ pub mod kos;
 pub mod product_change;
 #[cfg(feature = "validation")]
 pub mod schema;
+pub mod stored;
 pub mod topics;
 
 pub use codec::{DecodeError, EventPayload};

@@ -115,6 +115,10 @@ pub struct ReplayArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Where product-change events come from: `auto` reads the broker, or the event store
+    /// when the broker no longer holds the topic's beginning.
+    #[arg(long, value_enum, default_value_t = crate::replay::HistorySource::Auto)]
+    pub source: crate::replay::HistorySource,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -150,6 +154,16 @@ pub struct Config {
     )]
     pub database_max_connections: u32,
 
+    /// The command side's schema holding the event store (`events`), in the same
+    /// database. Only a replay reads it (SELECT on `events`), when the broker no longer
+    /// holds the beginning of `phonebill.product-change`.
+    #[arg(
+        long = "event-store-schema",
+        env = "PHONEBILL_EVENT_STORE_SCHEMA",
+        default_value = "command"
+    )]
+    pub event_store_schema: String,
+
     /// The role query-service connects as: USAGE on the read schema, SELECT on the read
     /// tables, nothing else.
     #[arg(long, env = "PHONEBILL_QUERY_ROLE", default_value = "phonebill_query")]
@@ -184,6 +198,9 @@ impl Config {
     pub fn check(&self) -> anyhow::Result<()> {
         if !is_identifier(&self.database_schema) {
             anyhow::bail!("PHONEBILL_DATABASE_SCHEMA must be letters, digits and underscores");
+        }
+        if !is_identifier(&self.event_store_schema) {
+            anyhow::bail!("PHONEBILL_EVENT_STORE_SCHEMA must be letters, digits and underscores");
         }
         if !is_identifier(&self.query_role) {
             anyhow::bail!("PHONEBILL_QUERY_ROLE must be letters, digits and underscores");

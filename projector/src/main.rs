@@ -58,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
                 drop_grace: std::time::Duration::from_secs(args.drop_grace_secs),
                 flush_every: args.flush_every,
                 progress: !args.quiet,
+                source: args.source,
             };
             let report = projector::replay::run(&config, options).await?;
             println!("{}", serde_json::to_string(&report)?);

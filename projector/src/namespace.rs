@@ -8,6 +8,8 @@
 //! every projector and query-service then follows (see `startup` and
 //! `query_service::namespace`).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use read_model::namespace::{control_schema, notify_channel, ActiveNamespace};
 use read_model::redis_conn::RedisConn;
@@ -338,9 +340,11 @@ pub const VIEW_KINDS: &[&str] = &[
     "bill", "months", "line", "history", "request", "products", "pos",
 ];
 
-/// Deletes every view key under `prefix` (SCAN, never KEYS; single node).
-pub async fn delete_views(redis: &RedisConn, prefix: &str) -> anyhow::Result<()> {
+/// Every view key under `prefix` (SCAN, never KEYS; single node). Keys of namespaces
+/// nested under the prefix (`<prefix><id>:`) are not views of this one and are left out.
+pub async fn view_keys(redis: &RedisConn, prefix: &str) -> anyhow::Result<Vec<String>> {
     let mut redis = redis.clone();
+    let mut all = vec![];
     for kind in VIEW_KINDS {
         let pattern = format!("{}{kind}:*", escape_glob(prefix));
         let mut cursor: u64 = 0;
@@ -353,19 +357,69 @@ pub async fn delete_views(redis: &RedisConn, prefix: &str) -> anyhow::Result<()>
                 .arg(1000)
                 .query_async(&mut redis)
                 .await?;
-            if !keys.is_empty() {
-                let _: i64 = redis::cmd("UNLINK")
-                    .arg(&keys)
-                    .query_async(&mut redis)
-                    .await?;
-            }
+            all.extend(keys);
             if next == 0 {
                 break;
             }
             cursor = next;
         }
     }
+    Ok(all)
+}
+
+/// Deletes every view key under `prefix`.
+pub async fn delete_views(redis: &RedisConn, prefix: &str) -> anyhow::Result<()> {
+    let mut conn = redis.clone();
+    for keys in view_keys(redis, prefix).await?.chunks(1000) {
+        let _: i64 = redis::cmd("UNLINK")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await?;
+    }
     Ok(())
+}
+
+/// A namespace's read-table rows and Redis views as text, keyed `pg:<table>:<id>` and
+/// `redis:<key without the prefix>`: two namespaces built from the same events dump
+/// equal. (Bill inquiries are left out: they keep arriving while anything runs.)
+pub async fn dump(
+    pool: &PgPool,
+    schema: &str,
+    redis: &RedisConn,
+    prefix: &str,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    anyhow::ensure!(
+        is_identifier(schema),
+        "schema `{schema}` is not an identifier"
+    );
+    let mut out = BTreeMap::new();
+    for (table, key) in [
+        ("bills", "line_number || '/' || month"),
+        ("lines", "line_number"),
+        ("products", "product_code"),
+        ("change_requests", "request_id::text"),
+        ("applied", "aggregate_type || '/' || aggregate_id"),
+    ] {
+        let rows: Vec<(String, String)> = sqlx::query_as(&format!(
+            "SELECT {key}, to_jsonb(t)::text FROM \"{schema}\".{table} t ORDER BY 1"
+        ))
+        .fetch_all(pool)
+        .await?;
+        for (k, v) in rows {
+            out.insert(format!("pg:{table}:{k}"), v);
+        }
+    }
+    let mut conn = redis.clone();
+    for key in view_keys(redis, prefix).await? {
+        let value: Option<Vec<u8>> = redis::AsyncCommands::get(&mut conn, &key).await?;
+        if let Some(value) = value {
+            out.insert(
+                format!("redis:{}", &key[prefix.len()..]),
+                String::from_utf8_lossy(&value).into_owned(),
+            );
+        }
+    }
+    Ok(out)
 }
 
 fn escape_glob(s: &str) -> String {

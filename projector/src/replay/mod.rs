@@ -6,6 +6,9 @@
 //!   with the broker's offsets-for-times and checked against each message's timestamp)
 //!   by one [`reader`] thread per topic, in the replay's own consumer group with manual
 //!   assignment: the live group is never joined and its offsets never touched.
+//! - Or, for `phonebill.product-change` when the broker no longer holds its beginning
+//!   (retention) or when asked, the command side's event store ([`event_store`]). KOS's
+//!   topics are not in our event store: their lost beginning stops the replay.
 //! - Apply: the live projector's projections over [`store::MemStore`], flushed in bulk with
 //!   the progress (`replay_progress`) in the same transaction: an interrupted replay
 //!   started again with the same `--id` resumes from its last flush.
@@ -14,6 +17,7 @@
 //!   goes on in the new namespace: events it applied to the old namespace after the
 //!   replay's ends reach the new one too (the checkpoints skip any seen twice).
 
+pub mod event_store;
 pub mod reader;
 pub mod store;
 
@@ -55,6 +59,54 @@ pub struct ReplayOptions {
     pub flush_every: usize,
     /// Draw the progress bar (on stderr, when it is a terminal).
     pub progress: bool,
+    /// Where `phonebill.product-change`'s history is read from.
+    pub source: HistorySource,
+}
+
+/// Where a replay reads `phonebill.product-change` from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum HistorySource {
+    /// The broker, or the event store when the broker no longer holds the beginning.
+    #[default]
+    Auto,
+    /// The broker only (a lost beginning stops the replay).
+    Broker,
+    /// The command side's event store.
+    EventStore,
+}
+
+/// What a topic's replay reads, given where the broker's log of it starts.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Read {
+    Broker,
+    EventStore,
+}
+
+/// Chooses a topic's source. `lost`: a partition whose log starts after the replay's
+/// start offset (partition, first offset held). Only `phonebill.product-change` is in
+/// the event store; the other topics hold KOS's facts and the inquiry records.
+pub fn choose_read(
+    topic: &str,
+    is_product_change: bool,
+    source: HistorySource,
+    lost: Option<(i32, i64)>,
+) -> anyhow::Result<Read> {
+    match (is_product_change, source, lost) {
+        (true, HistorySource::EventStore, _) | (true, HistorySource::Auto, Some(_)) => {
+            Ok(Read::EventStore)
+        }
+        (_, _, None) => Ok(Read::Broker),
+        (true, _, Some((p, low))) => anyhow::bail!(
+            "the broker no longer holds the beginning of {topic} partition {p} (first offset \
+             {low}): replay with --source event-store (or auto) to read the event store instead"
+        ),
+        (false, _, Some((p, low))) => anyhow::bail!(
+            "the broker no longer holds the beginning of {topic} partition {p} (first offset \
+             {low}), and the event store does not hold this topic (only \
+             phonebill.product-change): a replay would miss events; keep this topic's \
+             retention unlimited"
+        ),
+    }
 }
 
 impl Default for ReplayOptions {
@@ -68,6 +120,7 @@ impl Default for ReplayOptions {
             drop_grace: Duration::from_secs(10),
             flush_every: 20_000,
             progress: true,
+            source: HistorySource::Auto,
         }
     }
 }
@@ -93,6 +146,8 @@ pub struct ReplayReport {
     pub apply_seconds: f64,
     pub finish_seconds: f64,
     pub events_per_second: f64,
+    /// Topics read from the event store instead of the broker.
+    pub from_event_store: Vec<String>,
     pub switched_from: Option<String>,
     pub dropped: Option<String>,
 }
@@ -164,23 +219,53 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
         cut_ms: Utc::now().timestamp_millis(),
     };
     let topics = topics(config);
+    let product_change = Topics::new(&config.kafka.topic_prefix).product_change();
     let mut plans = vec![];
     let mut estimate = 0u64;
+    let mut from_event_store = vec![];
     for topic in &topics {
-        let (plan, total) = plan_topic(&client, topic, &options, &progress).await?;
-        estimate += total;
-        plans.push((topic.clone(), plan));
+        let plan = plan_topic(&client, topic, &options, &progress).await?;
+        let is_product_change = *topic == product_change;
+        match choose_read(topic, is_product_change, options.source, plan.lost)? {
+            Read::Broker => {
+                estimate += plan.total;
+                plans.push((topic.clone(), plan));
+            }
+            Read::EventStore => {
+                estimate += plan.ends.iter().map(|(_, e)| *e as u64).sum::<u64>();
+                from_event_store.push((topic.clone(), plan));
+            }
+        }
     }
     let processor = startup::processor(&ns_config, pool.clone()).await?;
     let (tx, mut rx) = mpsc::channel::<Batch>(8);
     let stop = Arc::new(AtomicBool::new(false));
+    // The event store's snapshot is taken now, after the broker's ends were read.
+    let store_readers: Vec<_> = from_event_store
+        .iter()
+        .map(|(topic, plan)| {
+            event_store::spawn(
+                event_store::Source {
+                    pool: base_pool.clone(),
+                    schema: config.event_store_schema.clone(),
+                    topic: topic.clone(),
+                    partitions: plan.partitions.len() as i32,
+                    ends: plan.ends.clone(),
+                },
+                window,
+                processor.clone(),
+                tx.clone(),
+                stop.clone(),
+            )
+        })
+        .collect();
     let readers: Vec<_> = plans
         .into_iter()
         .map(|(topic, plan)| {
             reader::spawn(
                 client.clone(),
                 topic,
-                plan,
+                plan.partitions,
                 window,
                 processor.clone(),
                 tx.clone(),
@@ -197,6 +282,7 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
         id: id.clone(),
         schema: ns.schema.clone(),
         key_prefix: ns.key_prefix.clone(),
+        from_event_store: from_event_store.iter().map(|(t, _)| t.clone()).collect(),
         ..Default::default()
     };
     let mut ends: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
@@ -218,7 +304,10 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
                                 Outcome::Rejected { .. } => report.rejected += 1,
                             },
                         }
-                        store.progress.insert(key, item.msg.offset + 1);
+                        // Event-store rows have no offset (-1) and add no progress.
+                        if item.msg.offset >= 0 {
+                            store.progress.insert(key, item.msg.offset + 1);
+                        }
                     }
                     if store.unflushed() >= options.flush_every {
                         store.flush().await?;
@@ -242,6 +331,9 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
     stop.store(true, Ordering::Relaxed);
     for r in readers {
         let _ = r.join();
+    }
+    for r in store_readers {
+        let _ = r.await;
     }
     result?;
     let applied_at = Instant::now();
@@ -288,14 +380,26 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
     Ok(report)
 }
 
-/// Start and end offsets of a topic's partitions, and how many messages that is
-/// (an estimate for the progress bar: Tansu reports high watermarks low).
+/// A topic's partitions as the broker holds them at the replay's start.
+struct TopicPlan {
+    partitions: Vec<PartitionPlan>,
+    /// Messages to read (an estimate for the progress bar: Tansu reports high
+    /// watermarks low).
+    total: u64,
+    /// A partition whose log starts after the replay's start offset, and that first
+    /// offset (retention removed the messages before it).
+    lost: Option<(i32, i64)>,
+    /// The high watermark of each partition.
+    ends: Vec<(i32, i64)>,
+}
+
+/// Start and end offsets of a topic's partitions.
 async fn plan_topic(
     client: &ClientConfig,
     topic: &str,
     options: &ReplayOptions,
     progress: &HashMap<(String, i32), i64>,
-) -> anyhow::Result<(Vec<PartitionPlan>, u64)> {
+) -> anyhow::Result<TopicPlan> {
     let client = client.clone();
     let topic = topic.to_owned();
     let (since, until) = (options.since, options.until);
@@ -334,6 +438,8 @@ async fn plan_topic(
         let ends = at(until)?;
         let mut plans = vec![];
         let mut total = 0u64;
+        let mut lost = None;
+        let mut highs = vec![];
         for p in partitions {
             let (low, high) = consumer.fetch_watermarks(&topic, p, timeout)?;
             let mut start = match since {
@@ -342,11 +448,9 @@ async fn plan_topic(
                 Some(_) => starts.get(&p).copied().flatten().unwrap_or(high.max(0)),
             };
             if since.is_none() && low > 0 {
-                anyhow::bail!(
-                    "the broker no longer holds the beginning of {topic} partition {p} (first \
-                     offset {low}): a full replay from the broker would miss events"
-                );
+                lost = lost.or(Some((p, low)));
             }
+            highs.push((p, high));
             let end = until.map(|_| ends.get(&p).copied().flatten().unwrap_or(i64::MAX));
             if let Some(next) = progress.get(&(topic.clone(), p)) {
                 start = start.max(*next);
@@ -358,7 +462,12 @@ async fn plan_topic(
                 end,
             });
         }
-        Ok((plans, total))
+        Ok(TopicPlan {
+            partitions: plans,
+            total,
+            lost,
+            ends: highs,
+        })
     })
     .await?
 }
@@ -406,4 +515,54 @@ pub async fn fill_redis(
         .try_collect::<Vec<()>>()
         .await?;
     Ok(views.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PC: &str = "phonebill.product-change";
+
+    #[test]
+    fn a_whole_log_is_read_from_the_broker_unless_the_event_store_is_asked_for() {
+        assert_eq!(
+            choose_read(PC, true, HistorySource::Auto, None).unwrap(),
+            Read::Broker
+        );
+        assert_eq!(
+            choose_read(PC, true, HistorySource::Broker, None).unwrap(),
+            Read::Broker
+        );
+        assert_eq!(
+            choose_read(PC, true, HistorySource::EventStore, None).unwrap(),
+            Read::EventStore
+        );
+        let kos = "kos.billing";
+        assert_eq!(
+            choose_read(kos, false, HistorySource::EventStore, None).unwrap(),
+            Read::Broker
+        );
+    }
+
+    #[test]
+    fn product_changes_whose_beginning_expired_come_from_the_event_store() {
+        let lost = Some((3, 1_200));
+        assert_eq!(
+            choose_read(PC, true, HistorySource::Auto, lost).unwrap(),
+            Read::EventStore
+        );
+        let refused = choose_read(PC, true, HistorySource::Broker, lost).unwrap_err();
+        assert!(refused
+            .to_string()
+            .contains("partition 3 (first offset 1200)"));
+    }
+
+    #[test]
+    fn a_kos_topic_whose_beginning_expired_stops_the_replay() {
+        let refused =
+            choose_read("kos.billing", false, HistorySource::Auto, Some((0, 5))).unwrap_err();
+        assert!(refused
+            .to_string()
+            .contains("event store does not hold this topic"));
+    }
 }

@@ -532,41 +532,17 @@ pub async fn read_topic(topic: &str) -> Vec<Received> {
     .unwrap()
 }
 
-/// [`dump`] of a namespace read through a pool of any schema (qualified table names),
-/// leaving out Redis keys of other namespaces nested under the prefix (`<prefix><id>:`).
+/// A namespace's read tables and views (`projector::namespace::dump`), read through a
+/// pool of any schema.
 pub async fn dump_namespace(
     pool: &PgPool,
     schema: &str,
     redis: &RedisConn,
     prefix: &str,
 ) -> BTreeMap<String, String> {
-    let _ = pool;
-    let ns_pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            database_url()
-                .parse::<sqlx::postgres::PgConnectOptions>()
-                .unwrap()
-                .options([("search_path", schema)]),
-        )
+    projector::namespace::dump(pool, schema, redis, prefix)
         .await
-        .unwrap();
-    let all = dump(&ns_pool, redis, prefix).await;
-    ns_pool.close().await;
-    all.into_iter()
-        .filter(|(k, _)| {
-            let Some(rest) = k.strip_prefix("redis:") else {
-                return true;
-            };
-            // A view key starts with its kind; anything else is a nested namespace.
-            rest.split(':').next().is_some_and(|kind| {
-                [
-                    "bill", "months", "line", "history", "request", "products", "pos",
-                ]
-                .contains(&kind)
-            })
-        })
-        .collect()
+        .unwrap()
 }
 
 /// Every read table and every Redis view of a projection, for comparing two of them.

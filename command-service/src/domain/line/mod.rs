@@ -91,7 +91,7 @@ impl Line {
 }
 
 impl Aggregate for Line {
-    const TYPE: &'static str = "Line";
+    const TYPE: &'static str = events::stored::LINE_AGGREGATE_TYPE;
     type Command = LineCommand;
     type Event = ProductChangeEvent;
     type Error = LineError;

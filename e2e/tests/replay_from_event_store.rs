@@ -1,0 +1,130 @@
+//! A replay that reads product changes from the command side's event store (as when the
+//! broker's retention has removed the topic's beginning) builds the same views as the
+//! broker's copy of the same events did live.
+
+use std::time::{Duration, Instant};
+
+use e2e::{wait_until, Stack};
+use projector::namespace::dump;
+use projector::replay::{self, HistorySource, ReplayOptions};
+use read_model::redis_conn::RedisConn;
+use serde_json::json;
+
+/// Asks for a change to a premium plan and waits until the read side shows it COMPLETED.
+async fn change_to_premium(stack: &Stack, customer: &str) -> String {
+    let (token, lines) = stack.login(customer).await;
+    let line = &lines[0];
+    let (_, available) = stack
+        .query(
+            &token,
+            &format!("/api/v1/products/available?lineNumber={line}"),
+        )
+        .await;
+    let current = available["currentProduct"]["productCode"].clone();
+    let target = available["availableProducts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["productCode"].clone())
+        .find(|code| code.as_str().unwrap().starts_with("5G-PREMIUM"))
+        .expect("a premium plan is offered");
+    let (status, accepted) = stack
+        .command(
+            &token,
+            "/api/v1/product-changes",
+            &json!({"lineNumber": line, "currentProductCode": current, "targetProductCode": target}),
+        )
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    let request_id = accepted["requestId"].as_str().unwrap().to_owned();
+    wait_until(
+        "KOS completes the change",
+        Duration::from_secs(30),
+        || async {
+            let (_, request) = stack
+                .query(&token, &format!("/api/v1/product-changes/{request_id}"))
+                .await;
+            request["status"] == "COMPLETED"
+        },
+    )
+    .await;
+    request_id
+}
+
+#[tokio::test]
+async fn a_replay_reading_product_changes_from_the_event_store_rebuilds_the_live_views() {
+    // Given: two customers' changes went through command-service, KOS and the projector.
+    let stack = Stack::start(&["CUST0003", "CUST0004"]).await;
+    change_to_premium(&stack, "CUST0003").await;
+    change_to_premium(&stack, "CUST0004").await;
+    let config = stack.projector.clone();
+    let redis = RedisConn::connect(&config.redis).await.unwrap();
+    let live_schema = config.database_schema.clone();
+    let live_prefix = config.redis.key_prefix.clone();
+
+    // When: a replay reads phonebill.product-change from the event store.
+    let report = replay::run(
+        &config,
+        ReplayOptions {
+            id: Some("es".into()),
+            source: HistorySource::EventStore,
+            progress: false,
+            flush_every: 50,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    // Then: the product changes came from the event store (4 events per completed change:
+    // requested, sent, completed, each once) and the views equal the live ones.
+    let topic = format!("{}phonebill.product-change", config.kafka.topic_prefix);
+    assert_eq!(report.from_event_store, [topic], "{report:?}");
+    assert_eq!(report.rejected, 0, "{report:?}");
+    assert_eq!(report.parked, 0, "{report:?}");
+    let replayed_changes: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM \"{live_schema}_es\".apply_log WHERE aggregate_type = 'Line'"
+    ))
+    .fetch_one(&stack.read_pool)
+    .await
+    .unwrap();
+    let stored: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM \"{}\".events WHERE aggregate_type = 'Line'",
+        config.event_store_schema
+    ))
+    .fetch_one(&stack.read_pool)
+    .await
+    .unwrap();
+    assert!(stored >= 6, "{stored} stored events");
+    assert_eq!(replayed_changes, stored);
+    let es_schema = format!("{live_schema}_es");
+    let es_prefix = format!("{live_prefix}es:");
+    // The live projector rewrites Redis just after its commits: poll until it settles.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (live, rebuilt) = loop {
+        let live = dump(&stack.read_pool, &live_schema, &redis, &live_prefix)
+            .await
+            .unwrap();
+        let rebuilt = dump(&stack.read_pool, &es_schema, &redis, &es_prefix)
+            .await
+            .unwrap();
+        if live == rebuilt || Instant::now() > deadline {
+            break (live, rebuilt);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let differing: Vec<_> = live
+        .keys()
+        .chain(rebuilt.keys())
+        .filter(|k| live.get(*k) != rebuilt.get(*k))
+        .take(5)
+        .map(|k| (k, live.get(k), rebuilt.get(k)))
+        .collect();
+    assert!(differing.is_empty(), "views differ: {differing:#?}");
+    assert!(
+        live.keys().any(|k| k.starts_with("pg:change_requests:"))
+            && live.keys().any(|k| k.starts_with("redis:request:")),
+        "the live views hold the changes"
+    );
+    stack.stop().await;
+}
