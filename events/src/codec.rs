@@ -45,7 +45,20 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, DecodeError> {
 
 /// Reads an envelope and its typed payload.
 pub fn decode<E: EventPayload>(bytes: &[u8]) -> Result<(Envelope, E), DecodeError> {
-    let envelope = decode_envelope(bytes)?;
+    typed(decode_envelope(bytes)?)
+}
+
+/// [`decode`] of JSON already parsed (to check it against its schema, say): the text is
+/// not read a second time.
+pub fn decode_value<E: EventPayload>(
+    value: serde_json::Value,
+) -> Result<(Envelope, E), DecodeError> {
+    let envelope =
+        serde_json::from_value(value).map_err(|e| DecodeError::Envelope(e.to_string()))?;
+    typed(envelope)
+}
+
+fn typed<E: EventPayload>(envelope: Envelope) -> Result<(Envelope, E), DecodeError> {
     let event = E::from_payload(
         &envelope.event_type,
         envelope.event_version,

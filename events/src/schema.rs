@@ -103,6 +103,10 @@ impl SchemaSet {
                 version,
             });
         }
+        // The common case, valid, without building the error iterator.
+        if self.validator.is_valid(envelope) {
+            return Ok(());
+        }
         let errors: Vec<String> = self
             .validator
             .iter_errors(envelope)

@@ -3,7 +3,7 @@
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use events::bill_inquiry::{self, BillInquired, BillInquiryEvent, InquiryResult};
-use events::codec::{decode, encode};
+use events::codec::{decode, decode_value, encode};
 use events::kos::*;
 use events::product_change::*;
 use events::schema::SchemaSet;
@@ -246,7 +246,30 @@ fn every_product_change_event_validates_against_its_schema_and_round_trips() {
         let (decoded_envelope, decoded) = decode::<ProductChangeEvent>(&encode(&envelope)).unwrap();
         assert_eq!(decoded_envelope, envelope);
         assert_eq!(decoded, event);
+        // The same from the JSON parsed for the schema check.
+        let (from_value, typed) = decode_value::<ProductChangeEvent>(json).unwrap();
+        assert_eq!((from_value, typed), (envelope, event));
     }
+}
+
+#[test]
+fn decoding_parsed_json_refuses_what_decoding_the_text_refuses() {
+    let mut json = as_json(&envelope_of(
+        "010-1234-5678",
+        1,
+        &product_change_samples()[0],
+    ));
+    json["surplus"] = serde_json::json!(1);
+    assert!(matches!(
+        decode_value::<ProductChangeEvent>(json),
+        Err(DecodeError::Envelope(_))
+    ));
+    let mut envelope = envelope_of("010-1234-5678", 1, &product_change_samples()[0]);
+    envelope.event_type = "ProductChangeTeleported".into();
+    assert_eq!(
+        decode_value::<ProductChangeEvent>(as_json(&envelope)).unwrap_err(),
+        DecodeError::UnknownType("ProductChangeTeleported".into())
+    );
 }
 
 #[test]

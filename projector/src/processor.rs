@@ -138,18 +138,18 @@ impl Decoder {
     /// Decodes by topic; the event families of `kos.billing` and
     /// `phonebill.product-change` are also checked against their JSON Schemas.
     pub fn decode(&self, msg: &Incoming) -> Result<Decoded, DecodeError> {
-        let validate = |bytes: &[u8]| -> Result<(), DecodeError> {
+        // Parsed once: checked against the schema, then read into the typed event.
+        let checked = |bytes: &[u8]| -> Result<serde_json::Value, DecodeError> {
             let value: serde_json::Value =
                 serde_json::from_slice(bytes).map_err(|e| DecodeError::Envelope(e.to_string()))?;
-            self.schemas.validate(&value)
+            self.schemas.validate(&value)?;
+            Ok(value)
         };
         if msg.topic == self.topics.product_change() {
-            validate(&msg.payload)?;
-            let (env, event) = codec::decode::<ProductChangeEvent>(&msg.payload)?;
+            let (env, event) = codec::decode_value::<ProductChangeEvent>(checked(&msg.payload)?)?;
             Ok(Decoded::ProductChange(env, event))
         } else if msg.topic == self.topics.kos_billing() {
-            validate(&msg.payload)?;
-            let (env, fact) = codec::decode::<KosFact>(&msg.payload)?;
+            let (env, fact) = codec::decode_value::<KosFact>(checked(&msg.payload)?)?;
             if env.aggregate_id != fact.aggregate_id() {
                 return Err(DecodeError::Envelope(format!(
                     "aggregate_id `{}` is not the fact's `{}`",

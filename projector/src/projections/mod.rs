@@ -56,6 +56,11 @@ pub trait Store {
     async fn put_bill(&mut self, view: &BillView) -> Result<(), ApplyError>;
     /// Records an inquiry; false when it was already recorded.
     async fn add_inquiry(&mut self, e: &BillInquired) -> Result<bool, ApplyError>;
+    /// Lines whose current product is `code`. Their summaries show the product's name,
+    /// so a product published (or renamed) after them rewrites their views. Stores that
+    /// do not feed Redis view by view answer none: a replay fills Redis from its tables
+    /// at the end, time travel writes nothing.
+    async fn lines_on_product(&mut self, code: &str) -> Result<Vec<String>, ApplyError>;
 }
 
 impl Store for PgConnection {
@@ -186,6 +191,15 @@ impl Store for PgConnection {
         .execute(&mut *self)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn lines_on_product(&mut self, code: &str) -> Result<Vec<String>, ApplyError> {
+        Ok(sqlx::query_scalar(
+            "SELECT line_number FROM lines WHERE doc->'currentProduct'->>'productCode' = $1",
+        )
+        .bind(code)
+        .fetch_all(&mut *self)
+        .await?)
     }
 }
 

@@ -546,4 +546,8 @@ impl Store for MemStore {
         self.inquiries.push(e.clone());
         Ok(true)
     }
+
+    async fn lines_on_product(&mut self, _code: &str) -> Result<Vec<String>, ApplyError> {
+        Ok(vec![])
+    }
 }

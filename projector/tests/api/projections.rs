@@ -115,6 +115,40 @@ async fn given_events_applied_when_each_is_delivered_again_then_nothing_changes_
 }
 
 #[tokio::test]
+async fn given_a_line_on_a_product_not_yet_published_when_the_product_is_published_or_renamed_then_the_line_summary_shows_its_name(
+) {
+    // Given: a line registered on 5G-STANDARD-001 before the catalog has it (facts of
+    // different partitions arrive in any order).
+    let mut t = TestProcessor::new().await;
+    let l = line(4);
+    let key = format!("line:{{line:{l}}}");
+    assert_eq!(t.feed_kos(1, registered(&l)).await, Outcome::Applied);
+    let summary = t.redis_json(&key).await.unwrap();
+    assert!(summary["currentProduct"].get("productName").is_none());
+
+    // When: the product is published, then: the line's summary carries its name.
+    assert_eq!(
+        t.feed_kos(1, product("5G-STANDARD-001", 69000)).await,
+        Outcome::Applied
+    );
+    let summary = t.redis_json(&key).await.unwrap();
+    assert_eq!(
+        summary["currentProduct"]["productName"],
+        "name of 5G-STANDARD-001"
+    );
+
+    // When: it is published again under a new name, then: the summary follows.
+    let mut renamed = product("5G-STANDARD-001", 69000);
+    if let events::kos::KosFact::ProductPublished(p) = &mut renamed {
+        p.name = "5G Standard Plus".into();
+    }
+    assert_eq!(t.feed_kos(2, renamed).await, Outcome::Applied);
+    let summary = t.redis_json(&key).await.unwrap();
+    assert_eq!(summary["currentProduct"]["productName"], "5G Standard Plus");
+    t.cleanup().await;
+}
+
+#[tokio::test]
 async fn given_a_bill_and_its_payment_when_projected_then_the_bill_shows_paid_and_the_month_is_listed(
 ) {
     let mut t = TestProcessor::new().await;
