@@ -119,6 +119,10 @@ pub struct ReplayArgs {
     /// when the broker no longer holds the topic's beginning.
     #[arg(long, value_enum, default_value_t = crate::replay::HistorySource::Auto)]
     pub source: crate::replay::HistorySource,
+    /// Stop after about this many events, everything so far kept (a replay in slices):
+    /// the same `--id` goes on from there.
+    #[arg(long)]
+    pub max_events: Option<u64>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -59,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
                 flush_every: args.flush_every,
                 progress: !args.quiet,
                 source: args.source,
+                max_events: args.max_events,
             };
             let report = projector::replay::run(&config, options).await?;
             println!("{}", serde_json::to_string(&report)?);

@@ -4,7 +4,10 @@
 //! Keys of one line share the hash tag `{line:<number>}`, so they live in one cluster
 //! slot and any multi-key operation on a line stays legal on a clustered Redis.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -79,7 +82,7 @@ impl View {
             }
             View::Months { line } => {
                 let months: Vec<String> = sqlx::query_scalar(
-                    "SELECT month FROM bills WHERE line_number = $1 ORDER BY month DESC",
+                    "SELECT month FROM bills WHERE line_number = $1 ORDER BY month COLLATE \"C\" DESC",
                 )
                 .bind(line)
                 .fetch_all(pool)
@@ -129,7 +132,7 @@ impl View {
             View::Products { operator } => {
                 let docs: Vec<serde_json::Value> = sqlx::query_scalar(
                     "SELECT doc FROM products WHERE operator = $1 AND on_sale
-                      ORDER BY product_code",
+                      ORDER BY product_code COLLATE \"C\"",
                 )
                 .bind(operator)
                 .fetch_all(pool)
@@ -152,21 +155,67 @@ impl View {
     }
 }
 
+/// The read tables' contents every view is built from: read from PostgreSQL by
+/// [`load_all`], or held in memory by a replay that wrote them.
+#[derive(Debug, Default)]
+pub struct Rows {
+    /// (line, month, doc)
+    pub bills: Vec<(String, String, serde_json::Value)>,
+    /// (line, doc) as stored, without the product's name.
+    pub lines: Vec<(String, serde_json::Value)>,
+    /// (request id, line, requested at, doc)
+    pub requests: Vec<(Uuid, String, DateTime<Utc>, serde_json::Value)>,
+    /// (product code, operator, on sale, doc)
+    pub products: Vec<(String, String, bool, serde_json::Value)>,
+    /// The line streams' last applied sequences.
+    pub positions: Vec<(String, i64)>,
+}
+
 /// Every view the read tables hold, built as [`View::load`] builds each one (same
-/// queries without the key filter, same documents byte for byte), for filling a fresh
-/// namespace's Redis after a replay. Lines, bills and requests are read in full: memory
-/// grows with the read model (a few hundred bytes per view).
+/// documents byte for byte), for filling a fresh namespace's Redis after a replay.
+/// Lines, bills and requests are read in full: memory grows with the read model (a few
+/// hundred bytes per view).
 pub async fn load_all(pool: &PgPool) -> Result<Vec<(View, Vec<u8>)>, sqlx::Error> {
-    let bytes = |v: &serde_json::Value| serde_json::to_vec(v).expect("JSON values serialize");
-    let mut out = vec![];
-    let bills: Vec<(String, String, serde_json::Value)> =
-        sqlx::query_as("SELECT line_number, month, doc FROM bills")
+    let rows = load_rows(pool).await?;
+    let mut out = Vec::with_capacity(rows.bills.len() + 2 * rows.lines.len());
+    build_all(rows, |view, bytes| out.push((view, bytes)));
+    Ok(out)
+}
+
+/// The read tables' contents, for [`build_all`].
+pub async fn load_rows(pool: &PgPool) -> Result<Rows, sqlx::Error> {
+    Ok(Rows {
+        bills: sqlx::query_as("SELECT line_number, month, doc FROM bills")
             .fetch_all(pool)
-            .await?;
-    let mut months: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for (line, month, doc) in bills {
+            .await?,
+        lines: sqlx::query_as("SELECT line_number, doc FROM lines")
+            .fetch_all(pool)
+            .await?,
+        requests: sqlx::query_as(
+            "SELECT request_id, line_number, requested_at, doc FROM change_requests",
+        )
+        .fetch_all(pool)
+        .await?,
+        products: sqlx::query_as("SELECT product_code, operator, on_sale, doc FROM products")
+            .fetch_all(pool)
+            .await?,
+        positions: sqlx::query_as(
+            "SELECT aggregate_id, sequence FROM applied WHERE aggregate_type = $1",
+        )
+        .bind(crate::LINE_AGGREGATE)
+        .fetch_all(pool)
+        .await?,
+    })
+}
+
+/// Every view of `rows`, as [`View::load`]'s queries build each one from the tables,
+/// handed to `emit` one by one (so they can be written while the rest is built).
+pub fn build_all(mut rows: Rows, mut emit: impl FnMut(View, Vec<u8>)) {
+    let bytes = |v: &serde_json::Value| serde_json::to_vec(v).expect("JSON values serialize");
+    let mut months: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (line, month, doc) in rows.bills {
         months.entry(line.clone()).or_default().push(month.clone());
-        out.push((View::Bill { line, month }, bytes(&doc)));
+        emit(View::Bill { line, month }, bytes(&doc));
     }
     for (line, mut list) in months {
         list.sort_by(|a, b| b.cmp(a));
@@ -174,30 +223,40 @@ pub async fn load_all(pool: &PgPool) -> Result<Vec<(View, Vec<u8>)>, sqlx::Error
             line_number: line.clone(),
             months: list,
         });
-        out.push((View::Months { line }, bytes(&doc)));
+        emit(View::Months { line }, bytes(&doc));
     }
-    let lines: Vec<(String, serde_json::Value)> = sqlx::query_as(
-        "SELECT l.line_number,
-                CASE WHEN p.doc IS NULL THEN l.doc
-                     ELSE jsonb_set(l.doc, '{currentProduct,productName}', p.doc->'name')
-                END
-           FROM lines l
-           LEFT JOIN products p ON p.product_code = l.doc->'currentProduct'->>'productCode'",
-    )
-    .fetch_all(pool)
-    .await?;
-    for (line, doc) in lines {
-        out.push((View::Line { line }, bytes(&doc)));
+    // The product's name comes from the catalog as it is now (`jsonb_set` in the query).
+    let names: HashMap<&str, &serde_json::Value> = rows
+        .products
+        .iter()
+        .filter_map(|(code, _, _, doc)| doc.get("name").map(|n| (code.as_str(), n)))
+        .collect();
+    for (line, mut doc) in rows.lines {
+        let code = doc["currentProduct"]["productCode"]
+            .as_str()
+            .map(str::to_owned);
+        if let (Some(name), Some(current)) = (
+            code.and_then(|c| names.get(c.as_str()).copied()),
+            doc.get_mut("currentProduct")
+                .and_then(serde_json::Value::as_object_mut),
+        ) {
+            current.insert("productName".into(), name.clone());
+        }
+        emit(View::Line { line }, bytes(&doc));
     }
-    let requests: Vec<(Uuid, String, serde_json::Value)> = sqlx::query_as(
-        "SELECT request_id, line_number, doc FROM change_requests
-          ORDER BY line_number, requested_at DESC, request_id",
-    )
-    .fetch_all(pool)
-    .await?;
+    // Newest first, as `ORDER BY requested_at DESC, request_id` (timestamptz keeps
+    // microseconds).
+    rows.requests.sort_by(|a, b| {
+        let micros = |t: &DateTime<Utc>| t.timestamp_micros();
+        (&a.1, std::cmp::Reverse(micros(&a.2)), a.0).cmp(&(
+            &b.1,
+            std::cmp::Reverse(micros(&b.2)),
+            b.0,
+        ))
+    });
     let mut history: Vec<(String, Vec<ChangeRequestView>)> = vec![];
-    for (id, line, doc) in requests {
-        out.push((View::Request { id }, bytes(&doc)));
+    for (id, line, _, doc) in rows.requests {
+        emit(View::Request { id }, bytes(&doc));
         if history.last().is_none_or(|(l, _)| *l != line) {
             history.push((line.clone(), vec![]));
         }
@@ -210,41 +269,32 @@ pub async fn load_all(pool: &PgPool) -> Result<Vec<(View, Vec<u8>)>, sqlx::Error
             line_number: line.clone(),
             items,
         });
-        out.push((View::History { line }, bytes(&doc)));
+        emit(View::History { line }, bytes(&doc));
     }
-    let products: Vec<(String, Option<serde_json::Value>)> = sqlx::query_as(
-        "SELECT o.operator, p.doc
-           FROM (SELECT DISTINCT operator FROM products) o
-           LEFT JOIN products p ON p.operator = o.operator AND p.on_sale
-          ORDER BY o.operator, p.product_code",
-    )
-    .fetch_all(pool)
-    .await?;
-    let mut by_operator: Vec<(String, Vec<ProductView>)> = vec![];
-    for (operator, doc) in products {
-        if by_operator.last().is_none_or(|(o, _)| *o != operator) {
-            by_operator.push((operator.clone(), vec![]));
-        }
-        if let Some(p) = doc.and_then(|d| serde_json::from_value::<ProductView>(d).ok()) {
-            by_operator.last_mut().expect("pushed").1.push(p);
+    // Every operator with a product, on sale or not, has a list (maybe empty). Codes and
+    // months sort byte-wise, as the queries' `COLLATE "C"`.
+    let mut by_operator: BTreeMap<String, Vec<(String, serde_json::Value)>> = BTreeMap::new();
+    for (code, operator, on_sale, doc) in rows.products {
+        let list = by_operator.entry(operator).or_default();
+        if on_sale {
+            list.push((code, doc));
         }
     }
-    for (operator, products) in by_operator {
+    for (operator, mut list) in by_operator {
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        let products = list
+            .into_iter()
+            .filter_map(|(_, d)| serde_json::from_value::<ProductView>(d).ok())
+            .collect();
         let doc = to_json(&ProductsView {
             operator: operator.clone(),
             products,
         });
-        out.push((View::Products { operator }, bytes(&doc)));
+        emit(View::Products { operator }, bytes(&doc));
     }
-    let positions: Vec<(String, i64)> =
-        sqlx::query_as("SELECT aggregate_id, sequence FROM applied WHERE aggregate_type = $1")
-            .bind(crate::LINE_AGGREGATE)
-            .fetch_all(pool)
-            .await?;
-    for (line, sequence) in positions {
-        out.push((View::Position { line }, sequence.to_string().into_bytes()));
+    for (line, sequence) in rows.positions {
+        emit(View::Position { line }, sequence.to_string().into_bytes());
     }
-    Ok(out)
 }
 
 /// The line stream's last applied sequence (0 when nothing was applied).

@@ -32,6 +32,7 @@ use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use read_model::keys::View;
 use read_model::redis_conn::RedisConn;
 use serde::Serialize;
 use serde_json::json;
@@ -61,6 +62,9 @@ pub struct ReplayOptions {
     pub progress: bool,
     /// Where `phonebill.product-change`'s history is read from.
     pub source: HistorySource,
+    /// Stop after about this many messages (at the end of a batch), with everything read
+    /// so far flushed: the namespace stays `building`, and the same `--id` continues.
+    pub max_events: Option<u64>,
 }
 
 /// Where a replay reads `phonebill.product-change` from.
@@ -121,6 +125,7 @@ impl Default for ReplayOptions {
             flush_every: 20_000,
             progress: true,
             source: HistorySource::Auto,
+            max_events: None,
         }
     }
 }
@@ -148,6 +153,8 @@ pub struct ReplayReport {
     pub events_per_second: f64,
     /// Topics read from the event store instead of the broker.
     pub from_event_store: Vec<String>,
+    /// False when stopped early (`max_events`): run again with the same id to go on.
+    pub complete: bool,
     pub switched_from: Option<String>,
     pub dropped: Option<String>,
 }
@@ -223,8 +230,13 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
     let mut plans = vec![];
     let mut estimate = 0u64;
     let mut from_event_store = vec![];
-    for topic in &topics {
-        let plan = plan_topic(&client, topic, &options, &progress).await?;
+    let topic_plans = futures::future::try_join_all(
+        topics
+            .iter()
+            .map(|topic| plan_topic(&client, topic, &options, &progress)),
+    )
+    .await?;
+    for (topic, plan) in topics.iter().zip(topic_plans) {
         let is_product_change = *topic == product_change;
         match choose_read(topic, is_product_change, options.source, plan.lost)? {
             Read::Broker => {
@@ -286,7 +298,8 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
         ..Default::default()
     };
     let mut ends: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-    let result: anyhow::Result<()> = async {
+    // Ok(true): every topic was read to its end.
+    let result: anyhow::Result<bool> = async {
         while let Some(batch) = rx.recv().await {
             match batch {
                 Batch::Items(items) => {
@@ -312,6 +325,9 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
                     if store.unflushed() >= options.flush_every {
                         store.flush().await?;
                     }
+                    if options.max_events.is_some_and(|max| report.messages >= max) {
+                        return Ok(false);
+                    }
                 }
                 Batch::Done(topic, topic_ends) => {
                     ends.insert(
@@ -325,9 +341,12 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
                 Batch::Failed(reason) => anyhow::bail!("reading the broker: {reason}"),
             }
         }
-        Ok(())
+        Ok(true)
     }
     .await;
+    // Readers blocked on a full channel (the applier stopped early or failed) see it
+    // closed and end.
+    drop(rx);
     stop.store(true, Ordering::Relaxed);
     for r in readers {
         let _ = r.join();
@@ -335,10 +354,33 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
     for r in store_readers {
         let _ = r.await;
     }
-    result?;
     let applied_at = Instant::now();
-    store.flush().await?;
+    report.complete = result?;
+    if !report.complete {
+        // Stopped early: what was read is flushed with its progress; no views, no ends.
+        store.flush().await?;
+        store.wait_written().await?;
+        bar.finish_and_clear();
+        report.seconds = started.elapsed().as_secs_f64();
+        report.prepare_seconds = (prepared - started).as_secs_f64();
+        report.apply_seconds = (applied_at - prepared).as_secs_f64();
+        report.events_per_second = report.messages as f64 / report.seconds;
+        pool.close().await;
+        return Ok(report);
+    }
+    // The last rows go to PostgreSQL in the background while Redis is filled.
+    store.flush_behind();
     bar.finish_and_clear();
+    let redis = RedisConn::connect(&config.redis).await?;
+    let rows = match store.take_all() {
+        Some(memory) => Rows::Memory(memory),
+        None => {
+            store.wait_written().await?;
+            Rows::Tables(read_model::keys::load_rows(&pool).await?)
+        }
+    };
+    report.views = fill_redis(&redis, &ns.key_prefix, rows).await?;
+    store.wait_written().await?;
     // Partitions read to their end keep that end as progress (also when nothing was read).
     for (topic, parts) in &ends {
         for (p, end) in parts {
@@ -353,8 +395,6 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
             .await?;
         }
     }
-    let redis = RedisConn::connect(&config.redis).await?;
-    report.views = fill_redis(&pool, &redis, &ns.key_prefix).await?;
     let applied_total: i64 = sqlx::query_scalar("SELECT count(*) FROM apply_log")
         .fetch_one(&pool)
         .await?;
@@ -486,35 +526,59 @@ fn progress_bar(enabled: bool, estimate: u64) -> ProgressBar {
     bar
 }
 
+/// Where the views of a finished replay are built from.
+enum Rows {
+    Memory(store::InMemory),
+    Tables(read_model::keys::Rows),
+}
+
 /// Writes every view of the namespace to Redis (pipelined), as the live projector would
-/// have after each event. Returns how many.
-pub async fn fill_redis(
-    pool: &sqlx::PgPool,
-    redis: &RedisConn,
-    prefix: &str,
-) -> anyhow::Result<u64> {
+/// have after each event, replacing what the prefix held. The views are built on a
+/// blocking thread and written as they come. Returns how many.
+async fn fill_redis(redis: &RedisConn, prefix: &str, rows: Rows) -> anyhow::Result<u64> {
+    const CHUNK: usize = 1000;
     delete_views(redis, prefix).await?;
-    let views = read_model::keys::load_all(pool).await?;
+    let (tx, mut rx) = mpsc::channel::<Vec<(View, Vec<u8>)>>(8);
+    let builder = tokio::task::spawn_blocking(move || {
+        let rows = match rows {
+            Rows::Memory(memory) => memory.into_rows(),
+            Rows::Tables(rows) => rows,
+        };
+        let mut chunk = Vec::with_capacity(CHUNK);
+        read_model::keys::build_all(rows, |view, bytes| {
+            chunk.push((view, bytes));
+            if chunk.len() == CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                let _ = tx.blocking_send(full);
+            }
+        });
+        let _ = tx.blocking_send(chunk);
+    });
+    let chunks = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
     // Several pipelines in flight on the multiplexed connection: one at a time waited a
     // round trip per thousand views.
-    let writes = views.chunks(1000).map(|chunk| {
-        let mut redis = redis.clone();
-        let mut pipe = redis::pipe();
-        for (view, bytes) in chunk {
-            pipe.set_ex(
-                view.redis_key(prefix),
-                bytes.as_slice(),
-                view.ttl().as_secs(),
-            )
-            .ignore();
-        }
-        async move { pipe.query_async::<()>(&mut redis).await }
-    });
-    futures::stream::iter(writes)
+    let written = chunks
+        .map(|chunk| {
+            let mut redis = redis.clone();
+            let mut pipe = redis::pipe();
+            for (view, bytes) in &chunk {
+                pipe.set_ex(
+                    view.redis_key(prefix),
+                    bytes.as_slice(),
+                    view.ttl().as_secs(),
+                )
+                .ignore();
+            }
+            async move {
+                pipe.query_async::<()>(&mut redis).await?;
+                Ok::<_, redis::RedisError>(chunk.len() as u64)
+            }
+        })
         .buffer_unordered(4)
-        .try_collect::<Vec<()>>()
+        .try_fold(0u64, |sum, n| async move { Ok(sum + n) })
         .await?;
-    Ok(views.len() as u64)
+    builder.await?;
+    Ok(written)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The replay's store: the rows it touches kept in memory and written in bulk (`UNNEST`
 //! upserts) every few thousand events, with the replay's progress in the same
-//! transaction. Safe because a replay is the only writer of its namespace until the
+//! transaction, in the background while the next events are applied (one flush in
+//! flight at a time). Safe because a replay is the only writer of its namespace until the
 //! switch. Misses read PostgreSQL unless the namespace is known to be empty (a fresh
 //! replay), so a resumed replay continues from what was flushed.
 
@@ -8,7 +9,9 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use events::bill_inquiry::BillInquired;
+use read_model::keys::Rows;
 use read_model::views::{BillView, ChangeRequestView, LineView, ProductView};
+use read_model::LINE_AGGREGATE;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -33,6 +36,8 @@ pub struct MemStore {
     pool: PgPool,
     /// Nothing is in PostgreSQL that is not also here: a miss is an absence.
     cold: bool,
+    /// Everything the namespace holds is here (cold from the start, never emptied).
+    complete: bool,
     lines: HashMap<String, LineRow>,
     requests: HashMap<Uuid, Option<ChangeRequestView>>,
     products: HashMap<String, Option<ProductView>>,
@@ -50,6 +55,8 @@ pub struct MemStore {
     parked: Vec<ParkedRow>,
     /// Next offset per (topic, partition), written with the rows.
     pub progress: HashMap<(String, i32), i64>,
+    /// The flush being written in the background.
+    writing: Option<tokio::task::JoinHandle<Result<(), sqlx::Error>>>,
 }
 
 /// Entries kept across flushes before the cache is emptied (memory bound).
@@ -62,6 +69,7 @@ impl MemStore {
         Self {
             pool,
             cold,
+            complete: cold,
             lines: HashMap::new(),
             requests: HashMap::new(),
             products: HashMap::new(),
@@ -78,6 +86,7 @@ impl MemStore {
             apply_log: vec![],
             parked: vec![],
             progress: HashMap::new(),
+            writing: None,
         }
     }
 
@@ -227,40 +236,216 @@ impl MemStore {
         self.apply_log.len() + self.inquiries.len() + self.parked.len()
     }
 
-    /// Writes everything dirty and the progress in one transaction.
+    /// Hands everything dirty and the progress to a background transaction and goes on;
+    /// the previous one must have committed first, so flushes commit in order and each
+    /// commits its progress with its rows (a resumed replay starts after the last one).
     pub async fn flush(&mut self) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let lines: Vec<&String> = self.dirty_lines.iter().collect();
-        for chunk in lines.chunks(CHUNK) {
-            let mut ids = vec![];
-            let mut docs = vec![];
-            let mut ats = vec![];
-            for id in chunk {
-                let row = &self.lines[*id];
-                if let Some(view) = &row.view {
-                    ids.push((*id).clone());
-                    docs.push(to_doc(view));
-                    ats.push(row.product_at);
-                }
+        self.wait_written().await?;
+        let rows = self.take_dirty();
+        let pool = self.pool.clone();
+        self.writing = Some(tokio::spawn(rows.write(pool)));
+        let cached = self.lines.len() + self.requests.len() + self.bills.len() + self.applied.len();
+        if cached > MAX_CACHED {
+            // Everything is in PostgreSQL once this flush commits: start over, reading
+            // misses from there.
+            self.wait_written().await?;
+            self.lines.clear();
+            self.requests.clear();
+            self.products.clear();
+            self.bills.clear();
+            self.applied.clear();
+            self.parked_max.clear();
+            self.seen_inquiries.clear();
+            self.cold = false;
+            self.complete = false;
+        }
+        Ok(())
+    }
+
+    /// Everything the namespace holds, taken out of the store, when it holds nothing
+    /// that is not in memory (a fresh replay whose cache was never emptied): Redis can
+    /// then be filled from memory while the last flush is still being written. The
+    /// store is empty afterwards.
+    pub fn take_all(&mut self) -> Option<InMemory> {
+        if !self.complete {
+            return None;
+        }
+        self.complete = false;
+        self.cold = false;
+        Some(InMemory {
+            lines: std::mem::take(&mut self.lines),
+            requests: std::mem::take(&mut self.requests),
+            products: std::mem::take(&mut self.products),
+            bills: std::mem::take(&mut self.bills),
+            applied: std::mem::take(&mut self.applied),
+        })
+    }
+
+    /// The last flush: handed over behind the one in flight without waiting for it
+    /// (its transaction starts when that one committed), so the views can be built
+    /// meanwhile. [`MemStore::wait_written`] then waits for both.
+    pub fn flush_behind(&mut self) {
+        let previous = self.writing.take();
+        let rows = self.take_dirty();
+        let pool = self.pool.clone();
+        self.writing = Some(tokio::spawn(async move {
+            if let Some(previous) = previous {
+                previous
+                    .await
+                    .map_err(|e| sqlx::Error::Io(std::io::Error::other(e.to_string())))??;
             }
+            rows.write(pool).await
+        }));
+    }
+
+    /// Waits until the flushes handed over so far have committed.
+    pub async fn wait_written(&mut self) -> Result<(), sqlx::Error> {
+        match self.writing.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| sqlx::Error::Io(std::io::Error::other(e.to_string())))?,
+            None => Ok(()),
+        }
+    }
+
+    /// The dirty rows as the bulk statements bind them; the dirty sets are emptied.
+    fn take_dirty(&mut self) -> DirtyRows {
+        let mut rows = DirtyRows::default();
+        for id in self.dirty_lines.drain() {
+            let row = &self.lines[&id];
+            if let Some(view) = &row.view {
+                rows.line_docs.push(to_doc(view));
+                rows.line_ats.push(row.product_at);
+                rows.line_ids.push(id);
+            }
+        }
+        for id in self.dirty_requests.drain() {
+            if let Some(r) = &self.requests[&id] {
+                rows.requests.push((
+                    r.request_id,
+                    r.line_number.clone(),
+                    r.status.clone(),
+                    r.requested_at,
+                    to_doc(r),
+                ));
+            }
+        }
+        for code in self.dirty_products.drain() {
+            if let Some(p) = &self.products[&code] {
+                rows.products.push((
+                    p.product_code.clone(),
+                    p.operator.clone(),
+                    p.on_sale,
+                    to_doc(p),
+                ));
+            }
+        }
+        for key in self.dirty_bills.drain() {
+            if let Some(b) = &self.bills[&key] {
+                rows.bills
+                    .push((b.line_number.clone(), b.month.clone(), to_doc(b)));
+            }
+        }
+        for agg in self.dirty_applied.drain() {
+            let sequence = self.applied[&agg];
+            rows.applied.push((agg, sequence));
+        }
+        rows.inquiries = std::mem::take(&mut self.inquiries);
+        rows.apply_log = std::mem::take(&mut self.apply_log);
+        rows.parked = std::mem::take(&mut self.parked);
+        rows.progress = self
+            .progress
+            .iter()
+            .map(|((t, p), o)| (t.clone(), *p, *o))
+            .collect();
+        rows
+    }
+}
+
+/// A namespace's rows taken out of the replay's store ([`MemStore::take_all`]).
+pub struct InMemory {
+    lines: HashMap<String, LineRow>,
+    requests: HashMap<Uuid, Option<ChangeRequestView>>,
+    products: HashMap<String, Option<ProductView>>,
+    bills: HashMap<(String, String), Option<BillView>>,
+    applied: HashMap<Agg, i64>,
+}
+
+impl InMemory {
+    /// The rows as the read tables hold them (the documents as written there).
+    pub fn into_rows(self) -> Rows {
+        let mut rows = Rows::default();
+        for (line, row) in self.lines {
+            if let Some(view) = &row.view {
+                rows.lines.push((line, to_doc(view)));
+            }
+        }
+        for b in self.bills.into_values().flatten() {
+            let doc = to_doc(&b);
+            rows.bills.push((b.line_number, b.month, doc));
+        }
+        for r in self.requests.into_values().flatten() {
+            let doc = to_doc(&r);
+            rows.requests
+                .push((r.request_id, r.line_number, r.requested_at, doc));
+        }
+        for p in self.products.into_values().flatten() {
+            let doc = to_doc(&p);
+            rows.products
+                .push((p.product_code, p.operator, p.on_sale, doc));
+        }
+        // Sequence 0 is a checkpoint looked up, never a row written.
+        for ((kind, line), sequence) in self.applied {
+            if kind == LINE_AGGREGATE && sequence > 0 {
+                rows.positions.push((line, sequence));
+            }
+        }
+        rows
+    }
+}
+
+type RequestRow = (Uuid, String, String, DateTime<Utc>, serde_json::Value);
+
+/// One flush's rows, owned, so the transaction can run while the replay goes on.
+#[derive(Default)]
+struct DirtyRows {
+    line_ids: Vec<String>,
+    line_docs: Vec<serde_json::Value>,
+    line_ats: Vec<Option<DateTime<Utc>>>,
+    requests: Vec<RequestRow>,
+    products: Vec<(String, String, bool, serde_json::Value)>,
+    bills: Vec<(String, String, serde_json::Value)>,
+    applied: Vec<(Agg, i64)>,
+    inquiries: Vec<BillInquired>,
+    apply_log: Vec<(Uuid, String, String, i64)>,
+    parked: Vec<ParkedRow>,
+    progress: Vec<(String, i32, i64)>,
+}
+
+/// `UNNEST` binds of one column of a chunk.
+fn column<T, U>(chunk: &[T], f: impl Fn(&T) -> U) -> Vec<U> {
+    chunk.iter().map(f).collect()
+}
+
+impl DirtyRows {
+    /// Writes the rows and the progress in one transaction.
+    async fn write(self, pool: PgPool) -> Result<(), sqlx::Error> {
+        let mut tx = pool.begin().await?;
+        for start in (0..self.line_ids.len()).step_by(CHUNK) {
+            let end = (start + CHUNK).min(self.line_ids.len());
             sqlx::query(
                 "INSERT INTO lines (line_number, doc, product_at)
                  SELECT * FROM UNNEST($1::text[], $2::jsonb[], $3::timestamptz[])
                  ON CONFLICT (line_number) DO UPDATE
                     SET doc = EXCLUDED.doc, product_at = EXCLUDED.product_at",
             )
-            .bind(ids)
-            .bind(docs)
-            .bind(ats)
+            .bind(&self.line_ids[start..end])
+            .bind(&self.line_docs[start..end])
+            .bind(&self.line_ats[start..end])
             .execute(&mut *tx)
             .await?;
         }
-        let requests: Vec<&ChangeRequestView> = self
-            .dirty_requests
-            .iter()
-            .filter_map(|id| self.requests[id].as_ref())
-            .collect();
-        for chunk in requests.chunks(CHUNK) {
+        for chunk in self.requests.chunks(CHUNK) {
             sqlx::query(
                 "INSERT INTO change_requests (request_id, line_number, status, requested_at, doc)
                  SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[],
@@ -268,25 +453,15 @@ impl MemStore {
                  ON CONFLICT (request_id) DO UPDATE
                     SET status = EXCLUDED.status, doc = EXCLUDED.doc",
             )
-            .bind(chunk.iter().map(|r| r.request_id).collect::<Vec<_>>())
-            .bind(
-                chunk
-                    .iter()
-                    .map(|r| r.line_number.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(chunk.iter().map(|r| r.status.clone()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|r| r.requested_at).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|r| to_doc(*r)).collect::<Vec<_>>())
+            .bind(column(chunk, |r| r.0))
+            .bind(column(chunk, |r| r.1.clone()))
+            .bind(column(chunk, |r| r.2.clone()))
+            .bind(column(chunk, |r| r.3))
+            .bind(column(chunk, |r| r.4.clone()))
             .execute(&mut *tx)
             .await?;
         }
-        let products: Vec<&ProductView> = self
-            .dirty_products
-            .iter()
-            .filter_map(|c| self.products[c].as_ref())
-            .collect();
-        for chunk in products.chunks(CHUNK) {
+        for chunk in self.products.chunks(CHUNK) {
             sqlx::query(
                 "INSERT INTO products (product_code, operator, on_sale, doc)
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::bool[], $4::jsonb[])
@@ -294,37 +469,22 @@ impl MemStore {
                     SET operator = EXCLUDED.operator, on_sale = EXCLUDED.on_sale,
                         doc = EXCLUDED.doc",
             )
-            .bind(
-                chunk
-                    .iter()
-                    .map(|p| p.product_code.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(chunk.iter().map(|p| p.operator.clone()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|p| p.on_sale).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|p| to_doc(*p)).collect::<Vec<_>>())
+            .bind(column(chunk, |p| p.0.clone()))
+            .bind(column(chunk, |p| p.1.clone()))
+            .bind(column(chunk, |p| p.2))
+            .bind(column(chunk, |p| p.3.clone()))
             .execute(&mut *tx)
             .await?;
         }
-        let bills: Vec<&BillView> = self
-            .dirty_bills
-            .iter()
-            .filter_map(|k| self.bills[k].as_ref())
-            .collect();
-        for chunk in bills.chunks(CHUNK) {
+        for chunk in self.bills.chunks(CHUNK) {
             sqlx::query(
                 "INSERT INTO bills (line_number, month, doc)
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::jsonb[])
                  ON CONFLICT (line_number, month) DO UPDATE SET doc = EXCLUDED.doc",
             )
-            .bind(
-                chunk
-                    .iter()
-                    .map(|b| b.line_number.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(chunk.iter().map(|b| b.month.clone()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|b| to_doc(*b)).collect::<Vec<_>>())
+            .bind(column(chunk, |b| b.0.clone()))
+            .bind(column(chunk, |b| b.1.clone()))
+            .bind(column(chunk, |b| b.2.clone()))
             .execute(&mut *tx)
             .await?;
         }
@@ -335,39 +495,24 @@ impl MemStore {
                                       $5::timestamptz[])
                  ON CONFLICT (inquiry_id) DO NOTHING",
             )
-            .bind(chunk.iter().map(|e| e.inquiry_id).collect::<Vec<_>>())
-            .bind(
-                chunk
-                    .iter()
-                    .map(|e| e.line_number.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(chunk.iter().map(|e| e.month.clone()).collect::<Vec<_>>())
-            .bind(
-                chunk
-                    .iter()
-                    .map(|e| e.result.as_str().to_owned())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(chunk.iter().map(|e| e.inquired_at).collect::<Vec<_>>())
+            .bind(column(chunk, |e| e.inquiry_id))
+            .bind(column(chunk, |e| e.line_number.clone()))
+            .bind(column(chunk, |e| e.month.clone()))
+            .bind(column(chunk, |e| e.result.as_str().to_owned()))
+            .bind(column(chunk, |e| e.inquired_at))
             .execute(&mut *tx)
             .await?;
         }
-        let applied: Vec<(&Agg, i64)> = self
-            .dirty_applied
-            .iter()
-            .map(|a| (a, self.applied[a]))
-            .collect();
-        for chunk in applied.chunks(CHUNK) {
+        for chunk in self.applied.chunks(CHUNK) {
             sqlx::query(
                 "INSERT INTO applied (aggregate_type, aggregate_id, sequence)
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])
                  ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
                     SET sequence = EXCLUDED.sequence",
             )
-            .bind(chunk.iter().map(|(a, _)| a.0.clone()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|(a, _)| a.1.clone()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|(_, s)| *s).collect::<Vec<_>>())
+            .bind(column(chunk, |(a, _)| a.0.clone()))
+            .bind(column(chunk, |(a, _)| a.1.clone()))
+            .bind(column(chunk, |(_, s)| *s))
             .execute(&mut *tx)
             .await?;
         }
@@ -377,10 +522,10 @@ impl MemStore {
                  SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bigint[])
                  ON CONFLICT (event_id) DO UPDATE SET times = apply_log.times + 1",
             )
-            .bind(chunk.iter().map(|r| r.0).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|r| r.1.clone()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|r| r.2.clone()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|r| r.3).collect::<Vec<_>>())
+            .bind(column(chunk, |r| r.0))
+            .bind(column(chunk, |r| r.1.clone()))
+            .bind(column(chunk, |r| r.2.clone()))
+            .bind(column(chunk, |r| r.3))
             .execute(&mut *tx)
             .await?;
         }
@@ -402,44 +547,17 @@ impl MemStore {
             .execute(&mut *tx)
             .await?;
         }
-        let progress: Vec<(&(String, i32), &i64)> = self.progress.iter().collect();
         sqlx::query(
             "INSERT INTO replay_progress (topic, partition, next_offset)
              SELECT * FROM UNNEST($1::text[], $2::int[], $3::bigint[])
              ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
         )
-        .bind(
-            progress
-                .iter()
-                .map(|(k, _)| k.0.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(progress.iter().map(|(k, _)| k.1).collect::<Vec<_>>())
-        .bind(progress.iter().map(|(_, o)| **o).collect::<Vec<_>>())
+        .bind(column(&self.progress, |p| p.0.clone()))
+        .bind(column(&self.progress, |p| p.1))
+        .bind(column(&self.progress, |p| p.2))
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        self.dirty_lines.clear();
-        self.dirty_requests.clear();
-        self.dirty_products.clear();
-        self.dirty_bills.clear();
-        self.dirty_applied.clear();
-        self.inquiries.clear();
-        self.apply_log.clear();
-        self.parked.clear();
-        let cached = self.lines.len() + self.requests.len() + self.bills.len() + self.applied.len();
-        if cached > MAX_CACHED {
-            // Everything is in PostgreSQL now: start over, reading misses from there.
-            self.lines.clear();
-            self.requests.clear();
-            self.products.clear();
-            self.bills.clear();
-            self.applied.clear();
-            self.parked_max.clear();
-            self.seen_inquiries.clear();
-            self.cold = false;
-        }
-        Ok(())
+        tx.commit().await
     }
 }
 

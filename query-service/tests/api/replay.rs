@@ -217,3 +217,81 @@ async fn given_changes_and_a_bill_cycle_when_replayed_and_switched_under_query_l
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn given_a_replay_stopped_part_way_when_run_again_with_its_id_then_it_goes_on_to_the_live_views_with_no_event_applied_twice(
+) {
+    // Given: a catalog and 8 lines' histories, applied live.
+    let app = spawn_app().await;
+    let config = app.projector.config.clone();
+    let base = config.database_schema.clone();
+    app.kos_facts(&[
+        (1, h::product("5G-STANDARD-001", 69000)),
+        (1, h::product("5G-PREMIUM-001", 89000)),
+    ])
+    .await;
+    let mut expected = 2;
+    for n in 1..9 {
+        expected += line_history(&app, n).await;
+    }
+    wait_applied(&app, &base, expected).await;
+
+    // When: a replay stops after its first batch (at least 20 events) ...
+    let first = replay::run(
+        &config,
+        ReplayOptions {
+            max_events: Some(20),
+            ..options("s1")
+        },
+    )
+    .await
+    .unwrap();
+    // Then: it stopped short of the end, its namespace still building.
+    assert!(!first.complete, "{first:?}");
+    assert!(
+        first.applied >= 20 && (first.applied as i64) < expected,
+        "{first:?}"
+    );
+    let control = Control::open(&config, app.projector.pool.clone())
+        .await
+        .unwrap();
+    assert_eq!(control.get("s1").await.unwrap().unwrap().state, "building");
+
+    // When: it runs again with the same id.
+    let second = replay::run(&config, options("s1")).await.unwrap();
+
+    // Then: it applied the rest, each event once, and equals the live views.
+    assert!(second.complete, "{second:?}");
+    assert_eq!(
+        (first.applied + second.applied) as i64,
+        expected,
+        "{second:?}"
+    );
+    let s1 = format!("{base}_s1");
+    assert_eq!(applied_in(&app, &s1).await, expected);
+    let times: i32 = sqlx::query_scalar(&format!(
+        "SELECT coalesce(max(times), 0) FROM \"{s1}\".apply_log"
+    ))
+    .fetch_one(&app.projector.pool)
+    .await
+    .unwrap();
+    assert_eq!(times, 1, "an event was applied twice in s1");
+    let prefix = config.redis.key_prefix.clone();
+    let s1_prefix = format!("{prefix}s1:");
+    h::wait_until(
+        "live Redis views settle",
+        Duration::from_secs(10),
+        || async {
+            h::dump_namespace(&app.projector.pool, &base, &app.projector.redis, &prefix).await
+                == h::dump_namespace(&app.projector.pool, &s1, &app.projector.redis, &s1_prefix)
+                    .await
+        },
+    )
+    .await;
+    let live = h::dump_namespace(&app.projector.pool, &base, &app.projector.redis, &prefix).await;
+    let rebuilt =
+        h::dump_namespace(&app.projector.pool, &s1, &app.projector.redis, &s1_prefix).await;
+    assert_same(&live, &rebuilt);
+    assert!(live.keys().any(|k| k.starts_with("redis:bill:")));
+    app.stop().await;
+}
