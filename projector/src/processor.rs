@@ -328,29 +328,43 @@ impl Processor {
 
     /// Rewrites views in Redis from the read tables (full documents, so repeating it is
     /// harmless) and announces each changed key for the query-services' L1 caches and
-    /// `minPosition` waiters. The position goes last, so a reader that saw it sees the
+    /// `minPosition` waiters. The positions go last, so a reader that saw one sees the
     /// views it covers.
     pub async fn refresh(&self, views: &[View]) -> anyhow::Result<()> {
-        let mut redis = self.redis.clone();
         let mut views = views.to_vec();
-        views.sort_by_key(|v| matches!(v, View::Position { .. }));
+        views.sort();
         views.dedup();
-        let channel = &self.channel;
-        for view in &views {
-            let key = view.redis_key(&self.prefix);
-            match view.load(&self.pool).await? {
-                Some(bytes) => {
-                    let () = redis.set_ex(&key, bytes, view.ttl().as_secs()).await?;
-                }
-                None => {
-                    let () = redis.del(&key).await?;
-                }
+        // Loaded side by side (one round trip's wait instead of one per view) ...
+        let loaded =
+            futures::future::try_join_all(views.iter().map(|view| view.load(&self.pool))).await?;
+        let (positions, others): (Vec<_>, Vec<_>) = views
+            .iter()
+            .zip(loaded)
+            .partition(|(view, _)| matches!(view, View::Position { .. }));
+        // ... written side by side, the positions after everything else.
+        futures::future::try_join_all(others.into_iter().map(|(v, b)| self.write_view(v, b)))
+            .await?;
+        futures::future::try_join_all(positions.into_iter().map(|(v, b)| self.write_view(v, b)))
+            .await?;
+        Ok(())
+    }
+
+    /// Sets (or deletes) one view and announces its key.
+    async fn write_view(&self, view: &View, bytes: Option<Vec<u8>>) -> anyhow::Result<()> {
+        let mut redis = self.redis.clone();
+        let key = view.redis_key(&self.prefix);
+        match bytes {
+            Some(bytes) => {
+                let () = redis.set_ex(&key, bytes, view.ttl().as_secs()).await?;
             }
-            // The position too: it is what `minPosition` waiters in query-service wait
-            // for (without it they woke on the views, found the old position, and slept
-            // until their next recheck: about 50 ms of every read-your-writes query).
-            let _: i64 = redis.publish(channel, &key).await?;
+            None => {
+                let () = redis.del(&key).await?;
+            }
         }
+        // The position too: it is what `minPosition` waiters in query-service wait for
+        // (without it they woke on the views, found the old position, and slept until
+        // their next recheck: about 50 ms of every read-your-writes query).
+        let _: i64 = redis.publish(&self.channel, &key).await?;
         Ok(())
     }
 
