@@ -317,6 +317,78 @@ fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
 mod tests {
     use super::*;
 
+    use serde_json::json;
+
+    #[test]
+    fn built_views_name_the_lines_product_list_every_operator_and_put_newest_requests_first() {
+        let request = |id: u128, at: &str| {
+            let doc = json!({
+                "requestId": Uuid::from_u128(id), "lineNumber": "010-0000-0001",
+                "currentProductCode": "A", "targetProductCode": "B", "status": "COMPLETED",
+                "requestedAt": at, "updatedAt": at
+            });
+            (
+                Uuid::from_u128(id),
+                "010-0000-0001".to_owned(),
+                at.parse().unwrap(),
+                doc,
+            )
+        };
+        let product = |code: &str, operator: &str, on_sale: bool| {
+            let doc = json!({"productCode": code, "name": format!("name {code}"),
+                             "operator": operator, "monthlyFee": 1, "onSale": on_sale});
+            (code.to_owned(), operator.to_owned(), on_sale, doc)
+        };
+        let rows = Rows {
+            lines: vec![(
+                "010-0000-0001".into(),
+                json!({"currentProduct": {"productCode": "B"}}),
+            )],
+            requests: vec![
+                request(1, "2026-01-01T00:00:00Z"),
+                request(2, "2026-02-01T00:00:00Z"),
+            ],
+            products: vec![product("B", "KT", true), product("C", "LGU", false)],
+            ..Default::default()
+        };
+        let mut views = BTreeMap::new();
+        build_all(rows, |view, bytes| {
+            views.insert(
+                view,
+                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(),
+            );
+        });
+
+        let line = &views[&View::Line {
+            line: "010-0000-0001".into(),
+        }];
+        assert_eq!(line["currentProduct"]["productName"], "name B");
+        let history = &views[&View::History {
+            line: "010-0000-0001".into(),
+        }];
+        let ids: Vec<&str> = history["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["requestId"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                Uuid::from_u128(2).to_string(),
+                Uuid::from_u128(1).to_string()
+            ]
+        );
+        let lgu = &views[&View::Products {
+            operator: "LGU".into(),
+        }];
+        assert_eq!(
+            lgu["products"],
+            json!([]),
+            "an operator with nothing on sale"
+        );
+    }
+
     #[test]
     fn a_lines_keys_share_one_hash_tag() {
         let line = "010-1234-5678".to_owned();
