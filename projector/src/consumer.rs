@@ -1,14 +1,20 @@
-//! The rdkafka loop: one message at a time per consumer (so each line's order holds),
-//! its offset stored only after its effect is stored (auto-commit then commits stored
-//! offsets only), transient failures retried with backoff until they pass.
+//! The rdkafka loop: one worker per assigned partition, each handling its messages one at
+//! a time in offset order (so each line's order holds, and partitions go on side by
+//! side), each offset stored only after its effect is stored (auto-commit then commits
+//! stored offsets only), transient failures retried with backoff until they pass (holding
+//! up that partition only).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
 use service_kit::consumer::{AssignmentWatch, GroupConsumer, ResumeGuard};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::dead_letter::DeadLetters;
@@ -17,6 +23,10 @@ use crate::processor::{Incoming, Outcome, Processor};
 /// A member holding no partition this long joins the group again (three session
 /// timeouts; see [`AssignmentWatch`]).
 const REJOIN_AFTER: Duration = Duration::from_secs(30);
+
+/// Messages received for a partition and not yet handled (the receiving loop waits when
+/// a partition's queue is full).
+const PARTITION_QUEUE: usize = 256;
 
 /// Lag metrics and the resume guard come from `service_kit::consumer`.
 pub type ProjectorConsumer = GroupConsumer;
@@ -32,17 +42,14 @@ pub struct ConsumerLoop {
 
 impl ConsumerLoop {
     pub async fn run(&self, shutdown: CancellationToken) {
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(50))
-            .with_max_delay(Duration::from_secs(2))
-            .without_max_times()
-            .with_jitter();
         let mut resume = ResumeGuard::default();
         for (topic, partition, offset) in &self.rewound {
             resume.expect(topic, *partition, *offset);
         }
         let mut watch = AssignmentWatch::new(REJOIN_AFTER);
         let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut partitions: HashMap<(String, i32), mpsc::Sender<OwnedMessage>> = HashMap::new();
+        let mut workers = JoinSet::new();
         loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -53,55 +60,103 @@ impl ConsumerLoop {
                 m = self.consumer.recv() => m,
             };
             let message = match message {
-                Ok(m) => m,
+                Ok(m) => m.detach(),
                 Err(e) => {
                     tracing::warn!(error = %e, "consumer error");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 }
             };
-            let (topic, partition, offset) = (
-                message.topic().to_owned(),
-                message.partition(),
-                message.offset(),
-            );
+            let key = (message.topic().to_owned(), message.partition());
             if !resume
-                .admit(&self.consumer, &topic, partition, offset)
+                .admit(&self.consumer, &key.0, key.1, message.offset())
                 .await
             {
                 continue;
             }
-            let incoming = Incoming::from_message(&message);
-            let handled = (|| async {
-                let outcome = self.processor.handle(&incoming).await?;
-                if let Outcome::Rejected { kind, reason } = &outcome {
-                    self.dead_letters.send(&incoming, kind, reason).await?;
-                }
-                anyhow::Ok(outcome)
-            })
-            .retry(backoff)
-            .when(|_| !shutdown.is_cancelled())
-            .notify(|e, wait| {
-                metrics::counter!("phonebill_projector_transient_failures_total").increment(1);
-                tracing::warn!(error = %e, retry_in = ?wait, "transient failure; retrying");
+            let worker = partitions.entry(key).or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(PARTITION_QUEUE);
+                workers.spawn(self.partition_worker(rx, shutdown.clone()));
+                tx
             });
-            let outcome = tokio::select! {
-                // Stopping mid-retry: the offset is not stored, the message comes back.
+            let sent = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                r = handled => r,
+                sent = worker.send(message) => sent,
             };
-            if outcome.is_err() {
-                break;
-            }
-            if let Err(e) = self.consumer.store_offset_from_message(&message) {
-                // The partition was revoked meanwhile: its new owner will see the message
-                // again and find it already applied.
-                tracing::debug!(error = %e, "offset not stored");
+            if sent.is_err() {
+                break; // the worker gave up (shutting down)
             }
         }
+        // Workers finish the message in hand; queued ones are not stored, so they come
+        // again to whoever reads the partition next.
+        drop(partitions);
+        while workers.join_next().await.is_some() {}
         if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(error = %e, "final commit");
         }
         tracing::info!("projector consumer stopped");
+    }
+
+    /// One partition's messages, one at a time in offset order (each line's order holds;
+    /// lines of other partitions go on meanwhile), each offset stored after its effect.
+    fn partition_worker(
+        &self,
+        mut queue: mpsc::Receiver<OwnedMessage>,
+        shutdown: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let consumer = self.consumer.clone();
+        let processor = self.processor.clone();
+        let dead_letters = self.dead_letters.clone();
+        async move {
+            let backoff = ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(50))
+                .with_max_delay(Duration::from_secs(2))
+                .without_max_times()
+                .with_jitter();
+            loop {
+                let message = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    m = queue.recv() => match m {
+                        Some(m) => m,
+                        None => return,
+                    },
+                };
+                let incoming = Incoming::from_message(&message);
+                let handled = (|| async {
+                    let outcome = processor.handle(&incoming).await?;
+                    if let Outcome::Rejected { kind, reason } = &outcome {
+                        dead_letters.send(&incoming, kind, reason).await?;
+                    }
+                    anyhow::Ok(outcome)
+                })
+                .retry(backoff)
+                .when(|_| !shutdown.is_cancelled())
+                .notify(|e, wait| {
+                    metrics::counter!("phonebill_projector_transient_failures_total").increment(1);
+                    tracing::warn!(error = %e, retry_in = ?wait, "transient failure; retrying");
+                });
+                let outcome = tokio::select! {
+                    // Stopping mid-retry: the offset is not stored, the message comes back.
+                    _ = shutdown.cancelled() => return,
+                    r = handled => r,
+                };
+                if outcome.is_err() {
+                    return;
+                }
+                let mut next = TopicPartitionList::new();
+                let stored = next
+                    .add_partition_offset(
+                        message.topic(),
+                        message.partition(),
+                        Offset::Offset(message.offset() + 1),
+                    )
+                    .and_then(|()| consumer.store_offsets(&next));
+                if let Err(e) = stored {
+                    // The partition was revoked meanwhile: its new owner will see the
+                    // message again and find it already applied.
+                    tracing::debug!(error = %e, "offset not stored");
+                }
+            }
+        }
     }
 }

@@ -117,7 +117,13 @@ pub struct Processor {
     /// query-services keep one subscription across switches (keys carry the prefix).
     channel: String,
     decoder: Decoder,
+    /// Partitions are handled side by side, and a view (a line's summary, say) can change
+    /// by events of two partitions: a view's load and write happen under its stripe's
+    /// lock, so the last write is of a load made after the last commit.
+    view_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
 }
+
+const VIEW_LOCK_STRIPES: usize = 256;
 
 /// Turns a message into a decoded event by its topic: the one decoding the live
 /// projector, a replay and time travel share (same schema checks, same refusals).
@@ -189,6 +195,11 @@ impl Processor {
             channel: read_model::invalidation_channel(&prefix),
             prefix,
             decoder: Decoder::new(topics),
+            view_locks: Arc::new(
+                (0..VIEW_LOCK_STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
+            ),
         }
     }
 
@@ -334,26 +345,28 @@ impl Processor {
         let mut views = views.to_vec();
         views.sort();
         views.dedup();
-        // Loaded side by side (one round trip's wait instead of one per view) ...
-        let loaded =
-            futures::future::try_join_all(views.iter().map(|view| view.load(&self.pool))).await?;
         let (positions, others): (Vec<_>, Vec<_>) = views
             .iter()
-            .zip(loaded)
-            .partition(|(view, _)| matches!(view, View::Position { .. }));
-        // ... written side by side, the positions after everything else.
-        futures::future::try_join_all(others.into_iter().map(|(v, b)| self.write_view(v, b)))
-            .await?;
-        futures::future::try_join_all(positions.into_iter().map(|(v, b)| self.write_view(v, b)))
-            .await?;
+            .partition(|view| matches!(view, View::Position { .. }));
+        // Side by side (one round trip's wait instead of one per view), the positions
+        // after everything else.
+        futures::future::try_join_all(others.into_iter().map(|v| self.rewrite(v))).await?;
+        futures::future::try_join_all(positions.into_iter().map(|v| self.rewrite(v))).await?;
         Ok(())
     }
 
-    /// Sets (or deletes) one view and announces its key.
-    async fn write_view(&self, view: &View, bytes: Option<Vec<u8>>) -> anyhow::Result<()> {
-        let mut redis = self.redis.clone();
+    /// Loads one view, sets (or deletes) it and announces its key, under its lock.
+    async fn rewrite(&self, view: &View) -> anyhow::Result<()> {
         let key = view.redis_key(&self.prefix);
-        match bytes {
+        let stripe = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            key.hash(&mut h);
+            h.finish() as usize % self.view_locks.len()
+        };
+        let _guard = self.view_locks[stripe].lock().await;
+        let mut redis = self.redis.clone();
+        match view.load(&self.pool).await? {
             Some(bytes) => {
                 let () = redis.set_ex(&key, bytes, view.ttl().as_secs()).await?;
             }
