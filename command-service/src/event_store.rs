@@ -68,11 +68,14 @@ impl PersistedEventRepository for EventRepository {
         let sequences: Vec<i64> = events.iter().map(|e| e.sequence as i64).collect();
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         let versions: Vec<&str> = events.iter().map(|e| e.event_version.as_str()).collect();
-        let payloads: Vec<Value> = events.iter().map(|e| e.payload.clone()).collect();
-        let metadata: Vec<Value> = events.iter().map(|e| e.metadata.clone()).collect();
+        // JSON goes as text: the server checks it once on its way into the `json` columns.
+        // Bound as `Value`, sqlx would send `jsonb`, which the server parses into a tree
+        // and then prints and parses again for the cast to `json`.
+        let payloads: Vec<String> = events.iter().map(|e| e.payload.to_string()).collect();
+        let metadata: Vec<String> = events.iter().map(|e| e.metadata.to_string()).collect();
         sqlx::query(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-             SELECT $1, * FROM UNNEST($2::text[], $3::bigint[], $4::text[], $5::text[], $6::json[], $7::json[])",
+             SELECT $1, * FROM UNNEST($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[]::json[], $7::text[]::json[])",
         )
         .bind(A::TYPE)
         .bind(&ids)
