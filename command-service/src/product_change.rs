@@ -217,18 +217,21 @@ impl ProductChanges {
             Option<bool>,
             Option<serde_json::Value>,
         );
-        let row: Option<Row> = sqlx::query_as(&format!(
+        let sql = format!(
             "SELECT {CHANGE_COLUMNS},
                     (SELECT json_agg(e.payload ORDER BY e.sequence) FROM events e
                       WHERE e.aggregate_type = $3 AND e.aggregate_id = $1)
                FROM ref_lines l
                LEFT JOIN ref_products p ON p.product_code = $2
               WHERE l.line_number = $1"
-        ))
-        .bind(line.as_str())
-        .bind(&request.target_product_code)
-        .bind(<Line as cqrs_es::Aggregate>::TYPE)
-        .fetch_optional(&self.pool)
+        );
+        let row: Option<Row> = once_more_if_connection_lost(|| {
+            sqlx::query_as(&sql)
+                .bind(line.as_str())
+                .bind(&request.target_product_code)
+                .bind(<Line as cqrs_es::Aggregate>::TYPE)
+                .fetch_optional(&self.pool)
+        })
         .await?;
         let Some((a, b, c, d, e, f, history)) = row else {
             return Err(AppError::LineNotFound(line.to_string()));
@@ -269,21 +272,25 @@ impl ProductChanges {
             "{}|{}|{}",
             line, request.current_product_code, request.target_product_code
         );
-        let claimed: Option<(String, Uuid)> = sqlx::query_as(
-            "WITH claimed AS (
-                 INSERT INTO idempotency_keys (idempotency_key, fingerprint, request_id)
-                 VALUES ($1, $2, $3)
-                 ON CONFLICT (idempotency_key) DO NOTHING
-                 RETURNING fingerprint, request_id)
-             SELECT fingerprint, request_id FROM claimed
-             UNION ALL
-             SELECT fingerprint, request_id FROM idempotency_keys WHERE idempotency_key = $1
-             LIMIT 1",
-        )
-        .bind(key)
-        .bind(&fingerprint)
-        .bind(Uuid::new_v4())
-        .fetch_optional(&self.pool)
+        // Safe to send twice: a claim that did commit is found by the second attempt.
+        let candidate = Uuid::new_v4();
+        let claimed: Option<(String, Uuid)> = once_more_if_connection_lost(|| {
+            sqlx::query_as(
+                "WITH claimed AS (
+                     INSERT INTO idempotency_keys (idempotency_key, fingerprint, request_id)
+                     VALUES ($1, $2, $3)
+                     ON CONFLICT (idempotency_key) DO NOTHING
+                     RETURNING fingerprint, request_id)
+                 SELECT fingerprint, request_id FROM claimed
+                 UNION ALL
+                 SELECT fingerprint, request_id FROM idempotency_keys WHERE idempotency_key = $1
+                 LIMIT 1",
+            )
+            .bind(key)
+            .bind(&fingerprint)
+            .bind(candidate)
+            .fetch_optional(&self.pool)
+        })
         .await?;
         // A claim committed by a concurrent request after this statement's snapshot is
         // invisible to it; a fresh statement sees it.
@@ -301,6 +308,20 @@ impl ProductChanges {
         } else {
             Err(AppError::IdempotencyKeyReused)
         }
+    }
+}
+
+/// Runs a statement that is safe to repeat, once more if the connection it got had died
+/// while idle in the pool (the pool does not ping connections before handing them out;
+/// see `db::connect`). The failed connection is dropped, so the retry gets another.
+async fn once_more_if_connection_lost<T, F, Fut>(statement: F) -> Result<T, sqlx::Error>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    match statement().await {
+        Err(sqlx::Error::Io(_)) => statement().await,
+        result => result,
     }
 }
 

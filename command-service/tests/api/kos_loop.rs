@@ -366,3 +366,68 @@ async fn reference_data_follows_kos_facts_in_order_and_ignores_redeliveries() {
     assert_eq!(failed, ["TARGET_ON_SALE"]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn deadlines_are_kept_with_the_events_and_an_older_writers_rows_still_get_theirs() {
+    let app = spawn_app().await;
+    let deadline = |request_id: Uuid| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT line_number || ' ' || to_char(answer_by AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')
+                   FROM kos_deadlines WHERE request_id = $1",
+            )
+            .bind(request_id)
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+        }
+    };
+
+    // An accepted change opens its deadline in the statement that writes its events.
+    let request_id = app.accepted_change(4).await;
+    let sent = app.events_of(request_id).await;
+    let answer_by: chrono::DateTime<Utc> =
+        sent[1].1["answer_by"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        deadline(request_id).await,
+        Some(format!(
+            "{} {}",
+            line(4),
+            answer_by.format("%Y-%m-%dT%H:%M:%S%.6f")
+        ))
+    );
+    let kept: Vec<bool> =
+        sqlx::query_scalar("SELECT deadline_kept FROM events WHERE aggregate_id = $1")
+            .bind(line(4))
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(kept, [true, true]);
+
+    // KOS's answer closes it.
+    app.kos.answer(&executed(request_id, 4, "KOS-0004")).await;
+    app.wait_for("the change to complete", || async {
+        types(&app.events_of(request_id).await).contains(&"ProductChangeCompleted")
+    })
+    .await;
+    assert_eq!(deadline(request_id).await, None);
+
+    // A row written as a version before migration 0005 wrote them (no `deadline_kept`)
+    // still gets its deadline from the trigger.
+    let older = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT aggregate_type, aggregate_id, sequence + 100, event_type, event_version,
+                replace(payload::text, $1, $2)::json, metadata
+           FROM events WHERE event_type = 'ProductChangeSentToKos' AND aggregate_id = $3",
+    )
+    .bind(request_id.to_string())
+    .bind(older.to_string())
+    .bind(line(4))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    assert!(deadline(older).await.is_some());
+    app.stop().await;
+}
