@@ -28,6 +28,9 @@ const REJOIN_AFTER: Duration = Duration::from_secs(30);
 /// a partition's queue is full).
 const PARTITION_QUEUE: usize = 256;
 
+/// Bill inquiries queued for a partition recorded in one statement, at most.
+const INQUIRY_BATCH: usize = 500;
+
 /// Lag metrics and the resume guard come from `service_kit::consumer`.
 pub type ProjectorConsumer = GroupConsumer;
 
@@ -121,13 +124,29 @@ impl ConsumerLoop {
                         None => return,
                     },
                 };
-                let incoming = Incoming::from_message(&message);
-                let handled = (|| async {
-                    let outcome = processor.handle(&incoming).await?;
-                    if let Outcome::Rejected { kind, reason } = &outcome {
-                        dead_letters.send(&incoming, kind, reason).await?;
+                let mut batch = vec![message];
+                if processor.is_inquiry_topic(batch[0].topic()) {
+                    // Inquiries are recorded together: what is queued goes in one statement.
+                    while batch.len() < INQUIRY_BATCH {
+                        match queue.try_recv() {
+                            Ok(m) => batch.push(m),
+                            Err(_) => break,
+                        }
                     }
-                    anyhow::Ok(outcome)
+                }
+                let incoming: Vec<Incoming> = batch.iter().map(Incoming::from_message).collect();
+                let handled = (|| async {
+                    let outcomes = if incoming.len() > 1 {
+                        processor.handle_inquiries(&incoming).await?
+                    } else {
+                        vec![processor.handle(&incoming[0]).await?]
+                    };
+                    for (msg, outcome) in incoming.iter().zip(&outcomes) {
+                        if let Outcome::Rejected { kind, reason } = outcome {
+                            dead_letters.send(msg, kind, reason).await?;
+                        }
+                    }
+                    anyhow::Ok(())
                 })
                 .retry(backoff)
                 .when(|_| !shutdown.is_cancelled())
@@ -143,6 +162,7 @@ impl ConsumerLoop {
                 if outcome.is_err() {
                     return;
                 }
+                let message = batch.last().expect("one message at least");
                 let mut next = TopicPartitionList::new();
                 let stored = next
                     .add_partition_offset(

@@ -235,23 +235,57 @@ impl Processor {
             }
         };
         let started = Instant::now();
-        let event_type = decoded.event_type().to_owned();
         let outcome = self.handle_decoded(msg, &decoded).await?;
         metrics::histogram!("phonebill_projector_apply_duration_seconds")
             .record(started.elapsed().as_secs_f64());
-        let outcome_label = match outcome {
-            Outcome::Applied => "applied",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Parked => "parked",
-            Outcome::Rejected { .. } => "rejected",
-        };
-        metrics::counter!("phonebill_projector_events_total", "event_type" => event_type.clone(), "outcome" => outcome_label)
-            .increment(1);
-        if outcome == Outcome::Applied {
-            metrics::counter!("phonebill_projector_events_applied_total", "event_type" => event_type)
-                .increment(1);
-        }
+        count(decoded.event_type(), &outcome);
         Ok(outcome)
+    }
+
+    /// Whether a topic's messages are bill inquiries (see [`Processor::handle_inquiries`]).
+    pub fn is_inquiry_topic(&self, topic: &str) -> bool {
+        topic == self.decoder.topics.bill_inquiries()
+    }
+
+    /// Records inquiry messages in one statement: one outcome per message, in order.
+    /// Each inquiry is its own one-event aggregate, so no order or checkpoint is at stake
+    /// and one transaction instead of one per inquiry is safe. `Err` is transient (retry
+    /// the batch: the recorded ones then come out as duplicates).
+    pub async fn handle_inquiries(&self, msgs: &[Incoming]) -> anyhow::Result<Vec<Outcome>> {
+        let started = Instant::now();
+        let mut outcomes = Vec::with_capacity(msgs.len());
+        let mut inquiries = vec![];
+        for msg in msgs {
+            match self.decode(msg) {
+                Ok(Decoded::Inquiry(_, e)) => {
+                    outcomes.push(Outcome::Duplicate);
+                    inquiries.push((outcomes.len() - 1, e));
+                }
+                Ok(other) => outcomes.push(Outcome::Rejected {
+                    kind: "unknown_type",
+                    reason: format!("{} is not a bill inquiry", other.event_type()),
+                }),
+                Err(e) => outcomes.push(Outcome::Rejected {
+                    kind: decode_kind(&e),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        if !inquiries.is_empty() {
+            let mut conn = self.pool.acquire().await?;
+            let all: Vec<&BillInquired> = inquiries.iter().map(|(_, e)| e).collect();
+            let mut fresh = projections::inquiries::record_all(&mut conn, &all).await?;
+            for (i, e) in &inquiries {
+                // The first of two messages carrying one inquiry recorded it.
+                if fresh.remove(&e.inquiry_id) {
+                    outcomes[*i] = Outcome::Applied;
+                }
+                count("BillInquired", &outcomes[*i]);
+            }
+            metrics::histogram!("phonebill_projector_apply_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+        }
+        Ok(outcomes)
     }
 
     async fn handle_decoded(&self, msg: &Incoming, decoded: &Decoded) -> anyhow::Result<Outcome> {
@@ -275,7 +309,9 @@ impl Processor {
         let applied = lock_checkpoint(&mut tx, aggregate_type, &aggregate_id).await?;
         if sequence <= applied {
             tx.commit().await?;
-            self.refresh(&decoded.views()).await?;
+            let mut views = decoded.views();
+            views.extend(self.lines_showing(decoded).await?);
+            self.refresh(&views).await?;
             return Ok(Outcome::Duplicate);
         }
         let parked: Option<i64> = sqlx::query_scalar(
@@ -313,6 +349,7 @@ impl Processor {
                 tx.commit().await?;
                 let mut views = extra;
                 views.extend(decoded.views());
+                views.extend(self.lines_showing(decoded).await?);
                 self.refresh(&views).await?;
                 Ok(Outcome::Applied)
             }
@@ -335,6 +372,24 @@ impl Processor {
             }
             Err(ApplyError::Database(e)) => Err(e.into()),
         }
+    }
+
+    /// The summaries of the lines on a product just published: they show its name, and a
+    /// line may have moved onto it before it was published (facts of other partitions
+    /// come in any order) or it may have been renamed. Read after the commit, so a line
+    /// registered side by side on another partition is either found here or loads the
+    /// name itself (its load comes after this commit).
+    async fn lines_showing(&self, decoded: &Decoded) -> Result<Vec<View>, sqlx::Error> {
+        let Decoded::Kos(_, KosFact::ProductPublished(f)) = decoded else {
+            return Ok(vec![]);
+        };
+        let lines: Vec<String> = sqlx::query_scalar(
+            "SELECT line_number FROM lines WHERE doc->'currentProduct'->>'productCode' = $1",
+        )
+        .bind(&f.product_code)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(lines.into_iter().map(|line| View::Line { line }).collect())
     }
 
     /// Rewrites views in Redis from the read tables (full documents, so repeating it is
@@ -449,6 +504,7 @@ impl Processor {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                views.extend(self.lines_showing(&decoded).await?);
                 self.refresh(&views).await?;
             }
         }
@@ -573,6 +629,22 @@ async fn park(
 }
 
 /// A low-cardinality label for the dead-letter metric.
+/// Counts a handled message by its type and outcome.
+fn count(event_type: &str, outcome: &Outcome) {
+    let label = match outcome {
+        Outcome::Applied => "applied",
+        Outcome::Duplicate => "duplicate",
+        Outcome::Parked => "parked",
+        Outcome::Rejected { .. } => "rejected",
+    };
+    metrics::counter!("phonebill_projector_events_total", "event_type" => event_type.to_owned(), "outcome" => label)
+        .increment(1);
+    if *outcome == Outcome::Applied {
+        metrics::counter!("phonebill_projector_events_applied_total", "event_type" => event_type.to_owned())
+            .increment(1);
+    }
+}
+
 fn decode_kind(e: &DecodeError) -> &'static str {
     match e {
         DecodeError::Envelope(_) => "envelope",

@@ -52,12 +52,7 @@ pub async fn apply<S: Store>(
 ) -> Result<Vec<View>, ApplyError> {
     match fact {
         KosFact::ProductPublished(f) => {
-            let previous = tx.product(&f.product_code).await?;
-            // Line summaries show the product's name: lines that moved onto it before it
-            // was published (facts of other partitions come in any order) or before a
-            // rename get it now.
-            let named_anew = previous.as_ref().is_none_or(|p| p.name != f.name);
-            let previous = previous.map(|p| p.operator);
+            let previous = tx.product(&f.product_code).await?.map(|p| p.operator);
             tx.put_product(&ProductView {
                 product_code: f.product_code.clone(),
                 name: f.name.clone(),
@@ -69,16 +64,10 @@ pub async fn apply<S: Store>(
                 on_sale: f.on_sale,
             })
             .await?;
-            let mut touched: Vec<View> = previous
+            Ok(previous
                 .filter(|op| op != &f.operator)
-                .map(|operator| View::Products { operator })
-                .into_iter()
-                .collect();
-            if named_anew {
-                let lines = tx.lines_on_product(&f.product_code).await?;
-                touched.extend(lines.into_iter().map(|line| View::Line { line }));
-            }
-            Ok(touched)
+                .map(|operator| vec![View::Products { operator }])
+                .unwrap_or_default())
         }
         KosFact::ProductWithdrawn(f) => {
             let mut product = known_product(tx, &f.product_code).await?;

@@ -56,15 +56,20 @@ pub trait Store {
     async fn put_bill(&mut self, view: &BillView) -> Result<(), ApplyError>;
     /// Records an inquiry; false when it was already recorded.
     async fn add_inquiry(&mut self, e: &BillInquired) -> Result<bool, ApplyError>;
-    /// Lines whose current product is `code`. Their summaries show the product's name,
-    /// so a product published (or renamed) after them rewrites their views. Stores that
-    /// do not feed Redis view by view answer none: a replay fills Redis from its tables
-    /// at the end, time travel writes nothing.
-    async fn lines_on_product(&mut self, code: &str) -> Result<Vec<String>, ApplyError>;
 }
 
 impl Store for PgConnection {
     async fn line(&mut self, line: &str) -> Result<Option<LineView>, ApplyError> {
+        // A line is fed by two topics (its facts on `kos.billing`, its changes on
+        // `phonebill.product-change`), handled side by side. `FOR UPDATE` cannot lock a
+        // row that does not exist yet, so two first events of a line would each create
+        // it and the second would overwrite the first: a lock on the line number itself
+        // (held to the end of the transaction) orders them. Every write of a line comes
+        // after this read in the same transaction.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('phonebill.line/' || $1, 0))")
+            .bind(line)
+            .execute(&mut *self)
+            .await?;
         let doc: Option<serde_json::Value> =
             sqlx::query_scalar("SELECT doc FROM lines WHERE line_number = $1 FOR UPDATE")
                 .bind(line)
@@ -179,27 +184,7 @@ impl Store for PgConnection {
     }
 
     async fn add_inquiry(&mut self, e: &BillInquired) -> Result<bool, ApplyError> {
-        let done = sqlx::query(
-            "INSERT INTO bill_inquiries (inquiry_id, line_number, month, result, inquired_at)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (inquiry_id) DO NOTHING",
-        )
-        .bind(e.inquiry_id)
-        .bind(&e.line_number)
-        .bind(&e.month)
-        .bind(e.result.as_str())
-        .bind(e.inquired_at)
-        .execute(&mut *self)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn lines_on_product(&mut self, code: &str) -> Result<Vec<String>, ApplyError> {
-        Ok(sqlx::query_scalar(
-            "SELECT line_number FROM lines WHERE doc->'currentProduct'->>'productCode' = $1",
-        )
-        .bind(code)
-        .fetch_all(&mut *self)
-        .await?)
+        Ok(!inquiries::record_all(self, &[e]).await?.is_empty())
     }
 }
 

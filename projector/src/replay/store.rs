@@ -489,19 +489,8 @@ impl DirtyRows {
             .await?;
         }
         for chunk in self.inquiries.chunks(CHUNK) {
-            sqlx::query(
-                "INSERT INTO bill_inquiries (inquiry_id, line_number, month, result, inquired_at)
-                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[],
-                                      $5::timestamptz[])
-                 ON CONFLICT (inquiry_id) DO NOTHING",
-            )
-            .bind(column(chunk, |e| e.inquiry_id))
-            .bind(column(chunk, |e| e.line_number.clone()))
-            .bind(column(chunk, |e| e.month.clone()))
-            .bind(column(chunk, |e| e.result.as_str().to_owned()))
-            .bind(column(chunk, |e| e.inquired_at))
-            .execute(&mut *tx)
-            .await?;
+            let chunk: Vec<&BillInquired> = chunk.iter().collect();
+            crate::projections::inquiries::record_all(&mut tx, &chunk).await?;
         }
         for chunk in self.applied.chunks(CHUNK) {
             sqlx::query(
@@ -663,9 +652,5 @@ impl Store for MemStore {
         }
         self.inquiries.push(e.clone());
         Ok(true)
-    }
-
-    async fn lines_on_product(&mut self, _code: &str) -> Result<Vec<String>, ApplyError> {
-        Ok(vec![])
     }
 }

@@ -272,10 +272,6 @@ impl Store for Memory {
     async fn add_inquiry(&mut self, e: &BillInquired) -> Result<bool, ApplyError> {
         Ok(self.inquiries.insert(e.inquiry_id))
     }
-
-    async fn lines_on_product(&mut self, _code: &str) -> Result<Vec<String>, ApplyError> {
-        Ok(vec![])
-    }
 }
 
 #[cfg(test)]

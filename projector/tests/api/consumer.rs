@@ -140,6 +140,67 @@ async fn given_a_malformed_message_then_it_is_dead_lettered_with_its_reason_and_
 }
 
 #[tokio::test]
+async fn given_a_burst_of_bill_inquiries_with_a_repeat_and_a_malformed_one_then_each_is_recorded_once_and_the_malformed_one_is_dead_lettered(
+) {
+    use events::bill_inquiry::{self, BillInquired, InquiryResult};
+    // Given: 400 inquiries of one line (one partition, so they queue up and are recorded
+    // in batches), one of them published twice, then a message that is not an envelope.
+    let app = spawn_app(test_config()).await;
+    let producer = producer();
+    let line = "010-0000-0007";
+    let inquiries: Vec<Vec<u8>> = (0..400)
+        .map(|_| {
+            let e = BillInquired {
+                inquiry_id: Uuid::new_v4(),
+                line_number: line.into(),
+                month: "2026-03".into(),
+                customer_id: None,
+                result: InquiryResult::Found,
+                inquired_at: chrono::Utc::now(),
+            };
+            events::codec::encode(&bill_inquiry::envelope(&e, Uuid::new_v4()))
+        })
+        .collect();
+    let topic = app.topics.bill_inquiries();
+    let sends = inquiries
+        .iter()
+        .chain(std::iter::once(&inquiries[7]))
+        .map(|bytes| publish(&producer, &topic, line, bytes));
+    futures::future::join_all(sends).await;
+    publish(&producer, &topic, line, b"{not json").await;
+
+    // Then: 400 recorded, the malformed one dead-lettered, nothing else.
+    let pool = app.pool.clone();
+    let recorded = || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM bill_inquiries")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    wait_until(
+        "400 inquiries are recorded",
+        Duration::from_secs(60),
+        || async { recorded().await >= 400 },
+    )
+    .await;
+    wait_until(
+        "the malformed one is dead-lettered",
+        Duration::from_secs(30),
+        || async { !read_topic(&app.topics.dead_letter()).await.is_empty() },
+    )
+    .await;
+    assert_eq!(recorded().await, 400);
+    let dead = read_topic(&app.topics.dead_letter()).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].payload, b"{not json");
+    assert_eq!(dead[0].headers["dlq-source-topic"], topic);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn given_redis_down_for_ten_seconds_while_events_stream_in_then_nothing_is_dead_lettered_or_lost_and_the_views_catch_up(
 ) {
     let mut own = OwnRedis::start();
