@@ -1,5 +1,5 @@
 import { createContext, type ComponentChildren } from 'preact';
-import { useCallback, useContext, useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { useCallback, useContext, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { Api, ApiProblem, problemMessage } from './api';
 import type { Lang } from './format';
 import { dateTimeKst, minutesUntil } from './format';
@@ -37,7 +37,9 @@ export function useAppState(): AppCtx {
     setLangState(l);
   }, []);
 
-  useEffect(() => {
+  // In the same commit as the text it describes (a plain effect runs after paint, so a
+  // screen reader, or a test, could meet English text under lang="ko").
+  useLayoutEffect(() => {
     document.documentElement.lang = lang;
   }, [lang]);
 
