@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
-use chrono::{DateTime, Utc};
 use events::stored::StoredEvent;
 use events::topics::partition_for;
 use events::{codec, Envelope};
@@ -320,29 +319,17 @@ impl RelaySession {
 struct OutboxRow {
     tx_id: i64,
     position: i64,
-    aggregate_id: String,
-    sequence: i64,
-    event_type: String,
-    event_version: String,
-    payload: serde_json::Value,
-    metadata: serde_json::Value,
-    recorded_at: DateTime<Utc>,
+    #[sqlx(flatten)]
+    stored: StoredEvent,
 }
 
 impl OutboxRow {
     fn into_event(self) -> Result<OutboxEvent, RelayError> {
         let position = (self.tx_id as u64, self.position);
-        let envelope = StoredEvent {
-            aggregate_id: self.aggregate_id,
-            sequence: self.sequence,
-            event_type: self.event_type,
-            event_version: self.event_version,
-            payload: self.payload,
-            metadata: self.metadata,
-            recorded_at: self.recorded_at,
-        }
-        .into_envelope()
-        .map_err(|reason| RelayError::BadRow(position, reason))?;
+        let envelope = self
+            .stored
+            .into_envelope()
+            .map_err(|reason| RelayError::BadRow(position, reason))?;
         Ok(OutboxEvent { position, envelope })
     }
 }

@@ -12,8 +12,10 @@ use crate::{event_id_for, Envelope, EventPayload};
 /// The aggregate type the line's events are stored under (cqrs-es `Aggregate::TYPE`).
 pub const LINE_AGGREGATE_TYPE: &str = "Line";
 
-/// One stored event of the line aggregate, as postgres-es wrote it.
+/// One stored event of the line aggregate, as postgres-es wrote it (the columns of its
+/// `events` table of the same names).
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct StoredEvent {
     pub aggregate_id: String,
     pub sequence: i64,

@@ -388,6 +388,22 @@ pub async fn dump(
     redis: &RedisConn,
     prefix: &str,
 ) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = dump_tables(pool, schema).await?;
+    let mut conn = redis.clone();
+    for key in view_keys(redis, prefix).await? {
+        let value: Option<Vec<u8>> = redis::AsyncCommands::get(&mut conn, &key).await?;
+        if let Some(value) = value {
+            out.insert(
+                format!("redis:{}", &key[prefix.len()..]),
+                String::from_utf8_lossy(&value).into_owned(),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The read-table part of [`dump`].
+pub async fn dump_tables(pool: &PgPool, schema: &str) -> anyhow::Result<BTreeMap<String, String>> {
     anyhow::ensure!(
         is_identifier(schema),
         "schema `{schema}` is not an identifier"
@@ -407,16 +423,6 @@ pub async fn dump(
         .await?;
         for (k, v) in rows {
             out.insert(format!("pg:{table}:{k}"), v);
-        }
-    }
-    let mut conn = redis.clone();
-    for key in view_keys(redis, prefix).await? {
-        let value: Option<Vec<u8>> = redis::AsyncCommands::get(&mut conn, &key).await?;
-        if let Some(value) = value {
-            out.insert(
-                format!("redis:{}", &key[prefix.len()..]),
-                String::from_utf8_lossy(&value).into_owned(),
-            );
         }
     }
     Ok(out)

@@ -156,7 +156,7 @@ impl View {
 }
 
 /// The read tables' contents every view is built from: read from PostgreSQL by
-/// [`load_all`], or held in memory by a replay that wrote them.
+/// [`load_rows`], or held in memory by a replay that wrote them.
 #[derive(Debug, Default)]
 pub struct Rows {
     /// (line, month, doc)
@@ -171,18 +171,8 @@ pub struct Rows {
     pub positions: Vec<(String, i64)>,
 }
 
-/// Every view the read tables hold, built as [`View::load`] builds each one (same
-/// documents byte for byte), for filling a fresh namespace's Redis after a replay.
-/// Lines, bills and requests are read in full: memory grows with the read model (a few
-/// hundred bytes per view).
-pub async fn load_all(pool: &PgPool) -> Result<Vec<(View, Vec<u8>)>, sqlx::Error> {
-    let rows = load_rows(pool).await?;
-    let mut out = Vec::with_capacity(rows.bills.len() + 2 * rows.lines.len());
-    build_all(rows, |view, bytes| out.push((view, bytes)));
-    Ok(out)
-}
-
-/// The read tables' contents, for [`build_all`].
+/// The read tables' contents, for [`build_all`]. Lines, bills and requests are read in
+/// full: memory grows with the read model (a few hundred bytes per view).
 pub async fn load_rows(pool: &PgPool) -> Result<Rows, sqlx::Error> {
     Ok(Rows {
         bills: sqlx::query_as("SELECT line_number, month, doc FROM bills")

@@ -18,7 +18,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use events::stored::{StoredEvent, LINE_AGGREGATE_TYPE};
 use events::topics::partition_for;
 use events::{codec, DecodeError};
@@ -59,17 +58,6 @@ pub fn spawn(
     })
 }
 
-#[derive(sqlx::FromRow)]
-struct Row {
-    aggregate_id: String,
-    sequence: i64,
-    event_type: String,
-    event_version: String,
-    payload: serde_json::Value,
-    metadata: serde_json::Value,
-    recorded_at: DateTime<Utc>,
-}
-
 async fn read(
     source: &Source,
     window: Window,
@@ -94,7 +82,7 @@ async fn read(
         if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let rows: Vec<Row> = sqlx::query_as(&sql)
+        let rows: Vec<StoredEvent> = sqlx::query_as(&sql)
             .bind(LINE_AGGREGATE_TYPE)
             .bind(&after.0)
             .bind(after.1)
@@ -117,23 +105,14 @@ async fn read(
     Ok(())
 }
 
-fn item(source: &Source, window: Window, processor: &Processor, row: Row) -> Item {
+fn item(source: &Source, window: Window, processor: &Processor, row: StoredEvent) -> Item {
     let at = row.recorded_at.timestamp_millis();
     let in_window =
         window.since_ms.is_none_or(|s| at >= s) && window.until_ms.is_none_or(|u| at < u);
     let key = row.aggregate_id.clone().into_bytes();
     let partition = partition_for(&row.aggregate_id, source.partitions);
     let position = format!("{}/{}", row.aggregate_id, row.sequence);
-    let envelope = StoredEvent {
-        aggregate_id: row.aggregate_id,
-        sequence: row.sequence,
-        event_type: row.event_type,
-        event_version: row.event_version,
-        payload: row.payload,
-        metadata: row.metadata,
-        recorded_at: row.recorded_at,
-    }
-    .into_envelope();
+    let envelope = row.into_envelope();
     let (payload, bad_row) = match envelope {
         Ok(envelope) => (codec::encode(&envelope), None),
         Err(reason) => (

@@ -241,9 +241,7 @@ impl MemStore {
     /// commits its progress with its rows (a resumed replay starts after the last one).
     pub async fn flush(&mut self) -> Result<(), sqlx::Error> {
         self.wait_written().await?;
-        let rows = self.take_dirty();
-        let pool = self.pool.clone();
-        self.writing = Some(tokio::spawn(rows.write(pool)));
+        self.flush_behind();
         let cached = self.lines.len() + self.requests.len() + self.bills.len() + self.applied.len();
         if cached > MAX_CACHED {
             // Everything is in PostgreSQL once this flush commits: start over, reading

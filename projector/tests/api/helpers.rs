@@ -545,26 +545,16 @@ pub async fn dump_namespace(
         .unwrap()
 }
 
-/// Every read table and every Redis view of a projection, for comparing two of them.
+/// Every read table and every Redis key under the prefix of a projection (the pool's
+/// own schema), for comparing two of them.
 pub async fn dump(pool: &PgPool, redis: &RedisConn, prefix: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for (table, key) in [
-        ("bills", "line_number || '/' || month"),
-        ("lines", "line_number"),
-        ("products", "product_code"),
-        ("change_requests", "request_id::text"),
-        ("applied", "aggregate_type || '/' || aggregate_id"),
-    ] {
-        let rows: Vec<(String, String)> = sqlx::query_as(&format!(
-            "SELECT {key}, to_jsonb(t)::text FROM {table} t ORDER BY 1"
-        ))
-        .fetch_all(pool)
+    let schema: String = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(pool)
         .await
         .unwrap();
-        for (k, v) in rows {
-            out.insert(format!("pg:{table}:{k}"), v);
-        }
-    }
+    let mut out = projector::namespace::dump_tables(pool, &schema)
+        .await
+        .unwrap();
     let mut redis = redis.clone();
     let keys: Vec<String> = redis.keys(format!("{prefix}*")).await.unwrap();
     for key in keys {

@@ -65,6 +65,28 @@ async fn wait_applied(app: &TestApp, schema: &str, expected: i64) {
     .await;
 }
 
+/// Waits until the live views (schema, key prefix) settle equal to a replayed namespace's
+/// (the live projector rewrites Redis just after its commits), then compares them;
+/// returns the live dump.
+async fn assert_equals_live(
+    app: &TestApp,
+    (base, prefix): (&str, &str),
+    (schema, ns_prefix): (&str, &str),
+) -> std::collections::BTreeMap<String, String> {
+    let dump = |schema, prefix| {
+        h::dump_namespace(&app.projector.pool, schema, &app.projector.redis, prefix)
+    };
+    h::wait_until(
+        "live Redis views settle",
+        Duration::from_secs(10),
+        || async { dump(base, prefix).await == dump(schema, ns_prefix).await },
+    )
+    .await;
+    let live = dump(base, prefix).await;
+    assert_same(&live, &dump(schema, ns_prefix).await);
+    live
+}
+
 /// Fails with the entries that differ (not the whole dumps).
 fn assert_same(
     left: &std::collections::BTreeMap<String, String>,
@@ -146,20 +168,7 @@ async fn given_changes_and_a_bill_cycle_when_replayed_and_switched_under_query_l
     let r1_prefix = format!("{prefix}r1:");
     // ... then: it equals the live views (the live projector rewrites Redis just after
     // its commit, so the last view may land a moment after the count).
-    h::wait_until(
-        "live Redis views settle",
-        Duration::from_secs(10),
-        || async {
-            h::dump_namespace(&app.projector.pool, &base, &app.projector.redis, &prefix).await
-                == h::dump_namespace(&app.projector.pool, &r1, &app.projector.redis, &r1_prefix)
-                    .await
-        },
-    )
-    .await;
-    let live = h::dump_namespace(&app.projector.pool, &base, &app.projector.redis, &prefix).await;
-    let rebuilt =
-        h::dump_namespace(&app.projector.pool, &r1, &app.projector.redis, &r1_prefix).await;
-    assert_same(&live, &rebuilt);
+    assert_equals_live(&app, (&base, &prefix), (&r1, &r1_prefix)).await;
 
     // When: events arrive after the replay's end (applied live to the old namespace
     // only), then the switch, then a bill cycle and more lines.
@@ -278,20 +287,7 @@ async fn given_a_replay_stopped_part_way_when_run_again_with_its_id_then_it_goes
     assert_eq!(times, 1, "an event was applied twice in s1");
     let prefix = config.redis.key_prefix.clone();
     let s1_prefix = format!("{prefix}s1:");
-    h::wait_until(
-        "live Redis views settle",
-        Duration::from_secs(10),
-        || async {
-            h::dump_namespace(&app.projector.pool, &base, &app.projector.redis, &prefix).await
-                == h::dump_namespace(&app.projector.pool, &s1, &app.projector.redis, &s1_prefix)
-                    .await
-        },
-    )
-    .await;
-    let live = h::dump_namespace(&app.projector.pool, &base, &app.projector.redis, &prefix).await;
-    let rebuilt =
-        h::dump_namespace(&app.projector.pool, &s1, &app.projector.redis, &s1_prefix).await;
-    assert_same(&live, &rebuilt);
+    let live = assert_equals_live(&app, (&base, &prefix), (&s1, &s1_prefix)).await;
     assert!(live.keys().any(|k| k.starts_with("redis:bill:")));
     app.stop().await;
 }
