@@ -218,6 +218,21 @@ impl Stack {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Waits (30 s at most) until the read side shows the change COMPLETED by KOS.
+    pub async fn wait_completed(&self, token: &str, request_id: &str) {
+        wait_until(
+            "KOS completes the change",
+            Duration::from_secs(30),
+            || async {
+                let (_, request) = self
+                    .query(token, &format!("/api/v1/product-changes/{request_id}"))
+                    .await;
+                request["status"] == "COMPLETED"
+            },
+        )
+        .await;
+    }
+
     /// POST a JSON body to command-service with `token`: status and body.
     pub async fn command(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
         let response = self

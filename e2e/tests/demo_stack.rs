@@ -185,17 +185,7 @@ async fn a_product_change_is_visible_at_once_with_its_position_and_then_complete
     );
 
     // And later: KOS completes it, and the line summary carries the new product.
-    wait_until(
-        "KOS completes the change",
-        Duration::from_secs(30),
-        || async {
-            let (_, request) = stack
-                .query(&token, &format!("/api/v1/product-changes/{request_id}"))
-                .await;
-            request["status"] == "COMPLETED"
-        },
-    )
-    .await;
+    stack.wait_completed(&token, &request_id).await;
     wait_until(
         "the line summary shows the new product",
         Duration::from_secs(30),

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{wait_until, Stack};
+use e2e::Stack;
 use projector::namespace::dump;
 use projector::replay::{self, HistorySource, ReplayOptions};
 use read_model::redis_conn::RedisConn;
@@ -37,17 +37,7 @@ async fn change_to_premium(stack: &Stack, customer: &str) -> String {
         .await;
     assert_eq!(status, 202, "{accepted}");
     let request_id = accepted["requestId"].as_str().unwrap().to_owned();
-    wait_until(
-        "KOS completes the change",
-        Duration::from_secs(30),
-        || async {
-            let (_, request) = stack
-                .query(&token, &format!("/api/v1/product-changes/{request_id}"))
-                .await;
-            request["status"] == "COMPLETED"
-        },
-    )
-    .await;
+    stack.wait_completed(&token, &request_id).await;
     request_id
 }
 
