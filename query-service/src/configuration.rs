@@ -30,6 +30,11 @@ pub struct Config {
     #[arg(long, env = "PHONEBILL_HTTP_ADDR", default_value = "127.0.0.1:8082")]
     pub http_addr: SocketAddr,
 
+    /// HTTP workers, each a single-threaded runtime with its own socket on
+    /// `PHONEBILL_HTTP_ADDR` (0: one per CPU the process may use).
+    #[arg(long, env = "PHONEBILL_HTTP_WORKERS", default_value_t = 0)]
+    pub http_workers: usize,
+
     /// PostgreSQL URL of the query role (SELECT on the read tables only).
     #[arg(
         long = "database-url",
@@ -108,6 +113,14 @@ impl Config {
 
     pub fn is_production(&self) -> bool {
         self.environment == Environment::Production
+    }
+
+    /// The HTTP workers to run: `http_workers`, or one per CPU the process may use.
+    pub fn http_workers(&self) -> usize {
+        match self.http_workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
     }
 
     pub fn min_position_wait(&self) -> Duration {

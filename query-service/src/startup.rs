@@ -7,8 +7,8 @@ use std::time::Duration;
 use events::topics::Topics;
 use read_model::redis_conn::RedisConn;
 use service_kit::auth::Authenticator;
+use service_kit::server::Server;
 use service_kit::{kafka, telemetry};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::configuration::Config;
@@ -20,7 +20,7 @@ use crate::views::Views;
 pub const CLIENT_ID: &str = "query-service";
 
 pub struct Application {
-    listener: TcpListener,
+    server: Server,
     router: axum::Router,
     views: Views,
     inquiries: Inquiries,
@@ -72,9 +72,9 @@ impl Application {
             auth,
         };
         let router = routes::router(state, &config.hardening);
-        let listener = TcpListener::bind(config.http_addr).await?;
+        let server = Server::bind(config.http_addr, config.http_workers())?;
         Ok(Self {
-            listener,
+            server,
             router,
             views,
             inquiries,
@@ -83,7 +83,7 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("bound")
+        self.server.local_addr()
     }
 
     pub fn port(&self) -> u16 {
@@ -110,20 +110,18 @@ impl Application {
             self.views.pool().clone(),
             Duration::from_secs(5),
         ));
-        tracing::info!(addr = %self.listener.local_addr()?, "query-service listening");
-        let stop = shutdown.clone();
-        let app = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await?;
+        tracing::info!(
+            addr = %self.server.local_addr(),
+            workers = self.server.workers(),
+            "query-service listening"
+        );
+        let served = self.server.serve(self.router, shutdown.clone()).await;
         shutdown.cancel();
         pool_gauges.abort();
         let _ = subscriber.await;
         self.inquiries.flush(Duration::from_secs(5)).await;
         let _ = namespaces.await;
-        Ok(())
+        served
     }
 }
 

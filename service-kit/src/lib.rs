@@ -12,6 +12,7 @@
 //!   extractor, roles and the one line-ownership rule.
 //! - [`health`]: `/health/live`, `/health/ready`, `/metrics` for any service state.
 //! - [`hardening`]: rate limits per IP and per customer, CORS, security headers.
+//! - [`server`]: HTTP on one single-threaded runtime per core (`SO_REUSEPORT`).
 //! - [`pubsub`]: a Redis subscription (invalidation, revocations).
 //! - [`Environment`]: local or production (production refuses development defaults).
 
@@ -23,6 +24,7 @@ pub mod health;
 pub mod http;
 pub mod kafka;
 pub mod pubsub;
+pub mod server;
 pub mod telemetry;
 
 /// `PHONEBILL_ENV`: production refuses development defaults (keys, passwords).

@@ -17,17 +17,33 @@ pub fn init_logging(default_filter: &str) {
 }
 
 /// The process-wide Prometheus recorder (installed on first use).
+///
+/// The recorder keeps every histogram sample until a scrape or an upkeep folds it into
+/// the buckets; with no scrape, memory grew by about 20 bytes per request (query-service
+/// went from 37 to 76 MiB in 36 s of bill queries). A thread runs the upkeep every
+/// [`UPKEEP_EVERY`], whatever runtime the process has.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets(&[
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 ])
                 .expect("static buckets are valid")
                 .install_recorder()
-                .expect("no other metrics recorder is installed")
+                .expect("no other metrics recorder is installed");
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkeep.run_upkeep();
+                })
+                .expect("the upkeep thread starts");
+            handle
         })
         .clone()
 }
+
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
