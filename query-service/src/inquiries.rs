@@ -56,7 +56,7 @@ impl Inquiries {
 
     /// Records one inquiry if there is room; never waits.
     pub fn record(&self, event: BillInquired, correlation_id: Uuid) {
-        let bytes = events::codec::encode(&inquiry::envelope(&event, correlation_id));
+        let bytes = inquiry::encode(&event, correlation_id);
         let record = BaseRecord::to(&self.inner.topic)
             .key(event.line_number.as_str())
             .payload(&bytes);

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, FromRef};
-use axum::middleware;
 use axum::response::IntoResponse;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -54,9 +53,7 @@ pub fn router(state: AppState, body_limit: usize, hardening: &HardeningConfig) -
         .merge(hardening.limit_per_ip(api))
         .merge(service_kit::health::router())
         .merge(openapi::router())
-        .layer(middleware::from_fn(move |req, next| {
-            service_kit::http::observe(timeout, req, next)
-        }))
+        .layer(service_kit::http::ObserveLayer::new(timeout))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))

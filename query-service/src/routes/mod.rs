@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use axum::extract::FromRef;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -58,9 +57,7 @@ pub fn router(state: AppState, hardening: &HardeningConfig) -> Router {
         .fallback(|| async {
             AppError::not_found("ROUTE_NOT_FOUND", "no such resource").into_response()
         })
-        .layer(middleware::from_fn(move |req, next| {
-            service_kit::http::observe(timeout, req, next)
-        }))
+        .layer(service_kit::http::ObserveLayer::new(timeout))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
