@@ -218,6 +218,30 @@ impl Stack {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// The line's current product and a premium plan it may change to, as
+    /// `GET /api/v1/products/available` offers them.
+    pub async fn premium_offer(&self, token: &str, line: &str) -> (String, String) {
+        let (status, available) = self
+            .query(
+                token,
+                &format!("/api/v1/products/available?lineNumber={line}"),
+            )
+            .await;
+        assert_eq!(status, 200, "{available}");
+        let current = available["currentProduct"]["productCode"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let target = available["availableProducts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["productCode"].as_str().unwrap().to_owned())
+            .find(|code| code.starts_with("5G-PREMIUM"))
+            .expect("a premium plan is offered");
+        (current, target)
+    }
+
     /// Waits (30 s at most) until the read side shows the change COMPLETED by KOS.
     pub async fn wait_completed(&self, token: &str, request_id: &str) {
         wait_until(

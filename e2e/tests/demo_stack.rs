@@ -138,24 +138,7 @@ async fn a_product_change_is_visible_at_once_with_its_position_and_then_complete
     let stack = Stack::start(&["CUST0003"]).await;
     let (token, lines) = stack.login("CUST0003").await;
     let line = lines[0].clone();
-    let (status, available) = stack
-        .query(
-            &token,
-            &format!("/api/v1/products/available?lineNumber={line}"),
-        )
-        .await;
-    assert_eq!(status, 200, "{available}");
-    let current = available["currentProduct"]["productCode"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let target = available["availableProducts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["productCode"].as_str().unwrap().to_owned())
-        .find(|code| code.starts_with("5G-PREMIUM"))
-        .expect("a premium plan is offered");
+    let (current, target) = stack.premium_offer(&token, &line).await;
 
     // When: the customer asks for the change.
     let (status, accepted) = stack

@@ -14,20 +14,7 @@ use serde_json::json;
 async fn change_to_premium(stack: &Stack, customer: &str) -> String {
     let (token, lines) = stack.login(customer).await;
     let line = &lines[0];
-    let (_, available) = stack
-        .query(
-            &token,
-            &format!("/api/v1/products/available?lineNumber={line}"),
-        )
-        .await;
-    let current = available["currentProduct"]["productCode"].clone();
-    let target = available["availableProducts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["productCode"].clone())
-        .find(|code| code.as_str().unwrap().starts_with("5G-PREMIUM"))
-        .expect("a premium plan is offered");
+    let (current, target) = stack.premium_offer(&token, line).await;
     let (status, accepted) = stack
         .command(
             &token,

@@ -8,10 +8,12 @@ use uuid::Uuid;
 const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a0e_54f1_8b1f_4c83_9d7c_2f4e_1b7a_b001);
 
 /// One message as it travels on the broker. `payload` is the event body; its shape is
-/// fixed by `event_type` and `event_version` (see `schemas/`).
+/// fixed by `event_type` and `event_version` (see `schemas/`). Read as a JSON value; a
+/// publisher on a hot path may serialize one with the event itself as `P` (no detour
+/// through a value).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Envelope {
+pub struct Envelope<P = serde_json::Value> {
     pub event_id: Uuid,
     pub event_type: String,
     pub event_version: u32,
@@ -21,7 +23,7 @@ pub struct Envelope {
     pub occurred_at: DateTime<Utc>,
     pub correlation_id: Uuid,
     pub causation_id: Uuid,
-    pub payload: serde_json::Value,
+    pub payload: P,
 }
 
 /// The id of the `sequence`-th event of an aggregate. Derived, not random, so a

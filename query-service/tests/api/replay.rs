@@ -39,6 +39,26 @@ async fn line_history(app: &TestApp, n: u32) -> i64 {
     10
 }
 
+/// Publishes two products and the lines' histories, then waits until the live projector
+/// has applied them all in `schema`. Returns how many events that was.
+async fn catalog_and_lines_applied(
+    app: &TestApp,
+    schema: &str,
+    lines: std::ops::Range<u32>,
+) -> i64 {
+    app.kos_facts(&[
+        (1, h::product("5G-STANDARD-001", 69000)),
+        (1, h::product("5G-PREMIUM-001", 89000)),
+    ])
+    .await;
+    let mut expected = 2;
+    for n in lines {
+        expected += line_history(app, n).await;
+    }
+    wait_applied(app, schema, expected).await;
+    expected
+}
+
 /// A bill cycle: one more month's bill for each line.
 async fn bill_cycle(app: &TestApp, lines: std::ops::Range<u32>, sequence: u64, month: &str) -> i64 {
     for n in lines.clone() {
@@ -117,16 +137,7 @@ async fn given_changes_and_a_bill_cycle_when_replayed_and_switched_under_query_l
     let app = spawn_app().await;
     let config = app.projector.config.clone();
     let base = config.database_schema.clone();
-    app.kos_facts(&[
-        (1, h::product("5G-STANDARD-001", 69000)),
-        (1, h::product("5G-PREMIUM-001", 89000)),
-    ])
-    .await;
-    let mut expected = 2;
-    for n in 1..13 {
-        expected += line_history(&app, n).await;
-    }
-    wait_applied(&app, &base, expected).await;
+    let mut expected = catalog_and_lines_applied(&app, &base, 1..13).await;
 
     // A loop of queries runs from here to the end.
     let stop = Arc::new(AtomicBool::new(false));
@@ -234,16 +245,7 @@ async fn given_a_replay_stopped_part_way_when_run_again_with_its_id_then_it_goes
     let app = spawn_app().await;
     let config = app.projector.config.clone();
     let base = config.database_schema.clone();
-    app.kos_facts(&[
-        (1, h::product("5G-STANDARD-001", 69000)),
-        (1, h::product("5G-PREMIUM-001", 89000)),
-    ])
-    .await;
-    let mut expected = 2;
-    for n in 1..9 {
-        expected += line_history(&app, n).await;
-    }
-    wait_applied(&app, &base, expected).await;
+    let expected = catalog_and_lines_applied(&app, &base, 1..9).await;
 
     // When: a replay stops after its first batch (at least 20 events) ...
     let first = replay::run(
