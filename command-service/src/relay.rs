@@ -46,6 +46,21 @@ const LINGER: Duration = Duration::from_millis(2);
 /// How often the durable cursor is written while events keep coming.
 const CURSOR_SAVE_INTERVAL: Duration = Duration::from_millis(200);
 
+/// The relay's read (`$1`, `$2` the cursor, `$3` the batch size, `$4` the aggregate
+/// type): a range scan of the `events_outbox` index (migration 0006) from the cursor to
+/// the snapshot's `xmin`, whatever the table's size. The columns are qualified on
+/// purpose: an unqualified `ORDER BY tx_id` would name the output column (the `bigint`
+/// conversion), which no index serves, and every batch would sort what it read.
+pub const NEXT_BATCH: &str =
+    "SELECT e.tx_id::text::bigint AS tx_id, e.position, e.aggregate_id, e.sequence,
+        e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at
+   FROM events e
+  WHERE e.aggregate_type = $4
+    AND (e.tx_id, e.position) > ($1::text::xid8, $2)
+    AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+  ORDER BY e.tx_id, e.position
+  LIMIT $3";
+
 /// An outbox position: transaction id, then the row's position within the table.
 pub type OutboxPosition = (u64, i64);
 
@@ -211,22 +226,13 @@ impl RelaySession {
 
     /// The next committed events past the cursor that no open transaction can precede.
     pub async fn next_batch(&self) -> Result<Vec<OutboxEvent>, RelayError> {
-        let rows: Vec<OutboxRow> = sqlx::query_as(
-            "SELECT tx_id::text::bigint AS tx_id, position, aggregate_id, sequence, event_type,
-                    event_version, payload, metadata, recorded_at
-               FROM events
-              WHERE aggregate_type = $4
-                AND (tx_id, position) > ($1::text::xid8, $2)
-                AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-              ORDER BY tx_id, position
-              LIMIT $3",
-        )
-        .bind(self.cursor.0.to_string())
-        .bind(self.cursor.1)
-        .bind(self.relay.config.batch_size)
-        .bind(<Line as cqrs_es::Aggregate>::TYPE)
-        .fetch_all(&self.relay.pool)
-        .await?;
+        let rows: Vec<OutboxRow> = sqlx::query_as(NEXT_BATCH)
+            .bind(self.cursor.0.to_string())
+            .bind(self.cursor.1)
+            .bind(self.relay.config.batch_size)
+            .bind(<Line as cqrs_es::Aggregate>::TYPE)
+            .fetch_all(&self.relay.pool)
+            .await?;
         rows.into_iter().map(OutboxRow::into_event).collect()
     }
 

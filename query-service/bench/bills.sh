@@ -39,7 +39,7 @@ ulimit -n 65536 2>/dev/null || true
 export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
 export MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:-0} MIMALLOC_ARENA_EAGER_COMMIT=${MIMALLOC_ARENA_EAGER_COMMIT:-0}
 
-cargo build --release -q -p projector -p query-service
+cargo build --release -q -p projector -p query-service -p bench
 export PHONEBILL_DATABASE_SCHEMA=$SCHEMA PHONEBILL_QUERY_ROLE=$ROLE PHONEBILL_QUERY_ROLE_LOGIN=true \
        PHONEBILL_KAFKA_BROKERS=$BROKERS PHONEBILL_TOPIC_PREFIX="$RUN." PHONEBILL_TOPIC_PARTITIONS=3 \
        PHONEBILL_REDIS_URL="redis://$REDIS_HOST:$REDIS_PORT" PHONEBILL_REDIS_KEY_PREFIX="$PREFIX" \
@@ -67,6 +67,7 @@ PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  rm -f "${BODY:-}"
   psql -q "$DB" -c "DROP SCHEMA IF EXISTS \"$SCHEMA\" CASCADE" -c "DROP ROLE IF EXISTS \"$ROLE\"" >/dev/null 2>&1 || true
   redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --scan --pattern "${PREFIX}*" | xargs -r -d '\n' redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" del >/dev/null || true
 }
@@ -88,13 +89,25 @@ for _ in $(seq 100); do
   curl -sf "http://127.0.0.1:$QPORT/health/ready" | grep -q '"l1":"UP"' && break
   sleep 0.1
 done
-curl -sf -H "$AUTH" "$URL" >/dev/null   # warm: L1 and Redis hold the bill
+BODY=$(mktemp)
+curl -sf -H "$AUTH" "$URL" >"$BODY"   # warm: L1 and Redis hold the bill
 redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" exists "$KEY" | grep -q 1
+
+# The machine's HTTP ceiling, for reading the ratio: the same bill bytes served from
+# memory on the same per-core workers, with nothing else (bench/src/bare_http.rs).
+# BARE=0 leaves it out.
+BARE=${BARE:-1}
+BPORT=${BARE_PORT:-18090}
+if [ "$BARE" = 1 ]; then
+  "$TARGET/release/bare-http" --addr 127.0.0.1:$BPORT --body "$BODY" &
+  PIDS+=($!)
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$BPORT/" >/dev/null && break; sleep 0.1; done
+fi
 
 ms() { # wrk latency ("1.23ms", "850.00us", "1.02s") -> ms
   awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.2f", n }'
 }
-printf "%-6s %12s %9s %9s | %12s %9s %9s | %7s\n" conns "http req/s" "p50 ms" "p99 ms" "redis GET/s" "p50 ms" "p99 ms" ratio
+printf "%-6s %12s %9s %9s | %12s %9s %9s | %7s | %12s %7s\n" conns "http req/s" "p50 ms" "p99 ms" "redis GET/s" "p50 ms" "p99 ms" ratio "bare http/s" "ratio"
 for c in $CONNS; do
   out=$(wrk -t"$THREADS" -c"$c" -d"$DURATION" --latency -H "$AUTH" "$URL")
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
@@ -107,7 +120,12 @@ for c in $CONNS; do
   rp50=$(cut -d, -f5 <<<"$csv" | tr -d '"')
   rp99=$(cut -d, -f7 <<<"$csv" | tr -d '"')
   ratio=$(awk -v a="$rps" -v b="$rrps" 'BEGIN { printf "%.2fx", a/b }')
-  printf "%-6s %12s %9s %9s | %12s %9s %9s | %7s %s\n" "$c" "$rps" "$p50" "$p99" "$rrps" "$rp50" "$rp99" "$ratio" "${non2xx:+(non-2xx: $non2xx)}"
+  bare=- bratio=-
+  if [ "$BARE" = 1 ]; then
+    bare=$(wrk -t"$THREADS" -c"$c" -d"$DURATION" "http://127.0.0.1:$BPORT/" | awk '/^Requests\/sec/ {print $2}')
+    bratio=$(awk -v a="$bare" -v b="$rrps" 'BEGIN { printf "%.2fx", a/b }')
+  fi
+  printf "%-6s %12s %9s %9s | %12s %9s %9s | %7s | %12s %7s %s\n" "$c" "$rps" "$p50" "$p99" "$rrps" "$rp50" "$rp99" "$ratio" "$bare" "$bratio" "${non2xx:+(non-2xx: $non2xx)}"
 done
 rss() { awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
 METRICS=$(curl -s "http://127.0.0.1:$QPORT/metrics")

@@ -151,3 +151,69 @@ async fn an_event_committing_after_a_later_one_is_not_skipped() {
     assert_exactly_once_in_order(&messages);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_relays_read_is_a_range_scan_from_its_cursor_whatever_the_table_size() {
+    // Given an event store holding 20,000 events, one transaction id each, analyzed
+    let app = spawn_app_with(Options {
+        relay: false,
+        ..Options::default()
+    })
+    .await;
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                             payload, metadata, tx_id)
+         SELECT 'Line', '010-' || (g / 2), g % 2, 'ProductChangeRequested', '1', '{}', '{}',
+                (g + 3)::text::xid8
+           FROM generate_series(1, 20000) g",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE events")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let mut conn = app.pool.acquire().await.unwrap();
+    sqlx::query(&format!(
+        "PREPARE relay_batch(text, bigint, bigint, text) AS {}",
+        command_service::relay::NEXT_BATCH
+    ))
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+
+    for mode in ["force_generic_plan", "force_custom_plan"] {
+        // When the relay's prepared read is planned (as sqlx runs it: generic after a
+        // few executions) with its cursor near the end of the table
+        sqlx::query(&format!("SET plan_cache_mode = {mode}"))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let (plan,): (serde_json::Value,) =
+            sqlx::query_as("EXPLAIN (FORMAT JSON) EXECUTE relay_batch('19900', 0, 500, 'Line')")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+
+        // Then it is one index scan on events_outbox, bounded by all three conditions:
+        // no sort, no other index, nothing that grows with the table
+        let mut nodes = Vec::new();
+        collect_plan_nodes(&plan[0]["Plan"], &mut nodes);
+        let kinds: Vec<&str> = nodes
+            .iter()
+            .map(|n| n["Node Type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["Limit", "Index Scan"], "{mode}: {plan}");
+        assert_eq!(nodes[1]["Index Name"], "events_outbox", "{mode}: {plan}");
+        assert!(nodes[1].get("Filter").is_none(), "{mode}: {plan}");
+    }
+    app.stop().await;
+}
+
+fn collect_plan_nodes<'a>(node: &'a serde_json::Value, into: &mut Vec<&'a serde_json::Value>) {
+    into.push(node);
+    for child in node["Plans"].as_array().into_iter().flatten() {
+        collect_plan_nodes(child, into);
+    }
+}
