@@ -137,62 +137,7 @@ impl PersistedEventRepository for EventRepository {
         if snapshot_update.is_some() {
             return self.reads.persist::<A>(events, snapshot_update).await;
         }
-        if events.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
-        let sequences: Vec<i64> = events.iter().map(|e| e.sequence as i64).collect();
-        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-        let versions: Vec<&str> = events.iter().map(|e| e.event_version.as_str()).collect();
-        // JSON goes as text: the server checks it once on its way into the `json` columns.
-        // Bound as `Value`, sqlx would send `jsonb`, which the server parses into a tree
-        // and then prints and parses again for the cast to `json`.
-        let payloads: Vec<String> = events.iter().map(|e| e.payload.to_string()).collect();
-        let metadata: Vec<String> = events.iter().map(|e| e.metadata.to_string()).collect();
-        let deadlines = deadline_changes(events)?;
-        let query = sqlx::query(if deadlines.is_empty() {
-            APPEND
-        } else {
-            APPEND_WITH_DEADLINES
-        })
-        .bind(A::TYPE)
-        .bind(&ids)
-        .bind(&sequences)
-        .bind(&types)
-        .bind(&versions)
-        .bind(&payloads)
-        .bind(&metadata);
-        let query = if deadlines.is_empty() {
-            query
-        } else {
-            let mut opened = (Vec::new(), Vec::new(), Vec::new());
-            let mut closed = Vec::new();
-            for (request_id, change) in deadlines {
-                match change {
-                    Deadline::Open {
-                        line_number,
-                        answer_by,
-                    } => {
-                        opened.0.push(request_id);
-                        opened.1.push(line_number);
-                        opened.2.push(answer_by);
-                    }
-                    Deadline::Close => closed.push(request_id),
-                }
-            }
-            query
-                .bind(opened.0)
-                .bind(opened.1)
-                .bind(opened.2)
-                .bind(closed)
-        };
-        query.execute(&self.pool).await.map_err(|e| match &e {
-            sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
-                PersistenceError::OptimisticLockError
-            }
-            _ => PersistenceError::ConnectionError(Box::new(e)),
-        })?;
-        Ok(())
+        append(&self.pool, A::TYPE, events).await
     }
 
     async fn stream_events<A: Aggregate>(
@@ -205,4 +150,94 @@ impl PersistedEventRepository for EventRepository {
     async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
         self.reads.stream_all_events::<A>().await
     }
+}
+
+/// The events of one command, numbered on from `last_sequence` and serialized exactly as
+/// cqrs-es's `commit` does, appended on `conn`: a command that loaded its line on a
+/// connection commits on the same one. (Each return of a connection to sqlx's pool costs
+/// a round trip, its release check.)
+pub async fn append_on<A: Aggregate>(
+    conn: &mut sqlx::PgConnection,
+    aggregate_id: &str,
+    last_sequence: usize,
+    events: Vec<A::Event>,
+    metadata: &HashMap<String, String>,
+) -> Result<(), PersistenceError> {
+    let serialized = events
+        .into_iter()
+        .zip(last_sequence + 1..)
+        .map(|(payload, sequence)| {
+            SerializedEvent::try_from(&cqrs_es::EventEnvelope::<A> {
+                aggregate_id: aggregate_id.to_owned(),
+                sequence,
+                payload,
+                metadata: metadata.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    append(conn, A::TYPE, &serialized).await
+}
+
+/// One INSERT of all the events (and their deadline changes).
+async fn append<'e, E: sqlx::PgExecutor<'e>>(
+    executor: E,
+    aggregate_type: &str,
+    events: &[SerializedEvent],
+) -> Result<(), PersistenceError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
+    let sequences: Vec<i64> = events.iter().map(|e| e.sequence as i64).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let versions: Vec<&str> = events.iter().map(|e| e.event_version.as_str()).collect();
+    // JSON goes as text: the server checks it once on its way into the `json` columns.
+    // Bound as `Value`, sqlx would send `jsonb`, which the server parses into a tree
+    // and then prints and parses again for the cast to `json`.
+    let payloads: Vec<String> = events.iter().map(|e| e.payload.to_string()).collect();
+    let metadata: Vec<String> = events.iter().map(|e| e.metadata.to_string()).collect();
+    let deadlines = deadline_changes(events)?;
+    let query = sqlx::query(if deadlines.is_empty() {
+        APPEND
+    } else {
+        APPEND_WITH_DEADLINES
+    })
+    .bind(aggregate_type)
+    .bind(&ids)
+    .bind(&sequences)
+    .bind(&types)
+    .bind(&versions)
+    .bind(&payloads)
+    .bind(&metadata);
+    let query = if deadlines.is_empty() {
+        query
+    } else {
+        let mut opened = (Vec::new(), Vec::new(), Vec::new());
+        let mut closed = Vec::new();
+        for (request_id, change) in deadlines {
+            match change {
+                Deadline::Open {
+                    line_number,
+                    answer_by,
+                } => {
+                    opened.0.push(request_id);
+                    opened.1.push(line_number);
+                    opened.2.push(answer_by);
+                }
+                Deadline::Close => closed.push(request_id),
+            }
+        }
+        query
+            .bind(opened.0)
+            .bind(opened.1)
+            .bind(opened.2)
+            .bind(closed)
+    };
+    query.execute(executor).await.map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+            PersistenceError::OptimisticLockError
+        }
+        _ => PersistenceError::ConnectionError(Box::new(e)),
+    })?;
+    Ok(())
 }

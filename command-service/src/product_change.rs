@@ -13,7 +13,8 @@ use chrono::Utc;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{AggregateContext, AggregateError, EventStore};
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -25,7 +26,7 @@ use crate::domain::line_number::LineNumber;
 use crate::domain::product_change::{run_prechecks, ChangeRequest, CheckResult};
 use crate::domain::reference::{LineFacts, ProductFacts};
 use crate::error::AppError;
-use crate::event_store::EventRepository;
+use crate::event_store::{self, EventRepository};
 use crate::reference::{change_facts, CHANGE_COLUMNS};
 
 pub type LineStore = PersistedEventStore<EventRepository, Line>;
@@ -162,7 +163,7 @@ impl ProductChanges {
         line: &LineNumber,
         request: &ChangeRequest,
     ) -> Result<Vec<CheckResult>, AppError> {
-        let (facts, target, mut context) = self.load(line, request).await?;
+        let (_, facts, target, mut context) = self.load(line, request).await?;
         let in_flight = context.aggregate().in_flight();
         Ok(run_prechecks(&facts, target.as_ref(), request, in_flight))
     }
@@ -174,7 +175,7 @@ impl ProductChanges {
         request_id: Uuid,
         trace: Trace,
     ) -> Result<RequestRecord, AppError> {
-        let (facts, target, mut context) = self.load(line, request).await?;
+        let (mut conn, facts, target, mut context) = self.load(line, request).await?;
         let now = Utc::now();
         let command = LineCommand::RequestProductChange(RequestProductChange {
             request_id,
@@ -195,28 +196,40 @@ impl ProductChanges {
             .ok_or_else(|| {
                 AppError::Internal(anyhow::anyhow!("line forgot request {request_id}"))
             })?;
-        self.commit(sink.collect().await, context, trace).await?;
+        let events = sink.collect().await;
+        if !events.is_empty() {
+            event_store::append_on::<Line>(
+                &mut conn,
+                &context.aggregate_id,
+                context.current_sequence,
+                events,
+                &metadata(trace),
+            )
+            .await
+            .map_err(|e| store_error(e.into()))?;
+            self.committed.notify_one();
+        }
         Ok(record)
     }
 
     /// What a decision needs: the reference facts and the line as stored, in one round
-    /// trip (the request path's largest cost is round trips to PostgreSQL). The line is
-    /// rebuilt from its events exactly as cqrs-es would; the commit still goes through
-    /// the event store, whose optimistic concurrency check is unchanged.
+    /// trip (the request path's largest cost is round trips to PostgreSQL), and the
+    /// connection that read them, for the commit (sqlx checks a connection with a round
+    /// trip each time it goes back to the pool). The line is rebuilt from its events
+    /// exactly as cqrs-es would; the commit's optimistic concurrency check is unchanged.
     async fn load(
         &self,
         line: &LineNumber,
         request: &ChangeRequest,
-    ) -> Result<(LineFacts, Option<ProductFacts>, LineContext), AppError> {
-        type Row = (
-            String,
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<bool>,
-            Option<serde_json::Value>,
-        );
+    ) -> Result<
+        (
+            PoolConnection<Postgres>,
+            LineFacts,
+            Option<ProductFacts>,
+            LineContext,
+        ),
+        AppError,
+    > {
         let sql = format!(
             "SELECT {CHANGE_COLUMNS},
                     (SELECT json_agg(e.payload ORDER BY e.sequence) FROM events e
@@ -225,14 +238,17 @@ impl ProductChanges {
                LEFT JOIN ref_products p ON p.product_code = $2
               WHERE l.line_number = $1"
         );
-        let row: Option<Row> = once_more_if_connection_lost(|| {
-            sqlx::query_as(&sql)
-                .bind(line.as_str())
-                .bind(&request.target_product_code)
-                .bind(<Line as cqrs_es::Aggregate>::TYPE)
-                .fetch_optional(&self.pool)
-        })
-        .await?;
+        let target = request.target_product_code.as_str();
+        let mut conn = self.pool.acquire().await?;
+        let row = match fetch_change_row(&mut conn, &sql, line.as_str(), target).await {
+            // A connection that died while idle in the pool (see `db::connect`): once
+            // more on another. Dropping this one closes it.
+            Err(sqlx::Error::Io(_)) => {
+                conn = self.pool.acquire().await?;
+                fetch_change_row(&mut conn, &sql, line.as_str(), target).await?
+            }
+            other => other?,
+        };
         let Some((a, b, c, d, e, f, history)) = row else {
             return Err(AppError::LineNotFound(line.to_string()));
         };
@@ -257,7 +273,7 @@ impl ProductChanges {
             current_sequence,
             current_snapshot: None,
         };
-        Ok((facts, target, context))
+        Ok((conn, facts, target, context))
     }
 
     /// Binds an idempotency key to a request id the first time it is seen; later uses
@@ -309,6 +325,31 @@ impl ProductChanges {
             Err(AppError::IdempotencyKeyReused)
         }
     }
+}
+
+/// The line's reference facts, the target product's and the line's events (`load`).
+type ChangeRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<bool>,
+    Option<serde_json::Value>,
+);
+
+async fn fetch_change_row(
+    conn: &mut PgConnection,
+    sql: &str,
+    line: &str,
+    target: &str,
+) -> Result<Option<ChangeRow>, sqlx::Error> {
+    sqlx::query_as(sql)
+        .bind(line)
+        .bind(target)
+        .bind(<Line as cqrs_es::Aggregate>::TYPE)
+        .fetch_optional(conn)
+        .await
 }
 
 /// Runs a statement that is safe to repeat, once more if the connection it got had died
