@@ -5,7 +5,9 @@
 #
 # Run through the stack script, which installs what is missing:
 #   infra/local/stack bench            (defaults: 32 clients, 20000 changes, 20 s pgbench)
-# Settings: BENCH_CLIENTS, BENCH_CHANGES, BENCH_PGBENCH_SECONDS.
+# Settings: BENCH_CLIENTS, BENCH_CHANGES, BENCH_PGBENCH_SECONDS, BENCH_DATABASE_URL, and
+# BENCH_SERVICE_BIN (another command-service binary, e.g. an older build kept aside, for
+# A/B runs on one machine: its own migrations set up its schema).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,6 +22,7 @@ PG="${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/phonebill}"
 RUN="$(mktemp -d /tmp/phonebill-bench.XXXXXX)"
 ID="bench_$(date +%s)"
 BROKER_PORT=19292
+SERVICE="${BENCH_SERVICE_BIN:-$CARGO_TARGET_DIR/release/command-service}"
 HTTP_PORT=18081
 
 pids=()
@@ -51,10 +54,10 @@ export PHONEBILL_DATABASE_URL="$PG" PHONEBILL_DATABASE_SCHEMA="$ID" PHONEBILL_KA
   PHONEBILL_TOPIC_PREFIX="$ID." PHONEBILL_HTTP_ADDR="127.0.0.1:$HTTP_PORT" RUST_LOG=warn \
   PHONEBILL_RATE_LIMIT_PER_IP_PER_MINUTE=0 PHONEBILL_RATE_LIMIT_PER_CUSTOMER_PER_MINUTE=0 \
   MALLOC_ARENA_MAX=2  # as deployed (glibc otherwise keeps an arena per busy thread)
-"$CARGO_TARGET_DIR/release/command-service" load-facts "$RUN/facts.jsonl"
+"$SERVICE" load-facts "$RUN/facts.jsonl"
 # The load generator logs in once as the demo admin (who may change every line).
-"$CARGO_TARGET_DIR/release/command-service" set-password admin --role admin --password demo-admin >/dev/null
-"$CARGO_TARGET_DIR/release/command-service" >"$RUN/service.log" 2>&1 &
+"$SERVICE" set-password admin --role admin --password demo-admin >/dev/null
+"$SERVICE" >"$RUN/service.log" 2>&1 &
 service=$!
 pids+=($service)
 wait_for 60 curl -fsS "http://127.0.0.1:$HTTP_PORT/health/ready"
