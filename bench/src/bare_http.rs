@@ -31,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
     let body = bytes::Bytes::from(std::fs::read(&args.body)?);
     let workers = args
         .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        .unwrap_or_else(service_kit::server::Server::workers_per_cpu);
     let router = Router::new().fallback(get(move || {
         let body = body.clone();
         async move { ([(header::CONTENT_TYPE, "application/json")], body) }

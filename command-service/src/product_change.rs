@@ -238,17 +238,14 @@ impl ProductChanges {
                LEFT JOIN ref_products p ON p.product_code = $2
               WHERE l.line_number = $1"
         );
-        let target = request.target_product_code.as_str();
-        let mut conn = self.pool.acquire().await?;
-        let row = match fetch_change_row(&mut conn, &sql, line.as_str(), target).await {
-            // A connection that died while idle in the pool (see `db::connect`): once
-            // more on another. Dropping this one closes it.
-            Err(sqlx::Error::Io(_)) => {
-                conn = self.pool.acquire().await?;
-                fetch_change_row(&mut conn, &sql, line.as_str(), target).await?
-            }
-            other => other?,
-        };
+        let (conn, row) = once_more_if_connection_lost(|| async {
+            let mut conn = self.pool.acquire().await?;
+            let row =
+                fetch_change_row(&mut conn, &sql, line.as_str(), &request.target_product_code)
+                    .await?;
+            Ok((conn, row))
+        })
+        .await?;
         let Some((a, b, c, d, e, f, history)) = row else {
             return Err(AppError::LineNotFound(line.to_string()));
         };

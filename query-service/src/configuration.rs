@@ -118,7 +118,7 @@ impl Config {
     /// The HTTP workers to run: `http_workers`, or one per CPU the process may use.
     pub fn http_workers(&self) -> usize {
         match self.http_workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => service_kit::server::Server::workers_per_cpu(),
             n => n,
         }
     }

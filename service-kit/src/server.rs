@@ -41,6 +41,11 @@ impl Server {
         Ok(Self { listeners })
     }
 
+    /// The default worker count: one per CPU the process may use.
+    pub fn workers_per_cpu() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.listeners[0]
             .local_addr()
