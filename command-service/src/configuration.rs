@@ -69,6 +69,9 @@ pub struct Config {
     pub kafka: KafkaConfig,
 
     #[command(flatten)]
+    pub group_commit: GroupCommitConfig,
+
+    #[command(flatten)]
     pub relay: RelayConfig,
 
     #[command(flatten)]
@@ -123,6 +126,29 @@ pub struct DatabaseConfig {
         default_value_t = 16
     )]
     pub max_connections: u32,
+}
+
+/// How customers' product-change requests are committed in groups (`group_commit`).
+#[derive(Debug, Clone, Args)]
+pub struct GroupCommitConfig {
+    /// Writers committing groups at once. One was fastest on 2 cores (bench/commands.sh):
+    /// it makes the largest groups; a database with more cores may take more.
+    #[arg(
+        long = "group-commit-writers",
+        env = "PHONEBILL_GROUP_COMMIT_WRITERS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    pub writers: u16,
+
+    /// Most requests in one group (one statement's worth of lines).
+    #[arg(
+        long = "group-commit-max",
+        env = "PHONEBILL_GROUP_COMMIT_MAX",
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u16).range(1..=1000)
+    )]
+    pub max_requests: u16,
 }
 
 #[derive(Debug, Clone, Args)]

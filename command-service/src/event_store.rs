@@ -153,17 +153,15 @@ impl PersistedEventRepository for EventRepository {
 }
 
 /// The events of one command, numbered on from `last_sequence` and serialized exactly as
-/// cqrs-es's `commit` does, appended on `conn`: a command that loaded its line on a
-/// connection commits on the same one. (Each return of a connection to sqlx's pool costs
-/// a round trip, its release check.)
-pub async fn append_on<A: Aggregate>(
-    conn: &mut sqlx::PgConnection,
+/// cqrs-es's `commit` does, for `append`: the request path commits on the connection that
+/// loaded its lines, and commits many lines' events in one statement.
+pub fn serialize<A: Aggregate>(
     aggregate_id: &str,
     last_sequence: usize,
     events: Vec<A::Event>,
     metadata: &HashMap<String, String>,
-) -> Result<(), PersistenceError> {
-    let serialized = events
+) -> Result<Vec<SerializedEvent>, PersistenceError> {
+    events
         .into_iter()
         .zip(last_sequence + 1..)
         .map(|(payload, sequence)| {
@@ -174,12 +172,12 @@ pub async fn append_on<A: Aggregate>(
                 metadata: metadata.clone(),
             })
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    append(conn, A::TYPE, &serialized).await
+        .collect()
 }
 
-/// One INSERT of all the events (and their deadline changes).
-async fn append<'e, E: sqlx::PgExecutor<'e>>(
+/// One INSERT of all the events (and their deadline changes), of any number of
+/// aggregates: all are written or, on any conflict, none.
+pub async fn append<'e, E: sqlx::PgExecutor<'e>>(
     executor: E,
     aggregate_type: &str,
     events: &[SerializedEvent],

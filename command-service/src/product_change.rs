@@ -2,7 +2,10 @@
 //! line aggregate. It loads the reference facts, runs the aggregate, commits its events
 //! (which the relay then publishes) and turns the line's memory of the request into an
 //! answer. Concurrent writers to one line are serialized by the event store's optimistic
-//! concurrency: a conflict reloads the line and decides again.
+//! concurrency: a conflict reloads the line and decides again. Customers' requests are
+//! committed in groups (`group_commit`); KOS results and timeouts one at a time.
+
+pub mod group_commit;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,21 +16,20 @@ use chrono::Utc;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{AggregateContext, AggregateError, EventStore};
-use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::PgPool;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use events::kos::KosResult;
 use events::product_change::ProductChangeEvent;
 
-use crate::domain::line::{Line, LineCommand, LineError, RequestProductChange, RequestRecord};
+use crate::configuration::GroupCommitConfig;
+use crate::domain::line::{Line, LineCommand, LineError, RequestRecord};
 use crate::domain::line_number::LineNumber;
 use crate::domain::product_change::{run_prechecks, ChangeRequest, CheckResult};
-use crate::domain::reference::{LineFacts, ProductFacts};
 use crate::error::AppError;
-use crate::event_store::{self, EventRepository};
-use crate::reference::{change_facts, CHANGE_COLUMNS};
+use crate::event_store::EventRepository;
+use group_commit::{ChangeCommand, Decider, GroupCommit};
 
 pub type LineStore = PersistedEventStore<EventRepository, Line>;
 type LineContext = EventStoreAggregateContext<Line>;
@@ -52,18 +54,31 @@ pub struct ProductChanges {
     store: Arc<LineStore>,
     /// Wakes the relay as soon as events are committed here.
     committed: Arc<Notify>,
-    /// How long KOS has to answer a change before it fails with TIMEOUT.
-    kos_timeout: chrono::Duration,
+    /// Loads lines and decides requests (the validation's and the writers').
+    decider: Decider,
+    /// Where requests queue to be committed in groups.
+    requests: GroupCommit,
 }
 
 impl ProductChanges {
-    pub fn new(pool: PgPool, committed: Arc<Notify>, kos_timeout: Duration) -> Self {
+    pub fn new(
+        pool: PgPool,
+        committed: Arc<Notify>,
+        kos_timeout: Duration,
+        group_commit: &GroupCommitConfig,
+    ) -> Self {
         let store = PersistedEventStore::new_event_store(EventRepository::new(pool.clone()));
+        let decider = Decider {
+            pool: pool.clone(),
+            committed: Arc::clone(&committed),
+            kos_timeout: chrono::Duration::from_std(kos_timeout).unwrap_or(chrono::Duration::MAX),
+        };
         Self {
             pool,
             store: Arc::new(store),
             committed,
-            kos_timeout: chrono::Duration::from_std(kos_timeout).unwrap_or(chrono::Duration::MAX),
+            requests: GroupCommit::start(decider.clone(), group_commit),
+            decider,
         }
     }
 
@@ -80,10 +95,14 @@ impl ProductChanges {
             Some(key) => self.claim_key(key, line, &request).await?,
             None => Uuid::new_v4(),
         };
-        let attempt = || self.decide(line, &request, request_id, trace);
-        let record = attempt
-            .retry(conflict_backoff())
-            .when(|e| matches!(e, AppError::Conflict))
+        let record = self
+            .requests
+            .submit(ChangeCommand {
+                line: line.clone(),
+                request,
+                request_id,
+                trace,
+            })
             .await?;
         Ok(Decision { request_id, record })
     }
@@ -163,114 +182,15 @@ impl ProductChanges {
         line: &LineNumber,
         request: &ChangeRequest,
     ) -> Result<Vec<CheckResult>, AppError> {
-        let (_, facts, target, mut context) = self.load(line, request).await?;
-        let in_flight = context.aggregate().in_flight();
-        Ok(run_prechecks(&facts, target.as_ref(), request, in_flight))
-    }
-
-    async fn decide(
-        &self,
-        line: &LineNumber,
-        request: &ChangeRequest,
-        request_id: Uuid,
-        trace: Trace,
-    ) -> Result<RequestRecord, AppError> {
-        let (mut conn, facts, target, mut context) = self.load(line, request).await?;
-        let now = Utc::now();
-        let command = LineCommand::RequestProductChange(RequestProductChange {
-            request_id,
-            request: request.clone(),
-            requested_at: now,
-            answer_by: now + self.kos_timeout,
-            line: facts,
-            target,
-        });
-        let sink = EventSink::default();
-        cqrs_es::Aggregate::handle(context.aggregate(), command, &(), &sink)
-            .await
-            .map_err(line_error)?;
-        let record = context
-            .aggregate()
-            .request(request_id)
-            .cloned()
-            .ok_or_else(|| {
-                AppError::Internal(anyhow::anyhow!("line forgot request {request_id}"))
-            })?;
-        let events = sink.collect().await;
-        if !events.is_empty() {
-            event_store::append_on::<Line>(
-                &mut conn,
-                &context.aggregate_id,
-                context.current_sequence,
-                events,
-                &metadata(trace),
-            )
-            .await
-            .map_err(|e| store_error(e.into()))?;
-            self.committed.notify_one();
-        }
-        Ok(record)
-    }
-
-    /// What a decision needs: the reference facts and the line as stored, in one round
-    /// trip (the request path's largest cost is round trips to PostgreSQL), and the
-    /// connection that read them, for the commit (sqlx checks a connection with a round
-    /// trip each time it goes back to the pool). The line is rebuilt from its events
-    /// exactly as cqrs-es would; the commit's optimistic concurrency check is unchanged.
-    async fn load(
-        &self,
-        line: &LineNumber,
-        request: &ChangeRequest,
-    ) -> Result<
-        (
-            PoolConnection<Postgres>,
-            LineFacts,
-            Option<ProductFacts>,
-            LineContext,
-        ),
-        AppError,
-    > {
-        let sql = format!(
-            "SELECT {CHANGE_COLUMNS},
-                    (SELECT json_agg(e.payload ORDER BY e.sequence) FROM events e
-                      WHERE e.aggregate_type = $3 AND e.aggregate_id = $1)
-               FROM ref_lines l
-               LEFT JOIN ref_products p ON p.product_code = $2
-              WHERE l.line_number = $1"
-        );
-        let (conn, row) = once_more_if_connection_lost(|| async {
-            let mut conn = self.pool.acquire().await?;
-            let row =
-                fetch_change_row(&mut conn, &sql, line.as_str(), &request.target_product_code)
-                    .await?;
-            Ok((conn, row))
-        })
-        .await?;
-        let Some((a, b, c, d, e, f, history)) = row else {
-            return Err(AppError::LineNotFound(line.to_string()));
-        };
-        let (facts, target) = change_facts(
-            line.as_str(),
-            &request.target_product_code,
-            (a, b, c, d, e, f),
-        );
-        let events: Vec<ProductChangeEvent> = match history {
-            Some(list) => serde_json::from_value(list)
-                .map_err(|e| AppError::Internal(anyhow::anyhow!("stored event unreadable: {e}")))?,
-            None => Vec::new(),
-        };
-        let mut aggregate = Line::default();
-        let current_sequence = events.len();
-        for event in events {
-            cqrs_es::Aggregate::apply(&mut aggregate, event);
-        }
-        let context = EventStoreAggregateContext {
-            aggregate_id: line.to_string(),
-            aggregate,
-            current_sequence,
-            current_snapshot: None,
-        };
-        Ok((conn, facts, target, context))
+        let (_, mut loaded) = self.decider.load(&[(line, request)]).await?;
+        let mut line = loaded.pop().expect("one line per request")?;
+        let in_flight = line.context.aggregate().in_flight();
+        Ok(run_prechecks(
+            &line.facts,
+            line.target.as_ref(),
+            request,
+            in_flight,
+        ))
     }
 
     /// Binds an idempotency key to a request id the first time it is seen; later uses
@@ -322,31 +242,6 @@ impl ProductChanges {
             Err(AppError::IdempotencyKeyReused)
         }
     }
-}
-
-/// The line's reference facts, the target product's and the line's events (`load`).
-type ChangeRow = (
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<bool>,
-    Option<serde_json::Value>,
-);
-
-async fn fetch_change_row(
-    conn: &mut PgConnection,
-    sql: &str,
-    line: &str,
-    target: &str,
-) -> Result<Option<ChangeRow>, sqlx::Error> {
-    sqlx::query_as(sql)
-        .bind(line)
-        .bind(target)
-        .bind(<Line as cqrs_es::Aggregate>::TYPE)
-        .fetch_optional(conn)
-        .await
 }
 
 /// Runs a statement that is safe to repeat, once more if the connection it got had died

@@ -74,7 +74,12 @@ impl Application {
                 committed.clone(),
             )
         });
-        let changes = ProductChanges::new(pool.clone(), committed, config.kos.answer_timeout());
+        let changes = ProductChanges::new(
+            pool.clone(),
+            committed,
+            config.kos.answer_timeout(),
+            &config.group_commit,
+        );
         let inbox = if config.kos.inbox_enabled {
             Some(KosInbox::new(
                 kafka::client_config(&config.kafka, CLIENT_ID),

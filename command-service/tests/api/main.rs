@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod concurrency;
 mod fuzz;
+mod group_commit;
 mod input;
 mod kos_loop;
 mod outbox;
