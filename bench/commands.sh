@@ -53,7 +53,7 @@ python3 "$ROOT/bench/generate_facts.py" --lines "$lines" >"$RUN/facts.jsonl"
 export PHONEBILL_DATABASE_URL="$PG" PHONEBILL_DATABASE_SCHEMA="$ID" PHONEBILL_KAFKA_BROKERS="127.0.0.1:$BROKER_PORT" \
   PHONEBILL_TOPIC_PREFIX="$ID." PHONEBILL_HTTP_ADDR="127.0.0.1:$HTTP_PORT" RUST_LOG=warn \
   PHONEBILL_RATE_LIMIT_PER_IP_PER_MINUTE=0 PHONEBILL_RATE_LIMIT_PER_CUSTOMER_PER_MINUTE=0 \
-  MALLOC_ARENA_MAX=2  # as deployed (glibc otherwise keeps an arena per busy thread)
+  MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072  # as deployed (infra/helm values: why)
 "$SERVICE" load-facts "$RUN/facts.jsonl"
 # The load generator logs in once as the demo admin (who may change every line).
 "$SERVICE" set-password admin --role admin --password demo-admin >/dev/null
