@@ -232,7 +232,11 @@ pub async fn append<'e, E: sqlx::PgExecutor<'e>>(
             .bind(closed)
     };
     query.execute(executor).await.map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+        // A duplicate (aggregate, sequence); or, between writers committing many lines at
+        // once, a deadlock or serialization failure: retried the same way.
+        sqlx::Error::Database(db)
+            if matches!(db.code().as_deref(), Some("23505" | "40P01" | "40001")) =>
+        {
             PersistenceError::OptimisticLockError
         }
         _ => PersistenceError::ConnectionError(Box::new(e)),

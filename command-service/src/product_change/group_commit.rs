@@ -14,10 +14,20 @@
 //!   of the group is decided again on its own, with the conflict retry of the one-request
 //!   path, so one busy line never fails the others.
 //! - **A 202 is durable.** A request is answered only after its group's commit returned.
-//!   If the commit's outcome is unknown (the connection died), the retry on its own finds
-//!   the request in the line's memory if it did commit and answers the same.
+//!   If the commit's outcome is unknown (the connection failed while it ran), every
+//!   request is decided again on its own: one that did commit is found in the line's
+//!   memory (request ids are remembered) and gets the same answer.
+//! - **A failure that wrote nothing is answered at once.** A failed load or an INSERT the
+//!   database refused (other than a conflict) answers every request of the group with
+//!   the error; retrying each alone would only multiply the load on a database in trouble.
 //! - **One line once per group.** A second request for a line already in the group is
-//!   decided after the group, on its own, against what the group wrote.
+//!   decided after the group, on its own, against what the group wrote (not necessarily
+//!   before the next group's request for that line: requests for one line that arrive
+//!   together are serialized, not ordered).
+//! - **A caller that gave up is not committed.** A request whose caller went away (the
+//!   request deadline) before its group formed is dropped, not written.
+//! - **Lines in a fixed order.** A group's rows are sorted by line, so two writers'
+//!   groups never wait on each other's keys in opposite orders.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -98,6 +108,47 @@ type LoadRow = (
     Option<serde_json::Value>,
 );
 
+/// Why a group wrote nothing, or may have written.
+#[derive(Debug)]
+pub enum GroupFailure {
+    /// Another writer got to one of the lines first; nothing was written.
+    Conflict,
+    /// Nothing was written: the load failed, or the database refused the INSERT.
+    NotWritten(AppError),
+    /// The connection failed while the INSERT ran: it may or may not have committed.
+    Unknown(AppError),
+}
+
+impl GroupFailure {
+    /// The error a caller gets.
+    pub fn into_app_error(self) -> AppError {
+        match self {
+            GroupFailure::Conflict => AppError::Conflict,
+            GroupFailure::NotWritten(e) | GroupFailure::Unknown(e) => e,
+        }
+    }
+
+    fn of_append(e: cqrs_es::persist::PersistenceError) -> Self {
+        use cqrs_es::persist::PersistenceError;
+        match e {
+            PersistenceError::OptimisticLockError => GroupFailure::Conflict,
+            PersistenceError::ConnectionError(inner)
+                if matches!(
+                    inner.downcast_ref::<sqlx::Error>(),
+                    Some(sqlx::Error::Database(_))
+                ) =>
+            {
+                GroupFailure::NotWritten(AppError::Internal(anyhow::anyhow!(
+                    "event store refused the group: {inner}"
+                )))
+            }
+            other => {
+                GroupFailure::Unknown(AppError::Internal(anyhow::anyhow!("event store: {other}")))
+            }
+        }
+    }
+}
+
 impl Decider {
     /// The lines of `wanted` (line, target product), in its order, and the connection
     /// that read them, for the commit: each return of a connection to sqlx's pool costs a
@@ -145,14 +196,14 @@ impl Decider {
     }
 
     /// Decides every command against its line and commits all their events in one
-    /// statement. The outer error is the group's (nothing was written); the inner ones
-    /// are each request's own (an unknown line, a reused request id).
+    /// statement. The outer error is the group's; the inner ones are each request's own
+    /// (an unknown line, a reused request id).
     pub async fn decide_all(
         &self,
         commands: &[&ChangeCommand],
-    ) -> Result<Vec<Result<RequestRecord, AppError>>, AppError> {
+    ) -> Result<Vec<Result<RequestRecord, AppError>>, GroupFailure> {
         let wanted: Vec<_> = commands.iter().map(|c| (&c.line, &c.request)).collect();
-        let (mut conn, loaded) = self.load(&wanted).await?;
+        let (mut conn, loaded) = self.load(&wanted).await.map_err(GroupFailure::NotWritten)?;
         let now = Utc::now();
         let mut to_append = Vec::new();
         let mut outcomes = Vec::with_capacity(commands.len());
@@ -169,7 +220,7 @@ impl Decider {
         if !to_append.is_empty() {
             event_store::append(&mut *conn, <Line as cqrs_es::Aggregate>::TYPE, &to_append)
                 .await
-                .map_err(|e| store_error(e.into()))?;
+                .map_err(GroupFailure::of_append)?;
             self.committed.notify_one();
         }
         Ok(outcomes)
@@ -218,16 +269,22 @@ impl Decider {
     }
 
     /// One request on its own, retried while another writer keeps getting to its line
-    /// first.
+    /// first, and once more if the outcome of its commit is unknown.
     async fn alone(&self, command: &ChangeCommand) -> Result<RequestRecord, AppError> {
         let attempt = || async {
             let mut outcomes = self.decide_all(&[command]).await?;
-            outcomes.pop().expect("one outcome per command")
+            Ok(outcomes.pop().expect("one outcome per command"))
         };
-        attempt
-            .retry(conflict_backoff())
-            .when(|e| matches!(e, AppError::Conflict))
-            .await
+        let with_conflict_retry = || {
+            attempt
+                .retry(conflict_backoff())
+                .when(|e| matches!(e, GroupFailure::Conflict))
+        };
+        let outcome = match with_conflict_retry().await {
+            Err(GroupFailure::Unknown(_)) => with_conflict_retry().await,
+            other => other,
+        };
+        outcome.map_err(GroupFailure::into_app_error)?
     }
 }
 
@@ -301,9 +358,13 @@ async fn write(decider: Decider, queue: Arc<Mutex<mpsc::Receiver<Pending>>>, max
         if queue.lock().await.recv_many(&mut taken, max).await == 0 {
             return;
         }
-        let (group, repeats) = one_per_line(std::mem::take(&mut taken));
+        taken.retain(|p| !p.answer.is_closed());
+        let (mut group, repeats) = one_per_line(std::mem::take(&mut taken));
+        group.sort_by(|a, b| a.command.line.as_str().cmp(b.command.line.as_str()));
         metrics::histogram!("product_change_group_size").record(group.len() as f64);
-        commit_group(&decider, group).await;
+        // In a task of its own: a panic fails this group's requests (their callers get
+        // an error), not the writer.
+        let _ = tokio::spawn(commit_group(decider.clone(), group)).await;
         for pending in repeats {
             tokio::spawn(answer_alone(decider.clone(), pending));
         }
@@ -318,21 +379,34 @@ fn one_per_line(taken: Vec<Pending>) -> (Vec<Pending>, Vec<Pending>) {
         .partition(|p| seen.insert(p.command.line.as_str().to_owned()))
 }
 
-async fn commit_group(decider: &Decider, group: Vec<Pending>) {
+async fn commit_group(decider: Decider, group: Vec<Pending>) {
+    if group.is_empty() {
+        return;
+    }
     let commands: Vec<&ChangeCommand> = group.iter().map(|p| &p.command).collect();
     match decider.decide_all(&commands).await {
         Ok(outcomes) => {
             for (pending, outcome) in group.into_iter().zip(outcomes) {
-                // A caller that went away still has its change committed.
+                // A caller that went away meanwhile still has its change committed.
                 let _ = pending.answer.send(outcome);
             }
         }
-        Err(e) if group.len() == 1 && !matches!(e, AppError::Conflict) => {
-            let pending = group.into_iter().next().expect("one");
-            let _ = pending.answer.send(Err(e));
+        Err(GroupFailure::NotWritten(e)) => {
+            let message = e.to_string();
+            let mut first = Some(e);
+            for pending in group {
+                let error = first
+                    .take()
+                    .unwrap_or_else(|| AppError::Internal(anyhow::anyhow!("{message}")));
+                let _ = pending.answer.send(Err(error));
+            }
         }
-        Err(e) => {
-            tracing::debug!(error = %e, size = group.len(), "group failed; deciding each alone");
+        Err(failure) => {
+            tracing::debug!(
+                ?failure,
+                size = group.len(),
+                "group failed; deciding each alone"
+            );
             for pending in group {
                 tokio::spawn(answer_alone(decider.clone(), pending));
             }

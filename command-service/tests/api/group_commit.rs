@@ -7,7 +7,7 @@ use command_service::domain::line::RequestOutcome;
 use command_service::domain::line_number::LineNumber;
 use command_service::domain::product_change::ChangeRequest;
 use command_service::error::AppError;
-use command_service::product_change::group_commit::{ChangeCommand, Decider};
+use command_service::product_change::group_commit::{ChangeCommand, Decider, GroupFailure};
 use command_service::product_change::Trace;
 use futures::future::join_all;
 use serde_json::Value;
@@ -115,7 +115,7 @@ async fn a_conflict_on_one_line_fails_the_whole_group_and_writes_nothing() {
         .await;
 
     // Then the group fails as a conflict, and not even line 5's events were written
-    assert!(matches!(result, Err(AppError::Conflict)), "{result:?}");
+    assert!(matches!(result, Err(GroupFailure::Conflict)), "{result:?}");
     assert_eq!(app.event_count().await, 0);
     app.stop().await;
 }
@@ -167,5 +167,32 @@ async fn requests_arriving_together_for_one_line_get_one_acceptance_and_the_rest
             .await
             .unwrap();
     assert_eq!(sequences, (1..=11).collect::<Vec<i64>>());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_group_whose_lines_cannot_be_loaded_fails_as_not_written() {
+    // Given a running service, and a decider whose database pool is closed
+    let app = spawn_app().await;
+    let closed = sqlx::PgPool::connect_lazy(&app.config.database.url).unwrap();
+    closed.close().await;
+    let decider = Decider {
+        pool: closed,
+        ..decider(&app)
+    };
+
+    // When it decides a group
+    let commands = [command(&valid_change(8)), command(&valid_change(9))];
+    let result = decider
+        .decide_all(&commands.iter().collect::<Vec<_>>())
+        .await;
+
+    // Then the group fails as not written (its callers are answered at once, not
+    // retried one by one), and nothing is stored
+    assert!(
+        matches!(result, Err(GroupFailure::NotWritten(_))),
+        "{result:?}"
+    );
+    assert_eq!(app.event_count().await, 0);
     app.stop().await;
 }
