@@ -3,6 +3,7 @@
 #
 #   query-service/bench/bills.sh            # 64 and 1000 connections, 15 s each
 #   CONNS="64" DURATION=10s query-service/bench/bills.sh
+#   QUERY_BIN=/tmp/query-service-old ...   # A/B against another build
 #
 # Needs: PostgreSQL (PHONEBILL_DATABASE_URL, superuser-ish: creates a schema and a role),
 # Redis (REDIS_HOST/REDIS_PORT), a broker (PHONEBILL_KAFKA_BROKERS), wrk, redis-benchmark,
@@ -40,6 +41,8 @@ export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
 export MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:-0} MIMALLOC_ARENA_EAGER_COMMIT=${MIMALLOC_ARENA_EAGER_COMMIT:-0}
 
 cargo build --release -q -p projector -p query-service -p bench
+# QUERY_BIN: another query-service binary (an older build copied aside) for A/B runs.
+QUERY_BIN=${QUERY_BIN:-$TARGET/release/query-service}
 export PHONEBILL_DATABASE_SCHEMA=$SCHEMA PHONEBILL_QUERY_ROLE=$ROLE PHONEBILL_QUERY_ROLE_LOGIN=true \
        PHONEBILL_KAFKA_BROKERS=$BROKERS PHONEBILL_TOPIC_PREFIX="$RUN." PHONEBILL_TOPIC_PARTITIONS=3 \
        PHONEBILL_REDIS_URL="redis://$REDIS_HOST:$REDIS_PORT" PHONEBILL_REDIS_KEY_PREFIX="$PREFIX" \
@@ -82,7 +85,7 @@ PHONEBILL_DATABASE_URL=$DB "$TARGET/release/projector" apply-facts "$FACTS"
 rm -f "$FACTS"
 
 HOSTPART=${DB#*@}
-PHONEBILL_DATABASE_URL="postgres://$ROLE@$HOSTPART" PHONEBILL_HTTP_ADDR=127.0.0.1:$QPORT "$TARGET/release/query-service" &
+PHONEBILL_DATABASE_URL="postgres://$ROLE@$HOSTPART" PHONEBILL_HTTP_ADDR=127.0.0.1:$QPORT "$QUERY_BIN" &
 PIDS+=($!); QUERY_PID=$!
 URL="http://127.0.0.1:$QPORT/api/v1/bills?lineNumber=$LINE&month=$MONTH"
 for _ in $(seq 100); do

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::configuration::Config;
 use crate::inquiries::Inquiries;
 use crate::invalidation;
-use crate::routes::{self, AppState};
+use crate::routes::{self, AppState, Shared};
 use crate::views::Views;
 
 pub const CLIENT_ID: &str = "query-service";
@@ -62,7 +62,7 @@ impl Application {
             topics.bill_inquiries(),
             config.inquiry_buffer,
         )?;
-        let state = AppState {
+        let state = AppState::new(Shared {
             views: views.clone(),
             inquiries: inquiries.clone(),
             admin,
@@ -70,7 +70,7 @@ impl Application {
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             max_wait: config.min_position_wait(),
             auth,
-        };
+        });
         let router = routes::router(state, &config.hardening);
         let server = Server::bind(config.http_addr, config.http_workers())?;
         Ok(Self {

@@ -27,8 +27,26 @@ use crate::inquiries::Inquiries;
 use crate::views::Doc;
 use crate::views::Views;
 
+/// What handlers share, behind one `Arc`: every extractor of the state clones it, and
+/// on the bill query path cloning (and dropping) each field was measurable.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub views: Views,
     pub inquiries: Inquiries,
     pub admin: Arc<Admin>,
