@@ -40,7 +40,7 @@ pub fn brokers() -> String {
     std::env::var("PHONEBILL_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
-fn database_url() -> String {
+pub fn database_url() -> String {
     std::env::var("PHONEBILL_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/phonebill".into())
 }

@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod concurrency;
+mod crash;
 mod fuzz;
 mod group_commit;
 mod input;
