@@ -67,6 +67,23 @@ impl Inquiries {
         }
     }
 
+    /// Connects to the topic's brokers now rather than at the first record: the
+    /// idempotent producer asks for its producer id only once a broker connection is up
+    /// (librdkafka retries every 500 ms), and records sent before it has one wait in the
+    /// buffer, which a service started under full load filled in its first second.
+    pub async fn connect(&self, timeout: Duration) -> Result<(), rdkafka::error::KafkaError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            inner
+                .producer
+                .client()
+                .fetch_metadata(Some(&inner.topic), timeout)
+                .map(|_| ())
+        })
+        .await
+        .expect("fetching metadata does not panic")
+    }
+
     /// Hands what is queued to the broker (at shutdown), waiting at most `timeout`.
     pub async fn flush(&self, timeout: Duration) {
         let inner = self.inner.clone();
