@@ -62,9 +62,9 @@ impl Application {
             topics.bill_inquiries(),
             config.inquiry_buffer,
         )?;
-        if let Err(e) = inquiries.connect(Duration::from_secs(5)).await {
+        if !inquiries.wait_until_ready(Duration::from_secs(5)).await {
             // Not fatal: queries never wait on the broker; records queue until it is up.
-            tracing::warn!(error = %e, "the bill-inquiry producer could not reach the broker yet");
+            tracing::warn!("the bill-inquiry producer has no broker connection yet");
         }
         let state = AppState::new(Shared {
             views: views.clone(),
