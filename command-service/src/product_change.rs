@@ -50,11 +50,9 @@ pub struct Decision {
 
 #[derive(Clone)]
 pub struct ProductChanges {
-    pool: PgPool,
     store: Arc<LineStore>,
-    /// Wakes the relay as soon as events are committed here.
-    committed: Arc<Notify>,
-    /// Loads lines and decides requests (the validation's and the writers').
+    /// Loads lines and decides requests (the validation's and the writers'); its pool
+    /// and relay wake-up serve the KOS paths and idempotency keys too.
     decider: Decider,
     /// Where requests queue to be committed in groups.
     requests: GroupCommit,
@@ -69,14 +67,12 @@ impl ProductChanges {
     ) -> Self {
         let store = PersistedEventStore::new_event_store(EventRepository::new(pool.clone()));
         let decider = Decider {
-            pool: pool.clone(),
-            committed: Arc::clone(&committed),
+            pool,
+            committed,
             kos_timeout: chrono::Duration::from_std(kos_timeout).unwrap_or(chrono::Duration::MAX),
         };
         Self {
-            pool,
             store: Arc::new(store),
-            committed,
             requests: GroupCommit::start(decider.clone(), group_commit),
             decider,
         }
@@ -172,7 +168,7 @@ impl ProductChanges {
             .commit(events, context, metadata(trace))
             .await
             .map_err(store_error)?;
-        self.committed.notify_one();
+        self.decider.committed.notify_one();
         Ok(())
     }
 
@@ -222,7 +218,7 @@ impl ProductChanges {
             .bind(key)
             .bind(&fingerprint)
             .bind(candidate)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.decider.pool)
         })
         .await?;
         // A claim committed by a concurrent request after this statement's snapshot is
@@ -233,7 +229,7 @@ impl ProductChanges {
                 "SELECT fingerprint, request_id FROM idempotency_keys WHERE idempotency_key = $1",
             )
             .bind(key)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.decider.pool)
             .await?,
         };
         if stored_fingerprint == fingerprint {

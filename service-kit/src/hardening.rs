@@ -259,7 +259,6 @@ impl<S, B> tower::Service<axum::http::Request<B>> for CorsIfOriginService<S>
 where
     S: tower::Service<axum::http::Request<B>, Response = Response> + Clone,
     S::Future: Send + 'static,
-    B: Default,
 {
     type Response = Response;
     type Error = S::Error;

@@ -30,7 +30,7 @@
 //!   groups never wait on each other's keys in opposite orders.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use backon::Retryable;
 use chrono::Utc;
@@ -86,7 +86,7 @@ pub struct Decider {
 /// round trip whatever the number of lines (`$1` lines, `$2` targets, `$3` the aggregate
 /// type). A line that is not known has no row. The line is rebuilt from its events
 /// exactly as cqrs-es would; the commit's optimistic concurrency check is unchanged.
-fn load_sql() -> String {
+static LOAD_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT r.i, {CHANGE_COLUMNS},
                 (SELECT json_agg(e.payload ORDER BY e.sequence) FROM events e
@@ -95,7 +95,7 @@ fn load_sql() -> String {
            JOIN ref_lines l ON l.line_number = r.line
            LEFT JOIN ref_products p ON p.product_code = r.target"
     )
-}
+});
 
 type LoadRow = (
     i64,
@@ -157,7 +157,6 @@ impl Decider {
         &self,
         wanted: &[(&LineNumber, &ChangeRequest)],
     ) -> Result<(PoolConnection<Postgres>, Vec<Result<LoadedLine, AppError>>), AppError> {
-        let sql = load_sql();
         let lines: Vec<&str> = wanted.iter().map(|(line, _)| line.as_str()).collect();
         let targets: Vec<&str> = wanted
             .iter()
@@ -165,7 +164,7 @@ impl Decider {
             .collect();
         let (conn, rows) = once_more_if_connection_lost(|| async {
             let mut conn = self.pool.acquire().await?;
-            let rows: Vec<LoadRow> = sqlx::query_as(&sql)
+            let rows: Vec<LoadRow> = sqlx::query_as(&LOAD_SQL)
                 .bind(&lines)
                 .bind(&targets)
                 .bind(<Line as cqrs_es::Aggregate>::TYPE)

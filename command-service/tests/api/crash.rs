@@ -143,18 +143,7 @@ async fn killed_while_committing_groups_and_restarted_every_accepted_change_is_s
         .await
         .unwrap();
     let token = login["accessToken"].as_str().unwrap();
-    let client = reqwest::Client::builder()
-        .default_headers(
-            [(
-                reqwest::header::AUTHORIZATION,
-                format!("Bearer {token}").parse().unwrap(),
-            )]
-            .into_iter()
-            .collect(),
-        )
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let client = client_with_token(token);
 
     // When 96 changes (one per active demo line, each with its own key) are sent by 16
     // clients, and the service is killed once 30 of them were accepted

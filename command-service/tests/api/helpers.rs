@@ -49,7 +49,7 @@ pub fn redis_url() -> String {
     std::env::var("PHONEBILL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-fn client_with_token(token: &str) -> reqwest::Client {
+pub fn client_with_token(token: &str) -> reqwest::Client {
     let mut headers = HeaderMap::new();
     headers.insert(
         AUTHORIZATION,
