@@ -1,11 +1,19 @@
 //! `BillInquired` on `phonebill.bill-inquiries` (UFR-BILL-040): one per bill query,
 //! published by query-service, projected into the inquiry history.
 //! Envelope: aggregate type `BillInquiry`, aggregate id = the inquiry id (a fresh UUID),
-//! sequence 1, key = line number.
+//! sequence 1.
+//!
+//! A message carries one inquiry (its envelope, key = line number) or several (a JSON
+//! array of their envelopes, each exactly as for one, no key): query-service batches them
+//! because one message per query cost more than the query (per-message work in the
+//! producer, the broker and the consumer; Event Hubs also meters by message). Every
+//! consumer reads both through [`decode_message`].
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::DecodeError;
 
 pub const AGGREGATE: &str = "BillInquiry";
 
@@ -71,6 +79,48 @@ pub fn encode(event: &BillInquired, correlation_id: Uuid) -> Vec<u8> {
     bytes
 }
 
+/// The wire bytes of several inquiries in one message: a JSON array of what [`encode`]
+/// writes for each.
+pub fn encode_batch<'a>(inquiries: impl IntoIterator<Item = &'a (BillInquired, Uuid)>) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(8192);
+    bytes.push(b'[');
+    for (i, (event, correlation_id)) in inquiries.into_iter().enumerate() {
+        if i > 0 {
+            bytes.push(b',');
+        }
+        serde_json::to_writer(&mut bytes, &envelope_with(event, *correlation_id, event))
+            .expect("an inquiry always serializes");
+    }
+    bytes.push(b']');
+    bytes
+}
+
+/// The inquiries of one message, one or a batch, in order. A batch decodes whole or not
+/// at all: one bad element rejects the message (it goes to the dead-letter topic as it
+/// came), so no consumer records part of it.
+pub fn decode_message(bytes: &[u8]) -> Result<Vec<(crate::Envelope, BillInquired)>, DecodeError> {
+    if !crate::codec::is_batch(bytes) {
+        let (envelope, BillInquiryEvent::BillInquired(e)) =
+            crate::codec::decode::<BillInquiryEvent>(bytes)?;
+        return Ok(vec![(envelope, e)]);
+    }
+    let items: Vec<serde_json::Value> =
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::Envelope(e.to_string()))?;
+    if items.is_empty() {
+        return Err(DecodeError::Envelope("an empty batch of inquiries".into()));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let (envelope, BillInquiryEvent::BillInquired(e)) =
+                crate::codec::decode_value::<BillInquiryEvent>(item)
+                    .map_err(|e| DecodeError::Envelope(format!("batch element {i}: {e}")))?;
+            Ok((envelope, e))
+        })
+        .collect()
+}
+
 /// Type and version written out for the direct encoding; `envelope` takes them from
 /// `event_family!`, and a test compares the two.
 fn envelope_with<P>(event: &BillInquired, correlation_id: Uuid, payload: P) -> crate::Envelope<P> {
@@ -115,6 +165,53 @@ mod tests {
                 BillInquiryEvent::BillInquired(event.clone()).event_type()
             );
         }
+    }
+
+    fn inquiry(line: &str) -> BillInquired {
+        BillInquired {
+            inquiry_id: Uuid::new_v4(),
+            line_number: line.into(),
+            month: "2024-03".into(),
+            customer_id: Some("CUST001".into()),
+            result: InquiryResult::Found,
+            inquired_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_batch_decodes_to_its_inquiries_in_order_each_with_the_envelope_of_one() {
+        let items: Vec<(BillInquired, Uuid)> = ["010-1234-5678", "010-1111-2222", "010-1234-5678"]
+            .iter()
+            .map(|line| (inquiry(line), Uuid::new_v4()))
+            .collect();
+        let bytes = encode_batch(&items);
+        assert!(crate::codec::is_batch(&bytes));
+        let decoded = decode_message(&bytes).unwrap();
+        assert_eq!(decoded.len(), 3);
+        for ((env, event), (sent, correlation_id)) in decoded.iter().zip(&items) {
+            assert_eq!(event, sent);
+            assert_eq!(env, &envelope(sent, *correlation_id));
+        }
+    }
+
+    #[test]
+    fn one_inquiry_alone_still_decodes_as_a_message_of_one() {
+        let sent = inquiry("010-1234-5678");
+        let bytes = encode(&sent, Uuid::new_v4());
+        assert!(!crate::codec::is_batch(&bytes));
+        let decoded = decode_message(&bytes).unwrap();
+        assert_eq!(decoded.len(), 1);
+        assert_eq!(decoded[0].1, sent);
+    }
+
+    #[test]
+    fn a_batch_with_one_bad_element_or_none_is_refused_whole() {
+        let good = String::from_utf8(encode(&inquiry("010-1234-5678"), Uuid::new_v4())).unwrap();
+        let bad_element = format!(r#"[{good},{{"event_type":"BillInquired"}}]"#);
+        let refused = decode_message(bad_element.as_bytes()).unwrap_err();
+        assert!(refused.to_string().contains("batch element 1"), "{refused}");
+        assert!(decode_message(b" [] ").is_err());
+        assert!(decode_message(b"[1, 2").is_err());
     }
 
     #[test]

@@ -43,6 +43,21 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, DecodeError> {
     serde_json::from_slice(bytes).map_err(|e| DecodeError::Envelope(e.to_string()))
 }
 
+/// Reads the envelopes of a message: one, or a batch (a JSON array of envelopes, as
+/// query-service publishes bill inquiries), never looking inside their payloads.
+pub fn decode_envelopes(bytes: &[u8]) -> Result<Vec<Envelope>, DecodeError> {
+    if is_batch(bytes) {
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::Envelope(e.to_string()))
+    } else {
+        Ok(vec![decode_envelope(bytes)?])
+    }
+}
+
+/// Whether a message's bytes are a batch (a JSON array) rather than one envelope.
+pub fn is_batch(bytes: &[u8]) -> bool {
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[')
+}
+
 /// Reads an envelope and its typed payload.
 pub fn decode<E: EventPayload>(bytes: &[u8]) -> Result<(Envelope, E), DecodeError> {
     typed(decode_envelope(bytes)?)

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use events::bill_inquiry::{BillInquired, BillInquiryEvent};
+use events::bill_inquiry::{self, BillInquired};
 use events::kos::KosFact;
 use events::product_change::ProductChangeEvent;
 use events::topics::Topics;
@@ -74,13 +74,16 @@ pub enum Outcome {
 pub enum Decoded {
     ProductChange(Envelope, ProductChangeEvent),
     Kos(Envelope, KosFact),
-    Inquiry(Envelope, BillInquired),
+    /// The inquiries of one message (one, or a batch from query-service; never empty).
+    Inquiries(Vec<(Envelope, BillInquired)>),
 }
 
 impl Decoded {
     pub fn envelope(&self) -> &Envelope {
         match self {
-            Decoded::ProductChange(e, _) | Decoded::Kos(e, _) | Decoded::Inquiry(e, _) => e,
+            Decoded::ProductChange(e, _) | Decoded::Kos(e, _) => e,
+            // All of a batch share type, version and sequence (1); the first speaks for it.
+            Decoded::Inquiries(items) => &items[0].0,
         }
     }
 
@@ -93,7 +96,7 @@ impl Decoded {
         match self {
             Decoded::ProductChange(e, _) => (read_model::LINE_AGGREGATE, e.aggregate_id.clone()),
             Decoded::Kos(e, fact) => (fact.aggregate_type(), e.aggregate_id.clone()),
-            Decoded::Inquiry(e, _) => (events::bill_inquiry::AGGREGATE, e.aggregate_id.clone()),
+            Decoded::Inquiries(items) => (bill_inquiry::AGGREGATE, items[0].0.aggregate_id.clone()),
         }
     }
 
@@ -103,7 +106,7 @@ impl Decoded {
                 projections::product_change::views_of(&e.aggregate_id, event)
             }
             Decoded::Kos(_, fact) => projections::kos::views_of(fact),
-            Decoded::Inquiry(..) => vec![],
+            Decoded::Inquiries(..) => vec![],
         }
     }
 }
@@ -165,9 +168,9 @@ impl Decoder {
             }
             Ok(Decoded::Kos(env, fact))
         } else if msg.topic == self.topics.bill_inquiries() {
-            let (env, BillInquiryEvent::BillInquired(e)) =
-                codec::decode::<BillInquiryEvent>(&msg.payload)?;
-            Ok(Decoded::Inquiry(env, e))
+            Ok(Decoded::Inquiries(bill_inquiry::decode_message(
+                &msg.payload,
+            )?))
         } else {
             Err(DecodeError::Envelope(format!(
                 "topic {} is not one the projector reads",
@@ -238,7 +241,13 @@ impl Processor {
         let outcome = self.handle_decoded(msg, &decoded).await?;
         metrics::histogram!("phonebill_projector_apply_duration_seconds")
             .record(started.elapsed().as_secs_f64());
-        count(decoded.event_type(), &outcome);
+        let events = match &decoded {
+            Decoded::Inquiries(items) => items.len(),
+            _ => 1,
+        };
+        for _ in 0..events {
+            count(decoded.event_type(), &outcome);
+        }
         Ok(outcome)
     }
 
@@ -247,7 +256,8 @@ impl Processor {
         topic == self.decoder.topics.bill_inquiries()
     }
 
-    /// Records inquiry messages in one statement: one outcome per message, in order.
+    /// Records inquiry messages in one statement: one outcome per message, in order (a
+    /// batch message is applied when any of its inquiries was new).
     /// Each inquiry is its own one-event aggregate, so no order or checkpoint is at stake
     /// and one transaction instead of one per inquiry is safe. `Err` is transient (retry
     /// the batch: the recorded ones then come out as duplicates).
@@ -257,9 +267,10 @@ impl Processor {
         let mut inquiries = vec![];
         for msg in msgs {
             match self.decode(msg) {
-                Ok(Decoded::Inquiry(_, e)) => {
+                Ok(Decoded::Inquiries(items)) => {
                     outcomes.push(Outcome::Duplicate);
-                    inquiries.push((outcomes.len() - 1, e));
+                    let at = outcomes.len() - 1;
+                    inquiries.extend(items.into_iter().map(|(_, e)| (at, e)));
                 }
                 Ok(other) => outcomes.push(Outcome::Rejected {
                     kind: "unknown_type",
@@ -277,10 +288,13 @@ impl Processor {
             let mut fresh = projections::inquiries::record_all(&mut conn, &all).await?;
             for (i, e) in &inquiries {
                 // The first of two messages carrying one inquiry recorded it.
-                if fresh.remove(&e.inquiry_id) {
+                let outcome = if fresh.remove(&e.inquiry_id) {
                     outcomes[*i] = Outcome::Applied;
-                }
-                count("BillInquired", &outcomes[*i]);
+                    Outcome::Applied
+                } else {
+                    Outcome::Duplicate
+                };
+                count("BillInquired", &outcome);
             }
             metrics::histogram!("phonebill_projector_apply_duration_seconds")
                 .record(started.elapsed().as_secs_f64());
@@ -289,18 +303,14 @@ impl Processor {
     }
 
     async fn handle_decoded(&self, msg: &Incoming, decoded: &Decoded) -> anyhow::Result<Outcome> {
-        if let Decoded::Inquiry(_, e) = decoded {
-            let mut tx = self.pool.begin().await?;
-            let fresh = match projections::inquiries::apply(&mut *tx, e).await {
-                Ok(fresh) => fresh,
-                Err(ApplyError::Database(e)) => return Err(e.into()),
-                Err(ApplyError::Unapplicable(_)) => false,
-            };
-            tx.commit().await?;
-            return Ok(if fresh {
-                Outcome::Applied
-            } else {
+        if let Decoded::Inquiries(items) = decoded {
+            let mut conn = self.pool.acquire().await?;
+            let all: Vec<&BillInquired> = items.iter().map(|(_, e)| e).collect();
+            let fresh = projections::inquiries::record_all(&mut conn, &all).await?;
+            return Ok(if fresh.is_empty() {
                 Outcome::Duplicate
+            } else {
+                Outcome::Applied
             });
         }
         let (aggregate_type, aggregate_id) = decoded.aggregate();
@@ -559,7 +569,12 @@ pub(crate) async fn apply<S: Store>(
             .await
             .map(|()| vec![]),
         Decoded::Kos(env, fact) => projections::kos::apply(tx, env, fact).await,
-        Decoded::Inquiry(_, e) => projections::inquiries::apply(tx, e).await.map(|_| vec![]),
+        Decoded::Inquiries(items) => {
+            for (_, e) in items {
+                projections::inquiries::apply(tx, e).await?;
+            }
+            Ok(vec![])
+        }
     };
     // Bad data the database refuses (class 22 data exception, 23 integrity) will not get
     // better by retrying: park it like any other event that cannot be applied.

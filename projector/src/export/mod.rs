@@ -145,8 +145,9 @@ fn export(
                 report.outside_window += 1;
                 return Ok(());
             }
-            let envelope = match codec::decode_envelope(m.payload().unwrap_or_default()) {
-                Ok(envelope) => envelope,
+            // A batch (query-service's inquiries) is one row per envelope.
+            let envelopes = match codec::decode_envelopes(m.payload().unwrap_or_default()) {
+                Ok(envelopes) => envelopes,
                 Err(e) => {
                     report.undecodable += 1;
                     if report.undecodable_examples.len() < EXAMPLES {
@@ -159,28 +160,30 @@ fn export(
                     return Ok(());
                 }
             };
-            if timestamp.is_none() && !filter.in_window(envelope.occurred_at) {
-                report.outside_window += 1;
-                return Ok(());
+            for envelope in &envelopes {
+                if timestamp.is_none() && !filter.in_window(envelope.occurred_at) {
+                    report.outside_window += 1;
+                    continue;
+                }
+                if !filter.keeps(envelope, m) {
+                    report.filtered_out += 1;
+                    continue;
+                }
+                let at = Position {
+                    topic,
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    timestamp,
+                };
+                serde_json::to_writer(&mut writer, &Record::new(envelope, &at))?;
+                writer.write_all(b"\n")?;
+                columns.observe(&envelope.payload);
+                report.rows += 1;
+                *report
+                    .rows_by_type
+                    .entry(envelope.event_type.clone())
+                    .or_default() += 1;
             }
-            if !filter.keeps(&envelope, m) {
-                report.filtered_out += 1;
-                return Ok(());
-            }
-            let at = Position {
-                topic,
-                partition: m.partition(),
-                offset: m.offset(),
-                timestamp,
-            };
-            serde_json::to_writer(&mut writer, &Record::new(&envelope, &at))?;
-            writer.write_all(b"\n")?;
-            columns.observe(&envelope.payload);
-            report.rows += 1;
-            *report
-                .rows_by_type
-                .entry(envelope.event_type.clone())
-                .or_default() += 1;
             Ok(())
         })?;
         writer
@@ -236,8 +239,9 @@ impl Filter {
         self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
     }
 
-    /// By event type, and by line: the envelope's aggregate id or the message key (the
-    /// key is the line for every event about a line, whatever its aggregate).
+    /// By event type, and by line: the envelope's aggregate id, the message key (the key
+    /// is the line for every event about a line, whatever its aggregate) or the payload's
+    /// `line_number` (a batch of inquiries has no key).
     fn keeps(&self, envelope: &Envelope, m: &BorrowedMessage<'_>) -> bool {
         self.keeps_parts(envelope, m.key())
     }
@@ -246,7 +250,9 @@ impl Filter {
         let type_ok =
             self.event_types.is_empty() || self.event_types.contains(&envelope.event_type);
         let line_ok = self.line.as_deref().is_none_or(|line| {
-            envelope.aggregate_id == line || key.is_some_and(|k| k == line.as_bytes())
+            envelope.aggregate_id == line
+                || key.is_some_and(|k| k == line.as_bytes())
+                || envelope.payload.get("line_number").and_then(|l| l.as_str()) == Some(line)
         });
         type_ok && line_ok
     }

@@ -93,8 +93,12 @@ impl MemStore {
     /// The live projector's rules for one message (see `Processor::handle_decoded`):
     /// checkpoint, parking, apply.
     pub async fn handle(&mut self, msg: &Incoming, decoded: &Decoded) -> anyhow::Result<Outcome> {
-        if let Decoded::Inquiry(_, e) = decoded {
-            return Ok(if self.add_inquiry(e).await? {
+        if let Decoded::Inquiries(items) = decoded {
+            let mut fresh = false;
+            for (_, e) in items {
+                fresh |= self.add_inquiry(e).await?;
+            }
+            return Ok(if fresh {
                 Outcome::Applied
             } else {
                 Outcome::Duplicate

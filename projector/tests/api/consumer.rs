@@ -201,6 +201,87 @@ async fn given_a_burst_of_bill_inquiries_with_a_repeat_and_a_malformed_one_then_
 }
 
 #[tokio::test]
+async fn given_batches_of_bill_inquiries_one_sent_twice_and_one_with_a_bad_element_then_every_good_inquiry_is_recorded_once_and_the_bad_batch_is_dead_lettered_whole(
+) {
+    use events::bill_inquiry::{self, BillInquired, InquiryResult};
+    // Given: three batches of 100 inquiries of two lines, as query-service publishes them
+    // (one message each), the second sent twice, then a batch whose last element is not
+    // an inquiry.
+    let app = spawn_app(test_config()).await;
+    let producer = producer();
+    let inquiry = |i: usize| {
+        (
+            BillInquired {
+                inquiry_id: Uuid::new_v4(),
+                line_number: if i.is_multiple_of(2) {
+                    "010-0000-0008"
+                } else {
+                    "010-0000-0009"
+                }
+                .into(),
+                month: "2026-03".into(),
+                customer_id: Some("CUST001".into()),
+                result: InquiryResult::Found,
+                inquired_at: chrono::Utc::now(),
+            },
+            Uuid::new_v4(),
+        )
+    };
+    let batches: Vec<Vec<u8>> = (0..3)
+        .map(|_| bill_inquiry::encode_batch(&(0..100).map(inquiry).collect::<Vec<_>>()))
+        .collect();
+    let good = String::from_utf8(bill_inquiry::encode(&inquiry(0).0, Uuid::new_v4())).unwrap();
+    let bad = format!(r#"[{good},{{"event_type":"BillInquired","payload":{{}}}}]"#);
+    let topic = app.topics.bill_inquiries();
+    for bytes in [
+        &batches[0],
+        &batches[1],
+        &batches[1],
+        &batches[2],
+        bad.as_bytes(),
+    ] {
+        publish(&producer, &topic, "batch", bytes).await;
+    }
+
+    // Then: 300 recorded, each once, with its line; the bad batch dead-lettered as sent,
+    // and none of it recorded.
+    let pool = app.pool.clone();
+    let recorded = || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, i64)>(
+                "SELECT line_number, count(*) FROM bill_inquiries GROUP BY 1 ORDER BY 1",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    wait_until(
+        "the bad batch is dead-lettered",
+        Duration::from_secs(60),
+        || async { !read_topic(&app.topics.dead_letter()).await.is_empty() },
+    )
+    .await;
+    // The dead letter is the last message: everything before it was handled.
+    assert_eq!(
+        recorded().await,
+        vec![
+            ("010-0000-0008".to_owned(), 150),
+            ("010-0000-0009".to_owned(), 150)
+        ]
+    );
+    let dead = read_topic(&app.topics.dead_letter()).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].payload, bad.as_bytes());
+    assert!(
+        dead[0].headers["dlq-reason"].contains("batch element 1"),
+        "{dead:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn given_redis_down_for_ten_seconds_while_events_stream_in_then_nothing_is_dead_lettered_or_lost_and_the_views_catch_up(
 ) {
     let mut own = OwnRedis::start();
