@@ -93,7 +93,7 @@ pub struct Namespace {
 struct Inner {
     redis: RedisConn,
     ns: ArcSwap<Namespace>,
-    l1: Cache<String, Doc>,
+    l1: Cache<String, Doc, foldhash::fast::RandomState>,
     l1_live: AtomicBool,
     epoch: AtomicU64,
     /// Woken by every invalidation: `minPosition` waiters recheck at once.
@@ -121,7 +121,7 @@ impl Views {
                 l1: Cache::builder()
                     .max_capacity(capacity)
                     .time_to_live(ttl)
-                    .build(),
+                    .build_with_hasher(foldhash::fast::RandomState::default()),
                 l1_live: AtomicBool::new(false),
                 epoch: AtomicU64::new(0),
                 changed: tokio::sync::Notify::new(),

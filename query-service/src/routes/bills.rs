@@ -1,6 +1,7 @@
 //! Bills: the menu, one month's bill, and the bill-inquiry history.
 
-use axum::extract::{Query, State};
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
@@ -14,7 +15,9 @@ use service_kit::auth::{Caller, Role};
 use service_kit::http::CorrelationId;
 use uuid::Uuid;
 
-use super::{doc_response, line_number, number, paging, AppState, Params, PRIVATE_REVALIDATE};
+use super::{
+    doc_response, line_number, non_negative, paging, AppState, Params, PRIVATE_REVALIDATE,
+};
 use crate::error::AppError;
 
 pub fn router() -> Router<AppState> {
@@ -53,8 +56,12 @@ fn month(value: Option<&String>) -> Result<String, AppError> {
     }
 }
 
-async fn wait_if_asked(state: &AppState, params: &Params, line: &str) -> Result<bool, AppError> {
-    match number(params, "minPosition")? {
+async fn wait_if_asked(
+    state: &AppState,
+    min_position: Option<&String>,
+    line: &str,
+) -> Result<bool, AppError> {
+    match non_negative("minPosition", min_position)? {
         Some(min) => {
             state.views.wait_for(line, min, state.max_wait).await?;
             Ok(true)
@@ -82,7 +89,7 @@ pub async fn menu(
         (given, _, _) => line_number(given)?,
     };
     caller.may_read_line(&line)?;
-    let fresh = wait_if_asked(&state, &params, &line).await?;
+    let fresh = wait_if_asked(&state, params.get("minPosition"), &line).await?;
     let get = |v: View| {
         let views = state.views.clone();
         async move {
@@ -114,6 +121,35 @@ pub async fn menu(
     })))
 }
 
+/// The bill's query string. Three fields rather than the other routes' map: this is the
+/// hottest route, and a map allocates and hashes every key. Read as the map is: a
+/// repeated parameter's last value counts, others are ignored, nothing is refused here.
+#[derive(Default)]
+pub struct BillParams {
+    line_number: Option<String>,
+    month: Option<String>,
+    min_position: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for BillParams {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let mut params = BillParams::default();
+        let query = parts.uri.query().unwrap_or_default();
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            let field = match &*name {
+                "lineNumber" => &mut params.line_number,
+                "month" => &mut params.month,
+                "minPosition" => &mut params.min_position,
+                _ => continue,
+            };
+            *field = Some(value.into_owned());
+        }
+        Ok(params)
+    }
+}
+
 /// UFR-BILL-020/030: the bill of a month (default: the current one). Every call is
 /// recorded as a bill inquiry (UFR-BILL-040).
 #[utoipa::path(get, path = "/api/v1/bills", params(("lineNumber" = String, Query), ("month" = Option<String>, Query), ("minPosition" = Option<i64>, Query)),
@@ -122,14 +158,14 @@ pub async fn menu(
 pub async fn bill(
     caller: Caller,
     State(state): State<AppState>,
-    Query(params): Query<Params>,
+    params: BillParams,
     CorrelationId(correlation_id): CorrelationId,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let line = line_number(params.get("lineNumber"))?;
+    let line = line_number(params.line_number.as_ref())?;
     caller.may_read_line(&line)?;
-    let month = month(params.get("month"))?;
-    let fresh = wait_if_asked(&state, &params, &line).await?;
+    let month = month(params.month.as_ref())?;
+    let fresh = wait_if_asked(&state, params.min_position.as_ref(), &line).await?;
     let view = View::Bill {
         line: line.clone(),
         month: month.clone(),

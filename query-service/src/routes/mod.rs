@@ -113,8 +113,12 @@ pub fn line_number(value: Option<&String>) -> Result<String, AppError> {
 
 /// Optional non-negative integer parameter.
 pub fn number(params: &Params, name: &str) -> Result<Option<i64>, AppError> {
-    params
-        .get(name)
+    non_negative(name, params.get(name))
+}
+
+/// A parameter's value as a non-negative integer, if given.
+pub fn non_negative(name: &str, value: Option<&String>) -> Result<Option<i64>, AppError> {
+    value
         .map(|v| {
             v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
                 AppError::bad(

@@ -37,6 +37,15 @@ async fn given_a_projected_bill_when_queried_then_it_is_served_with_an_etag_and_
         .unwrap();
     assert_eq!(again.status(), 304);
 
+    // A repeated parameter's last value counts and unknown ones are ignored.
+    let repeated = app
+        .get(&format!(
+            "/api/v1/bills?month=2020-01&lineNumber={l}&utm_source=mail&month=2026-03"
+        ))
+        .await;
+    assert_eq!(repeated.status(), 200);
+    assert_eq!(repeated.headers()["etag"].to_str().unwrap(), etag);
+
     let menu: serde_json::Value = app
         .get(&format!("/api/v1/bills/menu?lineNumber={l}"))
         .await
@@ -65,6 +74,11 @@ async fn given_no_bill_for_the_month_then_404_bill_not_found_as_problem_json_and
     assert_eq!(problem["code"], "BILL_NOT_FOUND");
     for (path, code) in [
         ("/api/v1/bills?lineNumber=12345", "INVALID_LINE_NUMBER"),
+        ("/api/v1/bills?month=2026-03", "INVALID_LINE_NUMBER"),
+        (
+            "/api/v1/bills?lineNumber=010-0000-0999&minPosition=-1",
+            "INVALID_PARAMETER",
+        ),
         (
             "/api/v1/bills?lineNumber=010-0000-0999&month=2020-13",
             "INVALID_MONTH",

@@ -275,7 +275,9 @@ pub struct Tokens {
     ttl: TimeDelta,
     clock: Arc<dyn Clock>,
     validation: Arc<Validation>,
-    verified: moka::sync::Cache<Arc<str>, Arc<Claims>>,
+    /// Hashed with foldhash, not SipHash: every request hashes its whole token (~400
+    /// bytes) here. Seeded per process; a collision costs only a comparison.
+    verified: moka::sync::Cache<Arc<str>, Arc<Claims>, foldhash::fast::RandomState>,
 }
 
 impl Tokens {
@@ -299,7 +301,7 @@ impl Tokens {
                 .max_capacity(VERIFIED_TOKENS)
                 // No token lives longer than the longest TTL the settings allow.
                 .time_to_live(std::time::Duration::from_secs(24 * 3600))
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
         }
     }
 
