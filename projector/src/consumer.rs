@@ -28,8 +28,10 @@ const REJOIN_AFTER: Duration = Duration::from_secs(30);
 /// a partition's queue is full).
 const PARTITION_QUEUE: usize = 256;
 
-/// Bill inquiries queued for a partition recorded in one statement, at most.
+/// Bill-inquiry messages queued for a partition recorded in one statement, at most...
 const INQUIRY_BATCH: usize = 500;
+/// ...and their bytes: a message is one inquiry or a batch of up to 32 (query-service).
+const INQUIRY_BATCH_BYTES: usize = 1 << 20;
 
 /// Lag metrics and the resume guard come from `service_kit::consumer`.
 pub type ProjectorConsumer = GroupConsumer;
@@ -127,9 +129,13 @@ impl ConsumerLoop {
                 let mut batch = vec![message];
                 if processor.is_inquiry_topic(batch[0].topic()) {
                     // Inquiries are recorded together: what is queued goes in one statement.
-                    while batch.len() < INQUIRY_BATCH {
+                    let mut bytes = batch[0].payload().map_or(0, <[u8]>::len);
+                    while batch.len() < INQUIRY_BATCH && bytes < INQUIRY_BATCH_BYTES {
                         match queue.try_recv() {
-                            Ok(m) => batch.push(m),
+                            Ok(m) => {
+                                bytes += m.payload().map_or(0, <[u8]>::len);
+                                batch.push(m);
+                            }
                             Err(_) => break,
                         }
                     }

@@ -21,8 +21,10 @@ use uuid::Uuid;
 
 /// How often the publisher sends what queued (the longest an inquiry waits for it).
 const PUBLISH_EVERY: Duration = Duration::from_millis(10);
-/// Inquiries per message at most (~500 bytes each before compression).
-const PER_MESSAGE: usize = 256;
+/// Inquiries per message at most (~500 bytes each before compression). Past a few dozen
+/// the per-message costs are gone; larger messages only fill the projector's partition
+/// queues (counted in messages) with more bytes.
+const PER_MESSAGE: usize = 32;
 
 /// An inquiry and the correlation id of the request that made it.
 type Record = (BillInquired, Uuid);
@@ -155,12 +157,12 @@ impl Inner {
     /// cannot take (its own buffer full: the broker is away) is dropped and counted.
     fn send_queued(&self) {
         let queued = self.queued.lock().expect("the publisher does not panic");
-        let (recorded, dropped) = counters();
         loop {
             let batch: Vec<Record> = queued.try_iter().take(PER_MESSAGE).collect();
             if batch.is_empty() {
                 return;
             }
+            let (recorded, dropped) = counters();
             let bytes = inquiry::encode_batch(&batch);
             // No key: the inquiries are of many lines, and each is its own aggregate.
             let message = BaseRecord::<(), _>::to(&self.topic).payload(&bytes);

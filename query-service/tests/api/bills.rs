@@ -122,6 +122,14 @@ async fn given_bill_queries_then_each_is_recorded_and_listed_in_the_inquiry_hist
     assert!(page["totalElements"].as_u64().unwrap() >= 2);
     assert_eq!(page["items"][0]["month"], "2025-01");
     assert_eq!(page["items"][0]["result"], "NOT_FOUND");
+    // And they are counted as recorded (the counter is the process's, shared by the
+    // tests running beside this one, so at least these two).
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let recorded = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("phonebill_bill_inquiries_recorded_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(recorded.is_some_and(|n| n >= 2.0), "{metrics}");
     app.stop().await;
 }
 
