@@ -31,7 +31,7 @@ const PARTITION_QUEUE: usize = 256;
 /// Bill-inquiry messages queued for a partition recorded in one statement, at most...
 const INQUIRY_BATCH: usize = 500;
 /// ...and their bytes: a message is one inquiry or a batch of up to 32 (query-service).
-const INQUIRY_BATCH_BYTES: usize = 1 << 20;
+const INQUIRY_BATCH_BYTES: usize = 256 << 10;
 
 /// Lag metrics and the resume guard come from `service_kit::consumer`.
 pub type ProjectorConsumer = GroupConsumer;
