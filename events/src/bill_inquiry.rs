@@ -192,6 +192,10 @@ mod tests {
             assert_eq!(event, sent);
             assert_eq!(env, &envelope(sent, *correlation_id));
         }
+        // Read without their payload types (as the export does): the same envelopes.
+        let envelopes = crate::codec::decode_envelopes(&bytes).unwrap();
+        let expected: Vec<_> = decoded.into_iter().map(|(env, _)| env).collect();
+        assert_eq!(envelopes, expected);
     }
 
     #[test]

@@ -323,4 +323,16 @@ mod tests {
             Some(b"010-0000-0002")
         ));
     }
+
+    #[test]
+    fn an_inquiry_of_a_batch_has_no_key_and_matches_by_its_payload_s_line() {
+        let filter = Filter::new(&options(&[], Some("010-0000-0001")));
+        let inquiry = |line: &str| Envelope {
+            payload: serde_json::json!({"line_number": line, "month": "2026-03"}),
+            ..envelope("BillInquired", "some-inquiry")
+        };
+
+        assert!(filter.keeps_parts(&inquiry("010-0000-0001"), None));
+        assert!(!filter.keeps_parts(&inquiry("010-0000-0002"), None));
+    }
 }
