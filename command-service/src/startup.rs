@@ -47,6 +47,8 @@ impl Application {
     /// (tests pass a manual one).
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         config.check()?;
+        // First: metric handles taken before the recorder exists count nowhere.
+        let metrics = telemetry::metrics_handle();
         let pool = db::connect(&config.database).await?;
         db::migrate(&pool).await?;
         let topics = Topics::new(&config.kafka.topic_prefix);
@@ -125,7 +127,7 @@ impl Application {
             changes,
             pool: pool.clone(),
             admin,
-            metrics: telemetry::metrics_handle(),
+            metrics,
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             auth: auth.clone(),
             credentials,

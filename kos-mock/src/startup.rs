@@ -38,6 +38,8 @@ impl Application {
     /// [`Application::port`]).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.check()?;
+        // First: metric handles taken before the recorder exists count nowhere.
+        let metrics = telemetry::metrics_handle();
         let pool = db::connect(&config.database).await?;
         db::migrate(&pool).await?;
         let topics = Topics::new(&config.kafka.topic_prefix);
@@ -85,7 +87,7 @@ impl Application {
             changes,
             pool: pool.clone(),
             admin,
-            metrics: telemetry::metrics_handle(),
+            metrics,
             request_timeout: Duration::from_millis(config.request_timeout_ms),
         };
         let router = routes::router(state, config.body_limit_bytes);

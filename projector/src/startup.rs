@@ -158,6 +158,8 @@ fn build_consumer_loop(config: &Config, processor: Processor) -> anyhow::Result<
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // First: metric handles taken before the recorder exists count nowhere.
+        let metrics = telemetry::metrics_handle();
         let (control, active, ns_config) = active_config(&config).await?;
         let pool = prepare_database(&ns_config).await?;
         control.grant().await?;
@@ -195,7 +197,7 @@ impl Application {
             processor: current.clone(),
             redis,
             admin,
-            metrics: telemetry::metrics_handle(),
+            metrics,
             auth,
         };
         let router = Router::new()
