@@ -99,26 +99,11 @@ pub fn encode_batch<'a>(inquiries: impl IntoIterator<Item = &'a (BillInquired, U
 /// at all: one bad element rejects the message (it goes to the dead-letter topic as it
 /// came), so no consumer records part of it.
 pub fn decode_message(bytes: &[u8]) -> Result<Vec<(crate::Envelope, BillInquired)>, DecodeError> {
-    if !crate::codec::is_batch(bytes) {
-        let (envelope, BillInquiryEvent::BillInquired(e)) =
-            crate::codec::decode::<BillInquiryEvent>(bytes)?;
-        return Ok(vec![(envelope, e)]);
-    }
-    let items: Vec<serde_json::Value> =
-        serde_json::from_slice(bytes).map_err(|e| DecodeError::Envelope(e.to_string()))?;
-    if items.is_empty() {
-        return Err(DecodeError::Envelope("an empty batch of inquiries".into()));
-    }
-    items
+    let decoded = crate::codec::decode_all::<BillInquiryEvent>(bytes)?;
+    Ok(decoded
         .into_iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let (envelope, BillInquiryEvent::BillInquired(e)) =
-                crate::codec::decode_value::<BillInquiryEvent>(item)
-                    .map_err(|e| DecodeError::Envelope(format!("batch element {i}: {e}")))?;
-            Ok((envelope, e))
-        })
-        .collect()
+        .map(|(envelope, BillInquiryEvent::BillInquired(e))| (envelope, e))
+        .collect())
 }
 
 /// Type and version written out for the direct encoding; `envelope` takes them from

@@ -44,13 +44,39 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, DecodeError> {
 }
 
 /// Reads the envelopes of a message: one, or a batch (a JSON array of envelopes, as
-/// query-service publishes bill inquiries), never looking inside their payloads.
+/// query-service publishes bill inquiries), never looking inside their payloads. A batch
+/// reads whole or not at all, and an error names the element; an empty one is refused.
 pub fn decode_envelopes(bytes: &[u8]) -> Result<Vec<Envelope>, DecodeError> {
-    if is_batch(bytes) {
-        serde_json::from_slice(bytes).map_err(|e| DecodeError::Envelope(e.to_string()))
-    } else {
-        Ok(vec![decode_envelope(bytes)?])
+    if !is_batch(bytes) {
+        return Ok(vec![decode_envelope(bytes)?]);
     }
+    let items: Vec<serde_json::Value> =
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::Envelope(e.to_string()))?;
+    if items.is_empty() {
+        return Err(DecodeError::Envelope("an empty batch".into()));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            serde_json::from_value(item)
+                .map_err(|e| DecodeError::Envelope(format!("batch element {i}: {e}")))
+        })
+        .collect()
+}
+
+/// [`decode`] of every envelope of a message (see [`decode_envelopes`]).
+pub fn decode_all<E: EventPayload>(bytes: &[u8]) -> Result<Vec<(Envelope, E)>, DecodeError> {
+    if !is_batch(bytes) {
+        return Ok(vec![decode(bytes)?]);
+    }
+    decode_envelopes(bytes)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, envelope)| {
+            typed(envelope).map_err(|e| DecodeError::Envelope(format!("batch element {i}: {e}")))
+        })
+        .collect()
 }
 
 /// Whether a message's bytes are a batch (a JSON array) rather than one envelope.

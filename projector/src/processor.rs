@@ -245,9 +245,7 @@ impl Processor {
             Decoded::Inquiries(items) => items.len(),
             _ => 1,
         };
-        for _ in 0..events {
-            count(decoded.event_type(), &outcome);
-        }
+        count(decoded.event_type(), &outcome, events as u64);
         Ok(outcome)
     }
 
@@ -286,16 +284,20 @@ impl Processor {
             let mut conn = self.pool.acquire().await?;
             let all: Vec<&BillInquired> = inquiries.iter().map(|(_, e)| e).collect();
             let mut fresh = projections::inquiries::record_all(&mut conn, &all).await?;
+            let mut applied = 0;
             for (i, e) in &inquiries {
                 // The first of two messages carrying one inquiry recorded it.
-                let outcome = if fresh.remove(&e.inquiry_id) {
+                if fresh.remove(&e.inquiry_id) {
                     outcomes[*i] = Outcome::Applied;
-                    Outcome::Applied
-                } else {
-                    Outcome::Duplicate
-                };
-                count("BillInquired", &outcome);
+                    applied += 1;
+                }
             }
+            count("BillInquired", &Outcome::Applied, applied);
+            count(
+                "BillInquired",
+                &Outcome::Duplicate,
+                inquiries.len() as u64 - applied,
+            );
             metrics::histogram!("phonebill_projector_apply_duration_seconds")
                 .record(started.elapsed().as_secs_f64());
         }
@@ -645,7 +647,11 @@ async fn park(
 
 /// A low-cardinality label for the dead-letter metric.
 /// Counts a handled message by its type and outcome.
-fn count(event_type: &str, outcome: &Outcome) {
+/// Counts `n` events of a type with one outcome.
+fn count(event_type: &str, outcome: &Outcome, n: u64) {
+    if n == 0 {
+        return;
+    }
     let label = match outcome {
         Outcome::Applied => "applied",
         Outcome::Duplicate => "duplicate",
@@ -653,10 +659,10 @@ fn count(event_type: &str, outcome: &Outcome) {
         Outcome::Rejected { .. } => "rejected",
     };
     metrics::counter!("phonebill_projector_events_total", "event_type" => event_type.to_owned(), "outcome" => label)
-        .increment(1);
+        .increment(n);
     if *outcome == Outcome::Applied {
         metrics::counter!("phonebill_projector_events_applied_total", "event_type" => event_type.to_owned())
-            .increment(1);
+            .increment(n);
     }
 }
 

@@ -139,27 +139,29 @@ async fn given_a_malformed_message_then_it_is_dead_lettered_with_its_reason_and_
     app.stop().await;
 }
 
+/// A fresh bill inquiry of a line for 2026-03.
+fn inquiry_of(line: &str) -> events::bill_inquiry::BillInquired {
+    events::bill_inquiry::BillInquired {
+        inquiry_id: Uuid::new_v4(),
+        line_number: line.into(),
+        month: "2026-03".into(),
+        customer_id: None,
+        result: events::bill_inquiry::InquiryResult::Found,
+        inquired_at: chrono::Utc::now(),
+    }
+}
+
 #[tokio::test]
 async fn given_a_burst_of_bill_inquiries_with_a_repeat_and_a_malformed_one_then_each_is_recorded_once_and_the_malformed_one_is_dead_lettered(
 ) {
-    use events::bill_inquiry::{self, BillInquired, InquiryResult};
+    use events::bill_inquiry;
     // Given: 400 inquiries of one line (one partition, so they queue up and are recorded
     // in batches), one of them published twice, then a message that is not an envelope.
     let app = spawn_app(test_config()).await;
     let producer = producer();
     let line = "010-0000-0007";
     let inquiries: Vec<Vec<u8>> = (0..400)
-        .map(|_| {
-            let e = BillInquired {
-                inquiry_id: Uuid::new_v4(),
-                line_number: line.into(),
-                month: "2026-03".into(),
-                customer_id: None,
-                result: InquiryResult::Found,
-                inquired_at: chrono::Utc::now(),
-            };
-            events::codec::encode(&bill_inquiry::envelope(&e, Uuid::new_v4()))
-        })
+        .map(|_| events::codec::encode(&bill_inquiry::envelope(&inquiry_of(line), Uuid::new_v4())))
         .collect();
     let topic = app.topics.bill_inquiries();
     let sends = inquiries
@@ -203,29 +205,19 @@ async fn given_a_burst_of_bill_inquiries_with_a_repeat_and_a_malformed_one_then_
 #[tokio::test]
 async fn given_batches_of_bill_inquiries_one_sent_twice_and_one_with_a_bad_element_then_every_good_inquiry_is_recorded_once_and_the_bad_batch_is_dead_lettered_whole(
 ) {
-    use events::bill_inquiry::{self, BillInquired, InquiryResult};
+    use events::bill_inquiry;
     // Given: three batches of 100 inquiries of two lines, as query-service publishes them
     // (one message each), the second sent twice, then a batch whose last element is not
     // an inquiry.
     let app = spawn_app(test_config()).await;
     let producer = producer();
     let inquiry = |i: usize| {
-        (
-            BillInquired {
-                inquiry_id: Uuid::new_v4(),
-                line_number: if i.is_multiple_of(2) {
-                    "010-0000-0008"
-                } else {
-                    "010-0000-0009"
-                }
-                .into(),
-                month: "2026-03".into(),
-                customer_id: Some("CUST001".into()),
-                result: InquiryResult::Found,
-                inquired_at: chrono::Utc::now(),
-            },
-            Uuid::new_v4(),
-        )
+        let line = if i.is_multiple_of(2) {
+            "010-0000-0008"
+        } else {
+            "010-0000-0009"
+        };
+        (inquiry_of(line), Uuid::new_v4())
     };
     let batches: Vec<Vec<u8>> = (0..3)
         .map(|_| bill_inquiry::encode_batch(&(0..100).map(inquiry).collect::<Vec<_>>()))
