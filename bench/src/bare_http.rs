@@ -32,10 +32,14 @@ async fn main() -> anyhow::Result<()> {
     let workers = args
         .workers
         .unwrap_or_else(service_kit::server::Server::workers_per_cpu);
-    let router = Router::new().fallback(get(move || {
-        let body = body.clone();
-        async move { ([(header::CONTENT_TYPE, "application/json")], body) }
-    }));
+    // A router (and a copy of the body) per worker, as query-service builds its own.
+    let router = move || {
+        let body = bytes::Bytes::copy_from_slice(&body);
+        Router::new().fallback(get(move || {
+            let body = body.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+        }))
+    };
     let server = service_kit::server::Server::bind(args.addr, workers)?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

@@ -74,9 +74,9 @@ pub struct Config {
     #[command(flatten)]
     pub hardening: HardeningConfig,
 
-    /// Entries of the in-process (L1) view cache (seed: 2,000, LRU).
+    /// Entries of the in-process (L1) view cache each HTTP worker keeps (seed: 2,000).
     #[arg(long, env = "PHONEBILL_L1_CAPACITY", default_value_t = 2_000)]
-    pub l1_capacity: u64,
+    pub l1_capacity: usize,
 
     /// Time an L1 entry lives (seed: 5 min); changes invalidate it sooner.
     #[arg(long, env = "PHONEBILL_L1_TTL_SECS", default_value_t = 300)]

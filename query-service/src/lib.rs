@@ -12,6 +12,7 @@ pub mod configuration;
 pub mod error;
 pub mod inquiries;
 pub mod invalidation;
+pub mod l1;
 pub mod namespace;
 pub mod routes;
 pub mod startup;

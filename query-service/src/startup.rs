@@ -21,7 +21,7 @@ pub const CLIENT_ID: &str = "query-service";
 
 pub struct Application {
     server: Server,
-    router: axum::Router,
+    make_router: Box<dyn Fn() -> axum::Router + Send + Sync>,
     views: Views,
     inquiries: Inquiries,
     config: Config,
@@ -68,7 +68,7 @@ impl Application {
             // Not fatal: queries never wait on the broker; records queue until it is up.
             tracing::warn!("the bill-inquiry producer has no broker connection yet");
         }
-        let state = AppState::new(Shared {
+        let shared = Shared {
             views: views.clone(),
             inquiries: inquiries.clone(),
             admin,
@@ -76,12 +76,22 @@ impl Application {
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             max_wait: config.min_position_wait(),
             auth,
+        };
+        let hardening = config.hardening.clone();
+        let ip_limit = hardening.ip_rate_limit();
+        // Each worker its own state and router (`service_kit::server`), all over the
+        // same views, queue, authenticator's caches and limits.
+        let make_router = Box::new(move || {
+            let state = AppState::new(Shared {
+                auth: shared.auth.for_worker(),
+                ..shared.clone()
+            });
+            routes::router(state, &hardening, ip_limit.clone())
         });
-        let router = routes::router(state, &config.hardening);
         let server = Server::bind(config.http_addr, config.http_workers())?;
         Ok(Self {
             server,
-            router,
+            make_router,
             views,
             inquiries,
             config,
@@ -121,7 +131,7 @@ impl Application {
             workers = self.server.workers(),
             "query-service listening"
         );
-        let served = self.server.serve(self.router, shutdown.clone()).await;
+        let served = self.server.serve(self.make_router, shutdown.clone()).await;
         shutdown.cancel();
         pool_gauges.abort();
         let _ = subscriber.await;

@@ -1,27 +1,26 @@
 //! Views: L1 (in-process) -> Redis -> PostgreSQL read tables, refilling the layers above
 //! on a miss. Reads projections only.
 //!
-//! L1 stays correct when the projection changes: the projector publishes every changed
-//! key on the invalidation channel and [`crate::invalidation`] drops it here. While that
-//! subscription is down, L1 is bypassed and emptied (a missed message would otherwise
-//! leave a stale entry). An entry read from Redis is kept only if no invalidation arrived
-//! while it was being read (the epoch check), so a late reader never reinstates an old
-//! value.
+//! L1 ([`crate::l1`], one per thread) stays correct when the projection changes: the
+//! projector publishes every changed key on the invalidation channel and
+//! [`crate::invalidation`] drops it here. While that subscription is down, L1 is bypassed
+//! and emptied (a missed message would otherwise leave a stale entry). An entry read from
+//! Redis is kept only if no invalidation of its key arrived while it was being read, so a
+//! late reader never reinstates an old value.
 
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, Guard};
 use bytes::Bytes;
-use moka::sync::Cache;
 use read_model::keys::View;
 use read_model::redis_conn::RedisConn;
 use redis::AsyncCommands;
 use sqlx::PgPool;
 
 use crate::error::AppError;
+use crate::l1::L1;
 
 /// One view's bytes and their entity tag.
 #[derive(Debug, Clone)]
@@ -32,7 +31,7 @@ pub struct Doc {
 }
 
 impl Doc {
-    fn new(bytes: Bytes) -> Self {
+    pub(crate) fn new(bytes: Bytes) -> Self {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         bytes.hash(&mut h);
         Self {
@@ -93,9 +92,7 @@ pub struct Namespace {
 struct Inner {
     redis: RedisConn,
     ns: ArcSwap<Namespace>,
-    l1: Cache<String, Doc, foldhash::fast::RandomState>,
-    l1_live: AtomicBool,
-    epoch: AtomicU64,
+    l1: L1,
     /// Woken by every invalidation: `minPosition` waiters recheck at once.
     changed: tokio::sync::Notify,
 }
@@ -106,7 +103,7 @@ impl Views {
         schema: String,
         pool: PgPool,
         prefix: String,
-        capacity: u64,
+        capacity: usize,
         ttl: Duration,
     ) -> Self {
         Self {
@@ -118,12 +115,7 @@ impl Views {
                     pool,
                     prefix,
                 }),
-                l1: Cache::builder()
-                    .max_capacity(capacity)
-                    .time_to_live(ttl)
-                    .build_with_hasher(foldhash::fast::RandomState::default()),
-                l1_live: AtomicBool::new(false),
-                epoch: AtomicU64::new(0),
+                l1: L1::new(capacity, ttl),
                 changed: tokio::sync::Notify::new(),
             }),
         }
@@ -159,8 +151,7 @@ impl Views {
     /// namespace's); returns the one served before.
     pub fn switch(&self, ns: Namespace) -> Arc<Namespace> {
         let old = self.inner.ns.swap(Arc::new(ns));
-        self.inner.epoch.fetch_add(1, Ordering::SeqCst);
-        self.inner.l1.invalidate_all();
+        self.inner.l1.clear();
         old
     }
 
@@ -170,20 +161,17 @@ impl Views {
 
     /// Drops one key from L1 (an invalidation message).
     pub fn invalidate(&self, key: &str) {
-        self.inner.epoch.fetch_add(1, Ordering::SeqCst);
         self.inner.l1.invalidate(key);
         self.inner.changed.notify_waiters();
     }
 
     /// Turns L1 on (subscription up) or off and empty (subscription lost).
     pub fn set_l1_live(&self, live: bool) {
-        self.inner.epoch.fetch_add(1, Ordering::SeqCst);
-        self.inner.l1.invalidate_all();
-        self.inner.l1_live.store(live, Ordering::SeqCst);
+        self.inner.l1.set_live(live);
     }
 
     pub fn l1_live(&self) -> bool {
-        self.inner.l1_live.load(Ordering::SeqCst)
+        self.inner.l1.is_live()
     }
 
     /// The view, from the nearest layer that has it.
@@ -197,7 +185,9 @@ impl Views {
     }
 
     async fn get_with(&self, view: &View, use_l1: bool) -> Result<Option<Doc>, AppError> {
-        let ns = self.inner.ns.load_full();
+        // A guard, not a reference count: a hit then writes no memory the other
+        // workers read.
+        let ns = self.inner.ns.load();
         let key = view.redis_key(&ns.prefix);
         let use_l1 = use_l1 && self.l1_live();
         if use_l1 {
@@ -207,7 +197,8 @@ impl Views {
             }
             counters().l1_miss.increment(1);
         }
-        let epoch = self.inner.epoch.load(Ordering::SeqCst);
+        let ns = Guard::into_inner(ns);
+        let stamp = self.inner.l1.stamp(&key);
         let mut redis = self.inner.redis.clone();
         let cached: Result<Option<Vec<u8>>, _> = redis.get(&key).await;
         let doc = match cached {
@@ -237,9 +228,7 @@ impl Views {
             }
         };
         if let (true, Some(doc)) = (use_l1, &doc) {
-            if self.inner.epoch.load(Ordering::SeqCst) == epoch {
-                self.inner.l1.insert(key, doc.clone());
-            }
+            self.inner.l1.insert(key, doc.clone(), stamp);
         }
         Ok(doc)
     }

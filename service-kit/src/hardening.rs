@@ -17,6 +17,7 @@ use axum::Router;
 use clap::Args;
 use governor::clock::Clock as _;
 use governor::{Quota, RateLimiter};
+use tower::Layer as _;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::AuthError;
@@ -130,10 +131,7 @@ impl HardeningConfig {
     /// Puts the per-IP limit (if any) on `router`'s routes. Serve the app with
     /// `into_make_service_with_connect_info::<SocketAddr>()` so the limit sees the peer.
     pub fn limit_per_ip<S: Clone + Send + Sync + 'static>(&self, router: Router<S>) -> Router<S> {
-        match self.ip_rate_limit() {
-            Some(limit) => router.layer(axum::middleware::from_fn_with_state(limit, limit_by_ip)),
-            None => router,
-        }
+        RateLimit::apply(self.ip_rate_limit(), router)
     }
 }
 
@@ -177,6 +175,18 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
+    /// Puts `limit` (if any) on `router`'s routes. One limit may go on several routers
+    /// (one per HTTP worker): they then count together.
+    pub fn apply<S: Clone + Send + Sync + 'static>(
+        limit: Option<RateLimit>,
+        router: Router<S>,
+    ) -> Router<S> {
+        match limit {
+            Some(limit) => router.layer(axum::middleware::from_fn_with_state(limit, limit_by_ip)),
+            None => router,
+        }
+    }
+
     /// Ok, or 429 with how long to wait.
     pub fn check<K: Hash + Eq + Clone>(
         limiter: &KeyedLimiter<K>,
@@ -239,8 +249,8 @@ impl<S: Clone> tower::Layer<S> for CorsIfOrigin {
 
     fn layer(&self, inner: S) -> Self::Service {
         CorsIfOriginService {
-            cors: self.0.layer(inner.clone()),
-            plain: inner,
+            cors: Arc::new(self.0.clone()),
+            inner,
         }
     }
 }
@@ -249,10 +259,13 @@ impl<S: Clone> tower::Layer<S> for CorsIfOrigin {
 /// for one origin (or none) to another.
 const CORS_VARY: &str = "origin, access-control-request-method, access-control-request-headers";
 
+/// The CORS settings are shared, and put around the inner service only for a request
+/// with an `Origin`: tower clones a route's services for every request, and cloning the
+/// settings (lists of origins, methods and headers) cost an allocation each time.
 #[derive(Clone)]
 pub struct CorsIfOriginService<S> {
-    cors: tower_http::cors::Cors<S>,
-    plain: S,
+    cors: Arc<CorsLayer>,
+    inner: S,
 }
 
 impl<S, B> tower::Service<axum::http::Request<B>> for CorsIfOriginService<S>
@@ -271,18 +284,16 @@ where
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Self::Error>> {
-        // Both wrap the same inner service (a router: always ready); the call takes
-        // whichever the request needs.
-        match self.plain.poll_ready(cx) {
-            std::task::Poll::Ready(Ok(())) => self.cors.poll_ready(cx),
-            other => other,
-        }
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
         use futures::TryFutureExt;
         if request.headers().contains_key(header::ORIGIN) {
-            futures::future::Either::Left(self.cors.call(request))
+            // The readied service goes into the CORS wrapper; a clone stays for the next.
+            let fresh = self.inner.clone();
+            let ready = std::mem::replace(&mut self.inner, fresh);
+            futures::future::Either::Left(self.cors.layer(ready).call(request))
         } else {
             let add_vary: fn(Response) -> Response = |mut response| {
                 response
@@ -290,7 +301,7 @@ where
                     .append(header::VARY, HeaderValue::from_static(CORS_VARY));
                 response
             };
-            futures::future::Either::Right(self.plain.call(request).map_ok(add_vary))
+            futures::future::Either::Right(self.inner.call(request).map_ok(add_vary))
         }
     }
 }

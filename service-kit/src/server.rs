@@ -12,6 +12,10 @@
 //!
 //! The application's other tasks (subscriptions, pools' drivers) stay on the runtime that
 //! calls [`Server::serve`]; handlers reach them through channels as before.
+//!
+//! Each worker also builds its own router (and so its own copies of the reference-counted
+//! state in it): tower clones a route's service stack for every request, and with one
+//! router shared by the workers each of those clones counted on memory both cores wrote.
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -56,18 +60,24 @@ impl Server {
         self.listeners.len()
     }
 
-    /// Serves `router` until `shutdown`, then lets requests in flight finish. Returns
-    /// once every worker has stopped; a worker that fails stops the others.
-    pub async fn serve(self, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// Serves a router from `make_router` on each worker until `shutdown`, then lets
+    /// requests in flight finish. Returns once every worker has stopped; a worker that
+    /// fails stops the others.
+    pub async fn serve<F>(self, make_router: F, shutdown: CancellationToken) -> anyhow::Result<()>
+    where
+        F: Fn() -> Router + Send + Sync + 'static,
+    {
+        let make_router = std::sync::Arc::new(make_router);
         let mut done = Vec::with_capacity(self.listeners.len());
         for (i, listener) in self.listeners.into_iter().enumerate() {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            let router = router.clone();
+            let make_router = make_router.clone();
             let shutdown = shutdown.clone();
             std::thread::Builder::new()
                 .name(format!("http-{i}"))
                 .spawn(move || {
-                    let result = serve_one(listener, router, shutdown.clone());
+                    // Built here, so its allocations are this worker's too.
+                    let result = serve_one(listener, make_router(), shutdown.clone());
                     if result.is_err() {
                         shutdown.cancel();
                     }
@@ -137,7 +147,7 @@ mod tests {
         let addr = server.local_addr();
         let router = Router::new().route("/", axum::routing::get(|| async { "up" }));
         let shutdown = CancellationToken::new();
-        let serving = tokio::spawn(server.serve(router, shutdown.clone()));
+        let serving = tokio::spawn(server.serve(move || router.clone(), shutdown.clone()));
         // Many fresh connections: the kernel spreads them over both sockets, and each
         // must be answered whichever worker took it.
         for _ in 0..20 {

@@ -2,7 +2,6 @@
 
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -16,7 +15,8 @@ use service_kit::http::CorrelationId;
 use uuid::Uuid;
 
 use super::{
-    doc_response, line_number, non_negative, paging, AppState, Params, PRIVATE_REVALIDATE,
+    doc_response, line_number, non_negative, paging, AppState, IfNoneMatch, Params,
+    PRIVATE_REVALIDATE,
 };
 use crate::error::AppError;
 
@@ -160,7 +160,7 @@ pub async fn bill(
     State(state): State<AppState>,
     params: BillParams,
     CorrelationId(correlation_id): CorrelationId,
-    headers: HeaderMap,
+    if_none_match: IfNoneMatch,
 ) -> Result<Response, AppError> {
     let line = line_number(params.line_number.as_ref())?;
     caller.may_read_line(&line)?;
@@ -193,7 +193,7 @@ pub async fn bill(
         correlation_id,
     );
     match doc {
-        Some(doc) => Ok(doc_response(&doc, &headers, PRIVATE_REVALIDATE)),
+        Some(doc) => Ok(doc_response(&doc, &if_none_match, PRIVATE_REVALIDATE)),
         None => Err(AppError::not_found(
             "BILL_NOT_FOUND",
             format!("no bill of {month} for line {line}"),

@@ -1,7 +1,6 @@
 //! Lines: the summary, the products a line may change to, and its change history.
 
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -12,7 +11,9 @@ use serde_json::{json, Value};
 use service_kit::auth::Caller;
 
 use super::bills::page_json;
-use super::{doc_response, line_number, number, paging, AppState, Params, PRIVATE_REVALIDATE};
+use super::{
+    doc_response, line_number, number, paging, AppState, IfNoneMatch, Params, PRIVATE_REVALIDATE,
+};
 use crate::error::AppError;
 use crate::views::Doc;
 
@@ -52,14 +53,14 @@ pub async fn summary(
     State(state): State<AppState>,
     Path(line): Path<String>,
     Query(params): Query<Params>,
-    headers: HeaderMap,
+    if_none_match: IfNoneMatch,
 ) -> Result<Response, AppError> {
     let line = line_number(Some(&line))?;
     caller.may_read_line(&line)?;
     let doc = line_view(&state, &params, View::Line { line: line.clone() }, &line)
         .await?
         .ok_or_else(|| line_not_found(&line))?;
-    Ok(doc_response(&doc, &headers, PRIVATE_REVALIDATE))
+    Ok(doc_response(&doc, &if_none_match, PRIVATE_REVALIDATE))
 }
 
 /// UFR-PROD-010/020: the current product and the products the line may change to (on

@@ -13,13 +13,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::FromRef;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use service_kit::auth::Authenticator;
-use service_kit::hardening::{self, HardeningConfig};
+use service_kit::hardening::{self, HardeningConfig, RateLimit};
 use service_kit::kafka::Admin;
 
 use crate::error::AppError;
@@ -46,6 +47,7 @@ impl std::ops::Deref for AppState {
     }
 }
 
+#[derive(Clone)]
 pub struct Shared {
     pub views: Views,
     pub inquiries: Inquiries,
@@ -62,14 +64,16 @@ impl FromRef<AppState> for Authenticator {
     }
 }
 
-pub fn router(state: AppState, hardening: &HardeningConfig) -> Router {
+/// One HTTP worker's router. `ip_limit` is shared by all workers' routers, so that a
+/// client counts once whichever worker its connection landed on.
+pub fn router(state: AppState, hardening: &HardeningConfig, ip_limit: Option<RateLimit>) -> Router {
     let timeout = state.request_timeout;
     let api = Router::new()
         .merge(bills::router())
         .merge(lines::router())
         .merge(product_changes::router());
     let router = Router::new()
-        .merge(hardening.limit_per_ip(api))
+        .merge(RateLimit::apply(ip_limit, api))
         .merge(health::router())
         .merge(openapi::router())
         .fallback(|| async {
@@ -143,11 +147,24 @@ pub fn paging(params: &Params) -> Result<(usize, usize), AppError> {
     Ok((page, size as usize))
 }
 
+/// The request's `If-None-Match`, taken alone: the `HeaderMap` extractor copies every
+/// header of the request.
+pub struct IfNoneMatch(Option<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.headers.get(header::IF_NONE_MATCH).cloned()))
+    }
+}
+
 /// A stored view as the response body, with its ETag; 304 when the client has it.
-pub fn doc_response(doc: &Doc, request: &HeaderMap, cache_control: &'static str) -> Response {
+pub fn doc_response(doc: &Doc, request: &IfNoneMatch, cache_control: &'static str) -> Response {
     let etag = doc.etag.clone();
     if request
-        .get(header::IF_NONE_MATCH)
+        .0
+        .as_ref()
         .is_some_and(|v| v.as_bytes() == doc.etag.as_bytes())
     {
         return (

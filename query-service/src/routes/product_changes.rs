@@ -3,7 +3,6 @@
 use std::time::Instant;
 
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
@@ -12,7 +11,7 @@ use read_model::views::ChangeRequestView;
 use service_kit::auth::Caller;
 use uuid::Uuid;
 
-use super::{doc_response, number, AppState, Params, PRIVATE_REVALIDATE};
+use super::{doc_response, number, AppState, IfNoneMatch, Params, PRIVATE_REVALIDATE};
 use crate::error::AppError;
 
 pub fn router() -> Router<AppState> {
@@ -30,7 +29,7 @@ pub async fn by_id(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(params): Query<Params>,
-    headers: HeaderMap,
+    if_none_match: IfNoneMatch,
 ) -> Result<Response, AppError> {
     let id = Uuid::parse_str(&id)
         .map_err(|_| AppError::bad("INVALID_REQUEST_ID", format!("`{id}` is not a UUID")))?;
@@ -44,7 +43,7 @@ pub async fn by_id(
     let Some(min) = number(&params, "minPosition")? else {
         let doc = state.views.get(&view).await?.ok_or_else(not_found)?;
         caller.may_read_line(&doc.json::<ChangeRequestView>()?.line_number)?;
-        return Ok(doc_response(&doc, &headers, PRIVATE_REVALIDATE));
+        return Ok(doc_response(&doc, &if_none_match, PRIVATE_REVALIDATE));
     };
     let deadline = Instant::now() + state.max_wait;
     // The request id alone does not name the line: wait for the request to appear, then
@@ -64,5 +63,5 @@ pub async fn by_id(
     let left = deadline.saturating_duration_since(Instant::now());
     state.views.wait_for(&line, min, left).await?;
     let doc = state.views.get_fresh(&view).await?.ok_or_else(not_found)?;
-    Ok(doc_response(&doc, &headers, PRIVATE_REVALIDATE))
+    Ok(doc_response(&doc, &if_none_match, PRIVATE_REVALIDATE))
 }

@@ -16,6 +16,7 @@
 //! A customer's line numbers travel in the token (`lines`, read at login), so a service
 //! checks ownership without reading another service's tables.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -29,6 +30,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use clap::Args;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use thread_local::ThreadLocal;
 use uuid::Uuid;
 
 use crate::hardening::{KeyedLimiter, RateLimit};
@@ -259,12 +261,16 @@ impl JwtConfig {
     }
 }
 
-/// Tokens whose signature and claims were checked, by token text. A client sends the
-/// same token on every request of its session; checking it again (two base64 decodes,
-/// two JSON parses, an HMAC) was a tenth of the bill query path. Expiry is still checked
-/// on every use, and the keys never change while the process runs, so an entry stays
-/// valid until its token expires. Bounded: about 1 KiB an entry.
-const VERIFIED_TOKENS: u64 = 4096;
+/// Tokens whose signature and claims were checked, by token text, per thread. A client
+/// sends the same token on every request of its session; checking it again (two base64
+/// decodes, two JSON parses, an HMAC) was a tenth of the bill query path. Expiry is still
+/// checked on every use, and the keys never change while the process runs, so an entry
+/// stays valid until its token expires. Per thread, as query-service's L1 and for the
+/// same reason: a shared cache's hit writes memory both cores use (its access record,
+/// the claims' reference count). Bounded: about 1 KiB an entry, per thread.
+const VERIFIED_TOKENS: usize = 4096;
+
+type VerifiedTokens = ThreadLocal<RefCell<quick_cache::unsync::Cache<Box<str>, Arc<Claims>>>>;
 
 /// Issues and checks access tokens.
 #[derive(Clone)]
@@ -275,9 +281,9 @@ pub struct Tokens {
     ttl: TimeDelta,
     clock: Arc<dyn Clock>,
     validation: Arc<Validation>,
-    /// Hashed with foldhash, not SipHash: every request hashes its whole token (~400
-    /// bytes) here. Seeded per process; a collision costs only a comparison.
-    verified: moka::sync::Cache<Arc<str>, Arc<Claims>, foldhash::fast::RandomState>,
+    /// Hashed with foldhash (quick_cache's default), not SipHash: every request hashes
+    /// its whole token (~400 bytes) here.
+    verified: Arc<VerifiedTokens>,
 }
 
 impl Tokens {
@@ -297,11 +303,7 @@ impl Tokens {
             ttl: TimeDelta::seconds(config.ttl_secs as i64),
             clock,
             validation: Arc::new(validation),
-            verified: moka::sync::Cache::builder()
-                .max_capacity(VERIFIED_TOKENS)
-                // No token lives longer than the longest TTL the settings allow.
-                .time_to_live(std::time::Duration::from_secs(24 * 3600))
-                .build_with_hasher(foldhash::fast::RandomState::default()),
+            verified: Arc::new(ThreadLocal::new()),
         }
     }
 
@@ -336,11 +338,15 @@ impl Tokens {
 
     /// The claims of a token this service family signed, still in date.
     pub fn verify(&self, token: &str) -> Result<Arc<Claims>, AuthError> {
-        let claims = match self.verified.get(token) {
+        let verified = self
+            .verified
+            .get_or(|| RefCell::new(quick_cache::unsync::Cache::new(VERIFIED_TOKENS)));
+        let known = verified.borrow().get(token).cloned();
+        let claims = match known {
             Some(claims) => claims,
             None => {
                 let claims = Arc::new(self.check_signature_and_claims(token)?);
-                self.verified.insert(Arc::from(token), claims.clone());
+                verified.borrow_mut().insert(token.into(), claims.clone());
                 claims
             }
         };
@@ -400,6 +406,17 @@ impl Authenticator {
 
     pub fn tokens(&self) -> &Tokens {
         &self.0.tokens
+    }
+
+    /// The same tokens, revocations and limits behind a reference count of its own, for
+    /// one HTTP worker: every request clones the authenticator out of the state, and a
+    /// count both workers change moves between the cores on every request.
+    pub fn for_worker(&self) -> Self {
+        Self(Arc::new(Inner {
+            tokens: self.0.tokens.clone(),
+            revocations: self.0.revocations.clone(),
+            per_customer: self.0.per_customer.clone(),
+        }))
     }
 
     /// The read side's authenticator: command-service's keys, logouts followed from

@@ -12,9 +12,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
@@ -122,8 +123,9 @@ pub struct FollowedRevocations {
 
 #[derive(Default)]
 struct Followed {
-    /// Token id -> expiry (unix seconds).
-    ids: RwLock<HashMap<String, i64>>,
+    /// Token id -> expiry (unix seconds). Copied on write: logouts are rare, and a check
+    /// (every request) then takes no lock, whose word both cores would write.
+    ids: ArcSwap<HashMap<String, i64>>,
     live: AtomicBool,
 }
 
@@ -133,13 +135,13 @@ impl Followed {
             return;
         };
         let Ok(exp) = exp.parse::<i64>() else { return };
-        let mut ids = self.ids.write().expect("not poisoned");
+        // One writer (the follower task), so no update is lost between load and store.
+        let mut ids = HashMap::clone(&self.ids.load());
         ids.insert(jti.to_owned(), exp);
-        // Amortised pruning: at most every 1,024 additions.
-        if ids.len().is_multiple_of(1024) {
-            let now = Utc::now().timestamp();
-            ids.retain(|_, exp| *exp > now);
-        }
+        // The copy is the moment to drop what has expired.
+        let now = Utc::now().timestamp();
+        ids.retain(|_, exp| *exp > now);
+        self.ids.store(Arc::new(ids));
     }
 }
 
@@ -180,7 +182,7 @@ where
 {
     let pubsub = crate::pubsub::subscribe(url, &store.channel()).await?;
     let current = store.current(Utc::now()).await?;
-    *state.ids.write().expect("not poisoned") = current.into_iter().collect();
+    state.ids.store(Arc::new(current.into_iter().collect()));
     state.live.store(true, Ordering::SeqCst);
     Ok(pubsub)
 }
@@ -224,8 +226,10 @@ impl Revocations for FollowedRevocations {
         if !self.is_live() {
             return Err(AuthError::Unavailable);
         }
-        let ids = self.state.ids.read().expect("not poisoned");
-        Ok(ids
+        Ok(self
+            .state
+            .ids
+            .load()
             .get(jti)
             .is_some_and(|exp| *exp > Utc::now().timestamp()))
     }
@@ -241,7 +245,7 @@ mod tests {
         state.add("jti-1 4102444800");
         state.add("malformed");
         state.add("jti-2 not-a-number");
-        let ids = state.ids.read().unwrap();
+        let ids = state.ids.load();
         assert_eq!(ids.get("jti-1"), Some(&4102444800));
         assert_eq!(ids.len(), 1);
     }
