@@ -208,7 +208,9 @@ impl Application {
             .route("/health/ready", get(ready))
             .route(
                 "/metrics",
-                get(|State(s): State<AppState>| async move { s.metrics.render() }),
+                get(|State(s): State<AppState>| async move {
+                    service_kit::telemetry::render(&s.metrics)
+                }),
             )
             .route("/admin/parked", get(list_parked))
             .route("/admin/parked/retry", post(retry_parked))

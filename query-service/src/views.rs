@@ -19,6 +19,8 @@ use read_model::redis_conn::RedisConn;
 use redis::AsyncCommands;
 use sqlx::PgPool;
 
+use service_kit::sharded::Counter;
+
 use crate::error::AppError;
 use crate::l1::L1;
 
@@ -50,19 +52,19 @@ impl Doc {
     }
 }
 
-/// Counter handles resolved once (the hot path then only increments atomics).
+/// Counters resolved once, sharded per thread (the hot path then only increments its own).
 struct CacheCounters {
-    l1_hit: metrics::Counter,
-    l1_miss: metrics::Counter,
-    redis_hit: metrics::Counter,
-    redis_miss: metrics::Counter,
+    l1_hit: &'static Counter,
+    l1_miss: &'static Counter,
+    redis_hit: &'static Counter,
+    redis_miss: &'static Counter,
 }
 
 fn counters() -> &'static CacheCounters {
     static COUNTERS: std::sync::OnceLock<CacheCounters> = std::sync::OnceLock::new();
     COUNTERS.get_or_init(|| {
         let c = |layer: &'static str, result: &'static str| {
-            metrics::counter!("phonebill_cache_requests_total", "layer" => layer, "result" => result)
+            Counter::register(metrics::counter!("phonebill_cache_requests_total", "layer" => layer, "result" => result))
         };
         CacheCounters {
             l1_hit: c("l1", "hit"),

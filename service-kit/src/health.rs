@@ -36,7 +36,7 @@ where
         .route("/health/ready", get(ready))
         .route(
             "/metrics",
-            get(|State(health): State<Health>| async move { health.metrics.render() }),
+            get(|State(health): State<Health>| async move { crate::telemetry::render(&health.metrics) }),
         )
 }
 

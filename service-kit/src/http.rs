@@ -1,7 +1,7 @@
 //! HTTP pieces every service shares: the `observe` layer and problem documents.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{OnceLock, RwLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequestParts, MatchedPath, Request};
@@ -10,6 +10,8 @@ use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 use uuid::Uuid;
+
+use crate::sharded;
 
 pub const CORRELATION_HEADER: HeaderName = HeaderName::from_static("x-correlation-id");
 
@@ -140,34 +142,35 @@ where
 
 /// Counts a request in `http_server_active_requests` (the query-service HPA scales on
 /// it) for as long as it lives: also when the client goes away and the future is dropped.
-struct ActiveRequest(&'static metrics::Gauge);
+struct ActiveRequest(&'static sharded::Gauge);
 
 impl ActiveRequest {
     fn start() -> Self {
-        static GAUGE: OnceLock<metrics::Gauge> = OnceLock::new();
-        let gauge = GAUGE.get_or_init(|| metrics::gauge!("http_server_active_requests"));
-        gauge.increment(1.0);
+        static GAUGE: OnceLock<&'static sharded::Gauge> = OnceLock::new();
+        let gauge = GAUGE.get_or_init(|| {
+            sharded::Gauge::register(metrics::gauge!("http_server_active_requests"))
+        });
+        gauge.increment();
         Self(gauge)
     }
 }
 
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
-        self.0.decrement(1.0);
+        self.0.decrement();
     }
 }
 
-/// The handles of one (route, method, status) series, resolved once: looking a labelled
-/// series up in the recorder allocates its labels and hashes them, which on the bill
-/// query path cost more than the rest of this layer.
-fn request_metrics(
-    route: &'static str,
-    method: &Method,
-    status: StatusCode,
-) -> (metrics::Counter, metrics::Histogram) {
-    type Series =
-        HashMap<(&'static str, &'static str, u16), (metrics::Counter, metrics::Histogram)>;
-    // Per thread: a shared map's lock word bounced between the cores on every request.
+/// The metrics of one (route, method, status) series.
+type RequestMetrics = (&'static sharded::Counter, &'static sharded::Histogram);
+type SeriesKey = (&'static str, &'static str, u16);
+
+/// The metrics of one (route, method, status) series, made once per process and then
+/// found in a map of the thread's own: looking a labelled series up in the recorder
+/// allocates its labels and hashes them, which on the bill query path cost more than the
+/// rest of this layer.
+fn request_metrics(route: &'static str, method: &Method, status: StatusCode) -> RequestMetrics {
+    type Series = HashMap<SeriesKey, RequestMetrics>;
     thread_local! {
         static SERIES: std::cell::RefCell<Series> = Default::default();
     }
@@ -183,21 +186,34 @@ fn request_metrics(
         _ => "OTHER",
     };
     let key = (route, method, status.as_u16());
-    SERIES.with_borrow_mut(|series| {
-        series
-            .entry(key)
-            .or_insert_with(|| {
-                let labels = [
-                    ("route", route.to_owned()),
-                    ("method", method.to_owned()),
-                    ("status", status.as_u16().to_string()),
-                ];
-                (
-                    metrics::counter!("http_server_requests_total", &labels),
-                    metrics::histogram!("http_server_request_duration_seconds", &labels),
-                )
-            })
-            .clone()
+    if let Some(found) = SERIES.with_borrow(|series| series.get(&key).copied()) {
+        return found;
+    }
+    let found = request_metrics_shared(key);
+    SERIES.with_borrow_mut(|series| series.insert(key, found));
+    found
+}
+
+fn request_metrics_shared(key: SeriesKey) -> RequestMetrics {
+    static ALL: OnceLock<Mutex<HashMap<SeriesKey, RequestMetrics>>> = OnceLock::new();
+    let mut all = ALL
+        .get_or_init(Default::default)
+        .lock()
+        .expect("not poisoned");
+    *all.entry(key).or_insert_with(|| {
+        let (route, method, status) = key;
+        let labels = [
+            ("route", route.to_owned()),
+            ("method", method.to_owned()),
+            ("status", status.to_string()),
+        ];
+        (
+            sharded::Counter::register(metrics::counter!("http_server_requests_total", &labels)),
+            sharded::Histogram::register(metrics::histogram!(
+                "http_server_request_duration_seconds",
+                &labels
+            )),
+        )
     })
 }
 

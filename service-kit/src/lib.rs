@@ -25,6 +25,7 @@ pub mod http;
 pub mod kafka;
 pub mod pubsub;
 pub mod server;
+pub mod sharded;
 pub mod telemetry;
 
 /// `PHONEBILL_ENV`: production refuses development defaults (keys, passwords).

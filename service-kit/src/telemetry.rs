@@ -47,3 +47,9 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The metrics in Prometheus' text format, the [`crate::sharded`] ones folded in first.
+pub fn render(handle: &PrometheusHandle) -> String {
+    crate::sharded::publish_all();
+    handle.render()
+}

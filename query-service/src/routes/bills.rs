@@ -12,6 +12,7 @@ use read_model::views::{InquiryView, LineView, MonthsView};
 use serde_json::{json, Value};
 use service_kit::auth::{Caller, Role};
 use service_kit::http::CorrelationId;
+use service_kit::sharded::Counter;
 use uuid::Uuid;
 
 use super::{
@@ -202,12 +203,14 @@ pub async fn bill(
 }
 
 /// `phonebill_bill_inquiries_total` by outcome (failure, success), resolved once.
-fn inquiry_outcomes() -> &'static [metrics::Counter; 2] {
-    static OUTCOMES: std::sync::OnceLock<[metrics::Counter; 2]> = std::sync::OnceLock::new();
+fn inquiry_outcomes() -> &'static [&'static Counter; 2] {
+    static OUTCOMES: std::sync::OnceLock<[&'static Counter; 2]> = std::sync::OnceLock::new();
     OUTCOMES.get_or_init(|| {
-        ["failure", "success"].map(
-            |outcome| metrics::counter!("phonebill_bill_inquiries_total", "outcome" => outcome),
-        )
+        ["failure", "success"].map(|outcome| {
+            Counter::register(
+                metrics::counter!("phonebill_bill_inquiries_total", "outcome" => outcome),
+            )
+        })
     })
 }
 

@@ -20,7 +20,7 @@ pub fn router() -> Router<AppState> {
         .route("/health/ready", get(ready))
         .route(
             "/metrics",
-            get(|State(s): State<AppState>| async move { s.metrics.render() }),
+            get(|State(s): State<AppState>| async move { service_kit::telemetry::render(&s.metrics) }),
         )
 }
 
