@@ -17,9 +17,8 @@ use bytes::Bytes;
 use read_model::keys::View;
 use read_model::redis_conn::RedisConn;
 use redis::AsyncCommands;
-use sqlx::PgPool;
-
 use service_kit::sharded::Counter;
+use sqlx::PgPool;
 
 use crate::error::AppError;
 use crate::l1::L1;

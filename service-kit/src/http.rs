@@ -170,7 +170,8 @@ type SeriesKey = (&'static str, &'static str, u16);
 /// allocates its labels and hashes them, which on the bill query path cost more than the
 /// rest of this layer.
 fn request_metrics(route: &'static str, method: &Method, status: StatusCode) -> RequestMetrics {
-    type Series = HashMap<SeriesKey, RequestMetrics>;
+    // foldhash, not SipHash: both maps are looked up on every request.
+    type Series = HashMap<SeriesKey, RequestMetrics, foldhash::fast::RandomState>;
     thread_local! {
         static SERIES: std::cell::RefCell<Series> = Default::default();
     }
@@ -222,7 +223,8 @@ fn request_metrics_shared(key: SeriesKey) -> RequestMetrics {
 /// routes (plus `unmatched`).
 fn intern(route: &str) -> &'static str {
     thread_local! {
-        static SEEN: std::cell::RefCell<HashSet<&'static str>> = Default::default();
+        static SEEN: std::cell::RefCell<HashSet<&'static str, foldhash::fast::RandomState>> =
+            Default::default();
     }
     if let Some(found) = SEEN.with_borrow(|seen| seen.get(route).copied()) {
         return found;
