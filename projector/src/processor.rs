@@ -645,9 +645,7 @@ async fn park(
     Ok(())
 }
 
-/// A low-cardinality label for the dead-letter metric.
-/// Counts a handled message by its type and outcome.
-/// Counts `n` events of a type with one outcome.
+/// Counts `n` handled events of a type with one outcome.
 fn count(event_type: &str, outcome: &Outcome, n: u64) {
     if n == 0 {
         return;
@@ -666,6 +664,7 @@ fn count(event_type: &str, outcome: &Outcome, n: u64) {
     }
 }
 
+/// A low-cardinality label for the dead-letter metric.
 fn decode_kind(e: &DecodeError) -> &'static str {
     match e {
         DecodeError::Envelope(_) => "envelope",
