@@ -43,10 +43,14 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, DecodeError> {
     serde_json::from_slice(bytes).map_err(|e| DecodeError::Envelope(e.to_string()))
 }
 
-/// Reads the envelopes of a message: one, or a batch (a JSON array of envelopes, as
-/// query-service publishes bill inquiries), never looking inside their payloads. A batch
+/// Reads the envelopes of a message: one, or a batch (a JSON array of envelopes, or
+/// query-service's compact batch of bill inquiries, `bill_inquiry::encode_batch`, each
+/// row expanded), never looking inside their payloads. A batch
 /// reads whole or not at all, and an error names the element; an empty one is refused.
 pub fn decode_envelopes(bytes: &[u8]) -> Result<Vec<Envelope>, DecodeError> {
+    if let Some(rows) = crate::bill_inquiry::decode_rows(bytes)? {
+        return Ok(rows.into_iter().map(|(envelope, _)| envelope).collect());
+    }
     if !is_batch(bytes) {
         return Ok(vec![decode_envelope(bytes)?]);
     }

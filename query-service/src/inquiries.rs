@@ -4,8 +4,8 @@
 //! counted (`phonebill_bill_inquiries_dropped_total`), never the query.
 //!
 //! A publisher task takes what queued every few milliseconds and sends it as one
-//! message (a batch: `events::bill_inquiry::encode_batch`), so a query costs a push on a
-//! queue, not a message of its own: one message per query cost more than the rest of the
+//! message (a compact batch, a row per inquiry: `events::bill_inquiry::encode_batch`), so
+//! a query costs a push on a queue, not a message of its own: one message per query cost more than the rest of the
 //! query (the producer's and broker's per-message work, and Event Hubs meters by
 //! message). Nothing wakes per query; the publisher runs on its own timer.
 
@@ -21,10 +21,10 @@ use uuid::Uuid;
 
 /// How often the publisher sends what queued (the longest an inquiry waits for it).
 const PUBLISH_EVERY: Duration = Duration::from_millis(10);
-/// Inquiries per message at most (~500 bytes each before compression). Past a few dozen
-/// the per-message costs are gone; larger messages only fill the projector's partition
-/// queues (counted in messages) with more bytes.
-const PER_MESSAGE: usize = 32;
+/// Inquiries per message at most (a row of ~150 bytes each before compression, ~10 KiB a
+/// message). Past a few dozen the per-message costs are gone; larger messages only fill
+/// the projector's partition queues (counted in messages) with more bytes.
+const PER_MESSAGE: usize = 64;
 
 /// An inquiry and the correlation id of the request that made it.
 type Record = (BillInquired, Uuid);
