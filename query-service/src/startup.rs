@@ -21,7 +21,7 @@ pub const CLIENT_ID: &str = "query-service";
 
 pub struct Application {
     server: Server,
-    make_router: Box<dyn Fn() -> axum::Router + Send + Sync>,
+    make_router: Box<dyn Fn() -> routes::App + Send + Sync>,
     views: Views,
     inquiries: Inquiries,
     config: Config,

@@ -135,12 +135,21 @@ impl HardeningConfig {
     }
 }
 
-/// The headers every answer carries (an API: nothing to frame, sniff or cache).
-/// One response map for all six: a layer per header cloned the whole service stack six
-/// more times per request.
+/// The headers every answer carries (an API: nothing to frame, sniff or cache), on each
+/// of `router`'s routes. One response map for all six: a layer per header cloned the
+/// whole service stack six more times per request.
 pub fn security_headers(router: Router) -> Router {
-    router.layer(tower::util::MapResponseLayer::new(add_security_headers))
+    router.layer(security_headers_layer())
 }
+
+/// The same as a layer to put around a whole service once (a `Router::layer` wraps each
+/// route, and every call then clones and boxes each wrapping).
+pub fn security_headers_layer() -> SecurityHeaders {
+    tower::util::MapResponseLayer::new(add_security_headers as fn(Response) -> Response)
+}
+
+/// The layer of [`security_headers_layer`].
+pub type SecurityHeaders = tower::util::MapResponseLayer<fn(Response) -> Response>;
 
 fn add_security_headers(mut response: Response) -> Response {
     const HEADERS: [(HeaderName, &str); 6] = [

@@ -1,6 +1,7 @@
 //! HTTP pieces every service shares: the `observe` layer and problem documents.
 
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -8,6 +9,7 @@ use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -33,8 +35,9 @@ impl<S: Send + Sync> FromRequestParts<S> for CorrelationId {
 }
 
 /// Gives every request a correlation id, a span carrying it, a deadline (past it the
-/// client gets 503 `TIMEOUT`) and its place in `http_server_requests_total`,
-/// `http_server_request_duration_seconds` and `http_server_active_requests`.
+/// client gets 503 `TIMEOUT`), a 500 `INTERNAL` problem if its handler panics, and its
+/// place in `http_server_requests_total`, `http_server_request_duration_seconds` and
+/// `http_server_active_requests`.
 /// Use as `router.layer(ObserveLayer::new(timeout))`.
 ///
 /// A hand-written layer rather than `middleware::from_fn`: on the bill query path the
@@ -112,9 +115,20 @@ where
         let timeout = self.timeout;
         Box::pin(async move {
             let _active = active;
-            let mut response = match tokio::time::timeout(timeout, response).await {
-                Ok(Ok(response)) => response,
-                Ok(Err(never)) => match never {},
+            let outcome = tokio::time::timeout(timeout, AssertUnwindSafe(response).catch_unwind());
+            let mut response = match outcome.await {
+                Ok(Ok(Ok(response))) => response,
+                Ok(Ok(Err(never))) => match never {},
+                Ok(Err(_)) => {
+                    // The panic's message is already in the log (the panic hook).
+                    tracing::error!(%route, "handler panicked");
+                    problem(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "INTERNAL",
+                        "Internal error",
+                        "something went wrong on our side",
+                    )
+                }
                 Err(_) => problem(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "TIMEOUT",
@@ -324,4 +338,46 @@ where
             "Failed to deserialize the JSON body into the target type: {e}"
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use axum::Router;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_handler_that_panics_gets_a_500_problem_and_the_next_request_is_served() {
+        // Given: a route that panics, under observe
+        let app = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    if true {
+                        panic!("on purpose");
+                    }
+                    "unreachable"
+                }),
+            )
+            .route("/fine", get(|| async { "fine" }))
+            .layer(ObserveLayer::new(Duration::from_secs(5)));
+        let request = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+
+        // When it is called
+        let response = app.clone().oneshot(request("/boom")).await.unwrap();
+
+        // Then: 500 with the problem document, and the correlation id as on every answer
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().contains_key(&CORRELATION_HEADER));
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["code"], "INTERNAL");
+        assert_eq!(problem["status"], 500);
+        let response = app.oneshot(request("/fine")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
 }

@@ -19,9 +19,14 @@
 
 use std::net::{SocketAddr, TcpListener};
 
-use axum::Router;
+use std::convert::Infallible;
+
+use axum::extract::Request;
+use axum::response::Response;
+use axum::ServiceExt;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
+use tower::Service;
 
 /// Sockets bound to one address, one per worker.
 pub struct Server {
@@ -60,12 +65,18 @@ impl Server {
         self.listeners.len()
     }
 
-    /// Serves a router from `make_router` on each worker until `shutdown`, then lets
+    /// Serves a router (or a service around one) from `make_router` on each worker until `shutdown`, then lets
     /// requests in flight finish. Returns once every worker has stopped; a worker that
     /// fails stops the others.
-    pub async fn serve<F>(self, make_router: F, shutdown: CancellationToken) -> anyhow::Result<()>
+    pub async fn serve<F, S>(
+        self,
+        make_router: F,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()>
     where
-        F: Fn() -> Router + Send + Sync + 'static,
+        F: Fn() -> S + Send + Sync + 'static,
+        S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+        S::Future: Send,
     {
         let make_router = std::sync::Arc::new(make_router);
         let mut done = Vec::with_capacity(self.listeners.len());
@@ -98,17 +109,21 @@ impl Server {
     }
 }
 
-fn serve_one(
+fn serve_one<S>(
     listener: TcpListener,
-    router: Router,
+    service: S,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let app = router.into_make_service_with_connect_info::<SocketAddr>();
+        let app = service.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await?;
@@ -129,6 +144,7 @@ fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::Router;
 
     #[test]
     fn workers_share_one_port_and_port_zero_picks_one_for_all() {

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, FromRef};
-use axum::response::IntoResponse;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use service_kit::auth::Authenticator;
@@ -22,7 +21,6 @@ use service_kit::kafka::Admin;
 use sqlx::PgPool;
 
 use crate::auth::{Credentials, Logout};
-use crate::error::AppError;
 use crate::product_change::ProductChanges;
 
 /// Everything a handler may use, cheap to clone.
@@ -54,9 +52,6 @@ pub fn router(state: AppState, body_limit: usize, hardening: &HardeningConfig) -
         .merge(service_kit::health::router())
         .merge(openapi::router())
         .layer(service_kit::http::ObserveLayer::new(timeout))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-            AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
-        }))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(hardening.cors())
         .with_state(state);

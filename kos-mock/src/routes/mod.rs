@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::response::IntoResponse;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use service_kit::kafka::Admin;
@@ -18,7 +17,6 @@ use sqlx::PgPool;
 use crate::billing::Billing;
 use crate::catalog::Catalog;
 use crate::changes::Changes;
-use crate::error::AppError;
 use crate::lines::Lines;
 
 /// Everything a handler may use, cheap to clone.
@@ -41,9 +39,6 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(service_kit::health::router())
         .merge(openapi::router())
         .layer(service_kit::http::ObserveLayer::new(timeout))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-            AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
-        }))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
