@@ -49,15 +49,21 @@ pub enum View {
 }
 
 impl View {
+    /// Joined, not `format!`ted: query-service makes the key of every query (its L1 is
+    /// keyed by it), and the formatting machinery cost more than the cache lookup.
     pub fn redis_key(&self, prefix: &str) -> String {
         match self {
-            View::Bill { line, month } => format!("{prefix}bill:{{line:{line}}}:{month}"),
-            View::Months { line } => format!("{prefix}months:{{line:{line}}}"),
-            View::Line { line } => format!("{prefix}line:{{line:{line}}}"),
-            View::History { line } => format!("{prefix}history:{{line:{line}}}"),
-            View::Request { id } => format!("{prefix}request:{{req:{id}}}"),
-            View::Products { operator } => format!("{prefix}products:{{op:{operator}}}"),
-            View::Position { line } => format!("{prefix}pos:{{line:{line}}}"),
+            View::Bill { line, month } => [prefix, "bill:{line:", line, "}:", month].concat(),
+            View::Months { line } => [prefix, "months:{line:", line, "}"].concat(),
+            View::Line { line } => [prefix, "line:{line:", line, "}"].concat(),
+            View::History { line } => [prefix, "history:{line:", line, "}"].concat(),
+            View::Request { id } => {
+                let mut buffer = Uuid::encode_buffer();
+                let id = id.hyphenated().encode_lower(&mut buffer);
+                [prefix, "request:{req:", id, "}"].concat()
+            }
+            View::Products { operator } => [prefix, "products:{op:", operator, "}"].concat(),
+            View::Position { line } => [prefix, "pos:{line:", line, "}"].concat(),
         }
     }
 
@@ -397,6 +403,47 @@ mod tests {
                 key.redis_key("t.").contains("{line:010-1234-5678}"),
                 "{key:?}"
             );
+        }
+    }
+
+    #[test]
+    fn each_view_has_the_key_the_projector_writes_and_the_query_side_reads() {
+        let line = || "010-1234-5678".to_owned();
+        let id = Uuid::parse_str("6a0e54f1-8b1f-4c83-9d7c-2f4e1b7ab001").unwrap();
+        let expected = [
+            (
+                View::Bill {
+                    line: line(),
+                    month: "2024-03".into(),
+                },
+                "t.bill:{line:010-1234-5678}:2024-03",
+            ),
+            (
+                View::Months { line: line() },
+                "t.months:{line:010-1234-5678}",
+            ),
+            (View::Line { line: line() }, "t.line:{line:010-1234-5678}"),
+            (
+                View::History { line: line() },
+                "t.history:{line:010-1234-5678}",
+            ),
+            (
+                View::Request { id },
+                "t.request:{req:6a0e54f1-8b1f-4c83-9d7c-2f4e1b7ab001}",
+            ),
+            (
+                View::Products {
+                    operator: "KT".into(),
+                },
+                "t.products:{op:KT}",
+            ),
+            (
+                View::Position { line: line() },
+                "t.pos:{line:010-1234-5678}",
+            ),
+        ];
+        for (view, key) in expected {
+            assert_eq!(view.redis_key("t."), key);
         }
     }
 }

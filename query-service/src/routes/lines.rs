@@ -55,7 +55,7 @@ pub async fn summary(
     Query(params): Query<Params>,
     if_none_match: IfNoneMatch,
 ) -> Result<Response, AppError> {
-    let line = line_number(Some(&line))?;
+    let line = line_number(Some(line))?;
     caller.may_read_line(&line)?;
     let doc = line_view(&state, &params, View::Line { line: line.clone() }, &line)
         .await?
@@ -73,7 +73,7 @@ pub async fn available(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Result<Json<Value>, AppError> {
-    let line = line_number(params.get("lineNumber"))?;
+    let line = line_number(params.get("lineNumber").cloned())?;
     caller.may_read_line(&line)?;
     let summary: LineView = line_view(&state, &params, View::Line { line: line.clone() }, &line)
         .await?
@@ -121,7 +121,7 @@ pub async fn changes(
     Path(line): Path<String>,
     Query(params): Query<Params>,
 ) -> Result<Json<Value>, AppError> {
-    let line = line_number(Some(&line))?;
+    let line = line_number(Some(line))?;
     caller.may_read_line(&line)?;
     let (page, size) = paging(&params)?;
     let status = params.get("status").map(|s| s.to_ascii_uppercase());

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -100,8 +101,8 @@ pub fn router(state: AppState, hardening: &HardeningConfig, ip_limit: Option<Rat
 
 pub type Params = HashMap<String, String>;
 
-/// `010-dddd-dddd`.
-pub fn line_number(value: Option<&String>) -> Result<String, AppError> {
+/// `010-dddd-dddd`; the value itself when it is one.
+pub fn line_number(value: Option<String>) -> Result<String, AppError> {
     let Some(v) = value else {
         return Err(AppError::bad(
             "INVALID_LINE_NUMBER",
@@ -116,7 +117,7 @@ pub fn line_number(value: Option<&String>) -> Result<String, AppError> {
             .enumerate()
             .all(|(i, c)| i == 3 || i == 8 || c.is_ascii_digit());
     if ok {
-        Ok(v.clone())
+        Ok(v)
     } else {
         Err(AppError::bad(
             "INVALID_LINE_NUMBER",
@@ -170,41 +171,31 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
 }
 
 /// A stored view as the response body, with its ETag; 304 when the client has it.
-pub fn doc_response(doc: &Doc, request: &IfNoneMatch, cache_control: &'static str) -> Response {
-    let etag = doc.etag.clone();
-    if request
+pub fn doc_response(doc: &Doc, request: &IfNoneMatch, cache_control: HeaderValue) -> Response {
+    let not_modified = request
         .0
         .as_ref()
-        .is_some_and(|v| v.as_bytes() == doc.etag.as_bytes())
-    {
-        return (
-            StatusCode::NOT_MODIFIED,
-            [
-                (header::ETAG, etag),
-                (
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static(cache_control),
-                ),
-            ],
-        )
-            .into_response();
+        .is_some_and(|v| v.as_bytes() == doc.etag.as_bytes());
+    let mut response = if not_modified {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        Response::new(Body::from(doc.bytes.clone()))
+    };
+    let headers = response.headers_mut();
+    // Room for what the layers and axum add too (security headers, CORS' `Vary`, the
+    // correlation id, the length), so that the map is made once and never grows.
+    headers.reserve(16);
+    if !not_modified {
+        headers.insert(header::CONTENT_TYPE, JSON);
     }
-    (
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            (header::ETAG, etag),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static(cache_control),
-            ),
-        ],
-        doc.bytes.clone(),
-    )
-        .into_response()
+    headers.insert(header::ETAG, doc.etag.clone());
+    headers.insert(header::CACHE_CONTROL, cache_control);
+    response
 }
 
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
 /// Private data that changes: clients may keep it but must revalidate (ETag).
-pub const PRIVATE_REVALIDATE: &str = "private, no-cache";
+pub const PRIVATE_REVALIDATE: HeaderValue = HeaderValue::from_static("private, no-cache");

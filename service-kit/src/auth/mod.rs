@@ -540,6 +540,9 @@ impl Caller {
     }
 }
 
+/// Each extraction authenticates (and counts against the per-customer limit): a handler
+/// takes one `Caller`. It is not kept in the request's extensions for a second one; on
+/// the bill query path that insert (and the map's growth) was measurable.
 impl<S> FromRequestParts<S> for Caller
 where
     Authenticator: FromRef<S>,
@@ -548,14 +551,9 @@ where
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(caller) = parts.extensions.get::<Caller>() {
-            return Ok(caller.clone());
-        }
-        let caller = Authenticator::from_ref(state)
+        Authenticator::from_ref(state)
             .authenticate(&parts.headers)
-            .await?;
-        parts.extensions.insert(caller.clone());
-        Ok(caller)
+            .await
     }
 }
 
