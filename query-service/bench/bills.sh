@@ -4,6 +4,17 @@
 #   query-service/bench/bills.sh            # 64 and 1000 connections, 15 s each
 #   CONNS="64" DURATION=10s query-service/bench/bills.sh
 #   QUERY_BIN=/tmp/query-service-old ...   # A/B against another build
+#   CALLGRIND=1 query-service/bench/bills.sh  # instructions per warm bill query instead
+#     (from the stack: CALLGRIND=1 SKIP_FRESHNESS=1 infra/local/stack bench-reads)
+#
+# CALLGRIND=1 runs query-service under valgrind's callgrind, sends warm bill queries for
+# CALLGRIND_SECS (default 15) from 16 connections and prints the instructions executed
+# per query: in the HTTP workers (the two threads that ran the most) and in all threads.
+# Instruction counts repeat from run to run where throughput wanders by ±20 %, so they
+# show a change to the query path that an A/B of req/s cannot. The profiles stay in
+# $CALLGRIND_DIR (default a temporary folder) for callgrind_annotate. Time-driven work
+# (the inquiry publisher's 10 ms tick, librdkafka's statistics) runs at wall-clock rate
+# while the queries run ~50x slower, so the other threads' share is inflated.
 #
 # Needs: PostgreSQL (PHONEBILL_DATABASE_URL, superuser-ish: creates a schema and a role),
 # Redis (REDIS_HOST/REDIS_PORT), a broker (PHONEBILL_KAFKA_BROKERS), wrk, redis-benchmark,
@@ -85,16 +96,43 @@ PHONEBILL_DATABASE_URL=$DB "$TARGET/release/projector" apply-facts "$FACTS"
 rm -f "$FACTS"
 
 HOSTPART=${DB#*@}
-PHONEBILL_DATABASE_URL="postgres://$ROLE@$HOSTPART" PHONEBILL_HTTP_ADDR=127.0.0.1:$QPORT "$QUERY_BIN" &
+QUERY_CMD=("$QUERY_BIN")
+QUERY_ERR=/dev/stderr
+READY_TRIES=100
+if [ -n "${CALLGRIND:-}" ]; then
+  CALLGRIND_DIR=${CALLGRIND_DIR:-$(mktemp -d)}
+  QUERY_CMD=(valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes
+             --callgrind-out-file="$CALLGRIND_DIR/callgrind.out.%p" "$QUERY_BIN")
+  QUERY_ERR=$CALLGRIND_DIR/valgrind.log
+  READY_TRIES=1200   # starting under valgrind takes a while
+fi
+PHONEBILL_DATABASE_URL="postgres://$ROLE@$HOSTPART" PHONEBILL_HTTP_ADDR=127.0.0.1:$QPORT \
+  "${QUERY_CMD[@]}" 2>>"$QUERY_ERR" &
 PIDS+=($!); QUERY_PID=$!
 URL="http://127.0.0.1:$QPORT/api/v1/bills?lineNumber=$LINE&month=$MONTH"
-for _ in $(seq 100); do
+for _ in $(seq "$READY_TRIES"); do
   curl -sf "http://127.0.0.1:$QPORT/health/ready" | grep -q '"l1":"UP"' && break
   sleep 0.1
 done
 BODY=$(mktemp)
 curl -sf -H "$AUTH" "$URL" >"$BODY"   # warm: L1 and Redis hold the bill
 redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" exists "$KEY" | grep -q 1
+
+if [ -n "${CALLGRIND:-}" ]; then
+  callgrind_control -i on "$QUERY_PID" >/dev/null
+  out=$(wrk -t1 -c16 -d"${CALLGRIND_SECS:-15}s" -H "$AUTH" "$URL")
+  callgrind_control -i off "$QUERY_PID" >/dev/null
+  callgrind_control -d "$QUERY_PID" >/dev/null
+  queries=$(awk '/requests in/ {print $1}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  [ -z "$non2xx" ] || { echo "non-2xx answers: $non2xx" >&2; exit 1; }
+  # One file per thread; each ends with its total.
+  totals=$(for f in "$CALLGRIND_DIR"/callgrind.out.*; do awk '/^totals:/ {print $2}' "$f"; done | sort -rn)
+  workers=$(head -2 <<<"$totals" | awk '{s += $1} END {print s}')
+  all=$(awk '{s += $1} END {print s}' <<<"$totals")
+  echo "callgrind: $queries bill queries; instructions per query: HTTP workers $((workers / queries)), all threads $((all / queries)) (profiles in $CALLGRIND_DIR)"
+  exit 0
+fi
 
 # The machine's HTTP ceiling, for reading the ratio: the same bill bytes served from
 # memory on the same per-core workers, with nothing else (bench/src/bare_http.rs).
