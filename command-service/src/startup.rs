@@ -27,7 +27,7 @@ pub const CLIENT_ID: &str = "command-service";
 
 pub struct Application {
     listener: TcpListener,
-    router: axum::Router,
+    router: service_kit::hardening::Hardened<axum::Router>,
     relay: Option<Relay>,
     inbox: Option<KosInbox>,
     sweeper: TimeoutSweeper,
@@ -187,9 +187,10 @@ impl Application {
         });
         tracing::info!(addr = %self.listener.local_addr()?, "command-service listening");
         let stop = shutdown.clone();
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let service =
+            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                SocketAddr,
+            >(self.router);
         axum::serve(self.listener, service)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await?;

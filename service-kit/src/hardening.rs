@@ -17,6 +17,7 @@ use axum::Router;
 use clap::Args;
 use governor::clock::Clock as _;
 use governor::{Quota, RateLimiter};
+use tower::util::MapResponse;
 use tower::Layer as _;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -128,6 +129,13 @@ impl HardeningConfig {
         })
     }
 
+    /// Puts CORS and the security headers around `service` once. Not `Router::layer`:
+    /// that wraps every route, and each request then cloned and boxed each wrapping.
+    pub fn around<S: Clone>(&self, service: S) -> Hardened<S> {
+        let security_headers: fn(Response) -> Response = add_security_headers;
+        MapResponse::new(self.cors().layer(service), security_headers)
+    }
+
     /// Puts the per-IP limit (if any) on `router`'s routes. Serve the app with
     /// `into_make_service_with_connect_info::<SocketAddr>()` so the limit sees the peer.
     pub fn limit_per_ip<S: Clone + Send + Sync + 'static>(&self, router: Router<S>) -> Router<S> {
@@ -135,22 +143,12 @@ impl HardeningConfig {
     }
 }
 
-/// The headers every answer carries (an API: nothing to frame, sniff or cache), on each
-/// of `router`'s routes. One response map for all six: a layer per header cloned the
-/// whole service stack six more times per request.
-pub fn security_headers(router: Router) -> Router {
-    router.layer(security_headers_layer())
-}
+/// A service (a router) inside the layers that go around it whole: the security headers
+/// outermost, then CORS.
+pub type Hardened<S> = MapResponse<CorsIfOriginService<S>, fn(Response) -> Response>;
 
-/// The same as a layer to put around a whole service once (a `Router::layer` wraps each
-/// route, and every call then clones and boxes each wrapping).
-pub fn security_headers_layer() -> SecurityHeaders {
-    tower::util::MapResponseLayer::new(add_security_headers as fn(Response) -> Response)
-}
-
-/// The layer of [`security_headers_layer`].
-pub type SecurityHeaders = tower::util::MapResponseLayer<fn(Response) -> Response>;
-
+/// The headers every answer carries (an API: nothing to frame, sniff or cache), one
+/// response map for all six.
 fn add_security_headers(mut response: Response) -> Response {
     // Values made at compile time: `from_static` at run time checks every byte.
     const HEADERS: [(HeaderName, HeaderValue); 6] = [

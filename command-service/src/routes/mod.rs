@@ -16,7 +16,7 @@ use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use service_kit::auth::Authenticator;
-use service_kit::hardening::{self, HardeningConfig};
+use service_kit::hardening::{Hardened, HardeningConfig};
 use service_kit::kafka::Admin;
 use sqlx::PgPool;
 
@@ -42,7 +42,8 @@ impl FromRef<AppState> for Authenticator {
     }
 }
 
-pub fn router(state: AppState, body_limit: usize, hardening: &HardeningConfig) -> Router {
+/// The API inside CORS and the security headers (`HardeningConfig::around`).
+pub fn router(state: AppState, body_limit: usize, hardening: &HardeningConfig) -> Hardened<Router> {
     let timeout = state.request_timeout;
     let api = Router::new()
         .merge(product_changes::router())
@@ -53,9 +54,8 @@ pub fn router(state: AppState, body_limit: usize, hardening: &HardeningConfig) -
         .merge(openapi::router())
         .layer(service_kit::http::ObserveLayer::new(timeout))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(hardening.cors())
         .with_state(state);
-    hardening::security_headers(router)
+    hardening.around(router)
 }
 
 impl axum::extract::FromRef<AppState> for service_kit::health::Health {

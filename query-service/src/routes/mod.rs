@@ -21,10 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use service_kit::auth::Authenticator;
-use service_kit::hardening::{self, CorsIfOriginService, HardeningConfig, RateLimit};
+use service_kit::hardening::{Hardened, HardeningConfig, RateLimit};
 use service_kit::kafka::Admin;
-use tower::util::MapResponse;
-use tower::ServiceBuilder;
 
 use crate::error::AppError;
 use crate::inquiries::Inquiries;
@@ -68,7 +66,7 @@ impl FromRef<AppState> for Authenticator {
 }
 
 /// One HTTP worker's service: the router, inside the layers that go around it whole.
-pub type App = MapResponse<CorsIfOriginService<Router>, fn(Response) -> Response>;
+pub type App = Hardened<Router>;
 
 /// One HTTP worker's service. `ip_limit` is shared by all workers' routers, so that a
 /// client counts once whichever worker its connection landed on.
@@ -93,10 +91,7 @@ pub fn router(state: AppState, hardening: &HardeningConfig, ip_limit: Option<Rat
         })
         .layer(service_kit::http::ObserveLayer::new(timeout))
         .with_state(state);
-    ServiceBuilder::new()
-        .layer(hardening::security_headers_layer())
-        .layer(hardening.cors())
-        .service(router)
+    hardening.around(router)
 }
 
 pub type Params = HashMap<String, String>;
