@@ -135,20 +135,25 @@ if [ -n "${CALLGRIND:-}" ]; then
 fi
 
 # The machine's HTTP ceiling, for reading the ratio: the same bill bytes served from
-# memory on the same per-core workers, with nothing else (bench/src/bare_http.rs).
-# BARE=0 leaves it out.
+# memory on the same per-core workers, with nothing else (bench/src/bare_http.rs); and
+# the same with the headers a bill answer carries (`+headers`), which tells what the
+# headers cost from what the query path's code costs. BARE=0 leaves both out.
 BARE=${BARE:-1}
 BPORT=${BARE_PORT:-18090}
 if [ "$BARE" = 1 ]; then
   "$TARGET/release/bare-http" --addr 127.0.0.1:$BPORT --body "$BODY" &
   PIDS+=($!)
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$BPORT/" >/dev/null && break; sleep 0.1; done
+  "$TARGET/release/bare-http" --addr 127.0.0.1:$((BPORT + 1)) --body "$BODY" --bill-headers &
+  PIDS+=($!)
+  for p in $BPORT $((BPORT + 1)); do
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/" >/dev/null && break; sleep 0.1; done
+  done
 fi
 
 ms() { # wrk latency ("1.23ms", "850.00us", "1.02s") -> ms
   awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.2f", n }'
 }
-printf "%-6s %12s %9s %9s | %12s %9s %9s | %7s | %12s %7s\n" conns "http req/s" "p50 ms" "p99 ms" "redis GET/s" "p50 ms" "p99 ms" ratio "bare http/s" "ratio"
+printf "%-6s %12s %9s %9s | %12s %9s %9s | %7s | %12s %7s | %12s %7s\n" conns "http req/s" "p50 ms" "p99 ms" "redis GET/s" "p50 ms" "p99 ms" ratio "bare http/s" "ratio" "+headers/s" "ratio"
 for c in $CONNS; do
   out=$(wrk -t"$THREADS" -c"$c" -d"$DURATION" --latency -H "$AUTH" "$URL")
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
@@ -161,12 +166,14 @@ for c in $CONNS; do
   rp50=$(cut -d, -f5 <<<"$csv" | tr -d '"')
   rp99=$(cut -d, -f7 <<<"$csv" | tr -d '"')
   ratio=$(awk -v a="$rps" -v b="$rrps" 'BEGIN { printf "%.2fx", a/b }')
-  bare=- bratio=-
+  bare=- bratio=- hbare=- hratio=-
   if [ "$BARE" = 1 ]; then
     bare=$(wrk -t"$THREADS" -c"$c" -d"$DURATION" "http://127.0.0.1:$BPORT/" | awk '/^Requests\/sec/ {print $2}')
     bratio=$(awk -v a="$bare" -v b="$rrps" 'BEGIN { printf "%.2fx", a/b }')
+    hbare=$(wrk -t"$THREADS" -c"$c" -d"$DURATION" "http://127.0.0.1:$((BPORT + 1))/" | awk '/^Requests\/sec/ {print $2}')
+    hratio=$(awk -v a="$hbare" -v b="$rrps" 'BEGIN { printf "%.2fx", a/b }')
   fi
-  printf "%-6s %12s %9s %9s | %12s %9s %9s | %7s | %12s %7s %s\n" "$c" "$rps" "$p50" "$p99" "$rrps" "$rp50" "$rp99" "$ratio" "$bare" "$bratio" "${non2xx:+(non-2xx: $non2xx)}"
+  printf "%-6s %12s %9s %9s | %12s %9s %9s | %7s | %12s %7s | %12s %7s %s\n" "$c" "$rps" "$p50" "$p99" "$rrps" "$rp50" "$rp99" "$ratio" "$bare" "$bratio" "$hbare" "$hratio" "${non2xx:+(non-2xx: $non2xx)}"
 done
 rss() { awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
 METRICS=$(curl -s "http://127.0.0.1:$QPORT/metrics")
