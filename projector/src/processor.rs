@@ -120,13 +120,7 @@ pub struct Processor {
     /// query-services keep one subscription across switches (keys carry the prefix).
     channel: String,
     decoder: Decoder,
-    /// Partitions are handled side by side, and a view (a line's summary, say) can change
-    /// by events of two partitions: a view's load and write happen under its stripe's
-    /// lock, so the last write is of a load made after the last commit.
-    view_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
 }
-
-const VIEW_LOCK_STRIPES: usize = 256;
 
 /// Turns a message into a decoded event by its topic: the one decoding the live
 /// projector, a replay and time travel share (same schema checks, same refusals).
@@ -190,6 +184,20 @@ pub struct RetryReport {
     pub still_parked: u64,
 }
 
+/// Takes a view's lock until `tx` ends. A view (a line's summary, say) changes by events
+/// of two topics, whose partitions this projector's workers and other replicas handle
+/// side by side: each commits its events, then loads the view and writes it to Redis.
+/// With the load and the write under one lock for all of them, the last write is of a
+/// load made after every commit before it, so no writer leaves an older document over a
+/// newer one. A PostgreSQL advisory lock, not one in memory: replicas share it.
+pub async fn lock_view(tx: &mut PgConnection, key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('phonebill.view/' || $1, 0))")
+        .bind(key)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
 impl Processor {
     pub fn new(pool: PgPool, redis: RedisConn, prefix: String, topics: Topics) -> Self {
         Self {
@@ -198,11 +206,6 @@ impl Processor {
             channel: read_model::invalidation_channel(&prefix),
             prefix,
             decoder: Decoder::new(topics),
-            view_locks: Arc::new(
-                (0..VIEW_LOCK_STRIPES)
-                    .map(|_| tokio::sync::Mutex::new(()))
-                    .collect(),
-            ),
         }
     }
 
@@ -425,15 +428,10 @@ impl Processor {
     /// Loads one view, sets (or deletes) it and announces its key, under its lock.
     async fn rewrite(&self, view: &View) -> anyhow::Result<()> {
         let key = view.redis_key(&self.prefix);
-        let stripe = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            key.hash(&mut h);
-            h.finish() as usize % self.view_locks.len()
-        };
-        let _guard = self.view_locks[stripe].lock().await;
         let mut redis = self.redis.clone();
-        match view.load(&self.pool).await? {
+        let mut tx = self.pool.begin().await?;
+        lock_view(&mut tx, &key).await?;
+        match view.load(&mut *tx).await? {
             Some(bytes) => {
                 let () = redis.set_ex(&key, bytes, view.ttl().as_secs()).await?;
             }
@@ -441,6 +439,7 @@ impl Processor {
                 let () = redis.del(&key).await?;
             }
         }
+        tx.commit().await?;
         // The position too: it is what `minPosition` waiters in query-service wait for
         // (without it they woke on the views, found the old position, and slept until
         // their next recheck: about 50 ms of every read-your-writes query).

@@ -215,12 +215,7 @@ impl Views {
                 }
                 let loaded = view.load(&ns.pool).await?;
                 if let (Some(bytes), true) = (&loaded, redis_up) {
-                    // Refill. A projector write racing this one is the same or newer
-                    // data from the same tables; a stale refill lasts at most the TTL
-                    // and is overwritten by the next change of this view.
-                    let _: Result<(), _> = redis
-                        .set_ex(&key, bytes.as_slice(), view.ttl().as_secs())
-                        .await;
+                    let _ = refill(&mut redis, &key, bytes, view.ttl()).await;
                 }
                 if !redis_up {
                     return Ok(loaded.map(|b| Doc::new(Bytes::from(b))));
@@ -291,3 +286,20 @@ impl Views {
 
 /// The longest a waiter goes without rechecking.
 const RECHECK: Duration = Duration::from_millis(50);
+
+/// Puts a view read from the read tables back into Redis, unless the key is there
+/// already (true if it was put). Only if absent: the projector may have written a newer
+/// document since this one was loaded, and a plain SET would lay the older one over it
+/// until the view next changed.
+pub async fn refill(
+    redis: &mut RedisConn,
+    key: &str,
+    bytes: &[u8],
+    ttl: Duration,
+) -> redis::RedisResult<bool> {
+    let options = redis::SetOptions::default()
+        .conditional_set(redis::ExistenceCheck::NX)
+        .with_expiration(redis::SetExpiry::EX(ttl.as_secs()));
+    let put: Option<String> = redis.set_options(key, bytes, options).await?;
+    Ok(put.is_some())
+}

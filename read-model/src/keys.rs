@@ -76,14 +76,18 @@ impl View {
     }
 
     /// The view as stored in Redis (JSON; the position as a decimal), built from the read
-    /// tables; `None` when the view does not exist.
-    pub async fn load(&self, pool: &PgPool) -> Result<Option<Vec<u8>>, sqlx::Error> {
+    /// tables; `None` when the view does not exist. One statement on `db` (a pool, or the
+    /// projector's transaction holding the view's lock).
+    pub async fn load<'e>(
+        &self,
+        db: impl sqlx::PgExecutor<'e>,
+    ) -> Result<Option<Vec<u8>>, sqlx::Error> {
         let json: Option<serde_json::Value> = match self {
             View::Bill { line, month } => {
                 sqlx::query_scalar("SELECT doc FROM bills WHERE line_number = $1 AND month = $2")
                     .bind(line)
                     .bind(month)
-                    .fetch_optional(pool)
+                    .fetch_optional(db)
                     .await?
             }
             View::Months { line } => {
@@ -91,7 +95,7 @@ impl View {
                     "SELECT month FROM bills WHERE line_number = $1 ORDER BY month COLLATE \"C\" DESC",
                 )
                 .bind(line)
-                .fetch_all(pool)
+                .fetch_all(db)
                 .await?;
                 Some(to_json(&MonthsView {
                     line_number: line.clone(),
@@ -109,7 +113,7 @@ impl View {
                       WHERE l.line_number = $1",
                 )
                     .bind(line)
-                    .fetch_optional(pool)
+                    .fetch_optional(db)
                     .await?
             }
             View::History { line } => {
@@ -118,7 +122,7 @@ impl View {
                       ORDER BY requested_at DESC, request_id",
                 )
                 .bind(line)
-                .fetch_all(pool)
+                .fetch_all(db)
                 .await?;
                 let items = docs
                     .into_iter()
@@ -132,7 +136,7 @@ impl View {
             View::Request { id } => {
                 sqlx::query_scalar("SELECT doc FROM change_requests WHERE request_id = $1")
                     .bind(id)
-                    .fetch_optional(pool)
+                    .fetch_optional(db)
                     .await?
             }
             View::Products { operator } => {
@@ -141,7 +145,7 @@ impl View {
                       ORDER BY product_code COLLATE \"C\"",
                 )
                 .bind(operator)
-                .fetch_all(pool)
+                .fetch_all(db)
                 .await?;
                 let products = docs
                     .into_iter()
@@ -153,7 +157,7 @@ impl View {
                 }))
             }
             View::Position { line } => {
-                let position = position(pool, line).await?;
+                let position = position(db, line).await?;
                 return Ok(Some(position.to_string().into_bytes()));
             }
         };
@@ -294,13 +298,13 @@ pub fn build_all(mut rows: Rows, mut emit: impl FnMut(View, Vec<u8>)) {
 }
 
 /// The line stream's last applied sequence (0 when nothing was applied).
-pub async fn position(pool: &PgPool, line: &str) -> Result<i64, sqlx::Error> {
+pub async fn position<'e>(db: impl sqlx::PgExecutor<'e>, line: &str) -> Result<i64, sqlx::Error> {
     let position: Option<i64> = sqlx::query_scalar(
         "SELECT sequence FROM applied WHERE aggregate_type = $1 AND aggregate_id = $2",
     )
     .bind(crate::LINE_AGGREGATE)
     .bind(line)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     Ok(position.unwrap_or(0))
 }

@@ -1,7 +1,10 @@
 //! The processor fed directly (PostgreSQL and Redis, no broker): views, idempotence,
 //! parking.
 
-use projector::processor::Outcome;
+use std::time::Duration;
+
+use projector::processor::{lock_view, Outcome};
+use read_model::keys::View;
 use uuid::Uuid;
 
 use crate::helpers::*;
@@ -274,5 +277,65 @@ async fn given_the_query_role_then_it_reads_the_read_tables_and_is_refused_every
         );
     }
     pool.close().await;
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn given_another_replica_rewriting_a_line_summary_when_this_one_rewrites_it_too_then_it_waits_and_leaves_the_newest_document(
+) {
+    let mut t = TestProcessor::new().await;
+    let l = line(60);
+    assert_eq!(t.feed_kos(1, registered(&l)).await, Outcome::Applied);
+    let view = View::Line { line: l.clone() };
+    let key = view.redis_key(&t.config.redis.key_prefix);
+
+    // Given another replica holding the view's lock: it is between its load and its write
+    let mut other = t.pool.begin().await.unwrap();
+    lock_view(&mut other, &key).await.unwrap();
+    let holder: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *other)
+        .await
+        .unwrap();
+
+    // When this replica rewrites the same view
+    let processor = t.processor.clone();
+    let rewriting = tokio::spawn(async move { processor.refresh(&[view]).await });
+
+    // Then it waits for that lock rather than loading now
+    let pool = t.pool.clone();
+    wait_until(
+        "this replica's rewrite waits for the view's lock",
+        Duration::from_secs(10),
+        || {
+            let pool = pool.clone();
+            async move {
+                let waiting: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_locks w
+                       JOIN pg_locks g USING (locktype, database, classid, objid, objsubid)
+                      WHERE w.locktype = 'advisory' AND NOT w.granted
+                        AND g.granted AND g.pid = $1",
+                )
+                .bind(holder)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                waiting > 0
+            }
+        },
+    )
+    .await;
+    // And once the other replica's newer state is committed and its lock released, the
+    // document this one leaves in Redis is that newer state
+    sqlx::query(
+        "UPDATE lines SET doc = jsonb_set(doc, '{status}', '\"SUSPENDED\"') WHERE line_number = $1",
+    )
+    .bind(&l)
+    .execute(&mut *other)
+    .await
+    .unwrap();
+    other.commit().await.unwrap();
+    rewriting.await.unwrap().unwrap();
+    let summary = t.redis_json(&format!("line:{{line:{l}}}")).await.unwrap();
+    assert_eq!(summary["status"], "SUSPENDED");
     t.cleanup().await;
 }

@@ -1,7 +1,9 @@
-//! Bills: menu, bill with ETag, 404, inquiry history, Redis flush, L1 invalidation.
+//! Bills: menu, bill with ETag, 404, inquiry history, Redis flush and refill, L1
+//! invalidation.
 
 use std::time::Duration;
 
+use query_service::views::refill;
 use redis::AsyncCommands;
 
 use crate::events_helpers::{bill, line, payment, registered, wait_until};
@@ -159,6 +161,30 @@ async fn given_redis_flushed_while_running_then_queries_still_answer_from_postgr
         .await
         .unwrap();
     assert!(refilled.is_some(), "the line view is back in Redis");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn given_a_newer_document_written_after_a_query_loaded_the_view_when_the_query_refills_redis_then_the_newer_one_stays(
+) {
+    let app = spawn_app().await;
+    let mut redis = app.projector.redis.clone();
+    let key = format!("{}line:{{line:{}}}", app.config.redis.key_prefix, line(104));
+    let ttl = Duration::from_secs(600);
+
+    // Given Redis lost the view, when a query refills it, then it is put with its TTL
+    assert!(refill(&mut redis, &key, b"loaded", ttl).await.unwrap());
+    let held: Option<Vec<u8>> = redis.get(&key).await.unwrap();
+    assert_eq!(held.as_deref(), Some(&b"loaded"[..]));
+    let expires_in: i64 = redis.ttl(&key).await.unwrap();
+    assert!((1..=600).contains(&expires_in), "{expires_in}");
+
+    // Given the projector wrote a newer document after the query loaded an older one,
+    // when the query's refill lands, then it leaves the newer one
+    let () = redis.set(&key, b"newer by the projector").await.unwrap();
+    assert!(!refill(&mut redis, &key, b"older", ttl).await.unwrap());
+    let held: Option<Vec<u8>> = redis.get(&key).await.unwrap();
+    assert_eq!(held.as_deref(), Some(&b"newer by the projector"[..]));
     app.stop().await;
 }
 
