@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use projector::processor::{lock_view, Outcome};
+use projector::processor::{lock_views, Outcome};
 use read_model::keys::View;
 use uuid::Uuid;
 
@@ -291,7 +291,7 @@ async fn given_another_replica_rewriting_a_line_summary_when_this_one_rewrites_i
 
     // Given another replica holding the view's lock: it is between its load and its write
     let mut other = t.pool.begin().await.unwrap();
-    lock_view(&mut other, &key).await.unwrap();
+    lock_views(&mut other, &[key]).await.unwrap();
     let holder: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut *other)
         .await
