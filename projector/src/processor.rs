@@ -416,8 +416,8 @@ impl Processor {
 
     /// Rewrites views in Redis from the read tables (full documents, so repeating it is
     /// harmless) and announces each changed key for the query-services' L1 caches and
-    /// `minPosition` waiters. The positions go last, so a reader that saw one sees the
-    /// views it covers.
+    /// `minPosition` waiters. The positions are loaded first and written last, so a
+    /// reader that saw one sees the views it covers.
     ///
     /// One transaction holds the views' locks ([`lock_views`]) from before the loads
     /// until the writes are done, on one connection. A lock and a transaction per view
@@ -430,6 +430,9 @@ impl Processor {
         if views.is_empty() {
             return Ok(());
         }
+        // Positions loaded first (and written last): an event committed between two loads
+        // can then only make the other views newer than the position, never older.
+        views.sort_by_key(|view| !matches!(view, View::Position { .. }));
         let keys: Vec<String> = views.iter().map(|v| v.redis_key(&self.prefix)).collect();
         let mut tx = self.pool.begin().await?;
         lock_views(&mut tx, &keys).await?;
