@@ -6,11 +6,13 @@
 
 use std::net::SocketAddr;
 
-use axum::http::{header, HeaderName, HeaderValue};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use clap::Parser;
+use service_kit::hardening::{add_security_headers, CORS_VARY};
+use service_kit::http::CORRELATION_HEADER;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -44,12 +46,12 @@ async fn main() -> anyhow::Result<()> {
         Router::new().fallback(get(move || {
             let body = body.clone();
             async move {
-                let mut response =
-                    ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+                let response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
                 if bill_headers {
-                    response.headers_mut().extend(BILL_HEADERS.iter().cloned());
+                    with_bill_headers(response)
+                } else {
+                    response
                 }
-                response
             }
         }))
     };
@@ -63,36 +65,23 @@ async fn main() -> anyhow::Result<()> {
     server.serve(router, shutdown).await
 }
 
-/// What query-service's bill answer carries besides the type, the length and the date.
-const BILL_HEADERS: [(HeaderName, HeaderValue); 9] = [
-    (
+/// Adds what query-service's bill answer carries besides the type, the length and the
+/// date: its own headers, CORS' `Vary`, the correlation id and the security headers, set
+/// by the same function the services use.
+fn with_bill_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
         header::ETAG,
         HeaderValue::from_static("\"a1b2c3d4e5f60718\""),
-    ),
-    (
+    );
+    headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-cache"),
-    ),
-    (
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    ),
-    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-    (
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    ),
-    (
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    ),
-    (
-        header::STRICT_TRANSPORT_SECURITY,
-        HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-    ),
-    (header::VARY, HeaderValue::from_static("origin")),
-    (
-        HeaderName::from_static("x-correlation-id"),
+    );
+    headers.insert(header::VARY, HeaderValue::from_static(CORS_VARY));
+    headers.insert(
+        CORRELATION_HEADER,
         HeaderValue::from_static("0b9e5a4c-3f1d-4e2a-9c8b-7d6e5f4a3b2c"),
-    ),
-];
+    );
+    add_security_headers(response)
+}

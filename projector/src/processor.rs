@@ -447,18 +447,14 @@ impl Processor {
             .partition(|((view, _), _)| matches!(view, View::Position { .. }));
         // Side by side (one round trip's wait instead of one per view), the positions
         // after everything else.
-        futures::future::try_join_all(
-            others
-                .into_iter()
-                .map(|((view, key), doc)| self.write(view, key, doc)),
-        )
-        .await?;
-        futures::future::try_join_all(
-            positions
-                .into_iter()
-                .map(|((view, key), doc)| self.write(view, key, doc)),
-        )
-        .await?;
+        for batch in [others, positions] {
+            futures::future::try_join_all(
+                batch
+                    .into_iter()
+                    .map(|((view, key), doc)| self.write(view, key, doc)),
+            )
+            .await?;
+        }
         tx.commit().await?;
         // The positions too: they are what `minPosition` waiters in query-service wait
         // for (without them they woke on the views, found the old position, and slept

@@ -153,6 +153,11 @@ fi
 ms() { # wrk latency ("1.23ms", "850.00us", "1.02s") -> ms
   awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.2f", n }'
 }
+bare_rate() { # port -> "req/s ratio-to-redis" of a bare-http at this concurrency
+  local rate
+  rate=$(wrk -t"$THREADS" -c"$c" -d"$DURATION" "http://127.0.0.1:$1/" | awk '/^Requests\/sec/ {print $2}')
+  awk -v a="$rate" -v b="$rrps" 'BEGIN { printf "%s %.2fx", a, a/b }'
+}
 printf "%-6s %12s %9s %9s | %12s %9s %9s | %7s | %12s %7s | %12s %7s\n" conns "http req/s" "p50 ms" "p99 ms" "redis GET/s" "p50 ms" "p99 ms" ratio "bare http/s" "ratio" "+headers/s" "ratio"
 for c in $CONNS; do
   out=$(wrk -t"$THREADS" -c"$c" -d"$DURATION" --latency -H "$AUTH" "$URL")
@@ -166,14 +171,11 @@ for c in $CONNS; do
   rp50=$(cut -d, -f5 <<<"$csv" | tr -d '"')
   rp99=$(cut -d, -f7 <<<"$csv" | tr -d '"')
   ratio=$(awk -v a="$rps" -v b="$rrps" 'BEGIN { printf "%.2fx", a/b }')
-  bare=- bratio=- hbare=- hratio=-
+  bare="- -" hbare="- -"
   if [ "$BARE" = 1 ]; then
-    bare=$(wrk -t"$THREADS" -c"$c" -d"$DURATION" "http://127.0.0.1:$BPORT/" | awk '/^Requests\/sec/ {print $2}')
-    bratio=$(awk -v a="$bare" -v b="$rrps" 'BEGIN { printf "%.2fx", a/b }')
-    hbare=$(wrk -t"$THREADS" -c"$c" -d"$DURATION" "http://127.0.0.1:$((BPORT + 1))/" | awk '/^Requests\/sec/ {print $2}')
-    hratio=$(awk -v a="$hbare" -v b="$rrps" 'BEGIN { printf "%.2fx", a/b }')
+    bare=$(bare_rate "$BPORT") hbare=$(bare_rate $((BPORT + 1)))
   fi
-  printf "%-6s %12s %9s %9s | %12s %9s %9s | %7s | %12s %7s | %12s %7s %s\n" "$c" "$rps" "$p50" "$p99" "$rrps" "$rp50" "$rp99" "$ratio" "$bare" "$bratio" "$hbare" "$hratio" "${non2xx:+(non-2xx: $non2xx)}"
+  printf "%-6s %12s %9s %9s | %12s %9s %9s | %7s | %12s %7s | %12s %7s %s\n" "$c" "$rps" "$p50" "$p99" "$rrps" "$rp50" "$rp99" "$ratio" $bare $hbare "${non2xx:+(non-2xx: $non2xx)}"
 done
 rss() { awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
 METRICS=$(curl -s "http://127.0.0.1:$QPORT/metrics")

@@ -149,8 +149,8 @@ impl HardeningConfig {
 pub type Hardened<S> = MapResponse<CorsIfOriginService<S>, fn(Response) -> Response>;
 
 /// The headers every answer carries (an API: nothing to frame, sniff or cache), one
-/// response map for all six.
-fn add_security_headers(mut response: Response) -> Response {
+/// response map for all six. A header the handler set (`Cache-Control`) stays.
+pub fn add_security_headers(mut response: Response) -> Response {
     // Values made at compile time: `from_static` at run time checks every byte.
     const HEADERS: [(HeaderName, HeaderValue); 6] = [
         (
@@ -275,7 +275,7 @@ impl<S: Clone> tower::Layer<S> for CorsIfOrigin {
 /// preflight's `Access-Control-Request-*`: those come only on preflights (`OPTIONS`),
 /// whose answers HTTP caches do not keep (RFC 9110 9.3.7), and 63 bytes more on every
 /// answer cost the server, the kernel and the client.
-const CORS_VARY: &str = "origin";
+pub const CORS_VARY: &str = "origin";
 
 /// The CORS settings are shared, and put around the inner service only for a request
 /// with an `Origin`: tower clones a route's services for every request, and cloning the
