@@ -13,7 +13,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${PHONEBILL_CACHE:-$HOME/.cache/phonebill}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
-TANSU_BIN="$CACHE/tools/tansu-0.6.0/bin/tansu"
+export PHONEBILL_CACHE="$CACHE"
+# shellcheck source=infra/local/kafka.sh
+source "$ROOT/infra/local/kafka.sh"
 CLIENTS="${BENCH_CLIENTS:-32}"
 CHANGES="${BENCH_CHANGES:-20000}"
 PGBENCH_SECONDS="${BENCH_PGBENCH_SECONDS:-20}"
@@ -28,6 +30,7 @@ HTTP_PORT=18081
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  kafka_stop "$RUN/broker"
   wait 2>/dev/null || true
   psql "$PG" -qc "DROP SCHEMA IF EXISTS $ID CASCADE; DROP TABLE IF EXISTS ${ID}_raw" >/dev/null 2>&1 || true
   rm -rf "$RUN"
@@ -41,12 +44,9 @@ command -v pgbench >/dev/null || { echo "pgbench is needed (Debian: postgresql-c
 echo "building (release)..."
 (cd "$ROOT" && cargo build --release --quiet -p command-service -p bench)
 
-# The broker: memory storage, as a benchmark that is about the database and the service
-# should not be bound by the broker's disk engine.
-(cd "$RUN" && exec "$TANSU_BIN" broker --silent --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
-   --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT" --storage-engine memory://tansu/ >broker.log 2>&1) &
-pids+=($!)
-wait_for 30 port_open $BROKER_PORT
+# A Kafka node of the benchmark's own, its log in the run folder.
+kafka_ensure
+kafka_start "$RUN/broker" "$BROKER_PORT"
 
 lines=$((CHANGES + WARMUP + CHANGES / 24 + 10))
 python3 "$ROOT/bench/generate_facts.py" --lines "$lines" >"$RUN/facts.jsonl"

@@ -5,6 +5,9 @@
 # with the 202's `position` as `minPosition` (query-service answers as soon as the
 # projection has it) before making its next change. The whole write and read path runs:
 # command-service (relay) -> broker -> projector -> Redis -> query-service.
+# Beside it, in the same run, the broker's own produce -> consume latency (bench
+# kafka-pair: librdkafka with the relay's and the projector's settings, the same number
+# of clients each waiting for its message), so the ratio shows what the services add.
 #
 # Run through the stack script, which installs what is missing and starts a broker:
 #   infra/local/stack bench-reads      (this runs after the bill-query benchmark)
@@ -72,4 +75,13 @@ out=$("$TARGET/release/load-commands" --url "http://127.0.0.1:$CPORT" --query-ur
 fresh=$(grep '^FRESHNESS' <<<"$out")
 errors=$(sed -E 's/.* errors=([0-9]+).*/\1/' <<<"$(grep '^RESULT' <<<"$out")")
 echo "$fresh errors=$errors"
+pair=$("$TARGET/release/kafka-pair" --brokers "$BROKERS" --clients "$CLIENTS" --messages "$CHANGES")
+echo "broker alone (produce -> consume, $CLIENTS clients): $pair"
+python3 - "$fresh" "$pair" <<'PY'
+import sys
+def fields(line): return dict(kv.split("=") for kv in line.split()[1:] if "=" in kv)
+f, p = fields(sys.argv[1]), fields(sys.argv[2])
+for q in ("p50_ms", "p99_ms"):
+    print(f"{q}: freshness {float(f[q]):.1f} ms, broker alone {float(p[q]):.1f} ms, ratio {float(f[q]) / float(p[q]):.1f}x")
+PY
 echo "peak RSS: command-service $(hwm "$command") MiB, projector $(hwm "$projector") MiB, query-service $(hwm "$query") MiB"

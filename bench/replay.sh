@@ -4,14 +4,16 @@
 #
 #   bench/replay.sh                      # BENCH_LINES=10000 -> 110,002 events
 #
-# Starts its own Tansu (memory engine) on a free port, publishes the history with
+# Starts its own Kafka node (infra/local/kafka.sh) on a free port, publishes the history with
 # `produce-events`, reads it once with `raw-consume`, then replays it into a fresh
 # namespace with the progress bar drawn (under `script`, so stderr is a terminal).
 # Needs PostgreSQL and Redis as for the tests; uses its own schema, key prefix and topics.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/phonebill/target}"
-TANSU="${TANSU:-$HOME/.cache/phonebill/tools/tansu-0.6.0/bin/tansu}"
+export PHONEBILL_CACHE="${PHONEBILL_CACHE:-$HOME/.cache/phonebill}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PHONEBILL_CACHE/target}"
+# shellcheck source=infra/local/kafka.sh
+source infra/local/kafka.sh
 LINES="${BENCH_LINES:-10000}"
 DB="${PHONEBILL_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/phonebill}"
 cargo build --release -q -p projector -p bench
@@ -19,21 +21,19 @@ BIN="$CARGO_TARGET_DIR/release"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 RUN=$(mktemp -d)
 ID="bench$(date +%s)"
-"$TANSU" broker --silent --listener-url "tcp://127.0.0.1:$PORT" \
-  --advertised-listener-url "tcp://127.0.0.1:$PORT" --storage-engine memory://tansu/ \
-  > "$RUN/tansu.log" 2>&1 &
-BROKER=$!
 cleanup() {
-  kill "$BROKER" 2>/dev/null || true
+  kafka_stop "$RUN/broker"
   psql "$DB" -qc "DROP SCHEMA IF EXISTS ${ID} CASCADE; DROP SCHEMA IF EXISTS ${ID}_control CASCADE; DROP SCHEMA IF EXISTS ${ID}_r1 CASCADE" >/dev/null 2>&1 || true
   redis-cli --scan --pattern "${ID}:*" | xargs -r -n 1000 redis-cli unlink >/dev/null || true
   rm -rf "$RUN"
 }
 trap cleanup EXIT
-for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+kafka_ensure
+kafka_start "$RUN/broker" "$PORT"
 PREFIX="$ID."
 for t in phonebill.product-change kos.billing phonebill.bill-inquiries; do
-  "$TANSU" topic create --broker "tcp://127.0.0.1:$PORT" --partitions 12 "$PREFIX$t" >/dev/null
+  kafka_run_class org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$PORT" \
+    --create --topic "$PREFIX$t" --partitions 12 >/dev/null
 done
 "$BIN/produce-events" --brokers "127.0.0.1:$PORT" --topic-prefix "$PREFIX" --lines "$LINES"
 RAW=$("$BIN/raw-consume" --brokers "127.0.0.1:$PORT" \

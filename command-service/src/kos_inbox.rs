@@ -24,7 +24,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
-use service_kit::consumer::{AssignmentWatch, GroupConsumer, GroupContext, ResumeGuard};
+use service_kit::consumer::{GroupConsumer, GroupContext};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::AppError;
@@ -35,7 +35,6 @@ pub const CONSUMER_GROUP: &str = "command-service";
 
 pub struct KosInbox {
     consumer: Arc<GroupConsumer>,
-    resume: ResumeGuard,
     dead_letters: FutureProducer,
     topics: Topics,
     changes: ProductChanges,
@@ -52,21 +51,23 @@ enum Handled {
 }
 
 impl KosInbox {
+    /// `member`: the group member's settings (`service_kit::kafka::group_member`);
+    /// `kafka`: the client settings the dead-letter producer starts from.
     pub fn new(
         kafka: ClientConfig,
-        group: &str,
+        member: ClientConfig,
         topics: Topics,
         changes: ProductChanges,
         reference: ReferenceData,
     ) -> Result<Self, rdkafka::error::KafkaError> {
-        let consumer: GroupConsumer = kafka
+        let group = member.get("group.id").unwrap_or_default().to_owned();
+        let consumer: GroupConsumer = member
             .clone()
-            .set("group.id", group)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("statistics.interval.ms", "5000")
-            .create_with_context(GroupContext::new(group))?;
+            .create_with_context(GroupContext::new(group.clone()))?;
         consumer.subscribe(&[&topics.kos_results(), &topics.kos_billing()])?;
         let dead_letters: FutureProducer = kafka
             .clone()
@@ -75,7 +76,6 @@ impl KosInbox {
             .create()?;
         Ok(Self {
             consumer: Arc::new(consumer),
-            resume: ResumeGuard::default(),
             dead_letters,
             topics,
             changes,
@@ -85,18 +85,10 @@ impl KosInbox {
 
     /// Handles messages until `shutdown`; the message in hand is finished first and the
     /// stored offsets are committed before returning.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        // More than librdkafka's default session timeout (45 s): by then a crashed
-        // predecessor has left the group (see AssignmentWatch).
-        let mut watch = AssignmentWatch::new(Duration::from_secs(90));
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
+    pub async fn run(self, shutdown: CancellationToken) {
         loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tick.tick() => {
-                    watch.check(&self.consumer);
-                    continue;
-                }
                 m = self.consumer.recv() => m,
             };
             let message = match message {
@@ -109,18 +101,6 @@ impl KosInbox {
                     }
                 }
             };
-            let admitted = self
-                .resume
-                .admit(
-                    &self.consumer,
-                    message.topic(),
-                    message.partition(),
-                    message.offset(),
-                )
-                .await;
-            if !admitted {
-                continue;
-            }
             if !self.handle(&message, &shutdown).await {
                 break;
             }

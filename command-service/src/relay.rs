@@ -125,6 +125,10 @@ impl Relay {
         let _ = session
             .retry(backoff)
             .when(|_| !shutdown.is_cancelled())
+            .adjust(|e, wait| match e {
+                RelayError::NotLeader => Some(service_kit::kafka::STANDBY_POLL),
+                _ => wait,
+            })
             .notify(|e, wait| {
                 if !matches!(e, RelayError::NotLeader) {
                     metrics::counter!("outbox_relay_failures_total").increment(1);

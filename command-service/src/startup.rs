@@ -85,7 +85,12 @@ impl Application {
         let inbox = if config.kos.inbox_enabled {
             Some(KosInbox::new(
                 kafka::client_config(&config.kafka, CLIENT_ID),
-                &config.kos.consumer_group,
+                kafka::group_member(
+                    &config.kafka,
+                    CLIENT_ID,
+                    &config.kos.consumer_group,
+                    "kos-inbox",
+                ),
                 topics.clone(),
                 changes.clone(),
                 ReferenceData::new(pool.clone()),

@@ -33,7 +33,7 @@ use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde::Serialize;
-use service_kit::consumer::{AssignmentWatch, GroupConsumer, GroupContext, ResumeGuard};
+use service_kit::consumer::{GroupConsumer, GroupContext};
 use sqlx::PgPool;
 use tokio::sync::{oneshot, Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -392,15 +392,15 @@ impl Changes {
     }
 }
 
-/// Reads `phonebill.product-change` in consumer group `group` and hands each request to
-/// [`Changes`].
+/// Reads `phonebill.product-change` as a member of the group `member` names
+/// (`service_kit::kafka::group_member`) and hands each request to [`Changes`].
 pub struct ChangeConsumer {
     pub changes: Changes,
+    /// Client settings the dead-letter producer starts from.
     pub kafka: ClientConfig,
+    pub member: ClientConfig,
     pub topics: Topics,
-    pub group: String,
     pub max_in_flight: usize,
-    pub session_timeout_ms: u64,
 }
 
 /// Per partition: offsets handed out and not yet done, and the highest seen.
@@ -456,21 +456,16 @@ struct Shared {
 impl ChangeConsumer {
     /// Creates the consumer and subscribes (fails fast if the broker settings are wrong).
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut config = self.kafka.clone();
+        let group = self.member.get("group.id").unwrap_or_default().to_owned();
+        let mut config = self.member.clone();
         config
-            .set("group.id", &self.group)
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "500")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", self.session_timeout_ms.to_string())
-            .set(
-                "heartbeat.interval.ms",
-                (self.session_timeout_ms / 4).max(100).to_string(),
-            );
-        config.set("statistics.interval.ms", "5000");
+            .set("statistics.interval.ms", "5000");
         let consumer: GroupConsumer =
-            config.create_with_context(GroupContext::new(self.group.clone()))?;
+            config.create_with_context(GroupContext::new(group.clone()))?;
         let topic = self.topics.product_change();
         consumer.subscribe(&[&topic])?;
         let mut producer_config = self.kafka.clone();
@@ -483,7 +478,7 @@ impl ChangeConsumer {
             dead_letters: producer_config.create()?,
             topic,
             dead_letter_topic: self.topics.dead_letter(),
-            group: self.group,
+            group,
             offsets: Mutex::new(OffsetTracker::default()),
             chains: Mutex::new(HashMap::new()),
         });
@@ -491,10 +486,6 @@ impl ChangeConsumer {
         let permits = Arc::new(Semaphore::new(self.max_in_flight));
         let mut tasks = JoinSet::new();
         let mut next_id: u64 = 0;
-        let mut resume = ResumeGuard::default();
-        // Three session timeouts: by then a crashed predecessor has left the group.
-        let mut watch = AssignmentWatch::new(Duration::from_millis(3 * self.session_timeout_ms));
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             while tasks.try_join_next().is_some() {}
             let permit = tokio::select! {
@@ -503,10 +494,6 @@ impl ChangeConsumer {
             };
             let message = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tick.tick() => {
-                    watch.check(&shared.consumer);
-                    continue;
-                }
                 m = shared.consumer.recv() => m,
             };
             let message = match message {
@@ -518,12 +505,6 @@ impl ChangeConsumer {
                 }
             };
             let (partition, offset) = (message.partition(), message.offset());
-            if !resume
-                .admit(&shared.consumer, message.topic(), partition, offset)
-                .await
-            {
-                continue;
-            }
             shared
                 .offsets
                 .lock()

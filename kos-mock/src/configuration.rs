@@ -140,14 +140,6 @@ pub struct KosConfig {
     )]
     pub max_in_flight: usize,
 
-    /// Consumer group session timeout: how soon a crashed instance's partitions move on.
-    #[arg(
-        long = "kos-session-timeout-ms",
-        env = "PHONEBILL_KOS_SESSION_TIMEOUT_MS",
-        default_value_t = 45_000
-    )]
-    pub session_timeout_ms: u64,
-
     /// How often the outbox publisher looks for rows committed by other instances.
     #[arg(
         long = "kos-publish-poll-ms",

@@ -182,6 +182,10 @@ impl Publisher {
         let _ = session
             .retry(backoff)
             .when(|_| !shutdown.is_cancelled())
+            .adjust(|e, wait| match e {
+                PublishError::NotLeader => Some(service_kit::kafka::STANDBY_POLL),
+                _ => wait,
+            })
             .notify(|e, wait| {
                 if !matches!(e, PublishError::NotLeader) {
                     metrics::counter!("kos_outbox_publish_failures_total").increment(1);

@@ -75,10 +75,14 @@ impl Application {
         let consumer = ChangeConsumer {
             changes: changes.clone(),
             kafka: client,
+            member: kafka::group_member(
+                &config.kafka,
+                CLIENT_ID,
+                &config.kos.consumer_group,
+                "kos-changes",
+            ),
             topics,
-            group: config.kos.consumer_group.clone(),
             max_in_flight: config.kos.max_in_flight,
-            session_timeout_ms: config.kos.session_timeout_ms,
         };
         let state = AppState {
             catalog: Catalog::new(pool.clone(), committed.clone()),

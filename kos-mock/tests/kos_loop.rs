@@ -177,7 +177,7 @@ impl World {
                 self.kos_behaviour.success_rate,
             )
             .env("PHONEBILL_KOS_RANDOM_SEED", "11")
-            .env("PHONEBILL_KOS_SESSION_TIMEOUT_MS", "6000")
+            .env("PHONEBILL_KAFKA_SESSION_TIMEOUT_MS", "6000")
             .env("PHONEBILL_KOS_PUBLISH_POLL_MS", "50")
             .env(
                 "RUST_LOG",

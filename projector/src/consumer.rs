@@ -12,17 +12,13 @@ use backon::{ExponentialBuilder, Retryable};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
-use service_kit::consumer::{AssignmentWatch, GroupConsumer, ResumeGuard};
+use service_kit::consumer::GroupConsumer;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::dead_letter::DeadLetters;
 use crate::processor::{Incoming, Outcome, Processor};
-
-/// A member holding no partition this long joins the group again (three session
-/// timeouts; see [`AssignmentWatch`]).
-const REJOIN_AFTER: Duration = Duration::from_secs(30);
 
 /// Messages received for a partition and not yet handled (the receiving loop waits when
 /// a partition's queue is full).
@@ -33,35 +29,22 @@ const INQUIRY_BATCH: usize = 500;
 /// ...and their bytes: a message is one inquiry or a batch of up to 32 (query-service).
 const INQUIRY_BATCH_BYTES: usize = 256 << 10;
 
-/// Lag metrics and the resume guard come from `service_kit::consumer`.
+/// Lag metrics come from `service_kit::consumer`.
 pub type ProjectorConsumer = GroupConsumer;
 
 pub struct ConsumerLoop {
     pub consumer: Arc<ProjectorConsumer>,
     pub processor: Processor,
     pub dead_letters: Arc<DeadLetters>,
-    /// Partitions just rewound (topic, partition, offset) after a namespace switch: their
-    /// next message must be at or before that offset (Tansu's mid-batch fetch).
-    pub rewound: Vec<(String, i32, i64)>,
 }
 
 impl ConsumerLoop {
     pub async fn run(&self, shutdown: CancellationToken) {
-        let mut resume = ResumeGuard::default();
-        for (topic, partition, offset) in &self.rewound {
-            resume.expect(topic, *partition, *offset);
-        }
-        let mut watch = AssignmentWatch::new(REJOIN_AFTER);
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
         let mut partitions: HashMap<(String, i32), mpsc::Sender<OwnedMessage>> = HashMap::new();
         let mut workers = JoinSet::new();
         loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tick.tick() => {
-                    watch.check(&self.consumer);
-                    continue;
-                }
                 m = self.consumer.recv() => m,
             };
             let message = match message {
@@ -73,12 +56,6 @@ impl ConsumerLoop {
                 }
             };
             let key = (message.topic().to_owned(), message.partition());
-            if !resume
-                .admit(&self.consumer, &key.0, key.1, message.offset())
-                .await
-            {
-                continue;
-            }
             let worker = partitions.entry(key).or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(PARTITION_QUEUE);
                 workers.spawn(self.partition_worker(rx, shutdown.clone()));

@@ -110,34 +110,29 @@ pub async fn processor(config: &Config, pool: PgPool) -> anyhow::Result<Processo
 fn build_consumer_loop(config: &Config, processor: Processor) -> anyhow::Result<ConsumerLoop> {
     let topics = Topics::new(&config.kafka.topic_prefix);
     let kafka_config = kafka::client_config(&config.kafka, CLIENT_ID);
-    let consumer: ProjectorConsumer = kafka_config
-        .clone()
-        .set("group.id", &config.consumer_group)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "500")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("statistics.interval.ms", "5000")
-        // A member that joins while a crashed one is still listed waits for the group's
-        // rebalance timeout, which is the members' max.poll.interval.ms (default 300 s):
-        // a projector restarted after SIGKILL sat idle for minutes on Tansu. One message is
-        // handled at a time, so 30 s between polls is ample (a longer outage retry only
-        // makes the member rejoin; offsets are stored after effects).
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "2000")
-        .set("max.poll.interval.ms", "30000")
-        // Freshness: Tansu 0.6 holds a fetch until its wait expires even when data has
-        // arrived, so this wait is a floor under "202 -> visible" (librdkafka's default
-        // is 500 ms).
-        .set("fetch.wait.max.ms", "10")
-        // librdkafka prefetches up to 64 MiB per consumer by default; one message at a
-        // time needs far less, and the process stays small.
-        .set("queued.max.messages.kbytes", "2048")
-        .set("queued.min.messages", "1000")
-        .set("fetch.max.bytes", "1048576")
-        .set("max.partition.fetch.bytes", "262144")
-        .set("receive.message.max.bytes", "2097152")
-        .create_with_context(GroupContext::new(config.consumer_group.clone()))?;
+    let consumer: ProjectorConsumer = kafka::group_member(
+        &config.kafka,
+        CLIENT_ID,
+        &config.consumer_group,
+        "projector",
+    )
+    .set("enable.auto.commit", "true")
+    .set("auto.commit.interval.ms", "500")
+    .set("enable.auto.offset.store", "false")
+    .set("auto.offset.reset", "earliest")
+    .set("statistics.interval.ms", "5000")
+    // A broker answers a fetch as soon as data arrives; the wait only bounds an
+    // idle fetch, and a short one keeps a partition that just got data from waiting
+    // behind an idle fetch to the same broker (librdkafka's default is 500 ms).
+    .set("fetch.wait.max.ms", "10")
+    // librdkafka prefetches up to 64 MiB per consumer by default; one message at a
+    // time needs far less, and the process stays small.
+    .set("queued.max.messages.kbytes", "2048")
+    .set("queued.min.messages", "1000")
+    .set("fetch.max.bytes", "1048576")
+    .set("max.partition.fetch.bytes", "262144")
+    .set("receive.message.max.bytes", "2097152")
+    .create_with_context(GroupContext::new(config.consumer_group.clone()))?;
     consumer.subscribe(&[
         &topics.product_change(),
         &topics.kos_billing(),
@@ -152,7 +147,6 @@ fn build_consumer_loop(config: &Config, processor: Processor) -> anyhow::Result<
         consumer: Arc::new(consumer),
         processor,
         dead_letters: Arc::new(dead_letters),
-        rewound: vec![],
     })
 }
 
@@ -342,26 +336,23 @@ async fn follow_namespaces(
         // The old pool is only dropped (idle connections time out): the admin endpoints or
         // a caller of `Application::pool` may still hold it.
         current.swap(Arc::new(processor.clone()));
-        tracing::info!(from = %active.id, to = %next.id, rewound = rewound.len(), "switched namespace");
+        tracing::info!(from = %active.id, to = %next.id, rewound, "switched namespace");
         consumer_loop = ConsumerLoop {
             consumer: consumer_loop.consumer.clone(),
             processor,
             dead_letters: consumer_loop.dead_letters.clone(),
-            rewound,
         };
         active = next;
     }
 }
 
-/// Seeks each assigned partition to min(position, end offset of the replay).
-async fn rewind_to_ends(
-    consumer: &Arc<ProjectorConsumer>,
-    ends: &Value,
-) -> Vec<(String, i32, i64)> {
+/// Seeks each assigned partition to min(position, end offset of the replay); returns
+/// how many partitions it moved.
+async fn rewind_to_ends(consumer: &Arc<ProjectorConsumer>, ends: &Value) -> usize {
     let consumer = Arc::clone(consumer);
     let ends = ends.clone();
     tokio::task::spawn_blocking(move || {
-        let mut rewound = vec![];
+        let mut rewound = 0;
         let Ok(assignment) = consumer.assignment() else {
             return rewound;
         };
@@ -380,7 +371,7 @@ async fn rewind_to_ends(
                 rdkafka::Offset::Offset(target),
                 Duration::from_secs(5),
             ) {
-                Ok(()) => rewound.push((e.topic().to_owned(), e.partition(), target)),
+                Ok(()) => rewound += 1,
                 Err(err) => tracing::warn!(error = %err, topic = e.topic(), "rewind failed"),
             }
         }

@@ -1,5 +1,5 @@
-//! Kafka client settings (local Tansu or Azure Event Hubs, by configuration alone) and
-//! topic provisioning.
+//! Kafka client settings (Apache Kafka locally, Azure Event Hubs in production, by
+//! configuration alone), consumer-group membership, and topic provisioning.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +74,22 @@ pub struct KafkaConfig {
     /// librdkafka debug contexts for diagnosis (e.g. `cgrp,consumer`; logged at debug).
     #[arg(long = "kafka-debug", env = "PHONEBILL_KAFKA_DEBUG")]
     pub debug: Option<String>,
+
+    /// Static group membership: this process's stable name (the pod name in AKS). Each
+    /// consumer group member appends its role, so a process restarted under the same
+    /// name takes its partitions back at once instead of waiting for its predecessor's
+    /// session to expire. Unset: dynamic membership (a clean stop leaves the group).
+    #[arg(long = "kafka-instance-id", env = "PHONEBILL_KAFKA_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
+    /// How long the group waits for a silent member before handing its partitions on
+    /// (the bound on a crashed member's stall; Kafka's and Event Hubs' floor is 6 s).
+    #[arg(
+        long = "kafka-session-timeout-ms",
+        env = "PHONEBILL_KAFKA_SESSION_TIMEOUT_MS",
+        default_value_t = 6_000
+    )]
+    pub session_timeout_ms: u32,
 }
 
 impl KafkaConfig {
@@ -121,17 +137,65 @@ pub fn client_config(config: &KafkaConfig, client_id: &str) -> ClientConfig {
     cc
 }
 
+/// The settings of a consumer group member: `group.id`, the session (a crashed member's
+/// partitions move on after `session_timeout_ms`; heartbeats three times within it) and,
+/// with an instance id configured, static membership as `<instance id>-<role>`.
+///
+/// `max.poll.interval.ms` is also the group's rebalance timeout: every member here polls
+/// continuously and hands slow work to tasks, so 30 s bounds how long a rebalance can
+/// wait for a live member without ever being reached in normal operation.
+pub fn group_member(
+    config: &KafkaConfig,
+    client_id: &str,
+    group: &str,
+    role: &str,
+) -> ClientConfig {
+    let mut cc = client_config(config, client_id);
+    cc.set("group.id", group)
+        .set("session.timeout.ms", config.session_timeout_ms.to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (config.session_timeout_ms / 3).max(100).to_string(),
+        )
+        .set("max.poll.interval.ms", "30000");
+    if let Some(instance) = static_member_id(config, role) {
+        cc.set("group.instance.id", instance);
+    }
+    cc
+}
+
+/// `<instance id>-<role>` when static membership is configured.
+pub fn static_member_id(config: &KafkaConfig, role: &str) -> Option<String> {
+    config
+        .instance_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(|id| format!("{id}-{role}"))
+}
+
+/// How often a standby outbox publisher (command-service's relay, kos-mock's publisher)
+/// tries to take the lead (a `pg_try_advisory_lock`, cheap). Fixed, not the failure
+/// backoff: when the leader dies, its lock goes with its connection, and publishing
+/// must resume within a rolling restart's budget rather than after a grown backoff.
+pub const STANDBY_POLL: Duration = Duration::from_millis(250);
+
 pub type Admin = AdminClient<DefaultClientContext>;
+
+/// A topic's replication factor left to the broker (KIP-464).
+const BROKER_DEFAULT: i32 = -1;
 
 pub fn admin(config: &KafkaConfig, client_id: &str) -> Result<Admin, rdkafka::error::KafkaError> {
     client_config(config, client_id).create()
 }
 
-/// Creates the topics that do not exist yet.
+/// Creates the topics that do not exist yet, replicated as the cluster's
+/// `default.replication.factor` says (3 on the local three-node cluster, 1 on one node;
+/// Event Hubs' topics are provisioned, not created here).
 pub async fn ensure_topics(admin: &Admin, names: &[String], partitions: i32) -> anyhow::Result<()> {
     let topics: Vec<NewTopic> = names
         .iter()
-        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(BROKER_DEFAULT)))
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&topics, &options).await? {
@@ -149,4 +213,51 @@ pub async fn reachable(admin: &Arc<Admin>, timeout: Duration) -> bool {
     tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, timeout).is_ok())
         .await
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        kafka: KafkaConfig,
+    }
+
+    fn config(args: &[&str]) -> KafkaConfig {
+        Cli::parse_from(std::iter::once("test").chain(args.iter().copied())).kafka
+    }
+
+    #[test]
+    fn without_an_instance_id_members_are_dynamic() {
+        let member = group_member(&config(&[]), "svc", "group-a", "inbox");
+        assert_eq!(member.get("group.id"), Some("group-a"));
+        assert_eq!(member.get("group.instance.id"), None);
+        assert_eq!(member.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(member.get("heartbeat.interval.ms"), Some("2000"));
+    }
+
+    #[test]
+    fn an_instance_id_makes_each_role_a_static_member_of_its_own_name() {
+        let kafka = config(&[
+            "--kafka-instance-id",
+            "command-service-7d9c-x2",
+            "--kafka-session-timeout-ms",
+            "9000",
+        ]);
+        let member = group_member(&kafka, "svc", "group-a", "kos-inbox");
+        assert_eq!(
+            member.get("group.instance.id"),
+            Some("command-service-7d9c-x2-kos-inbox")
+        );
+        assert_eq!(member.get("session.timeout.ms"), Some("9000"));
+        assert_eq!(member.get("heartbeat.interval.ms"), Some("3000"));
+        assert_eq!(
+            static_member_id(&config(&["--kafka-instance-id", " "]), "x"),
+            None
+        );
+    }
 }

@@ -1,9 +1,9 @@
 //! What every phonebill service shares, so each service crate holds only its own role.
 //!
-//! - [`kafka`]: the Kafka settings (local Tansu or Azure Event Hubs by configuration
-//!   alone), client config, topic creation, a reachability probe.
-//! - [`consumer`]: consumer-group lag metrics and the guard against resuming past the
-//!   committed offset (a Tansu 0.6 quirk).
+//! - [`kafka`]: the Kafka settings (Apache Kafka locally, Azure Event Hubs in production,
+//!   by configuration alone), client config, group membership, topic creation, a
+//!   reachability probe.
+//! - [`consumer`]: consumer-group lag metrics.
 //! - [`database`]: a PostgreSQL pool bound to one schema (each service owns a schema).
 //! - [`telemetry`]: JSON logs and the Prometheus recorder.
 //! - [`http`]: the `observe` layer (correlation id, deadline, request metrics) and

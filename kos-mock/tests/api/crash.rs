@@ -29,7 +29,7 @@ fn kos_mock(config: &kos_mock::configuration::Config, args: &[&str]) -> Command 
         .env("PHONEBILL_KOS_LATENCY_MAX_MS", "300")
         .env("PHONEBILL_KOS_SUCCESS_RATE", "1")
         .env("PHONEBILL_KOS_RANDOM_SEED", "7")
-        .env("PHONEBILL_KOS_SESSION_TIMEOUT_MS", "6000")
+        .env("PHONEBILL_KAFKA_SESSION_TIMEOUT_MS", "6000")
         .env("PHONEBILL_KOS_PUBLISH_POLL_MS", "50")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

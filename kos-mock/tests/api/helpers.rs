@@ -79,7 +79,6 @@ pub fn test_config(options: &Options) -> Config {
     config.kos.random_seed = Some(42);
     config.kos.publish_poll_ms = 50;
     config.kos.delivery_timeout_ms = 10_000;
-    config.kos.session_timeout_ms = 6_000;
     config.seed_demo = options.seed_demo;
     config
 }

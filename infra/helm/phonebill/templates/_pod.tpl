@@ -94,6 +94,11 @@ spec:
           valueFrom:
             secretKeyRef: {name: {{ $secretName }}, key: kafka-sasl-password}
         {{- end }}
+        {{- if $root.Values.kafka.staticMembership }}
+        - name: PHONEBILL_KAFKA_INSTANCE_ID
+          valueFrom:
+            fieldRef: {fieldPath: metadata.name}
+        {{- end }}
         {{- range $k, $val := $svc.env }}
         - name: {{ $k }}
           value: {{ $val | toString | quote }}
