@@ -17,6 +17,8 @@
 #   infra/local/kafka.sh topics PORT ARGS...      TopicCommand (e.g. --describe)
 #   infra/local/kafka.sh groups PORT ARGS...      ConsumerGroupCommand (e.g. --describe --all-groups)
 #   infra/local/kafka.sh offsets PORT ARGS...     GetOffsetShell (e.g. --topic T: end offsets)
+#                                                 (PORT: a local port, or host:port,... to
+#                                                 bootstrap from several nodes)
 #
 # A node's controller listens on PORT+1000 unless VOTERS says otherwise. Settings
 # (environment): PHONEBILL_KAFKA_HEAP (default "-Xms128m -Xmx512m"), PHONEBILL_PARTITIONS
@@ -64,7 +66,8 @@ kafka_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # kafka_start DIR PORT [NODE VOTERS]: starts the node unless its pid file names a live
 # process; formats DIR/data on first use (a restart keeps the log). Returns once the
-# broker listens and has logged that it started (60 s at most).
+# broker listens and has logged that it started (120 s at most: a node of a cluster
+# waits for the quorum, and a loaded 2-core machine starts a JVM slowly).
 kafka_start() {
   local dir="$1" port="$2" node="${3:-1}" voters="${4:-}"
   local controller_port=$((port + 1000))
@@ -102,6 +105,10 @@ group.initial.rebalance.delay.ms=0
 log.index.size.max.bytes=1048576
 # A stopped node hands its leaderships over before it exits (rolling restarts).
 controlled.shutdown.enable=true
+# A node that stops heartbeating (SIGKILL, a lost machine) is fenced and its partitions'
+# leadership moves after 3 s instead of Kafka's 9 s.
+broker.session.timeout.ms=3000
+broker.heartbeat.interval.ms=500
 EOF
   if [ ! -f "$dir/data/meta.properties" ]; then
     local cluster_id="${PHONEBILL_KAFKA_CLUSTER_ID:-}"
@@ -115,11 +122,11 @@ EOF
     -Djava.awt.headless=true -Dlog4j2.configurationFile="$KAFKA_SCRIPT_DIR/kafka/log4j2.properties" \
     -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$dir/server.properties" >>"$dir/broker.log" 2>&1 &
   echo $! >"$dir/broker.pid"
-  local pid=$! deadline=$((SECONDS + 60)) started
+  local pid=$! deadline=$((SECONDS + 120)) started
   started=$(grep -c 'Kafka Server started' "$dir/broker.log" 2>/dev/null || true)
   until kafka_port_open "$port" && [ "$(grep -c 'Kafka Server started' "$dir/broker.log")" -gt "$started" ]; do
     kill -0 "$pid" 2>/dev/null || { tail -20 "$dir/broker.log" >&2; kafka_log "the broker on $port exited"; return 1; }
-    [ $SECONDS -lt $deadline ] || { kafka_log "the broker on $port is not ready after 60 s ($dir/broker.log)"; return 1; }
+    [ $SECONDS -lt $deadline ] || { kafka_log "the broker on $port is not ready after 120 s ($dir/broker.log)"; return 1; }
     sleep 0.1
   done
 }
@@ -139,15 +146,17 @@ kafka_signal_stop() { # DIR SIGNAL
 kafka_stop() { kafka_signal_stop "$1" TERM; }
 kafka_kill() { kafka_signal_stop "$1" KILL; }
 
+kafka_bootstrap() { case "$1" in *:*) echo "$1" ;; *) echo "127.0.0.1:$1" ;; esac; }
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   case "${1:-}" in
     ensure) kafka_ensure ;;
     start) shift; kafka_ensure; kafka_start "$@" ;;
     stop) kafka_stop "$2" ;;
     kill) kafka_kill "$2" ;;
-    topics) port="$2"; shift 2; kafka_run_class org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$port" "$@" ;;
-    groups) port="$2"; shift 2; kafka_run_class org.apache.kafka.tools.consumer.group.ConsumerGroupCommand --bootstrap-server "127.0.0.1:$port" "$@" ;;
-    offsets) port="$2"; shift 2; kafka_run_class org.apache.kafka.tools.GetOffsetShell --bootstrap-server "127.0.0.1:$port" "$@" ;;
+    topics) port="$2"; shift 2; kafka_run_class org.apache.kafka.tools.TopicCommand --bootstrap-server "$(kafka_bootstrap "$port")" "$@" ;;
+    groups) port="$2"; shift 2; kafka_run_class org.apache.kafka.tools.consumer.group.ConsumerGroupCommand --bootstrap-server "$(kafka_bootstrap "$port")" "$@" ;;
+    offsets) port="$2"; shift 2; kafka_run_class org.apache.kafka.tools.GetOffsetShell --bootstrap-server "$(kafka_bootstrap "$port")" "$@" ;;
     *) sed -n '2,/^set -euo/{/^#/p}' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 fi
