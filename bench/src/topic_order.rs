@@ -1,8 +1,10 @@
 //! Checks a topic's per-line order: reads every partition from the beginning to its end
-//! and, for each aggregate (line), requires the events' sequences to rise strictly in
-//! offset order (nothing reordered, nothing published twice). The fault tests run it
-//! after killing brokers. Prints `ORDER topic=<t> events=<n> aggregates=<n>
-//! out_of_order=<n> duplicates=<n>` and exits 1 on any violation.
+//! and, for each aggregate (line), requires the events' sequences never to go back in
+//! offset order. The fault tests run it after killing brokers. Prints `ORDER topic=<t>
+//! events=<n> aggregates=<n> out_of_order=<n> duplicates=<n>` and exits 1 when anything
+//! is out of order. A duplicate (the same sequence again, right after itself) is counted,
+//! not refused: at-least-once topics have them by design (kos-mock answers every delivery
+//! of a request), and the caller decides where none may be.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -68,7 +70,7 @@ fn main() -> anyhow::Result<()> {
         args.topic,
         last.len()
     );
-    if out_of_order + duplicates > 0 {
+    if out_of_order > 0 {
         std::process::exit(1);
     }
     Ok(())
