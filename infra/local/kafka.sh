@@ -117,18 +117,24 @@ EOF
       -c "$dir/server.properties" >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; return 1; }
   fi
   local java; java="$(kafka_java)"
+  # Ready = listening and one more "started" line in the (appended) log than before.
+  local started; started=$(kafka_started_lines "$dir")
   # shellcheck disable=SC2086
   nohup "$java" $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
     -Djava.awt.headless=true -Dlog4j2.configurationFile="$KAFKA_SCRIPT_DIR/kafka/log4j2.properties" \
     -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$dir/server.properties" >>"$dir/broker.log" 2>&1 &
   echo $! >"$dir/broker.pid"
-  local pid=$! deadline=$((SECONDS + 120)) started
-  started=$(grep -c 'Kafka Server started' "$dir/broker.log" 2>/dev/null || true)
-  until kafka_port_open "$port" && [ "$(grep -c 'Kafka Server started' "$dir/broker.log")" -gt "$started" ]; do
+  local pid=$! deadline=$((SECONDS + 120))
+  until kafka_port_open "$port" && [ "$(kafka_started_lines "$dir")" -gt "$started" ]; do
     kill -0 "$pid" 2>/dev/null || { tail -20 "$dir/broker.log" >&2; kafka_log "the broker on $port exited"; return 1; }
     [ $SECONDS -lt $deadline ] || { kafka_log "the broker on $port is not ready after 120 s ($dir/broker.log)"; return 1; }
     sleep 0.1
   done
+}
+
+kafka_started_lines() { # DIR
+  local n; n=$(grep -c 'Kafka Server started' "$1/broker.log" 2>/dev/null) || true
+  echo "${n:-0}"
 }
 
 kafka_signal_stop() { # DIR SIGNAL
