@@ -17,7 +17,8 @@ import unittest
 from harness import Load, Stack, assert_exactly_once, wait_until
 
 BROKERS = os.environ.get("PHONEBILL_TEST_KAFKA_BROKERS", "127.0.0.1:9092")
-# The issue's bound: a change requested after the restart is done within this.
+# The bound: a change requested after a restart is done within this (rolling deploys
+# and crash restarts must not stall customers' changes for longer).
 RECOVERY_SECONDS = 10
 
 
