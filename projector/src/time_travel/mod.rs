@@ -1,4 +1,4 @@
-//! Time travel (issue 7): a line's state (product, pending change, status) as of a
+//! Time travel: a line's state (product, pending change, status) as of a
 //! moment, computed from its events on the broker, for analysts (`projector as-of` and
 //! `GET /api/v1/analytics/lines/{lineNumber}/state?at=`).
 //!
