@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -41,15 +41,7 @@ async fn main() -> anyhow::Result<()> {
     base.set("bootstrap.servers", &args.brokers)
         .set("socket.nagle.disable", "true");
     let admin: AdminClient<DefaultClientContext> = base.create()?;
-    admin
-        .create_topics(
-            &[NewTopic::new(
-                &topic,
-                args.partitions,
-                TopicReplication::Fixed(1),
-            )],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
+    service_kit::kafka::ensure_topics(&admin, std::slice::from_ref(&topic), args.partitions)
         .await?;
 
     let consumer: StreamConsumer = base
