@@ -29,6 +29,22 @@ struct Args {
     clients: usize,
     #[arg(long, default_value_t = 12)]
     partitions: i32,
+    /// Extra producer setting `key=value` (repeatable), to try other settings.
+    #[arg(long = "producer-set")]
+    producer_set: Vec<String>,
+    /// Extra consumer setting `key=value` (repeatable).
+    #[arg(long = "consumer-set")]
+    consumer_set: Vec<String>,
+}
+
+fn apply(config: &mut ClientConfig, settings: &[String]) -> anyhow::Result<()> {
+    for setting in settings {
+        let (key, value) = setting
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("expected key=value, got {setting}"))?;
+        config.set(key, value);
+    }
+    Ok(())
 }
 
 type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Instant>>>>;
@@ -44,20 +60,22 @@ async fn main() -> anyhow::Result<()> {
     service_kit::kafka::ensure_topics(&admin, std::slice::from_ref(&topic), args.partitions)
         .await?;
 
-    let consumer: StreamConsumer = base
-        .clone()
+    let mut consumer_config = base.clone();
+    consumer_config
         .set("group.id", format!("{topic}.group"))
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
-        .set("fetch.wait.max.ms", "10")
-        .create()?;
+        .set("fetch.wait.max.ms", "10");
+    apply(&mut consumer_config, &args.consumer_set)?;
+    let consumer: StreamConsumer = consumer_config.create()?;
     consumer.subscribe(&[&topic])?;
-    let producer: FutureProducer = base
-        .clone()
+    let mut producer_config = base.clone();
+    producer_config
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "2")
-        .create()?;
+        .set("linger.ms", "2");
+    apply(&mut producer_config, &args.producer_set)?;
+    let producer: FutureProducer = producer_config.create()?;
 
     let waiting: Waiting = Arc::default();
     let receiver = {

@@ -17,3 +17,4 @@ pub mod namespace;
 pub mod routes;
 pub mod startup;
 pub mod views;
+pub mod waiters;

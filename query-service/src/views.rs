@@ -22,6 +22,7 @@ use sqlx::PgPool;
 
 use crate::error::AppError;
 use crate::l1::L1;
+use crate::waiters::Waiters;
 
 /// One view's bytes and their entity tag.
 #[derive(Debug, Clone)]
@@ -94,8 +95,8 @@ struct Inner {
     redis: RedisConn,
     ns: ArcSwap<Namespace>,
     l1: L1,
-    /// Woken by every invalidation: `minPosition` waiters recheck at once.
-    changed: tokio::sync::Notify,
+    /// `minPosition` waiters, woken by the invalidation of the key they wait on.
+    waiters: Arc<Waiters>,
 }
 
 impl Views {
@@ -117,7 +118,7 @@ impl Views {
                     prefix,
                 }),
                 l1: L1::new(capacity, ttl),
-                changed: tokio::sync::Notify::new(),
+                waiters: Arc::default(),
             }),
         }
     }
@@ -153,6 +154,7 @@ impl Views {
     pub fn switch(&self, ns: Namespace) -> Arc<Namespace> {
         let old = self.inner.ns.swap(Arc::new(ns));
         self.inner.l1.clear();
+        self.inner.waiters.wake_all();
         old
     }
 
@@ -163,7 +165,7 @@ impl Views {
     /// Drops one key from L1 (an invalidation message).
     pub fn invalidate(&self, key: &str) {
         self.inner.l1.invalidate(key);
-        self.inner.changed.notify_waiters();
+        self.inner.waiters.wake(key);
     }
 
     /// Turns L1 on (subscription up) or off and empty (subscription lost).
@@ -246,8 +248,14 @@ impl Views {
     /// Waits (bounded) until the line's projection has reached `min`.
     pub async fn wait_for(&self, line: &str, min: i64, max_wait: Duration) -> Result<(), AppError> {
         let deadline = Instant::now() + max_wait;
+        let key = View::Position {
+            line: line.to_owned(),
+        }
+        .redis_key(&self.inner.ns.load().prefix);
         let reached = self
-            .wait_until(deadline, || async { Ok(self.position(line).await? >= min) })
+            .wait_until(&key, deadline, || async {
+                Ok(self.position(line).await? >= min)
+            })
             .await?;
         if reached {
             Ok(())
@@ -256,10 +264,12 @@ impl Views {
         }
     }
 
-    /// Rechecks `ready` whenever the projector announces a change (an invalidation), and
-    /// at least every [`RECHECK`] in case an announcement is lost; false at `deadline`.
+    /// Rechecks `ready` whenever the projector announces a change of `key` (an
+    /// invalidation), and at least every [`RECHECK`] in case an announcement is lost;
+    /// false at `deadline`.
     pub async fn wait_until<F, Fut>(
         &self,
+        key: &str,
         deadline: Instant,
         mut ready: F,
     ) -> Result<bool, AppError>
@@ -267,9 +277,10 @@ impl Views {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<bool, AppError>>,
     {
+        let registration = self.inner.waiters.register(key);
         loop {
-            // Registered before the check, so a change landing during it still wakes us.
-            let changed = self.inner.changed.notified();
+            // Enabled before the check, so a change landing during it still wakes us.
+            let changed = registration.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
             if ready().await? {

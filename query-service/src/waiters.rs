@@ -1,0 +1,142 @@
+//! Wake-ups for `minPosition` waiters, by the key they wait on.
+//!
+//! A waiter for a line's position (or a change request's view) rechecks Redis, and on a
+//! miss the read tables, each time it is woken. Woken by every invalidation, eight
+//! read-your-writes clients made every projected key cost eight rechecks, most of them
+//! reading PostgreSQL for a request not yet projected: the query path then competed for
+//! the CPU with the projector whose progress it was waiting for. Waking only the waiters
+//! of the invalidated key keeps a recheck to when its answer may have changed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+/// Waiters registered by key; an entry lives while someone waits on it.
+#[derive(Default)]
+pub struct Waiters {
+    by_key: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Waiters {
+    /// Registers interest in `key`; the registration ends when the returned value drops.
+    pub fn register(self: &Arc<Self>, key: &str) -> Registration {
+        let notify = self
+            .lock()
+            .entry(key.to_owned())
+            .or_insert_with(|| Arc::new(Notify::new()))
+            .clone();
+        Registration {
+            waiters: Arc::clone(self),
+            key: key.to_owned(),
+            notify,
+        }
+    }
+
+    /// Wakes the waiters of `key` (none: nothing happens).
+    pub fn wake(&self, key: &str) {
+        if let Some(notify) = self.lock().get(key) {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Wakes every waiter (the namespace served changed: every answer may differ).
+    pub fn wake_all(&self) {
+        for notify in self.lock().values() {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Keys with a waiter now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+        // A panic while holding the lock leaves a map that is still whole.
+        self.by_key.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One waiter's interest in a key.
+pub struct Registration {
+    waiters: Arc<Waiters>,
+    key: String,
+    notify: Arc<Notify>,
+}
+
+impl Registration {
+    /// The next wake-up of this key. Enable the future (or poll it) before checking the
+    /// condition, so a wake-up that lands during the check is not lost.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut by_key = self.waiters.lock();
+        // The map's reference and this one: no other waiter is left on the key.
+        if Arc::strong_count(&self.notify) == 2 {
+            by_key.remove(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    async fn woken(registration: &Registration, action: impl FnOnce()) -> bool {
+        let notified = registration.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        action();
+        tokio::time::timeout(Duration::from_millis(100), notified)
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_waiter_is_woken_by_its_own_key_and_not_by_others() {
+        let waiters = Arc::new(Waiters::default());
+        let mine = waiters.register("pos:{line:1}");
+
+        assert!(!woken(&mine, || waiters.wake("pos:{line:2}")).await);
+        assert!(woken(&mine, || waiters.wake("pos:{line:1}")).await);
+    }
+
+    #[tokio::test]
+    async fn wake_all_reaches_every_key() {
+        let waiters = Arc::new(Waiters::default());
+        let one = waiters.register("a");
+        let two = waiters.register("b");
+
+        let notified = two.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        assert!(woken(&one, || waiters.wake_all()).await);
+        assert!(tokio::time::timeout(Duration::from_millis(100), notified)
+            .await
+            .is_ok());
+    }
+
+    #[test]
+    fn a_key_is_forgotten_when_its_last_waiter_leaves() {
+        let waiters = Arc::new(Waiters::default());
+        let first = waiters.register("a");
+        let second = waiters.register("a");
+        assert_eq!(waiters.len(), 1);
+
+        drop(first);
+        assert_eq!(waiters.len(), 1, "the second waiter still waits");
+        drop(second);
+        assert!(waiters.is_empty());
+    }
+}
