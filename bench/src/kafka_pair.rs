@@ -1,7 +1,7 @@
 //! The yardstick of the freshness benchmark: the broker's own produce -> consume latency
 //! through librdkafka, with the settings the outbox relay produces with (idempotent,
 //! `acks=all`, `linger.ms=2`) and the projector consumes with (a group member,
-//! `fetch.wait.max.ms=10`). `--clients` clients each send a message keyed by its own
+//! `fetch.wait.max.ms=100`). `--clients` clients each send a message keyed by its own
 //! key and wait until the consumer has it before sending the next, as the freshness
 //! clients do with their changes. Prints `PAIR n=<n> p50_ms=<..> p99_ms=<..> max_ms=<..>`.
 
@@ -65,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
         .set("group.id", format!("{topic}.group"))
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
-        .set("fetch.wait.max.ms", "10");
+        .set("fetch.wait.max.ms", "100");
     apply(&mut consumer_config, &args.consumer_set)?;
     let consumer: StreamConsumer = consumer_config.create()?;
     consumer.subscribe(&[&topic])?;

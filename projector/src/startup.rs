@@ -121,10 +121,6 @@ fn build_consumer_loop(config: &Config, processor: Processor) -> anyhow::Result<
     .set("enable.auto.offset.store", "false")
     .set("auto.offset.reset", "earliest")
     .set("statistics.interval.ms", "5000")
-    // A broker answers a fetch as soon as data arrives; the wait only bounds an
-    // idle fetch, and a short one keeps a partition that just got data from waiting
-    // behind an idle fetch to the same broker (librdkafka's default is 500 ms).
-    .set("fetch.wait.max.ms", "10")
     // librdkafka prefetches up to 64 MiB per consumer by default; one message at a
     // time needs far less, and the process stays small.
     .set("queued.max.messages.kbytes", "2048")
