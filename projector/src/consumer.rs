@@ -29,6 +29,10 @@ const INQUIRY_BATCH: usize = 500;
 /// ...and their bytes: a message is one inquiry or a batch of up to 32 (query-service).
 const INQUIRY_BATCH_BYTES: usize = 256 << 10;
 
+/// Events queued for a partition applied one by one, then their views refreshed once,
+/// at most this many (a catching-up projector refreshes a line once per run, not per event).
+const EVENT_RUN: usize = 64;
+
 /// Lag metrics come from `service_kit::consumer`.
 pub type ProjectorConsumer = GroupConsumer;
 
@@ -80,7 +84,8 @@ impl ConsumerLoop {
     }
 
     /// One partition's messages, one at a time in offset order (each line's order holds;
-    /// lines of other partitions go on meanwhile), each offset stored after its effect.
+    /// lines of other partitions go on meanwhile). A run of queued messages is applied,
+    /// then their views refreshed, then the run's last offset stored.
     fn partition_worker(
         &self,
         mut queue: mpsc::Receiver<OwnedMessage>,
@@ -104,25 +109,38 @@ impl ConsumerLoop {
                     },
                 };
                 let mut batch = vec![message];
-                if processor.is_inquiry_topic(batch[0].topic()) {
-                    // Inquiries are recorded together: what is queued goes in one statement.
-                    let mut bytes = batch[0].payload().map_or(0, <[u8]>::len);
-                    while batch.len() < INQUIRY_BATCH && bytes < INQUIRY_BATCH_BYTES {
-                        match queue.try_recv() {
-                            Ok(m) => {
-                                bytes += m.payload().map_or(0, <[u8]>::len);
-                                batch.push(m);
-                            }
-                            Err(_) => break,
+                let inquiries = processor.is_inquiry_topic(batch[0].topic());
+                // What is queued goes together: inquiries in one statement, events with
+                // one refresh of their views after the last (see `apply_message`).
+                let (limit, byte_limit) = if inquiries {
+                    (INQUIRY_BATCH, INQUIRY_BATCH_BYTES)
+                } else {
+                    (EVENT_RUN, usize::MAX)
+                };
+                let mut bytes = batch[0].payload().map_or(0, <[u8]>::len);
+                while batch.len() < limit && bytes < byte_limit {
+                    match queue.try_recv() {
+                        Ok(m) => {
+                            bytes += m.payload().map_or(0, <[u8]>::len);
+                            batch.push(m);
                         }
+                        Err(_) => break,
                     }
                 }
                 let incoming: Vec<Incoming> = batch.iter().map(Incoming::from_message).collect();
                 let handled = (|| async {
-                    let outcomes = if incoming.len() > 1 {
+                    let outcomes = if inquiries {
                         processor.handle_inquiries(&incoming).await?
                     } else {
-                        vec![processor.handle(&incoming[0]).await?]
+                        let mut outcomes = Vec::with_capacity(incoming.len());
+                        let mut views = vec![];
+                        for msg in &incoming {
+                            let (outcome, touched) = processor.apply_message(msg).await?;
+                            outcomes.push(outcome);
+                            views.extend(touched);
+                        }
+                        processor.refresh(&views).await?;
+                        outcomes
                     };
                     for (msg, outcome) in incoming.iter().zip(&outcomes) {
                         if let Outcome::Rejected { kind, reason } = outcome {

@@ -238,17 +238,31 @@ impl Processor {
 
     /// Handles one message; `Err` is transient (retry the same message).
     pub async fn handle(&self, msg: &Incoming) -> anyhow::Result<Outcome> {
+        let (outcome, views) = self.apply_message(msg).await?;
+        self.refresh(&views).await?;
+        Ok(outcome)
+    }
+
+    /// Handles one message up to its effect on the read tables, and returns the views
+    /// still to be refreshed ([`Processor::refresh`]). A consumer applying a run of
+    /// queued messages refreshes their views once, after the last: a line's views are
+    /// then loaded and written once for the events of one change instead of once per
+    /// event. Until its views are refreshed, a message's offset must not be stored: a
+    /// message applied but not refreshed comes again as a duplicate, and a duplicate
+    /// refreshes its views. `Err` is transient (retry the same message).
+    pub async fn apply_message(&self, msg: &Incoming) -> anyhow::Result<(Outcome, Vec<View>)> {
         let decoded = match self.decode(msg) {
             Ok(d) => d,
             Err(e) => {
-                return Ok(Outcome::Rejected {
+                let outcome = Outcome::Rejected {
                     kind: decode_kind(&e),
                     reason: e.to_string(),
-                })
+                };
+                return Ok((outcome, vec![]));
             }
         };
         let started = Instant::now();
-        let outcome = self.handle_decoded(msg, &decoded).await?;
+        let (outcome, views) = self.handle_decoded(msg, &decoded).await?;
         metrics::histogram!("phonebill_projector_apply_duration_seconds")
             .record(started.elapsed().as_secs_f64());
         let events = match &decoded {
@@ -256,7 +270,7 @@ impl Processor {
             _ => 1,
         };
         count(decoded.event_type(), &outcome, events as u64);
-        Ok(outcome)
+        Ok((outcome, views))
     }
 
     /// Whether a topic's messages are bill inquiries (see [`Processor::handle_inquiries`]).
@@ -314,16 +328,22 @@ impl Processor {
         Ok(outcomes)
     }
 
-    async fn handle_decoded(&self, msg: &Incoming, decoded: &Decoded) -> anyhow::Result<Outcome> {
+    /// The outcome, and the views to refresh after it.
+    async fn handle_decoded(
+        &self,
+        msg: &Incoming,
+        decoded: &Decoded,
+    ) -> anyhow::Result<(Outcome, Vec<View>)> {
         if let Decoded::Inquiries(items) = decoded {
             let mut conn = self.pool.acquire().await?;
             let all: Vec<&BillInquired> = items.iter().map(|(_, e)| e).collect();
             let fresh = projections::inquiries::record_all(&mut conn, &all).await?;
-            return Ok(if fresh.is_empty() {
+            let outcome = if fresh.is_empty() {
                 Outcome::Duplicate
             } else {
                 Outcome::Applied
-            });
+            };
+            return Ok((outcome, vec![]));
         }
         let (aggregate_type, aggregate_id) = decoded.aggregate();
         let sequence = decoded.envelope().sequence as i64;
@@ -334,8 +354,7 @@ impl Processor {
             tx.commit().await?;
             let mut views = decoded.views();
             views.extend(self.lines_showing(decoded).await?);
-            self.refresh(&views).await?;
-            return Ok(Outcome::Duplicate);
+            return Ok((Outcome::Duplicate, views));
         }
         if let Some(parked) = parked {
             if sequence > parked {
@@ -352,7 +371,7 @@ impl Processor {
             }
             tx.commit().await?;
             self.update_parked_gauge().await;
-            return Ok(Outcome::Parked);
+            return Ok((Outcome::Parked, vec![]));
         }
         if sequence > applied + 1 {
             metrics::counter!("phonebill_projector_sequence_gaps_total", "aggregate_type" => aggregate_type)
@@ -366,8 +385,7 @@ impl Processor {
                 let mut views = extra;
                 views.extend(decoded.views());
                 views.extend(self.lines_showing(decoded).await?);
-                self.refresh(&views).await?;
-                Ok(Outcome::Applied)
+                Ok((Outcome::Applied, views))
             }
             Err(ApplyError::Unapplicable(reason)) => {
                 tx.rollback().await?;
@@ -384,7 +402,7 @@ impl Processor {
                 tx.commit().await?;
                 tracing::warn!(aggregate_type, %aggregate_id, sequence, %reason, "parked");
                 self.update_parked_gauge().await;
-                Ok(Outcome::Parked)
+                Ok((Outcome::Parked, vec![]))
             }
             Err(ApplyError::Database(e)) => Err(e.into()),
         }
