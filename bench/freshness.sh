@@ -7,7 +7,8 @@
 # command-service (relay) -> broker -> projector -> Redis -> query-service.
 # Beside it, in the same run, the broker's own produce -> consume latency (bench
 # kafka-pair: librdkafka with the relay's and the projector's settings, the same number
-# of clients each waiting for its message), so the ratio shows what the services add.
+# of clients each waiting for its message), so the ratio shows what the services add;
+# and the CPU time each process spent per change during the run.
 #
 # Run through the stack script, which installs what is missing and starts a broker:
 #   infra/local/stack bench-reads      (this runs after the bill-query benchmark)
@@ -42,6 +43,14 @@ trap cleanup EXIT
 wait_for() { local deadline=$((SECONDS + $1)); shift; until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $deadline ] || { echo "timed out: $*" >&2; exit 1; }; sleep 0.2; done; }
 l1_up() { curl -fsS "http://127.0.0.1:$QPORT/health/ready" | grep -q '"l1":"UP"'; }
 hwm() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+# CPU time (clock ticks) of the processes whose command line matches $1, summed.
+ticks() { pgrep -f "$1" | while read -r p; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
+# Where the CPU goes: with 8 clients in a closed loop a 2-core machine is saturated, and
+# freshness is then set by the CPU a change costs across all processes.
+cpu_snapshot() {
+  echo "$(ticks "^$TARGET/release/command-service") $(ticks "^$TARGET/release/projector") \
+$(ticks "^$TARGET/release/query-service") $(ticks kafka.Kafka) $(ticks redis-server) $(ticks '^postgres')"
+}
 
 echo "building (release)..."
 (cd "$ROOT" && cargo build --release --quiet -p command-service -p projector -p query-service -p bench)
@@ -70,8 +79,10 @@ query=$!; pids+=("$query")
 wait_for 60 l1_up
 
 echo "freshness: $CHANGES changes, $CLIENTS clients, each read back with minPosition"
+cpu_before=$(cpu_snapshot)
 out=$("$TARGET/release/load-commands" --url "http://127.0.0.1:$CPORT" --query-url "http://127.0.0.1:$QPORT" \
   --clients "$CLIENTS" --first-line 1 --last-line $((CHANGES + CHANGES / 24)) --quiet)
+cpu_after=$(cpu_snapshot)
 fresh=$(grep '^FRESHNESS' <<<"$out")
 errors=$(sed -E 's/.* errors=([0-9]+).*/\1/' <<<"$(grep '^RESULT' <<<"$out")")
 echo "$fresh errors=$errors"
@@ -83,5 +94,13 @@ def fields(line): return dict(kv.split("=") for kv in line.split()[1:] if "=" in
 f, p = fields(sys.argv[1]), fields(sys.argv[2])
 for q in ("p50_ms", "p99_ms"):
     print(f"{q}: freshness {float(f[q]):.1f} ms, broker alone {float(p[q]):.1f} ms, ratio {float(f[q]) / float(p[q]):.1f}x")
+PY
+python3 - "$cpu_before" "$cpu_after" "$CHANGES" "$(getconf CLK_TCK)" <<'PY'
+import sys
+before, after = (list(map(int, a.split())) for a in sys.argv[1:3])
+changes, hz = int(sys.argv[3]), int(sys.argv[4])
+names = ("command-service", "projector", "query-service", "Kafka (all brokers)", "Redis", "PostgreSQL (all)")
+ms = [(a - b) * 1000 / hz / changes for a, b in zip(after, before)]
+print("CPU per change: " + ", ".join(f"{n} {m:.1f} ms" for n, m in zip(names, ms)) + f"; total {sum(ms):.1f} ms")
 PY
 echo "peak RSS: command-service $(hwm "$command") MiB, projector $(hwm "$projector") MiB, query-service $(hwm "$query") MiB"
