@@ -29,7 +29,7 @@ impl Waiters {
         Registration {
             waiters: Arc::clone(self),
             key: key.to_owned(),
-            notify,
+            notify: Some(notify),
         }
     }
 
@@ -66,22 +66,31 @@ impl Waiters {
 pub struct Registration {
     waiters: Arc<Waiters>,
     key: String,
-    notify: Arc<Notify>,
+    /// Taken on drop, under the map's lock, so that the count of references the last
+    /// waiter sees is never inflated by another waiter leaving at the same time.
+    notify: Option<Arc<Notify>>,
 }
 
 impl Registration {
     /// The next wake-up of this key. Enable the future (or poll it) before checking the
     /// condition, so a wake-up that lands during the check is not lost.
     pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
-        self.notify.notified()
+        self.notify
+            .as_ref()
+            .expect("present until dropped")
+            .notified()
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
         let mut by_key = self.waiters.lock();
-        // The map's reference and this one: no other waiter is left on the key.
-        if Arc::strong_count(&self.notify) == 2 {
+        drop(self.notify.take());
+        // Only the map's reference is left: no other waiter is on the key.
+        if by_key
+            .get(&self.key)
+            .is_some_and(|notify| Arc::strong_count(notify) == 1)
+        {
             by_key.remove(&self.key);
         }
     }
@@ -125,6 +134,21 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_millis(100), notified)
             .await
             .is_ok());
+    }
+
+    #[test]
+    fn keys_are_forgotten_when_waiters_on_many_threads_leave_together() {
+        let waiters = Arc::new(Waiters::default());
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for i in 0..2_000 {
+                        let _registration = waiters.register(&format!("key-{}", i % 3));
+                    }
+                });
+            }
+        });
+        assert!(waiters.is_empty());
     }
 
     #[test]
