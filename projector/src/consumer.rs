@@ -111,7 +111,7 @@ impl ConsumerLoop {
                 let mut batch = vec![message];
                 let inquiries = processor.is_inquiry_topic(batch[0].topic());
                 // What is queued goes together: inquiries in one statement, events with
-                // one refresh of their views after the last (see `apply_message`).
+                // one refresh of their views after the last (`handle_events`).
                 let (limit, byte_limit) = if inquiries {
                     (INQUIRY_BATCH, INQUIRY_BATCH_BYTES)
                 } else {
@@ -132,15 +132,7 @@ impl ConsumerLoop {
                     let outcomes = if inquiries {
                         processor.handle_inquiries(&incoming).await?
                     } else {
-                        let mut outcomes = Vec::with_capacity(incoming.len());
-                        let mut views = vec![];
-                        for msg in &incoming {
-                            let (outcome, touched) = processor.apply_message(msg).await?;
-                            outcomes.push(outcome);
-                            views.extend(touched);
-                        }
-                        processor.refresh(&views).await?;
-                        outcomes
+                        processor.handle_events(&incoming).await?
                     };
                     for (msg, outcome) in incoming.iter().zip(&outcomes) {
                         if let Outcome::Rejected { kind, reason } = outcome {

@@ -238,9 +238,24 @@ impl Processor {
 
     /// Handles one message; `Err` is transient (retry the same message).
     pub async fn handle(&self, msg: &Incoming) -> anyhow::Result<Outcome> {
-        let (outcome, views) = self.apply_message(msg).await?;
+        let mut outcomes = self.handle_events(std::slice::from_ref(msg)).await?;
+        Ok(outcomes.pop().expect("one outcome per message"))
+    }
+
+    /// Handles a partition's run of messages in offset order: each applied in turn
+    /// ([`Processor::apply_message`]), then the views of all of them refreshed once. One
+    /// outcome per message; `Err` is transient (retry the run: the applied ones then come
+    /// out as duplicates, which refresh their views).
+    pub async fn handle_events(&self, msgs: &[Incoming]) -> anyhow::Result<Vec<Outcome>> {
+        let mut outcomes = Vec::with_capacity(msgs.len());
+        let mut views = vec![];
+        for msg in msgs {
+            let (outcome, touched) = self.apply_message(msg).await?;
+            outcomes.push(outcome);
+            views.extend(touched);
+        }
         self.refresh(&views).await?;
-        Ok(outcome)
+        Ok(outcomes)
     }
 
     /// Handles one message up to its effect on the read tables, and returns the views

@@ -248,12 +248,11 @@ impl Views {
     /// Waits (bounded) until the line's projection has reached `min`.
     pub async fn wait_for(&self, line: &str, min: i64, max_wait: Duration) -> Result<(), AppError> {
         let deadline = Instant::now() + max_wait;
-        let key = View::Position {
+        let position = View::Position {
             line: line.to_owned(),
-        }
-        .redis_key(&self.inner.ns.load().prefix);
+        };
         let reached = self
-            .wait_until(&key, deadline, || async {
+            .wait_until(&position, deadline, || async {
                 Ok(self.position(line).await? >= min)
             })
             .await?;
@@ -264,12 +263,12 @@ impl Views {
         }
     }
 
-    /// Rechecks `ready` whenever the projector announces a change of `key` (an
-    /// invalidation), and at least every [`RECHECK`] in case an announcement is lost;
-    /// false at `deadline`.
+    /// Rechecks `ready` whenever the projector announces a change of `view` (an
+    /// invalidation of its key), and at least every [`RECHECK`] in case an announcement
+    /// is lost; false at `deadline`.
     pub async fn wait_until<F, Fut>(
         &self,
-        key: &str,
+        view: &View,
         deadline: Instant,
         mut ready: F,
     ) -> Result<bool, AppError>
@@ -277,7 +276,8 @@ impl Views {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<bool, AppError>>,
     {
-        let registration = self.inner.waiters.register(key);
+        let key = view.redis_key(&self.inner.ns.load().prefix);
+        let registration = self.inner.waiters.register(&key);
         loop {
             // Enabled before the check, so a change landing during it still wakes us.
             let changed = registration.notified();

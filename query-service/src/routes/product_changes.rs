@@ -48,10 +48,9 @@ pub async fn by_id(
     let deadline = Instant::now() + state.max_wait;
     // The request id alone does not name the line: wait for the request to appear, then
     // for its line's position.
-    let key = view.redis_key(&state.views.prefix());
     let appeared = state
         .views
-        .wait_until(&key, deadline, || async {
+        .wait_until(&view, deadline, || async {
             Ok(state.views.get_fresh(&view).await?.is_some())
         })
         .await?;
