@@ -16,23 +16,29 @@
 //!   clients and Event Hubs) and one relay at a time holds the lead (an advisory lock).
 //! - **Outages** of the broker or the database end the session; it starts over after a
 //!   backoff, from the durable cursor.
+//!
+//! Leadership, the producer and the publishing loop are service-kit's
+//! [`OutboxPublisher`]; this module is what the event store adds: its read, its cursor
+//! and its recovery.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::{ExponentialBuilder, Retryable};
+use async_trait::async_trait;
 use events::stored::StoredEvent;
 use events::topics::partition_for;
-use events::{codec, Envelope};
+use events::Envelope;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use sqlx::{PgConnection, PgPool};
+use service_kit::outbox::{
+    Outbox, OutboxError, OutboxPublisher, OutboxSession, Outgoing, PublisherSettings, Record,
+};
+use sqlx::PgPool;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::configuration::RelayConfig;
@@ -40,9 +46,11 @@ use crate::domain::line::Line;
 
 /// Header carrying the outbox position (`tx_id:position`) of a published event.
 pub const POSITION_HEADER: &str = "outbox-position";
+/// The relay's cursor row, and (with the schema) its advisory lock.
 const RELAY_NAME: &str = "product-change";
-/// How long the relay waits after a wake-up so that concurrent commits share a batch.
-const LINGER: Duration = Duration::from_millis(2);
+/// The advisory lock's name, unchanged since the relay had a loop of its own, so
+/// versions side by side in a rolling deploy never both lead.
+const LOCK_NAME: &str = "outbox-relay";
 /// How often the durable cursor is written while events keep coming.
 const CURSOR_SAVE_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -64,14 +72,17 @@ pub const NEXT_BATCH: &str =
 /// An outbox position: transaction id, then the row's position within the table.
 pub type OutboxPosition = (u64, i64);
 
-#[derive(Clone)]
-pub struct Relay {
+/// The event store as an outbox, published to `phonebill.product-change` by
+/// [`service_kit::outbox::OutboxPublisher`].
+pub struct EventStoreOutbox {
     pool: PgPool,
     kafka: ClientConfig,
     topic: String,
-    config: RelayConfig,
-    committed: Arc<Notify>,
+    batch_size: i64,
 }
+
+/// The relay: the event store's outbox and its publisher.
+pub type Relay = OutboxPublisher<EventStoreOutbox>;
 
 /// One row of the outbox, ready to publish.
 #[derive(Debug, Clone)]
@@ -80,247 +91,130 @@ pub struct OutboxEvent {
     pub envelope: Envelope,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum RelayError {
-    #[error("another instance leads the relay")]
-    NotLeader,
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("broker: {0}")]
-    Broker(#[from] rdkafka::error::KafkaError),
-    #[error("delivery: {0}")]
-    Delivery(String),
-    #[error("outbox row {0:?} cannot be published: {1}")]
-    BadRow(OutboxPosition, String),
+/// The relay for `topic`; `kafka`: the service's client settings.
+pub fn relay(
+    pool: PgPool,
+    kafka: ClientConfig,
+    topic: String,
+    config: &RelayConfig,
+    committed: Arc<Notify>,
+) -> Relay {
+    let settings = PublisherSettings {
+        poll: config.poll_interval(),
+        delivery_timeout_ms: config.delivery_timeout_ms,
+    };
+    let outbox = EventStoreOutbox {
+        pool: pool.clone(),
+        kafka: kafka.clone(),
+        topic,
+        batch_size: config.batch_size,
+    };
+    OutboxPublisher::new(outbox, pool, &kafka, settings, committed)
 }
 
-impl Relay {
-    pub fn new(
-        pool: PgPool,
-        kafka: ClientConfig,
-        topic: String,
-        config: RelayConfig,
-        committed: Arc<Notify>,
-    ) -> Self {
-        Self {
-            pool,
-            kafka,
-            topic,
-            config,
-            committed,
-        }
+#[async_trait]
+impl Outbox for EventStoreOutbox {
+    type Session = RelaySession;
+
+    fn name(&self) -> &'static str {
+        LOCK_NAME
     }
 
-    /// Publishes until `shutdown`, starting over after any failure.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(5))
-            .without_max_times()
-            .with_jitter();
-        let session = || async {
-            let mut session = self.start_session().await?;
-            session.run(&shutdown).await
-        };
-        let _ = session
-            .retry(backoff)
-            .when(|_| !shutdown.is_cancelled())
-            .adjust(|e, wait| match e {
-                RelayError::NotLeader => Some(service_kit::kafka::STANDBY_POLL),
-                _ => wait,
-            })
-            .notify(|e, wait| {
-                if !matches!(e, RelayError::NotLeader) {
-                    metrics::counter!("outbox_relay_failures_total").increment(1);
-                    tracing::warn!(error = %e, retry_in = ?wait, "outbox relay session ended");
-                }
-            })
-            .await;
-        tracing::info!("outbox relay stopped");
-    }
-
-    /// Takes the lead, connects to the broker and recovers what was already published.
-    pub async fn start_session(&self) -> Result<RelaySession, RelayError> {
-        // A connection of its own, not returned to the pool: the session-level lock must
-        // end with the session, and closing the connection is what ends it.
-        let mut lock = self.pool.acquire().await?.detach();
-        let leader: bool = sqlx::query_scalar(
-            "SELECT pg_try_advisory_lock(hashtext(current_schema() || '.outbox-relay'))",
-        )
-        .fetch_one(&mut lock)
-        .await?;
-        if !leader {
-            return Err(RelayError::NotLeader);
-        }
-        let mut producer_config = self.kafka.clone();
-        producer_config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "2")
-            .set(
-                "message.timeout.ms",
-                self.config.delivery_timeout_ms.to_string(),
-            );
-        let producer: FutureProducer = producer_config.create()?;
-        let partitions = partition_count(&producer, &self.topic).await?;
+    /// Recovers what was already published: the durable cursor, and per partition the
+    /// last position the broker holds (the cursor may lag it after a crash).
+    async fn open(&self, producer: &FutureProducer) -> Result<RelaySession, OutboxError> {
+        let partitions = partition_count(producer, &self.topic).await?;
         let published = last_published(&self.kafka, &self.topic, partitions).await?;
         let cursor = load_cursor(&self.pool).await?;
-        tracing::info!(topic = %self.topic, partitions, ?cursor, "outbox relay leads");
+        tracing::info!(topic = %self.topic, partitions, ?cursor, "outbox relay recovered");
         Ok(RelaySession {
-            relay: self.clone(),
-            _lock: lock,
-            producer,
+            pool: self.pool.clone(),
+            topic: self.topic.clone(),
+            batch_size: self.batch_size,
             partitions,
             published,
             cursor,
+            saved: cursor,
+            last_save: Instant::now(),
         })
     }
 }
 
-/// A relay that holds the lead and a producer. Dropping it gives up the lead.
+/// A leading relay's state: its cursor (saved now and then) and what it found on the
+/// broker at the start.
 pub struct RelaySession {
-    relay: Relay,
-    /// The connection holding the advisory lock; the lock goes with it.
-    _lock: PgConnection,
-    producer: FutureProducer,
+    pool: PgPool,
+    topic: String,
+    batch_size: i64,
     partitions: i32,
     /// Per partition, the last outbox position found on the broker at session start.
     published: HashMap<i32, OutboxPosition>,
+    /// Past the last acknowledged row.
     cursor: OutboxPosition,
+    /// What the outbox_cursor row holds.
+    saved: OutboxPosition,
+    last_save: Instant,
 }
 
-impl RelaySession {
-    async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), RelayError> {
-        let mut unsaved: Option<OutboxPosition> = None;
-        let mut last_save = Instant::now();
-        loop {
-            let batch = self.next_batch().await?;
-            if batch.is_empty() {
-                if let Some(position) = unsaved.take() {
-                    self.save_cursor(position).await?;
-                    last_save = Instant::now();
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    _ = self.relay.committed.notified() => {
-                        // Let concurrent commits join this round: fewer, fuller batches.
-                        tokio::time::sleep(LINGER).await;
-                    }
-                    _ = tokio::time::sleep(self.relay.config.poll_interval()) => {}
-                }
-                continue;
-            }
-            self.publish(&batch).await?;
-            let position = batch.last().expect("batch is not empty").position;
-            self.cursor = position;
-            // The durable cursor may lag: after a crash the partition tails tell what was
-            // already published, so a stale cursor costs a re-read, never a duplicate.
-            if last_save.elapsed() >= CURSOR_SAVE_INTERVAL || shutdown.is_cancelled() {
-                self.save_cursor(position).await?;
-                last_save = Instant::now();
-                unsaved = None;
-            } else {
-                unsaved = Some(position);
-            }
-            if shutdown.is_cancelled() {
-                return Ok(());
-            }
-        }
-    }
+#[async_trait]
+impl OutboxSession for RelaySession {
+    type Row = OutboxPosition;
 
-    /// The next committed events past the cursor that no open transaction can precede.
-    pub async fn next_batch(&self) -> Result<Vec<OutboxEvent>, RelayError> {
+    /// The next committed events past the cursor that no open transaction can precede;
+    /// rows the broker already holds (found at session start) are not sent again.
+    async fn next_batch(&mut self) -> Result<Vec<Outgoing<OutboxPosition>>, OutboxError> {
         let rows: Vec<OutboxRow> = sqlx::query_as(NEXT_BATCH)
             .bind(self.cursor.0.to_string())
             .bind(self.cursor.1)
-            .bind(self.relay.config.batch_size)
+            .bind(self.batch_size)
             .bind(<Line as cqrs_es::Aggregate>::TYPE)
-            .fetch_all(&self.relay.pool)
+            .fetch_all(&self.pool)
             .await?;
-        rows.into_iter().map(OutboxRow::into_event).collect()
+        rows.into_iter()
+            .map(|row| {
+                let event = row.into_event()?;
+                let partition = partition_for(&event.envelope.aggregate_id, self.partitions);
+                let on_broker = self
+                    .published
+                    .get(&partition)
+                    .is_some_and(|&p| event.position <= p);
+                let record = (!on_broker).then(|| {
+                    let (tx, pos) = event.position;
+                    Record::envelope(&self.topic, &event.envelope.aggregate_id, &event.envelope)
+                        .partition(partition)
+                        .header(POSITION_HEADER, &format!("{tx}:{pos}"))
+                });
+                Ok(Outgoing {
+                    row: event.position,
+                    record,
+                })
+            })
+            .collect()
     }
 
-    /// Sends a batch and waits for every acknowledgement. Rows the broker already holds
-    /// (found at session start) are skipped.
-    pub async fn publish(&mut self, batch: &[OutboxEvent]) -> Result<(), RelayError> {
-        let started = Instant::now();
-        let mut pending = Vec::with_capacity(batch.len());
-        for event in batch {
-            let partition = partition_for(&event.envelope.aggregate_id, self.partitions);
-            if self
-                .published
-                .get(&partition)
-                .is_some_and(|&p| event.position <= p)
-            {
-                continue;
-            }
-            let payload = codec::encode(&event.envelope);
-            let position = format!("{}:{}", event.position.0, event.position.1);
-            let event_id = event.envelope.event_id.to_string();
-            let version = event.envelope.event_version.to_string();
-            let correlation = event.envelope.correlation_id.to_string();
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "event_id",
-                    value: Some(&event_id),
-                })
-                .insert(Header {
-                    key: "event_type",
-                    value: Some(&event.envelope.event_type),
-                })
-                .insert(Header {
-                    key: "event_version",
-                    value: Some(&version),
-                })
-                .insert(Header {
-                    key: "correlation_id",
-                    value: Some(&correlation),
-                })
-                .insert(Header {
-                    key: "content-type",
-                    value: Some("application/json"),
-                })
-                .insert(Header {
-                    key: POSITION_HEADER,
-                    value: Some(&position),
-                });
-            let record = FutureRecord::to(&self.relay.topic)
-                .partition(partition)
-                .key(&event.envelope.aggregate_id)
-                .payload(&payload)
-                .headers(headers);
-            // Enqueue in order without awaiting each one: the idempotent producer keeps
-            // per-partition order across the in-flight requests.
-            let delivery = self
-                .producer
-                .send_result(record)
-                .map_err(|(e, _)| RelayError::Broker(e))?;
-            pending.push(delivery);
-        }
-        let sent = pending.len();
-        for delivery in pending {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(RelayError::Delivery(e.to_string())),
-                Err(_) => return Err(RelayError::Delivery("producer dropped".into())),
+    /// Moves the cursor past a wholly acknowledged batch (a partial one ends the session:
+    /// the next one finds on the broker what did get there).
+    async fn delivered(
+        &mut self,
+        rows: Vec<OutboxPosition>,
+        complete: bool,
+    ) -> Result<(), OutboxError> {
+        if complete {
+            if let Some(last) = rows.last() {
+                self.cursor = *last;
             }
         }
-        metrics::counter!("outbox_relay_published_total").increment(sent as u64);
-        metrics::histogram!("outbox_relay_batch_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
     }
 
-    pub async fn save_cursor(&mut self, position: OutboxPosition) -> Result<(), RelayError> {
-        sqlx::query(
-            "INSERT INTO outbox_cursor (relay, tx_id, position) VALUES ($1, $2::text::xid8, $3)
-             ON CONFLICT (relay) DO UPDATE SET tx_id = EXCLUDED.tx_id, position = EXCLUDED.position",
-        )
-        .bind(RELAY_NAME)
-        .bind(position.0.to_string())
-        .bind(position.1)
-        .execute(&self.relay.pool)
-        .await?;
-        self.cursor = position;
+    /// The durable cursor may lag: after a crash the partition tails tell what was
+    /// already published, so a stale cursor costs a re-read, never a duplicate.
+    async fn checkpoint(&mut self, idle: bool) -> Result<(), OutboxError> {
+        if self.cursor != self.saved && (idle || self.last_save.elapsed() >= CURSOR_SAVE_INTERVAL) {
+            save_cursor(&self.pool, self.cursor).await?;
+            self.saved = self.cursor;
+            self.last_save = Instant::now();
+        }
         Ok(())
     }
 }
@@ -334,17 +228,16 @@ struct OutboxRow {
 }
 
 impl OutboxRow {
-    fn into_event(self) -> Result<OutboxEvent, RelayError> {
+    fn into_event(self) -> Result<OutboxEvent, OutboxError> {
         let position = (self.tx_id as u64, self.position);
-        let envelope = self
-            .stored
-            .into_envelope()
-            .map_err(|reason| RelayError::BadRow(position, reason))?;
+        let envelope = self.stored.into_envelope().map_err(|reason| {
+            OutboxError::BadRow(format!("{position:?} cannot be published: {reason}"))
+        })?;
         Ok(OutboxEvent { position, envelope })
     }
 }
 
-async fn partition_count(producer: &FutureProducer, topic: &str) -> Result<i32, RelayError> {
+async fn partition_count(producer: &FutureProducer, topic: &str) -> Result<i32, OutboxError> {
     let producer = producer.clone();
     let name = topic.to_owned();
     let metadata = tokio::task::spawn_blocking(move || {
@@ -353,7 +246,7 @@ async fn partition_count(producer: &FutureProducer, topic: &str) -> Result<i32, 
             .fetch_metadata(Some(&name), Timeout::After(Duration::from_secs(10)))
     })
     .await
-    .map_err(|e| RelayError::Delivery(format!("metadata task: {e}")))??;
+    .map_err(|e| OutboxError::Delivery(format!("metadata task: {e}")))??;
     let count = metadata
         .topics()
         .iter()
@@ -361,45 +254,42 @@ async fn partition_count(producer: &FutureProducer, topic: &str) -> Result<i32, 
         .map(|t| t.partitions().len() as i32)
         .unwrap_or(0);
     if count == 0 {
-        return Err(RelayError::Delivery(format!(
+        return Err(OutboxError::Delivery(format!(
             "topic {topic} has no partitions"
         )));
     }
     Ok(count)
 }
 
-/// Reads the tail of every partition and returns the highest outbox position on it.
-///
-/// Reads from one before the reported high watermark up to the partition's end (EOF)
-/// rather than trusting the watermark alone: Tansu 0.6 reports the base offset of the
-/// last record batch plus one, which hides all but the first record of a batch.
+/// Reads the last message of every partition (at its high watermark minus one) and
+/// returns the outbox position it carries.
 async fn last_published(
     kafka: &ClientConfig,
     topic: &str,
     partitions: i32,
-) -> Result<HashMap<i32, OutboxPosition>, RelayError> {
+) -> Result<HashMap<i32, OutboxPosition>, OutboxError> {
     let mut config = kafka.clone();
     config
         .set(
             "group.id",
             format!("outbox-relay-recovery-{}", Uuid::new_v4()),
         )
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true");
+        .set("enable.auto.commit", "false");
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = config.create()?;
         let timeout = Duration::from_secs(10);
         let mut assignment = TopicPartitionList::new();
+        // Per partition, the offset of its last message.
+        let mut open: HashMap<i32, i64> = HashMap::new();
         for partition in 0..partitions {
             let (low, high) = consumer.fetch_watermarks(&topic, partition, timeout)?;
             if high > low {
                 assignment.add_partition_offset(&topic, partition, Offset::Offset(high - 1))?;
+                open.insert(partition, high - 1);
             }
         }
         let mut found: HashMap<i32, OutboxPosition> = HashMap::new();
-        let mut open: std::collections::HashSet<i32> =
-            assignment.elements().iter().map(|e| e.partition()).collect();
         if open.is_empty() {
             return Ok(found);
         }
@@ -407,18 +297,18 @@ async fn last_published(
         let deadline = Instant::now() + Duration::from_secs(30);
         while !open.is_empty() {
             if Instant::now() > deadline {
-                return Err(RelayError::Delivery(format!(
-                    "could not read the tail of partitions {open:?} of {topic}"
+                return Err(OutboxError::Delivery(format!(
+                    "could not read the last message of partitions {:?} of {topic}",
+                    open.keys()
                 )));
             }
-            let message = match consumer.poll(Duration::from_millis(200)) {
-                None => continue,
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                    open.remove(&p);
-                    continue;
-                }
-                Some(result) => result?,
+            let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
             };
+            let message = message?;
+            if open.get(&message.partition()) != Some(&message.offset()) {
+                continue;
+            }
             let position = message
                 .headers()
                 .and_then(|h| h.iter().find(|h| h.key == POSITION_HEADER))
@@ -426,19 +316,19 @@ async fn last_published(
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(parse_position)
                 .ok_or_else(|| {
-                    RelayError::Delivery(format!(
+                    OutboxError::Delivery(format!(
                         "message at {topic}/{}@{} has no {POSITION_HEADER} header; is another producer writing to the topic?",
                         message.partition(),
                         message.offset()
                     ))
                 })?;
-            let best = found.entry(message.partition()).or_insert(position);
-            *best = (*best).max(position);
+            open.remove(&message.partition());
+            found.insert(message.partition(), position);
         }
         Ok(found)
     })
     .await
-    .map_err(|e| RelayError::Delivery(format!("recovery task: {e}")))?
+    .map_err(|e| OutboxError::Delivery(format!("recovery task: {e}")))?
 }
 
 fn parse_position(text: &str) -> Option<OutboxPosition> {
@@ -446,7 +336,20 @@ fn parse_position(text: &str) -> Option<OutboxPosition> {
     Some((tx.parse().ok()?, pos.parse().ok()?))
 }
 
-async fn load_cursor(pool: &PgPool) -> Result<OutboxPosition, RelayError> {
+async fn save_cursor(pool: &PgPool, position: OutboxPosition) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbox_cursor (relay, tx_id, position) VALUES ($1, $2::text::xid8, $3)
+         ON CONFLICT (relay) DO UPDATE SET tx_id = EXCLUDED.tx_id, position = EXCLUDED.position",
+    )
+    .bind(RELAY_NAME)
+    .bind(position.0.to_string())
+    .bind(position.1)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+async fn load_cursor(pool: &PgPool) -> Result<OutboxPosition, OutboxError> {
     let row: Option<(i64, i64)> =
         sqlx::query_as("SELECT tx_id::text::bigint, position FROM outbox_cursor WHERE relay = $1")
             .bind(RELAY_NAME)

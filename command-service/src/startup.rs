@@ -17,7 +17,7 @@ use crate::kos_inbox::KosInbox;
 use crate::kos_timeouts::TimeoutSweeper;
 use crate::product_change::ProductChanges;
 use crate::reference::ReferenceData;
-use crate::relay::Relay;
+use crate::relay::{self, Relay};
 use crate::routes::{self, AppState};
 use service_kit::auth::{Authenticator, Clock, SystemClock, Tokens};
 use service_kit::{kafka, telemetry};
@@ -68,11 +68,11 @@ impl Application {
         }
         let committed = Arc::new(Notify::new());
         let relay = config.relay.enabled.then(|| {
-            Relay::new(
+            relay::relay(
                 pool.clone(),
                 kafka::client_config(&config.kafka, CLIENT_ID),
                 topics.product_change(),
-                config.relay.clone(),
+                &config.relay,
                 committed.clone(),
             )
         });

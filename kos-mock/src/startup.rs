@@ -15,10 +15,11 @@ use crate::catalog::Catalog;
 use crate::changes::{ChangeConsumer, Changes};
 use crate::configuration::Config;
 use crate::lines::Lines;
-use crate::outbox::Publisher;
+use crate::outbox::{self, Publisher};
 use crate::routes::{self, AppState};
 use crate::simulation::SimulationHandle;
 use crate::{db, demo};
+use service_kit::outbox::PublisherSettings;
 use service_kit::{kafka, telemetry};
 
 /// How this service names itself to the broker.
@@ -64,12 +65,14 @@ impl Application {
         let client = kafka::client_config(&config.kafka, CLIENT_ID);
         let simulation = SimulationHandle::new(config.kos.simulation());
         let changes = Changes::new(pool.clone(), committed.clone(), simulation);
-        let publisher = Publisher::new(
+        let publisher = outbox::publisher(
             pool.clone(),
-            client.clone(),
+            &client,
             topics.clone(),
-            config.kos.publish_poll(),
-            config.kos.delivery_timeout_ms,
+            PublisherSettings {
+                poll: config.kos.publish_poll(),
+                delivery_timeout_ms: config.kos.delivery_timeout_ms,
+            },
             committed.clone(),
         );
         let consumer = ChangeConsumer {

@@ -4,6 +4,8 @@
 //!   by configuration alone), client config, group membership, topic creation, a
 //!   reachability probe.
 //! - [`consumer`]: consumer-group lag metrics.
+//! - [`outbox`]: the outbox publisher (one leader, idempotent producer, delivered rows
+//!   recorded after the broker's acknowledgement).
 //! - [`database`]: a PostgreSQL pool bound to one schema (each service owns a schema).
 //! - [`telemetry`]: JSON logs and the Prometheus recorder.
 //! - [`http`]: the `observe` layer (correlation id, deadline, request metrics) and
@@ -23,6 +25,7 @@ pub mod hardening;
 pub mod health;
 pub mod http;
 pub mod kafka;
+pub mod outbox;
 pub mod pubsub;
 pub mod server;
 pub mod sharded;

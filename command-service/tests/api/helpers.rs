@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use clap::Parser;
 use command_service::configuration::{Cli, Config};
-use command_service::relay::Relay;
+use command_service::relay::{self, Relay};
 use command_service::startup::Application;
 use events::codec::encode;
 use events::kos::{KosFact, KosResult, ORDER_AGGREGATE};
@@ -381,11 +381,11 @@ impl TestApp {
     pub fn relay(&self) -> Relay {
         let mut kafka = ClientConfig::new();
         kafka.set("bootstrap.servers", &self.config.kafka.brokers);
-        Relay::new(
+        relay::relay(
             self.pool.clone(),
             kafka,
             self.topics.product_change(),
-            self.config.relay.clone(),
+            &self.config.relay,
             Arc::new(Notify::new()),
         )
     }

@@ -90,10 +90,8 @@ async fn a_relay_killed_after_publishing_but_before_saving_its_cursor_does_not_p
     }
     let relay = app.relay();
     {
-        let mut session = relay.start_session().await.unwrap();
-        let batch = session.next_batch().await.unwrap();
-        assert_eq!(batch.len(), 6);
-        session.publish(&batch).await.unwrap();
+        let mut leading = relay.lead().await.unwrap();
+        assert_eq!(leading.publish_batch().await.unwrap(), 6);
         // dropped here: the cursor was never saved, the lead is given up
     }
     assert_eq!(
