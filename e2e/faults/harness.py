@@ -135,6 +135,10 @@ class Stack:
         subprocess.run([self.binary(name), *args], env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+    def run_capture(self, name, *args):
+        env = dict(self.env, **self.own[name])
+        return subprocess.run([self.binary(name), *args], env=env, capture_output=True, text=True)
+
     def url(self, name):
         return f"http://127.0.0.1:{self.ports[name]}"
 
@@ -259,6 +263,23 @@ class Stack:
                          GROUP BY 1""")
         return {r[0]: int(r[1]) for r in rows}
 
+    def views_equal_a_rebuild(self):
+        """Rebuilds every view from the broker's topics into namespace `rebuilt`
+        (`projector replay --source broker`) and compares it with the live views
+        (`projector compare`) until they are equal; fails after 60 s with the last report."""
+        self.run_once("projector", "replay", "--id", "rebuilt", "--source", "broker", "--quiet")
+        last = {}
+
+        def equal():
+            out = self.run_capture("projector", "compare", "rebuilt")
+            last["report"] = out.stdout.strip() or out.stderr.strip()[-2000:]
+            return out.returncode == 0
+        try:
+            wait_until("the live views equal a rebuild", 60, equal, every=0.5)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {last.get('report')}") from None
+        return last["report"]
+
     def kos_executions(self):
         rows = psql(f"SELECT request_id, count(*) FROM {self.id}_kos.line_product_history"
                     f" WHERE request_id IS NOT NULL GROUP BY 1")
@@ -328,8 +349,8 @@ class Load:
 
 def assert_exactly_once(test, stack, accepted):
     """Every accepted change ended COMPLETED or FAILED exactly once, KOS executed each
-    completed one exactly once, and KOS, the command side and the read side agree on
-    every line's product."""
+    completed one exactly once, KOS, the command side and the read side agree on every
+    line's product, and the live views equal a rebuild from the topics."""
     wait_until("every accepted change settled", 120,
                lambda: all(stack.status(r) in TERMINAL for r in accepted))
     events = stack.terminal_events()
@@ -344,3 +365,5 @@ def assert_exactly_once(test, stack, accepted):
     agree = wait_until("KOS, the command side and the read side agree", 60, lambda: (
         lambda p: p if all(k == c == r for k, c, r in p.values()) else None)(stack.products_everywhere()))
     test.assertTrue(agree)
+    report = json.loads(stack.views_equal_a_rebuild())
+    print(f"views equal a rebuild from the topics: {report['comparison']['compared']} rows and views compared")

@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use e2e::Stack;
-use projector::namespace::dump;
+use projector::namespace::{compare, dump};
 use projector::replay::{self, HistorySource, ReplayOptions};
+use read_model::namespace::ActiveNamespace;
 use read_model::redis_conn::RedisConn;
 use serde_json::json;
 
@@ -74,30 +75,37 @@ async fn a_replay_reading_product_changes_from_the_event_store_rebuilds_the_live
     .unwrap();
     assert!(stored >= 6, "{stored} stored events");
     assert_eq!(replayed_changes, stored);
-    let es_schema = format!("{live_schema}_es");
-    let es_prefix = format!("{live_prefix}es:");
+    let namespace = |id: &str, schema: String, key_prefix: String| ActiveNamespace {
+        id: id.into(),
+        schema,
+        key_prefix,
+        consumer_group: String::new(),
+    };
+    let live_ns = namespace("base", live_schema.clone(), live_prefix.clone());
+    let rebuilt_ns = namespace(
+        "es",
+        format!("{live_schema}_es"),
+        format!("{live_prefix}es:"),
+    );
     // The live projector rewrites Redis just after its commits: poll until it settles.
     let deadline = Instant::now() + Duration::from_secs(10);
-    let (live, rebuilt) = loop {
-        let live = dump(&stack.read_pool, &live_schema, &redis, &live_prefix)
+    let comparison = loop {
+        let comparison = compare(&stack.read_pool, &redis, &live_ns, &rebuilt_ns)
             .await
             .unwrap();
-        let rebuilt = dump(&stack.read_pool, &es_schema, &redis, &es_prefix)
-            .await
-            .unwrap();
-        if live == rebuilt || Instant::now() > deadline {
-            break (live, rebuilt);
+        if comparison.differing == 0 || Instant::now() > deadline {
+            break comparison;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let differing: Vec<_> = live
-        .keys()
-        .chain(rebuilt.keys())
-        .filter(|k| live.get(*k) != rebuilt.get(*k))
-        .take(5)
-        .map(|k| (k, live.get(k), rebuilt.get(k)))
-        .collect();
-    assert!(differing.is_empty(), "views differ: {differing:#?}");
+    assert_eq!(
+        comparison.differing, 0,
+        "views differ: {:#?}",
+        comparison.examples
+    );
+    let live = dump(&stack.read_pool, &live_schema, &redis, &live_prefix)
+        .await
+        .unwrap();
     assert!(
         live.keys().any(|k| k.starts_with("pg:change_requests:"))
             && live.keys().any(|k| k.starts_with("redis:request:")),

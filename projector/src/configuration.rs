@@ -46,6 +46,10 @@ pub enum Command {
     Switch { id: String },
     /// Drop a namespace that is not active (its schema and its Redis views).
     DropNamespace { id: String },
+    /// Compare a namespace's views with the active namespace's (read tables and Redis
+    /// views; bill inquiries left out): prints a JSON report, exits 1 when they differ.
+    /// After `replay --id X`, `compare X` checks that the live views equal a rebuild.
+    Compare { id: String },
     /// Print a line's state (product, pending change, status) as of a moment, computed
     /// from its events on the broker (JSON).
     AsOf(AsOfArgs),

@@ -88,6 +88,25 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::json!({"dropped": id}));
             Ok(())
         }
+        Command::Compare { id } => {
+            let (control, active, _) = startup::active_config(&config).await?;
+            let other = control
+                .get(&id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no namespace `{id}`"))?
+                .ns;
+            let redis = read_model::redis_conn::RedisConn::connect(&config.redis).await?;
+            let comparison =
+                projector::namespace::compare(&control.pool, &redis, &active, &other).await?;
+            println!(
+                "{}",
+                serde_json::json!({"active": active.id, "other": id, "comparison": comparison})
+            );
+            if comparison.differing > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::AsOf(args) => {
             let (state, stats) =
                 projector::time_travel::as_of(&config, &args.line, args.at).await?;

@@ -402,6 +402,44 @@ pub async fn dump(
     Ok(out)
 }
 
+/// How two namespaces' views differ (see [`compare`]).
+#[derive(Debug, serde::Serialize)]
+pub struct Comparison {
+    /// Keys (rows and views) in either namespace.
+    pub compared: usize,
+    /// Keys whose values differ or that only one namespace holds.
+    pub differing: usize,
+    /// The first few of them: key, then each side's value (`None`: absent there).
+    pub examples: Vec<(String, Option<String>, Option<String>)>,
+}
+
+/// Compares two namespaces' read tables and Redis views as [`dump`] renders them (bill
+/// inquiries left out): equal when both were built from the same events.
+pub async fn compare(
+    pool: &PgPool,
+    redis: &RedisConn,
+    left: &ActiveNamespace,
+    right: &ActiveNamespace,
+) -> anyhow::Result<Comparison> {
+    let a = dump(pool, &left.schema, redis, &left.key_prefix).await?;
+    let b = dump(pool, &right.schema, redis, &right.key_prefix).await?;
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let differing: Vec<&String> = keys
+        .iter()
+        .copied()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .collect();
+    Ok(Comparison {
+        compared: keys.len(),
+        differing: differing.len(),
+        examples: differing
+            .iter()
+            .take(5)
+            .map(|k| ((*k).clone(), a.get(*k).cloned(), b.get(*k).cloned()))
+            .collect(),
+    })
+}
+
 /// The read-table part of [`dump`].
 pub async fn dump_tables(pool: &PgPool, schema: &str) -> anyhow::Result<BTreeMap<String, String>> {
     anyhow::ensure!(
