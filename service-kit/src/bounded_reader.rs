@@ -137,7 +137,7 @@ pub struct Ended {
 
 /// librdkafka also reports each partition EOF as a global error, which the default
 /// context logs at ERROR; here an EOF is handled by the read loop.
-pub struct QuietEof;
+struct QuietEof;
 
 impl ClientContext for QuietEof {
     fn error(&self, error: KafkaError, reason: &str) {
