@@ -14,8 +14,9 @@
 //!   runs after the read, and a topic written all the time still ends), or when the
 //!   caller says [`Flow::Stop`]. Partition EOF also ends a partition, only as a safety
 //!   net for offsets that carry no message (transaction markers).
-//! - A broker that answers nothing (no message, no EOF) for [`SILENCE`] is
-//!   [`Error::Silent`]; a stop flag set by the caller is [`Error::Stopped`].
+//! - Errors the client recovers from (a lost connection, a partition's leader moving) are
+//!   waited out; a broker that delivers nothing (no message, no EOF) for [`SILENCE`] is
+//!   [`Error::Silent`]. A stop flag set by the caller is [`Error::Stopped`].
 //!
 //! Blocking: run it on a thread of its own or a blocking task.
 
@@ -370,6 +371,10 @@ impl BoundedReader {
                     }
                     continue;
                 }
+                Some(Err(KafkaError::MessageConsumption(code))) if passing(code) => {
+                    tracing::debug!(topic, error = %code, "broker error the client recovers from");
+                    continue;
+                }
                 Some(Err(e)) => return Err(Error::from(e).into()),
                 Some(Ok(m)) => m,
             };
@@ -408,4 +413,22 @@ impl BoundedReader {
         ended.sort_unstable_by_key(|e| e.partition);
         Ok(ended)
     }
+}
+
+/// Errors librdkafka recovers from by itself (reconnecting, finding a partition's new
+/// leader): the read waits on, and only the silence ends it.
+fn passing(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        code,
+        BrokerTransportFailure
+            | AllBrokersDown
+            | Resolve
+            | OperationTimedOut
+            | RequestTimedOut
+            | NetworkException
+            | LeaderNotAvailable
+            | NotLeaderForPartition
+            | FencedLeaderEpoch
+    )
 }

@@ -296,3 +296,35 @@ async fn given_a_stop_flag_set_when_read_then_the_read_ends_stopped() {
 
     assert!(matches!(result, Err(Error::Stopped)), "{result:?}");
 }
+
+#[tokio::test]
+async fn given_a_broker_that_does_not_answer_when_read_then_the_read_fails_once_silent_for_long() {
+    // Given: a reader of a port nobody listens on, and a plan made by hand.
+    let mut kafka = kafka();
+    kafka.brokers = "127.0.0.1:1".into();
+    let reader = BoundedReader::from_config(&kafka, "bounded-reader-test")
+        .unwrap()
+        .silence(Duration::from_secs(2));
+    let plan = Plan {
+        topic: "nowhere".into(),
+        partitions: vec![PartitionPlan {
+            partition: 0,
+            low: 0,
+            high: 1,
+            start: 0,
+            end: 1,
+        }],
+        cut_ms: None,
+    };
+
+    // When
+    let read =
+        tokio::task::spawn_blocking(move || reader.read(&plan, |_| Ok::<_, Error>(Flow::Continue)));
+    let result = tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the read ends")
+        .unwrap();
+
+    // Then
+    assert!(matches!(result, Err(Error::Silent(_))), "{result:?}");
+}
