@@ -19,6 +19,7 @@
 //! - [`Environment`]: local or production (production refuses development defaults).
 
 pub mod auth;
+pub mod bounded_reader;
 pub mod consumer;
 pub mod database;
 pub mod hardening;

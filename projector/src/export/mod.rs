@@ -4,8 +4,8 @@
 //!
 //! - Topic: named bare (`phonebill.product-change`); the configured topic prefix is put
 //!   in front, as for every topic the projector reads.
-//! - Reading: [`reader`], in a consumer group of its own with manual assignment (the
-//!   live `projector` group is never joined and its offsets never touched).
+//! - Reading: [`reader`], the shared bounded reader with manual assignment (the live
+//!   `projector` group is never joined and its offsets never touched).
 //! - Window: on the broker's timestamps (the times offsets-for-times finds), `since`
 //!   inclusive, `until` exclusive; a message without one is judged by its envelope's
 //!   `occurred_at`.
@@ -29,9 +29,8 @@ use std::time::Instant;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use events::{codec, Envelope};
-use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::Message;
+use rdkafka::{ClientConfig, Message};
 use serde::Serialize;
 
 use crate::configuration::Config;
@@ -88,26 +87,13 @@ pub async fn run(config: &Config, options: ExportOptions) -> anyhow::Result<Expo
     if let (Some(since), Some(until)) = (options.since, options.until) {
         anyhow::ensure!(since < until, "--since must be before --until");
     }
-    let client = {
-        let mut c = service_kit::kafka::client_config(&config.kafka, "projector-export");
-        c.set("group.id", format!("{}.export", config.consumer_group))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "100");
-        c
-    };
+    let client = service_kit::kafka::client_config(&config.kafka, "projector-export");
     let topic = format!("{}{}", config.kafka.topic_prefix, options.topic);
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = client.create()?;
-        export(&consumer, &topic, &options)
-    })
-    .await?
+    tokio::task::spawn_blocking(move || export(&client, &topic, &options)).await?
 }
 
 fn export(
-    consumer: &BaseConsumer,
+    client: &ClientConfig,
     topic: &str,
     options: &ExportOptions,
 ) -> anyhow::Result<ExportReport> {
@@ -125,17 +111,12 @@ fn export(
             out: out.display().to_string(),
             ..Default::default()
         };
-        let ranges = reader::plan(consumer, topic, options.since, options.until)?;
         let file =
             File::create(&records).with_context(|| format!("creating {}", records.display()))?;
         let mut writer = BufWriter::new(file);
         let mut columns = Columns::default();
         let filter = Filter::new(options);
-        let bounds = reader::Bounds {
-            until_ms: options.until.map(|t| t.timestamp_millis()),
-            cut_ms: Utc::now().timestamp_millis(),
-        };
-        reader::read(consumer, topic, &ranges, bounds, |m| {
+        reader::read(client, topic, options.since, options.until, |m| {
             report.messages += 1;
             let timestamp = m
                 .timestamp()

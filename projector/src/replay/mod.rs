@@ -4,8 +4,9 @@
 //!
 //! - Source: the broker, read from the beginning (or a `--since`/`--until` window found
 //!   with the broker's offsets-for-times and checked against each message's timestamp)
-//!   by one [`reader`] thread per topic, in the replay's own consumer group with manual
-//!   assignment: the live group is never joined and its offsets never touched.
+//!   to the high watermarks of the replay's start, by one [`reader`] thread per topic
+//!   with manual assignment in a throwaway group: the live group is never joined and its
+//!   offsets never touched.
 //! - Or, for `phonebill.product-change` when the broker no longer holds its beginning
 //!   (retention) or when asked, the command side's event store ([`event_store`]). KOS's
 //!   topics are not in our event store: their lost beginning stops the replay.
@@ -30,18 +31,18 @@ use chrono::{DateTime, Utc};
 use events::topics::Topics;
 use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use read_model::keys::View;
 use read_model::redis_conn::RedisConn;
 use serde::Serialize;
 use serde_json::json;
+use service_kit::bounded_reader::{BoundedReader, Bounds, Plan};
 use tokio::sync::mpsc;
 
 use crate::configuration::Config;
 use crate::namespace::{delete_views, Control};
 use crate::processor::Outcome;
-use crate::replay::reader::{Batch, PartitionPlan, Window};
+use crate::replay::reader::{Batch, Window};
 use crate::replay::store::MemStore;
 use crate::{db, startup};
 
@@ -210,20 +211,18 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
     let resumed = !progress.is_empty();
     let progress: HashMap<(String, i32), i64> =
         progress.into_iter().map(|(t, p, o)| ((t, p), o)).collect();
-    let client = {
-        let mut c = service_kit::kafka::client_config(&config.kafka, "projector-replay");
-        c.set("group.id", &ns.consumer_group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "100");
-        c
-    };
+    let client = service_kit::kafka::client_config(&config.kafka, "projector-replay");
     let window = Window {
         since_ms: options.since.map(|t| t.timestamp_millis()),
         until_ms: options.until.map(|t| t.timestamp_millis()),
-        cut_ms: Utc::now().timestamp_millis(),
+    };
+    // Each partition also ends at its first message stamped from now on, so topics
+    // written all the time still end; later messages are the live projector's (it starts
+    // at these end offsets after a switch).
+    let bounds = Bounds {
+        since: options.since,
+        until: options.until,
+        cut: Some(Utc::now()),
     };
     let topics = topics(config);
     let product_change = Topics::new(&config.kafka.topic_prefix).product_change();
@@ -233,7 +232,7 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
     let topic_plans = futures::future::try_join_all(
         topics
             .iter()
-            .map(|topic| plan_topic(&client, topic, &options, &progress)),
+            .map(|topic| plan_topic(&client, topic, bounds, &progress)),
     )
     .await?;
     for (topic, plan) in topics.iter().zip(topic_plans) {
@@ -261,7 +260,7 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
                     pool: base_pool.clone(),
                     schema: config.event_store_schema.clone(),
                     topic: topic.clone(),
-                    partitions: plan.partitions.len() as i32,
+                    partitions: plan.broker.partitions.len() as i32,
                     ends: plan.ends.clone(),
                 },
                 window,
@@ -273,11 +272,10 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
         .collect();
     let readers: Vec<_> = plans
         .into_iter()
-        .map(|(topic, plan)| {
+        .map(|(_, plan)| {
             reader::spawn(
-                client.clone(),
-                topic,
-                plan.partitions,
+                plan.reader,
+                plan.broker,
                 window,
                 processor.clone(),
                 tx.clone(),
@@ -422,9 +420,12 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
 
 /// A topic's partitions as the broker holds them at the replay's start.
 struct TopicPlan {
-    partitions: Vec<PartitionPlan>,
-    /// Messages to read (an estimate for the progress bar: Tansu reports high
-    /// watermarks low).
+    /// The reader that made the plan, to read it.
+    reader: BoundedReader,
+    /// Each partition's start (the window's, moved on past what a resumed replay has
+    /// applied) and end.
+    broker: Plan,
+    /// Messages to read (for the progress bar).
     total: u64,
     /// A partition whose log starts after the replay's start offset, and that first
     /// offset (retention removed the messages before it).
@@ -437,73 +438,31 @@ struct TopicPlan {
 async fn plan_topic(
     client: &ClientConfig,
     topic: &str,
-    options: &ReplayOptions,
+    bounds: Bounds,
     progress: &HashMap<(String, i32), i64>,
 ) -> anyhow::Result<TopicPlan> {
     let client = client.clone();
     let topic = topic.to_owned();
-    let (since, until) = (options.since, options.until);
     let progress = progress.clone();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = client.create()?;
-        let timeout = Duration::from_secs(10);
-        let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .first()
-            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-            .unwrap_or_default();
-        let at = |t: Option<DateTime<Utc>>| -> anyhow::Result<HashMap<i32, Option<i64>>> {
-            let Some(t) = t else {
-                return Ok(HashMap::new());
-            };
-            let mut tpl = TopicPartitionList::new();
-            for p in &partitions {
-                tpl.add_partition_offset(&topic, *p, Offset::Offset(t.timestamp_millis()))?;
-            }
-            let found = consumer.offsets_for_times(tpl, timeout)?;
-            Ok(found
-                .elements()
-                .iter()
-                .map(|e| {
-                    let offset = match e.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None, // no message at or after t
-                    };
-                    (e.partition(), offset)
-                })
-                .collect())
-        };
-        let starts = at(since)?;
-        let ends = at(until)?;
-        let mut plans = vec![];
+        let reader = BoundedReader::new(&client)?;
+        let mut broker = reader.plan(&topic, bounds)?;
         let mut total = 0u64;
         let mut lost = None;
         let mut highs = vec![];
-        for p in partitions {
-            let (low, high) = consumer.fetch_watermarks(&topic, p, timeout)?;
-            let mut start = match since {
-                None => 0,
-                // Nothing at or after `since`: the window is empty here.
-                Some(_) => starts.get(&p).copied().flatten().unwrap_or(high.max(0)),
-            };
-            if since.is_none() && low > 0 {
-                lost = lost.or(Some((p, low)));
+        for p in &mut broker.partitions {
+            if bounds.since.is_none() && p.low > 0 {
+                lost = lost.or(Some((p.partition, p.low)));
             }
-            highs.push((p, high));
-            let end = until.map(|_| ends.get(&p).copied().flatten().unwrap_or(i64::MAX));
-            if let Some(next) = progress.get(&(topic.clone(), p)) {
-                start = start.max(*next);
+            highs.push((p.partition, p.high));
+            if let Some(next) = progress.get(&(topic.clone(), p.partition)) {
+                p.start = p.start.max(*next);
             }
-            total += (end.unwrap_or(high).min(high) - start).max(0) as u64;
-            plans.push(PartitionPlan {
-                partition: p,
-                start,
-                end,
-            });
+            total += p.len();
         }
         Ok(TopicPlan {
-            partitions: plans,
+            reader,
+            broker,
             total,
             lost,
             ends: highs,

@@ -3,8 +3,8 @@
 //! `GET /api/v1/analytics/lines/{lineNumber}/state?at=`).
 //!
 //! - [`reader`]: the line's partition of `phonebill.product-change` and of
-//!   `kos.billing`, from the log's beginning, in a throwaway group with manual
-//!   assignment (the live side is untouched).
+//!   `kos.billing`, from the log's beginning up to the moment asked for, with the shared
+//!   bounded reader (manual assignment in a throwaway group: the live side is untouched).
 //! - [`fold`]: the pure part; the live projections over an in-memory store, so the
 //!   answer follows the same rules as the line summary query-service serves.
 //!
@@ -20,7 +20,6 @@ use chrono::{DateTime, Utc};
 use events::topics::Topics;
 use rdkafka::ClientConfig;
 use serde::Serialize;
-use uuid::Uuid;
 
 pub use fold::{line_as_of, LineState};
 
@@ -74,23 +73,8 @@ impl TimeTravel {
     /// `decoder`: the processor's (`Processor::decoder`), so the compiled schemas are
     /// shared; the CLI makes its own.
     pub fn new(config: &Config, decoder: Decoder) -> Self {
-        let mut client = service_kit::kafka::client_config(&config.kafka, "projector-as-of");
-        // A group id of its own that is never joined (assign, no subscribe) and never
-        // committed to.
-        client
-            .set(
-                "group.id",
-                format!(
-                    "{}.as-of.{}",
-                    config.consumer_group,
-                    Uuid::new_v4().simple()
-                ),
-            )
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "100");
+        // The reader gives it a throwaway group id of its own, never joined.
+        let client = service_kit::kafka::client_config(&config.kafka, "projector-as-of");
         Self {
             client,
             topics: Topics::new(&config.kafka.topic_prefix),
@@ -123,7 +107,7 @@ impl TimeTravel {
                 stop.clone(),
             );
             tokio::task::spawn_blocking(move || {
-                reader::read_topic(&client, &decoder, &topic, &line, at, cut, &stop)
+                reader::read_topic(&client, &decoder, &topic, &line, at, cut, stop)
             })
         };
         let (kos, changes) = tokio::join!(
