@@ -3,7 +3,10 @@
 //! - [`kafka`]: the Kafka settings (Apache Kafka locally, Azure Event Hubs in production,
 //!   by configuration alone), client config, group membership, topic creation, a
 //!   reachability probe.
-//! - [`consumer`]: consumer-group lag metrics.
+//! - [`group_worker`]: one consumer group member for every consuming service (ordering per
+//!   partition or per key, offsets stored after effects, retries, dead letters, lag
+//!   metrics); the services bring a handler with their domain logic only.
+//! - [`dead_letter`]: the dead-letter publisher (the original message with `dlq-*` headers).
 //! - [`database`]: a PostgreSQL pool bound to one schema (each service owns a schema).
 //! - [`telemetry`]: JSON logs and the Prometheus recorder.
 //! - [`http`]: the `observe` layer (correlation id, deadline, request metrics) and
@@ -19,6 +22,8 @@
 pub mod auth;
 pub mod consumer;
 pub mod database;
+pub mod dead_letter;
+pub mod group_worker;
 pub mod hardening;
 pub mod health;
 pub mod http;
