@@ -20,7 +20,6 @@
 //! - [`Environment`]: local or production (production refuses development defaults).
 
 pub mod auth;
-pub mod consumer;
 pub mod database;
 pub mod dead_letter;
 pub mod group_worker;
