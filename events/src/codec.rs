@@ -24,6 +24,18 @@ pub enum DecodeError {
     },
 }
 
+impl DecodeError {
+    /// A short, fixed label for metrics (the `Display` text carries the detail).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::Envelope(_) => "envelope",
+            DecodeError::UnknownType(_) => "unknown_type",
+            DecodeError::UnknownVersion { .. } => "unknown_version",
+            DecodeError::Payload { .. } => "payload",
+        }
+    }
+}
+
 /// A family of events that travel in envelopes (one enum per topic family).
 pub trait EventPayload: Sized {
     fn event_type(&self) -> &'static str;

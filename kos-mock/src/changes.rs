@@ -7,36 +7,35 @@
 //!   under the line's row lock. A request that arrives again (duplicate, redelivery after
 //!   a crash or a rebalance) finds its order and gets the stored answer again, byte for
 //!   byte (same event id): nothing is executed twice, every answer is the same.
-//! - **Offsets after effects.** An offset is stored (auto-committed later) only when its
-//!   message and every earlier message of its partition are done, so a crash redelivers
-//!   what was not durable, never skips it.
+//! - **Offsets after effects.** The consumer is `service_kit::group_worker`, ordered by
+//!   key: an offset is stored (auto-committed later) only when its message and every
+//!   earlier message of its partition are done, so a crash redelivers what was not
+//!   durable, never skips it.
 //! - **Concurrency.** Requests for different lines run side by side (a change takes
-//!   300-800 ms); one line's requests run in the order they arrived.
-//! - **Bad input.** A message that cannot be decoded goes to the dead-letter topic with
-//!   its bytes, key and the reason; it is then skipped. Database and broker failures are
-//!   retried with backoff, never dead-lettered.
+//!   300-800 ms), up to `max_in_flight` at once; one line's requests run in the order
+//!   they arrived.
+//! - **Bad input.** A message that cannot be decoded is judged dead: the worker copies it
+//!   to the dead-letter topic with its bytes, key and the reason, then skips it. Database
+//!   failures come back as errors, which the worker retries with backoff; they are never
+//!   dead-lettered.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
-use backon::{ExponentialBuilder, Retryable};
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use events::kos::{
     KosFact, KosResult, LineProductChanged, ProductChangeExecuted, ProductChangeRefused,
 };
 use events::product_change::{ProductChangeEvent, ProductChangeSentToKos};
 use events::topics::Topics;
-use events::{codec, dead_letter, Envelope, EventPayload};
-use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use events::{codec, Envelope, EventPayload};
+use rdkafka::message::OwnedMessage;
+use rdkafka::{ClientConfig, Message};
 use serde::Serialize;
-use service_kit::consumer::{GroupConsumer, GroupContext};
+use service_kit::group_worker::{GroupWorker, Handler, Ordering, Settings, Verdict};
 use sqlx::PgPool;
-use tokio::sync::{oneshot, Notify, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -403,174 +402,56 @@ pub struct ChangeConsumer {
     pub max_in_flight: usize,
 }
 
-/// Per partition: offsets handed out and not yet done, and the highest seen.
-#[derive(Default)]
-struct OffsetTracker {
-    partitions: HashMap<i32, PartitionOffsets>,
-}
-
-struct PartitionOffsets {
-    pending: BTreeSet<i64>,
-    highest: i64,
-    stored: i64,
-}
-
-impl OffsetTracker {
-    fn begin(&mut self, partition: i32, offset: i64) {
-        let p = self
-            .partitions
-            .entry(partition)
-            .or_insert_with(|| PartitionOffsets {
-                pending: BTreeSet::new(),
-                highest: offset,
-                stored: offset,
-            });
-        p.pending.insert(offset);
-        p.highest = p.highest.max(offset);
-    }
-
-    /// Marks `offset` done; returns the offset to store (the next to read) if it moved.
-    fn finish(&mut self, partition: i32, offset: i64) -> Option<i64> {
-        let p = self.partitions.get_mut(&partition)?;
-        p.pending.remove(&offset);
-        let next = p.pending.first().copied().unwrap_or(p.highest + 1);
-        (next > p.stored).then(|| {
-            p.stored = next;
-            next
-        })
-    }
-}
-
-struct Shared {
-    changes: Changes,
-    consumer: Arc<GroupConsumer>,
-    dead_letters: FutureProducer,
-    topic: String,
-    dead_letter_topic: String,
-    group: String,
-    offsets: Mutex<OffsetTracker>,
-    /// Per ordering key (line): the task that must finish before the next may start.
-    chains: Mutex<HashMap<String, (u64, oneshot::Receiver<()>)>>,
-}
-
 impl ChangeConsumer {
-    /// Creates the consumer and subscribes (fails fast if the broker settings are wrong).
+    /// Creates the group member and subscribes (fails fast if the broker settings are
+    /// wrong), then hands requests to [`ChangeRequests`] until `shutdown`: requests in
+    /// hand finish, and the offsets of what is done are committed.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let group = self.member.get("group.id").unwrap_or_default().to_owned();
-        let mut config = self.member.clone();
-        config
-            .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "500")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("statistics.interval.ms", "5000");
-        let consumer: GroupConsumer =
-            config.create_with_context(GroupContext::new(group.clone()))?;
-        let topic = self.topics.product_change();
-        consumer.subscribe(&[&topic])?;
-        let mut producer_config = self.kafka.clone();
-        producer_config
-            .set("enable.idempotence", "true")
-            .set("message.timeout.ms", "30000");
-        let shared = Arc::new(Shared {
-            changes: self.changes,
-            consumer: Arc::new(consumer),
-            dead_letters: producer_config.create()?,
-            topic,
-            dead_letter_topic: self.topics.dead_letter(),
+        let settings = Settings::new(
             group,
-            offsets: Mutex::new(OffsetTracker::default()),
-            chains: Mutex::new(HashMap::new()),
+            vec![self.topics.product_change()],
+            self.topics.dead_letter(),
+            Ordering::key(self.max_in_flight),
+        );
+        let worker = GroupWorker::new(&self.member, &self.kafka, settings)?;
+        let requests = Arc::new(ChangeRequests {
+            changes: self.changes,
         });
-        tracing::info!(topic = %shared.topic, group = %shared.group, "consuming change requests");
-        let permits = Arc::new(Semaphore::new(self.max_in_flight));
-        let mut tasks = JoinSet::new();
-        let mut next_id: u64 = 0;
-        loop {
-            while tasks.try_join_next().is_some() {}
-            let permit = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            };
-            let message = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                m = shared.consumer.recv() => m,
-            };
-            let message = match message {
-                Ok(m) => m.detach(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "consumer error");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            let (partition, offset) = (message.partition(), message.offset());
-            shared
-                .offsets
-                .lock()
-                .expect("offset lock")
-                .begin(partition, offset);
-            let key = ordering_key(&message);
-            next_id += 1;
-            let id = next_id;
-            let (done, waiter) = oneshot::channel();
-            let previous = shared
-                .chains
-                .lock()
-                .expect("chain lock")
-                .insert(key.clone(), (id, waiter))
-                .map(|(_, rx)| rx);
-            let shared = shared.clone();
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move {
-                if let Some(previous) = previous {
-                    let _ = previous.await;
-                }
-                let finished = shared.process(&message, &shutdown).await;
-                {
-                    let mut chains = shared.chains.lock().expect("chain lock");
-                    if chains.get(&key).is_some_and(|(owner, _)| *owner == id) {
-                        chains.remove(&key);
-                    }
-                }
-                let _ = done.send(());
-                if finished {
-                    shared.store(partition, offset);
-                }
-                drop(permit);
-            });
-        }
-        // Finish what is in flight, then commit what is done.
-        while tasks.join_next().await.is_some() {}
-        if let Err(e) = shared.consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(error = %e, "final offset commit");
-        }
-        tracing::info!("change consumer stopped");
+        worker.run(requests, shutdown).await;
         Ok(())
     }
 }
 
-/// The line a message is about (its key), so one line's messages stay in order.
-fn ordering_key(message: &OwnedMessage) -> String {
-    message
-        .key()
-        .map(|k| String::from_utf8_lossy(k).into_owned())
-        .unwrap_or_default()
+/// The domain side of the change consumer: one message of a line at a time.
+pub struct ChangeRequests {
+    changes: Changes,
 }
 
-impl Shared {
-    /// Handles one message; false if it was abandoned (shutdown) and must be read again.
-    async fn process(&self, message: &OwnedMessage, shutdown: &CancellationToken) -> bool {
+#[async_trait]
+impl Handler for ChangeRequests {
+    async fn handle(&self, messages: &[OwnedMessage]) -> anyhow::Result<Vec<Verdict>> {
+        let mut verdicts = Vec::with_capacity(messages.len());
+        for message in messages {
+            verdicts.push(self.request(message).await?);
+        }
+        Ok(verdicts)
+    }
+}
+
+impl ChangeRequests {
+    /// Answers a request; the topic's other events (the command side's own bookkeeping)
+    /// need nothing. `Err` is transient.
+    async fn request(&self, message: &OwnedMessage) -> Result<Verdict, sqlx::Error> {
         let received_at = Utc::now();
         let started = Instant::now();
         let bytes = message.payload().unwrap_or_default();
         let envelope = match codec::decode_envelope(bytes) {
             Ok(envelope) => envelope,
-            Err(e) => return self.dead_letter(message, &e.to_string(), shutdown).await,
+            Err(e) => return Ok(Verdict::dead(e.kind(), e.to_string())),
         };
         if envelope.event_type != "ProductChangeSentToKos" {
-            // The topic's other events are the command side's own bookkeeping.
-            return true;
+            return Ok(Verdict::Done);
         }
         let request = match ProductChangeEvent::from_payload(
             &envelope.event_type,
@@ -578,120 +459,17 @@ impl Shared {
             envelope.payload.clone(),
         ) {
             Ok(ProductChangeEvent::ProductChangeSentToKos(request)) => request,
-            Ok(_) => return true,
-            Err(e) => return self.dead_letter(message, &e.to_string(), shutdown).await,
+            Ok(_) => return Ok(Verdict::Done),
+            Err(e) => return Ok(Verdict::dead(e.kind(), e.to_string())),
         };
-        let attempt = || self.changes.handle(&envelope, &request, received_at);
-        let result = attempt
-            .retry(backoff())
-            .when(|_| !shutdown.is_cancelled())
-            .notify(|e, wait| {
-                metrics::counter!("kos_change_retries_total").increment(1);
-                tracing::warn!(error = %e, retry_in = ?wait, request_id = %request.request_id, "change request failed; retrying");
-            })
-            .await;
-        match result {
-            Ok(handled) => {
-                tracing::info!(request_id = %request.request_id, line = %request.line_number, ?handled, elapsed_ms = started.elapsed().as_millis() as u64, "change request answered");
-                metrics::histogram!("kos_change_duration_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, request_id = %request.request_id, "change request abandoned at shutdown");
-                false
-            }
-        }
+        let handled = self
+            .changes
+            .handle(&envelope, &request, received_at)
+            .await?;
+        tracing::info!(request_id = %request.request_id, line = %request.line_number, ?handled, elapsed_ms = started.elapsed().as_millis() as u64, "change request answered");
+        metrics::histogram!("kos_change_duration_seconds").record(started.elapsed().as_secs_f64());
+        Ok(Verdict::Done)
     }
-
-    async fn dead_letter(
-        &self,
-        message: &OwnedMessage,
-        reason: &str,
-        shutdown: &CancellationToken,
-    ) -> bool {
-        tracing::warn!(
-            reason,
-            partition = message.partition(),
-            offset = message.offset(),
-            "dead-lettering an undecodable message"
-        );
-        let partition = message.partition().to_string();
-        let offset = message.offset().to_string();
-        let send = || async {
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: dead_letter::REASON,
-                    value: Some(reason),
-                })
-                .insert(Header {
-                    key: dead_letter::SOURCE_TOPIC,
-                    value: Some(message.topic()),
-                })
-                .insert(Header {
-                    key: dead_letter::SOURCE_PARTITION,
-                    value: Some(&partition),
-                })
-                .insert(Header {
-                    key: dead_letter::SOURCE_OFFSET,
-                    value: Some(&offset),
-                })
-                .insert(Header {
-                    key: dead_letter::CONSUMER,
-                    value: Some(&self.group),
-                });
-            let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&self.dead_letter_topic)
-                    .payload(message.payload().unwrap_or_default())
-                    .headers(headers);
-            if let Some(key) = message.key() {
-                record = record.key(key);
-            }
-            self.dead_letters
-                .send(record, Duration::from_secs(10))
-                .await
-                .map(|_| ())
-                .map_err(|(e, _)| e)
-        };
-        let result = send
-            .retry(backoff())
-            .when(|_| !shutdown.is_cancelled())
-            .notify(|e, wait| tracing::warn!(error = %e, retry_in = ?wait, "dead-letter publish failed; retrying"))
-            .await;
-        if result.is_ok() {
-            metrics::counter!("kos_dead_letters_total").increment(1);
-        }
-        result.is_ok()
-    }
-
-    fn store(&self, partition: i32, offset: i64) {
-        let next = self
-            .offsets
-            .lock()
-            .expect("offset lock")
-            .finish(partition, offset);
-        if let Some(next) = next {
-            let mut list = TopicPartitionList::new();
-            if list
-                .add_partition_offset(&self.topic, partition, Offset::Offset(next))
-                .is_ok()
-            {
-                // Fails only if the partition was revoked meanwhile; its new owner
-                // re-reads from the last commit and finds the orders answered.
-                if let Err(e) = self.consumer.store_offsets(&list) {
-                    tracing::debug!(error = %e, partition, next, "offset not stored");
-                }
-            }
-        }
-    }
-}
-
-fn backoff() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .without_max_times()
-        .with_jitter()
 }
 
 #[cfg(test)]
@@ -819,18 +597,5 @@ mod tests {
         assert_ne!(kos_order_id(id), kos_order_id(Uuid::from_u128(0xabd)));
         assert!(kos_order_id(id).starts_with("KOS-"));
         assert!(kos_order_id(id).len() <= 64);
-    }
-
-    #[test]
-    fn offsets_are_stored_only_up_to_the_lowest_unfinished() {
-        let mut t = OffsetTracker::default();
-        for o in 10..15 {
-            t.begin(0, o);
-        }
-        assert_eq!(t.finish(0, 12), None);
-        assert_eq!(t.finish(0, 11), None);
-        assert_eq!(t.finish(0, 10), Some(13));
-        assert_eq!(t.finish(0, 14), None);
-        assert_eq!(t.finish(0, 13), Some(15));
     }
 }

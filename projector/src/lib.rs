@@ -3,10 +3,10 @@
 //! schema `read`, Redis views in front of them).
 //!
 //! Reading order: [`processor`] (one message: decode, checkpoint, apply, park, refresh
-//! Redis), [`projections`] (one `apply` per input family), [`consumer`] (the rdkafka
-//! loop: offsets after effects, retries, lag metrics), [`dead_letter`], [`db`] (schema,
-//! migrations, the query role), [`startup`] (wiring, health, admin endpoints, following
-//! the active namespace). Analysts: [`namespace`] (namespaces and the active pointer),
+//! Redis), [`projections`] (one `apply` per input family), [`consumer`] (the handler of
+//! service-kit's group worker, which stores offsets after effects, retries and
+//! dead-letters), [`db`] (schema, migrations, the query role), [`startup`] (wiring,
+//! health, admin endpoints, following the active namespace). Analysts: [`namespace`] (namespaces and the active pointer),
 //! [`replay`] (rebuild into a fresh namespace, switch), [`time_travel`] (a line as of a
 //! moment, from its events), [`analytics`] (its HTTP endpoint), [`export`] (a topic
 //! into a JSONL, CSV or Parquet file). Schema checks:
@@ -18,7 +18,6 @@ pub mod analytics;
 pub mod configuration;
 pub mod consumer;
 pub mod db;
-pub mod dead_letter;
 pub mod export;
 pub mod namespace;
 pub mod processor;

@@ -270,7 +270,7 @@ impl Processor {
             Ok(d) => d,
             Err(e) => {
                 let outcome = Outcome::Rejected {
-                    kind: decode_kind(&e),
+                    kind: e.kind(),
                     reason: e.to_string(),
                 };
                 return Ok((outcome, vec![]));
@@ -314,7 +314,7 @@ impl Processor {
                     reason: format!("{} is not a bill inquiry", other.event_type()),
                 }),
                 Err(e) => outcomes.push(Outcome::Rejected {
-                    kind: decode_kind(&e),
+                    kind: e.kind(),
                     reason: e.to_string(),
                 }),
             }
@@ -749,15 +749,5 @@ fn count(event_type: &str, outcome: &Outcome, n: u64) {
     if *outcome == Outcome::Applied {
         metrics::counter!("phonebill_projector_events_applied_total", "event_type" => event_type.to_owned())
             .increment(n);
-    }
-}
-
-/// A low-cardinality label for the dead-letter metric.
-fn decode_kind(e: &DecodeError) -> &'static str {
-    match e {
-        DecodeError::Envelope(_) => "envelope",
-        DecodeError::UnknownType(_) => "unknown_type",
-        DecodeError::UnknownVersion { .. } => "unknown_version",
-        DecodeError::Payload { .. } => "payload",
     }
 }

@@ -27,20 +27,19 @@ use read_model::namespace::ActiveNamespace;
 
 use crate::analytics::{self, AnalyticsState};
 use crate::configuration::Config;
-use crate::consumer::{ConsumerLoop, ProjectorConsumer};
+use crate::consumer::{self, Projection};
 use crate::db;
-use crate::dead_letter::DeadLetters;
 use crate::namespace::Control;
 use crate::processor::Processor;
 use crate::time_travel::TimeTravel;
-use service_kit::consumer::GroupContext;
+use service_kit::group_worker::{GroupConsumer, GroupWorker};
 
 pub const CLIENT_ID: &str = "projector";
 
 pub struct Application {
     listener: TcpListener,
     router: Router,
-    consumer_loop: ConsumerLoop,
+    worker: GroupWorker,
     pool: PgPool,
     config: Config,
     control: Control,
@@ -107,43 +106,27 @@ pub async fn processor(config: &Config, pool: PgPool) -> anyhow::Result<Processo
 }
 
 /// The live consumer of a namespace's group.
-fn build_consumer_loop(config: &Config, processor: Processor) -> anyhow::Result<ConsumerLoop> {
+fn build_worker(config: &Config) -> anyhow::Result<GroupWorker> {
     let topics = Topics::new(&config.kafka.topic_prefix);
-    let kafka_config = kafka::client_config(&config.kafka, CLIENT_ID);
-    let consumer: ProjectorConsumer = kafka::group_member(
+    let mut member = kafka::group_member(
         &config.kafka,
         CLIENT_ID,
         &config.consumer_group,
         "projector",
-    )
-    .set("enable.auto.commit", "true")
-    .set("auto.commit.interval.ms", "500")
-    .set("enable.auto.offset.store", "false")
-    .set("auto.offset.reset", "earliest")
-    .set("statistics.interval.ms", "5000")
-    // librdkafka prefetches up to 64 MiB per consumer by default; one message at a
-    // time needs far less, and the process stays small.
-    .set("queued.max.messages.kbytes", "2048")
-    .set("queued.min.messages", "1000")
-    .set("fetch.max.bytes", "1048576")
-    .set("max.partition.fetch.bytes", "262144")
-    .set("receive.message.max.bytes", "2097152")
-    .create_with_context(GroupContext::new(config.consumer_group.clone()))?;
-    consumer.subscribe(&[
-        &topics.product_change(),
-        &topics.kos_billing(),
-        &topics.bill_inquiries(),
-    ])?;
-    let dead_letters = DeadLetters::new(
-        &kafka_config,
-        topics.dead_letter(),
-        config.consumer_group.clone(),
-    )?;
-    Ok(ConsumerLoop {
-        consumer: Arc::new(consumer),
-        processor,
-        dead_letters: Arc::new(dead_letters),
-    })
+    );
+    // librdkafka prefetches up to 64 MiB per consumer by default; runs of queued messages
+    // need far less, and the process stays small.
+    member
+        .set("queued.max.messages.kbytes", "2048")
+        .set("queued.min.messages", "1000")
+        .set("fetch.max.bytes", "1048576")
+        .set("max.partition.fetch.bytes", "262144")
+        .set("receive.message.max.bytes", "2097152");
+    Ok(GroupWorker::new(
+        &member,
+        &kafka::client_config(&config.kafka, CLIENT_ID),
+        consumer::settings(&topics, &config.consumer_group),
+    )?)
 }
 
 impl Application {
@@ -178,7 +161,7 @@ impl Application {
         )
         .for_namespace(pool.clone(), ns_config.redis.key_prefix.clone());
         processor.update_parked_gauge().await;
-        let consumer_loop = build_consumer_loop(&ns_config, processor.clone())?;
+        let worker = build_worker(&ns_config)?;
         let auth = authenticator(&config, redis.clone()).await?;
         let analytics =
             AnalyticsState::new(auth.clone(), TimeTravel::new(&config, processor.decoder()));
@@ -211,7 +194,7 @@ impl Application {
         Ok(Self {
             listener,
             router,
-            consumer_loop,
+            worker,
             pool,
             config,
             control,
@@ -236,7 +219,8 @@ impl Application {
     /// Runs until `shutdown`; then the consumer finishes its message and commits.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let consumer = tokio::spawn(follow_namespaces(
-            self.consumer_loop,
+            self.worker,
+            Processor::clone(&self.current.load()),
             self.config.clone(),
             self.control.clone(),
             self.active.clone(),
@@ -275,13 +259,15 @@ async fn authenticator(config: &Config, redis: RedisConn) -> anyhow::Result<Auth
 }
 
 /// Runs the consumer of the active namespace. When another namespace becomes active (a
-/// replay's switch), it finishes the message in hand, swaps the processor for one
-/// writing the new namespace and rewinds each assigned partition to min(its position,
-/// the replay's end offset): events it applied to the old namespace after the replay had
+/// replay's switch), it finishes the run in hand (the worker leaves each partition
+/// positioned at its first message not done), swaps the processor for one writing the
+/// new namespace and rewinds each assigned partition to min(its position, the replay's
+/// end offset): events it applied to the old namespace after the replay had
 /// read its end are applied to the new one too (the checkpoints skip what the replay
 /// already applied). The group and its members stay the same.
 async fn follow_namespaces(
-    mut consumer_loop: ConsumerLoop,
+    worker: GroupWorker,
+    mut processor: Processor,
     config: Config,
     control: Control,
     mut active: ActiveNamespace,
@@ -295,7 +281,12 @@ async fn follow_namespaces(
             active.id.clone(),
             this_namespace.clone(),
         ));
-        consumer_loop.run(this_namespace.clone()).await;
+        worker
+            .run(
+                Arc::new(Projection::new(processor.clone())),
+                this_namespace.clone(),
+            )
+            .await;
         this_namespace.cancel();
         let next = watcher.await.ok().flatten();
         if shutdown.is_cancelled() {
@@ -327,24 +318,19 @@ async fn follow_namespaces(
         let Ok((pool, ends)) = built else {
             return;
         };
-        let processor = current.load().for_namespace(pool, next.key_prefix.clone());
-        let rewound = rewind_to_ends(&consumer_loop.consumer, &ends).await;
+        processor = current.load().for_namespace(pool, next.key_prefix.clone());
+        let rewound = rewind_to_ends(worker.consumer(), &ends).await;
         // The old pool is only dropped (idle connections time out): the admin endpoints or
         // a caller of `Application::pool` may still hold it.
         current.swap(Arc::new(processor.clone()));
         tracing::info!(from = %active.id, to = %next.id, rewound, "switched namespace");
-        consumer_loop = ConsumerLoop {
-            consumer: consumer_loop.consumer.clone(),
-            processor,
-            dead_letters: consumer_loop.dead_letters.clone(),
-        };
         active = next;
     }
 }
 
 /// Seeks each assigned partition to min(position, end offset of the replay); returns
 /// how many partitions it moved.
-async fn rewind_to_ends(consumer: &Arc<ProjectorConsumer>, ends: &Value) -> usize {
+async fn rewind_to_ends(consumer: &Arc<GroupConsumer>, ends: &Value) -> usize {
     let consumer = Arc::clone(consumer);
     let ends = ends.clone();
     tokio::task::spawn_blocking(move || {

@@ -3,9 +3,13 @@
 //! - [`kafka`]: the Kafka settings (Apache Kafka locally, Azure Event Hubs in production,
 //!   by configuration alone), client config, group membership, topic creation, a
 //!   reachability probe.
-//! - [`consumer`]: consumer-group lag metrics.
+//! - [`group_worker`]: one consumer group member for every consuming service (ordering per
+//!   partition or per key, offsets stored after effects, retries, dead letters, lag
+//!   metrics); the services bring a handler with their domain logic only.
+//! - [`dead_letter`]: the dead-letter publisher (the original message with `dlq-*` headers).
 //! - [`outbox`]: the outbox publisher (one leader, idempotent producer, delivered rows
 //!   recorded after the broker's acknowledgement).
+//! - [`bounded_reader`]: a topic read between planned offsets (replay, export, time travel).
 //! - [`database`]: a PostgreSQL pool bound to one schema (each service owns a schema).
 //! - [`telemetry`]: JSON logs and the Prometheus recorder.
 //! - [`http`]: the `observe` layer (correlation id, deadline, request metrics) and
@@ -20,8 +24,9 @@
 
 pub mod auth;
 pub mod bounded_reader;
-pub mod consumer;
 pub mod database;
+pub mod dead_letter;
+pub mod group_worker;
 pub mod hardening;
 pub mod health;
 pub mod http;
