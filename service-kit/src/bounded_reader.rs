@@ -352,10 +352,12 @@ impl BoundedReader {
             {
                 return Err(Error::Stopped.into());
             }
+            // Checked on every turn: a broker that is down may answer each poll with a
+            // transport error (waited out below) and never with silence.
+            if heard.elapsed() > self.silence {
+                return Err(Error::Silent(self.silence).into());
+            }
             let m = match self.consumer.poll(POLL) {
-                None if heard.elapsed() > self.silence => {
-                    return Err(Error::Silent(self.silence).into())
-                }
                 None => continue,
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
                     heard = Instant::now();
