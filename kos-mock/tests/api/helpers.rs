@@ -15,11 +15,11 @@ use events::topics::Topics;
 use events::{codec, event_id_for, Envelope, EventPayload};
 use kos_mock::configuration::{Cli, Config};
 use kos_mock::startup::Application;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message};
 use serde_json::Value;
+use service_kit::bounded_reader::{self, BoundedReader, Bounds, Flow};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -366,64 +366,42 @@ pub async fn read_topic(brokers: &str, topic: &str) -> Vec<Received> {
 }
 
 fn read_topic_blocking(brokers: &str, topic: &str) -> Vec<Received> {
-    // Reads to the end of every partition as fetches report it (EOF): Tansu 0.6's
-    // ListOffsets high watermark undercounts multi-record batches.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("test-reader-{}", Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
-    let partitions = metadata.topics()[0].partitions().len() as i32;
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..partitions {
-        assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let mut open: std::collections::HashSet<i32> = (0..partitions).collect();
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", brokers);
+    let reader = BoundedReader::new(&client).unwrap();
+    let plan = match reader.plan(topic, Bounds::default()) {
+        Ok(plan) => plan,
+        Err(bounded_reader::Error::NoTopic(_)) => return Vec::new(),
+        Err(e) => panic!("planning a read of {topic}: {e}"),
+    };
     let mut received = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !open.is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "could not read {topic} to its end"
-        );
-        let message = match consumer.poll(Duration::from_millis(200)) {
-            None => continue,
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                open.remove(&p);
-                continue;
-            }
-            Some(other) => other.unwrap(),
-        };
-        let headers = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_owned(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let bytes = message.payload().unwrap_or_default().to_vec();
-        received.push(Received {
-            partition: message.partition(),
-            offset: message.offset(),
-            key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-            headers,
-            json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            bytes,
-        });
-    }
+    reader
+        .read(&plan, |message| {
+            let headers = message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_owned(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let bytes = message.payload().unwrap_or_default().to_vec();
+            received.push(Received {
+                partition: message.partition(),
+                offset: message.offset(),
+                key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+                headers,
+                json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                bytes,
+            });
+            Ok::<_, bounded_reader::Error>(Flow::Continue)
+        })
+        .unwrap();
     received
 }
 
