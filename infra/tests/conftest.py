@@ -9,6 +9,7 @@ prod-inputs.yaml` (the second file is `terraform output -raw helm_values`).
 from __future__ import annotations
 
 import copy
+import os
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -152,3 +153,49 @@ def prod_objects() -> Objects:
 def prod_values_merged() -> dict:
     """values.yaml + values-prod.yaml + inputs, as the release will see them."""
     return chart().merge_values(prod_values())
+
+
+# The CRDs of Argo Rollouts and Argo CD, from the projects' own Go modules (run.sh
+# downloads them into the tools cache and exports where they are).
+ARGO_CRDS = {
+    "PHONEBILL_ARGO_ROLLOUTS_DIR": ("rollout-crd.yaml", "analysis-template-crd.yaml"),
+    "PHONEBILL_ARGO_CD_DIR": ("application-crd.yaml", "appproject-crd.yaml"),
+}
+
+
+def _strict(schema):
+    """A CRD's structural schema prunes unknown fields; here they are errors, as
+    kubernetes-validate's strict mode makes them for built-in kinds."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if (
+            "properties" in out
+            and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+_argo = None
+
+
+def argo_crd_schemas() -> dict[str, tuple[str, dict]]:
+    """kind -> (apiVersion, JSON schema of the whole object), for Argo's kinds."""
+    global _argo
+    if _argo is None:
+        _argo = {}
+        for env, files in ARGO_CRDS.items():
+            root = os.environ.get(env)
+            assert root, f"{env} is not set: run the tests through infra/tests/run.sh"
+            for name in files:
+                crd = load_yaml(Path(root) / "manifests" / "crds" / name)
+                group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+                [version] = [v for v in crd["spec"]["versions"] if v.get("served") and v.get("storage")]
+                schema = _strict(version["schema"]["openAPIV3Schema"])
+                schema["properties"]["metadata"] = {"type": "object", "required": ["name"]}
+                _argo[kind] = (f"{group}/{version['name']}", schema)
+    return _argo

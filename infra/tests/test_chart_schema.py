@@ -4,7 +4,9 @@ Built-in kinds are checked by kubernetes-validate (the upstream OpenAPI schemas,
 strict: unknown fields fail). The custom resources (SecretProviderClass,
 PrometheusRule, ServiceMonitor) are not in those schemas; they are checked against
 the JSON schemas in infra/tests/schemas/, written from the CRDs of the
-secrets-store CSI driver and the Prometheus Operator.
+secrets-store CSI driver and the Prometheus Operator. Argo Rollouts' kinds (Rollout,
+AnalysisTemplate) are checked against the CRDs that ship in Argo Rollouts' Go module,
+also strictly.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from conftest import (
     CHART,
     INFRA,
     Objects,
+    argo_crd_schemas,
     chart,
     load_yaml,
     merge_values,
@@ -56,7 +59,11 @@ RENDERS = {
 
 
 def _validate(doc: dict) -> None:
-    if doc["kind"] in CRD_SCHEMAS:
+    if doc["kind"] in argo_crd_schemas():
+        api_version, schema = argo_crd_schemas()[doc["kind"]]
+        assert doc["apiVersion"] == api_version, doc["apiVersion"]
+        jsonschema.validate(doc, schema)
+    elif doc["kind"] in CRD_SCHEMAS:
         jsonschema.validate(doc, CRD_SCHEMAS[doc["kind"]])
     else:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
@@ -80,9 +87,9 @@ def test_every_rendered_object_is_valid_for_kubernetes_1_29(render_name):
 
 def test_production_renders_every_kind(prod_objects: Objects):
     assert prod_objects.kinds() == {
-        "ConfigMap", "CronJob", "Deployment", "HorizontalPodAutoscaler", "Ingress",
-        "NetworkPolicy", "PodDisruptionBudget", "PrometheusRule", "SecretProviderClass",
-        "Service", "ServiceAccount", "ServiceMonitor",
+        "AnalysisTemplate", "ConfigMap", "CronJob", "Deployment", "HorizontalPodAutoscaler",
+        "Ingress", "Job", "NetworkPolicy", "PodDisruptionBudget", "PrometheusRule", "Rollout",
+        "SecretProviderClass", "Service", "ServiceAccount", "ServiceMonitor",
     }
 
 
@@ -93,6 +100,7 @@ def test_local_render_is_the_small_cluster_shape(local_objects: Objects):
     assert not kinds & {
         "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
         "SecretProviderClass", "PrometheusRule", "ServiceMonitor", "CronJob",
+        "Rollout", "AnalysisTemplate",
     }
     for d in local_objects.all("Deployment"):
         assert d["spec"]["replicas"] == 1
@@ -118,6 +126,14 @@ def test_the_crd_schemas_reject_what_they_should(prod_objects: Objects):
     dep["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] = {"cores": 1}
     with pytest.raises(kubernetes_validate.ValidationError):
         _validate(dep)
+    rollout = copy.deepcopy(prod_objects.all("Rollout")[0])
+    rollout["spec"]["strategy"]["blueGreen" if "blueGreen" in rollout["spec"]["strategy"] else "canary"]["scaleDownDelay"] = 30
+    with pytest.raises(jsonschema.ValidationError):
+        _validate(rollout)
+    template = copy.deepcopy(prod_objects.all("AnalysisTemplate")[0])
+    template["spec"]["metrics"][0]["provider"]["prometheus"]["query"] = 1
+    with pytest.raises(jsonschema.ValidationError):
+        _validate(template)
 
 
 @pytest.mark.parametrize("values_file", ["values.yaml", "values-prod.yaml"])

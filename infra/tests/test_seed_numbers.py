@@ -142,15 +142,17 @@ def test_resources(prod_objects: Objects, svc, req_cpu, req_mem, lim_cpu, lim_me
 def test_autoscaling(prod_objects: Objects, svc, replicas, hpa_min, hpa_max, cpu, mem, source):
     name = component(svc)
     hpa = prod_objects.get("HorizontalPodAutoscaler", name)["spec"]
-    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+    # Production releases through Argo Rollouts: the Rollout owns the pods.
+    assert hpa["scaleTargetRef"] == {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": name}
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (hpa_min, hpa_max), source
     targets = {m["resource"]["name"]: m["resource"]["target"] for m in hpa["metrics"]}
     assert targets == {
         "cpu": {"type": "Utilization", "averageUtilization": cpu},
         "memory": {"type": "Utilization", "averageUtilization": mem},
     }, source
-    # With an HPA the Deployment leaves replicas to it (a fixed count would be
-    # reset on every helm upgrade).
+    # With an HPA the workload leaves replicas to it (a fixed count would be reset on
+    # every sync); the Deployment under a Rollout never sets one.
+    assert "replicas" not in prod_objects.get("Rollout", name)["spec"]
     assert "replicas" not in prod_objects.get("Deployment", name)["spec"]
 
 
@@ -158,7 +160,12 @@ def test_autoscaling(prod_objects: Objects, svc, replicas, hpa_min, hpa_max, cpu
                          ids=[r[0] for r in SCALING])
 def test_replicas_without_autoscaling(svc, replicas, hpa_min, hpa_max, cpu, mem, source):
     objs = Objects(render(prod_values({"services": {s: {"autoscaling": {"enabled": False}} for s in SERVICES}})))
-    assert objs.get("Deployment", component(svc))["spec"]["replicas"] == replicas, source
+    assert objs.get("Rollout", component(svc))["spec"]["replicas"] == replicas, source
+    assert "replicas" not in objs.get("Deployment", component(svc))["spec"]
+    plain = Objects(render(prod_values(
+        {"release": {"rollouts": False}, "services": {s: {"autoscaling": {"enabled": False}} for s in SERVICES}}
+    )))
+    assert plain.get("Deployment", component(svc))["spec"]["replicas"] == replicas, source
     assert not objs.all("HorizontalPodAutoscaler")
 
 
@@ -235,9 +242,16 @@ def test_placement(prod_objects: Objects, svc):
 
 @pytest.mark.parametrize("svc", SERVICES)
 def test_zero_downtime_rollout(prod_objects: Objects, svc):
-    """6.1.1: maxSurge 1, maxUnavailable 0."""
+    """6.1.1: maxSurge 1, maxUnavailable 0: the Deployment's own strategy (releases
+    without Argo Rollouts) and the canary's; blue-green starts a whole new colour
+    before the old one stops."""
     strategy = prod_objects.get("Deployment", component(svc))["spec"]["strategy"]
     assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    rollout = prod_objects.get("Rollout", component(svc))["spec"]["strategy"]
+    if "canary" in rollout:
+        assert (rollout["canary"]["maxSurge"], rollout["canary"]["maxUnavailable"]) == (1, 0)
+    else:
+        assert "maxUnavailable" not in rollout["blueGreen"]  # defaults to 0
 
 
 @pytest.mark.parametrize("svc", SERVICES)

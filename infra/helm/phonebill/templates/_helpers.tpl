@@ -125,3 +125,14 @@ Checks that fail the render early with a clear message.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+How a new version reaches a service: "blueGreen" or "canary" through an Argo Rollouts
+Rollout (release.rollouts on), or "" for a plain rolling Deployment.
+Call with (dict "root" $ "svc" <service values>).
+*/}}
+{{- define "phonebill.releaseStrategy" -}}
+{{- if and .root.Values.release.rollouts .svc.release -}}
+{{- .svc.release.strategy -}}
+{{- end -}}
+{{- end -}}
