@@ -29,3 +29,28 @@ resource "azurerm_role_assignment" "aks_acr_pull" {
   principal_id                     = azurerm_kubernetes_cluster.main.kubelet_identity[0].object_id
   skip_service_principal_aad_check = true
 }
+
+# CI's identity (.github/workflows/ci.yaml, job "images"). GitHub's OIDC token for a run
+# on main is exchanged for it (federated credential): no password or client secret
+# exists anywhere. It may push images to this registry and do nothing else.
+resource "azurerm_user_assigned_identity" "ci" {
+  name                = "phonebill-ci"
+  location            = azurerm_resource_group.main.location
+  resource_group_name = azurerm_resource_group.main.name
+  tags                = var.tags
+}
+
+resource "azurerm_federated_identity_credential" "ci_main" {
+  name                      = "github-main"
+  user_assigned_identity_id = azurerm_user_assigned_identity.ci.id
+  audience                  = ["api://AzureADTokenExchange"]
+  issuer                    = "https://token.actions.githubusercontent.com"
+  subject                   = "repo:${var.github_repository}:ref:refs/heads/main"
+}
+
+resource "azurerm_role_assignment" "ci_acr_push" {
+  scope                            = azurerm_container_registry.main.id
+  role_definition_name             = "AcrPush"
+  principal_id                     = azurerm_user_assigned_identity.ci.principal_id
+  skip_service_principal_aad_check = true
+}

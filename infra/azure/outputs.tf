@@ -53,3 +53,15 @@ output "postgres_fqdn" {
 output "redis_hostname" {
   value = azurerm_redis_cache.main.hostname
 }
+
+# The CI workflow's repository variables (infra/README.md, "Releases").
+output "ci_variables" {
+  description = "GitHub repository variables for .github/workflows/ci.yaml (no secrets)."
+  value = {
+    AZURE_CLIENT_ID       = azurerm_user_assigned_identity.ci.client_id
+    AZURE_TENANT_ID       = data.azurerm_client_config.current.tenant_id
+    AZURE_SUBSCRIPTION_ID = var.subscription_id
+    ACR_NAME              = azurerm_container_registry.main.name
+    ACR_LOGIN_SERVER      = azurerm_container_registry.main.login_server
+  }
+}

@@ -67,6 +67,15 @@ variable "helm_release_name" {
   default     = "phonebill"
 }
 
+variable "github_repository" {
+  description = "owner/name of the GitHub repository whose CI pushes images (federated with the CI identity)."
+  type        = string
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$", var.github_repository))
+    error_message = "github_repository is owner/name, e.g. phonebill/phonebill."
+  }
+}
+
 variable "public_host" {
   description = "Public host name served by the Application Gateway (the chart's ingress.host)."
   type        = string

@@ -16,7 +16,7 @@ from decimal import Decimal
 import hcl2
 import pytest
 
-from conftest import AZURE, SERVICES, Objects, component, quantity
+from conftest import AZURE, REPO, SERVICES, Objects, component, quantity
 
 
 # ---------------------------------------------------------------- parsing
@@ -289,3 +289,25 @@ def test_the_application_pool_holds_the_autoscaled_maximum(prod_objects: Objects
                 need[k] += hpa["spec"][bound] * quantity(req[k])
         for k in need:
             assert need[k] <= nodes * NODE_ALLOCATABLE[k], (bound, k, need[k])
+
+
+def test_ci_pushes_with_a_federated_identity_that_may_only_push():
+    """The workflow logs in with OIDC: GitHub's token for main is exchanged for the CI
+    identity, which holds AcrPush on the registry and no other role."""
+    cred = res("azurerm_federated_identity_credential", "ci_main")
+    assert cred["issuer"] == "https://token.actions.githubusercontent.com"
+    assert cred["subject"] == "repo:${var.github_repository}:ref:refs/heads/main"
+    assert cred["user_assigned_identity_id"] == "${azurerm_user_assigned_identity.ci.id}"
+    roles = [r for r in RESOURCES["azurerm_role_assignment"].values()
+             if "azurerm_user_assigned_identity.ci." in str(r["principal_id"])]
+    assert [(r["role_definition_name"], r["scope"]) for r in roles] == [
+        ("AcrPush", "${azurerm_container_registry.main.id}")]
+
+
+def test_the_ci_variables_output_is_what_the_workflow_reads():
+    workflow = (REPO / ".github" / "workflows" / "ci.yaml").read_text()
+    read = set(re.findall(r"\$\{\{ vars\.([A-Z_]+) \}\}", workflow))
+    text = (AZURE / "outputs.tf").read_text()
+    block = text.split('output "ci_variables"', 1)[1].split("\n}\n", 1)[0]
+    written = set(re.findall(r"^\s+([A-Z_]+)\s+=", block, re.MULTILINE))
+    assert read == written
