@@ -2,7 +2,7 @@
 # Pushes come from CI (Entra ID auth, no admin user); AKS pulls with its kubelet identity.
 resource "azurerm_container_registry" "main" {
   #checkov:skip=CKV_AZURE_139:CI pushes from hosted runners over the public endpoint (Entra ID auth, admin user off); a private endpoint needs runners inside the VNet
-  #checkov:skip=CKV_AZURE_164:Docker Content Trust is retired by Azure (trust_policy_enabled is gone in azurerm 5); signing with Notation is an open item
+  #checkov:skip=CKV_AZURE_164:Docker Content Trust is retired by Azure (trust_policy_enabled is gone in azurerm 5); CI attests each image (provenance, SBOM); verifying that at admission is an open item
   #checkov:skip=CKV_AZURE_166:quarantine needs a scanner that releases each image; design 9 scans with Trivy in CI before the push
   #checkov:skip=CKV_AZURE_233:the registry is zone-redundant in Korea Central; its replica in Korea South cannot be, that region has no availability zones
   name                     = substr("acr${local.compact}", 0, 50)
