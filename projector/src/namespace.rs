@@ -340,29 +340,14 @@ pub const VIEW_KINDS: &[&str] = &[
     "bill", "months", "line", "history", "request", "products", "pos",
 ];
 
-/// Every view key under `prefix` (SCAN, never KEYS; single node). Keys of namespaces
-/// nested under the prefix (`<prefix><id>:`) are not views of this one and are left out.
+/// Every view key under `prefix` (SCAN, never KEYS; every primary of a cluster). Keys of
+/// namespaces nested under the prefix (`<prefix><id>:`) are not views of this one and
+/// are left out.
 pub async fn view_keys(redis: &RedisConn, prefix: &str) -> anyhow::Result<Vec<String>> {
-    let mut redis = redis.clone();
     let mut all = vec![];
     for kind in VIEW_KINDS {
         let pattern = format!("{}{kind}:*", escape_glob(prefix));
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut redis)
-                .await?;
-            all.extend(keys);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        all.extend(redis.scan_match(&pattern).await?);
     }
     Ok(all)
 }

@@ -2,9 +2,11 @@
 //! itself) or a cluster (Azure Cache for Redis Premium), chosen by configuration alone.
 
 use clap::Args;
+use futures::{StreamExt, TryStreamExt};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Args)]
@@ -74,6 +76,120 @@ impl RedisConn {
     }
 }
 
+/// Commands for many keys at once. A cluster client sends a pipeline to one slot's node
+/// and refuses one whose keys hash to several slots, and a SCAN reaches one node only;
+/// these spread the work over the cluster instead.
+impl RedisConn {
+    /// `SET key value EX ttl` for every item: one pipeline on a single node; on a
+    /// cluster one command per key (each to its slot's node), many in flight.
+    pub async fn set_ex_many(&self, items: &[(String, &[u8], u64)]) -> RedisResult<()> {
+        match self {
+            RedisConn::Single(c) => {
+                let mut pipe = redis::pipe();
+                for (key, value, ttl) in items {
+                    pipe.set_ex(key, *value, *ttl).ignore();
+                }
+                pipe.query_async::<()>(&mut c.clone()).await
+            }
+            RedisConn::Cluster(c) => {
+                futures::stream::iter(items)
+                    .map(|(key, value, ttl)| {
+                        let mut conn = c.clone();
+                        async move {
+                            redis::cmd("SET")
+                                .arg(key)
+                                .arg(*value)
+                                .arg("EX")
+                                .arg(*ttl)
+                                .query_async::<()>(&mut conn)
+                                .await
+                        }
+                    })
+                    .buffer_unordered(64)
+                    .try_collect()
+                    .await
+            }
+        }
+    }
+
+    /// Every key matching `pattern` (SCAN, never KEYS), from every primary of a cluster.
+    pub async fn scan_match(&self, pattern: &str) -> RedisResult<Vec<String>> {
+        match self {
+            RedisConn::Single(c) => {
+                scan_node(pattern, |cmd| {
+                    let mut conn = c.clone();
+                    async move { cmd.query_async::<Value>(&mut conn).await }
+                })
+                .await
+            }
+            RedisConn::Cluster(c) => {
+                let mut conn = c.clone();
+                let nodes: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async(&mut conn)
+                    .await?;
+                let mut keys = vec![];
+                for (host, port) in primaries(&nodes) {
+                    let route =
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                    keys.extend(
+                        scan_node(pattern, |cmd| {
+                            let mut conn = conn.clone();
+                            let route = route.clone();
+                            async move { conn.route_command(&cmd, route).await }
+                        })
+                        .await?,
+                    );
+                }
+                Ok(keys)
+            }
+        }
+    }
+}
+
+/// One node's keys matching `pattern`, by SCAN cursor; `send` runs a command on it.
+async fn scan_node<F, Fut>(pattern: &str, send: F) -> RedisResult<Vec<String>>
+where
+    F: Fn(Cmd) -> Fut,
+    Fut: std::future::Future<Output = RedisResult<Value>>,
+{
+    let mut keys = vec![];
+    let mut cursor: u64 = 0;
+    loop {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        let (next, batch): (u64, Vec<String>) = redis::from_owned_redis_value(send(cmd).await?)?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
+}
+
+/// The primaries' addresses in `CLUSTER NODES` output (`<id> <ip:port@bus[,host]> <flags> ...`).
+fn primaries(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let address = fields.nth(1)?;
+            let flags = fields.next()?;
+            let is_primary = flags.split(',').any(|f| f == "master")
+                && !flags.split(',').any(|f| f == "fail" || f == "noaddr");
+            if !is_primary {
+                return None;
+            }
+            let (host, port) = address.split('@').next()?.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
+}
+
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
@@ -99,5 +215,29 @@ impl ConnectionLike for RedisConn {
             RedisConn::Single(c) => c.get_db(),
             RedisConn::Cluster(c) => c.get_db(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::primaries;
+
+    #[test]
+    fn the_primaries_are_read_from_cluster_nodes_leaving_out_replicas_and_failed_nodes() {
+        let nodes = "\
+07c3 127.0.0.1:17001@27001 myself,master - 0 0 1 connected 0-5460
+67ed 127.0.0.1:17002@27002,redis-b master - 0 1 2 connected 5461-10922
+292f 127.0.0.1:17003@27003 master,fail - 0 1 3 connected
+6ec2 127.0.0.1:17004@27004 slave 07c3 0 1 1 connected
+e7d1 ::1:17005@27005 master - 0 1 5 connected 10923-16383
+";
+        assert_eq!(
+            primaries(nodes),
+            vec![
+                ("127.0.0.1".to_owned(), 17001),
+                ("127.0.0.1".to_owned(), 17002),
+                ("::1".to_owned(), 17005),
+            ]
+        );
     }
 }

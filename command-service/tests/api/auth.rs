@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use chrono::{TimeDelta, Utc};
 use command_service::auth::{channel_for, PgRevocations};
+use read_model::redis_conn::RedisConn;
 use reqwest::Method;
 use serde_json::{json, Value};
 use service_kit::auth::{
-    JwtConfig, KeySet, ManualClock, RedisRevocations, Revocations, Role, Tokens, LOCAL_DEV_KEY,
+    FollowedRevocations, JwtConfig, KeySet, ManualClock, RedisRevocations, Revocations, Role,
+    Tokens, LOCAL_DEV_KEY,
 };
 
 use crate::helpers::*;
@@ -541,5 +543,64 @@ async fn a_logout_on_one_replica_is_refused_by_another_replica_of_the_same_schem
         other.is_revoked(&jti).await.unwrap()
     })
     .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn given_a_redis_cluster_when_a_customer_logs_out_then_a_follower_on_every_node_refuses_the_token(
+) {
+    // Azure Cache for Redis Premium is clustered, and there the revocation set and its
+    // channel hash to different slots.
+    let app = spawn_app_with(Options {
+        redis_cluster: true,
+        ..Options::default()
+    })
+    .await;
+    let prefix = app.config.redis.key_prefix.clone();
+    let store = RedisRevocations::new(
+        RedisConn::connect(&app.config.redis).await.unwrap(),
+        &prefix,
+    );
+    let mut followers = vec![];
+    for node in app.config.redis.urls() {
+        followers.push(
+            FollowedRevocations::start(store.clone(), &node)
+                .await
+                .unwrap(),
+        );
+    }
+    let token = app.customer_token("CUST0006").await;
+    let jti = app.tokens.verify(&token).unwrap().jti.clone();
+    assert!(followers
+        .iter()
+        .all(|f| matches!(f.is_revoked_now(&jti), Some(Ok(false)))));
+
+    let logout = app
+        .anonymous
+        .post(format!("{}/api/v1/auth/logout", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(logout.status().as_u16(), 204);
+    app.wait_for("every follower to have the logout", || async {
+        followers
+            .iter()
+            .all(|f| matches!(f.is_revoked_now(&jti), Some(Ok(true))))
+    })
+    .await;
+    assert!(
+        store.is_revoked(&jti).await.unwrap(),
+        "the set holds it too"
+    );
+    let me = app
+        .anonymous
+        .get(format!("{}/api/v1/auth/me", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    problem(me, 401, "UNAUTHENTICATED").await;
     app.stop().await;
 }

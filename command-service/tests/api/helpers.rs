@@ -45,6 +45,13 @@ pub fn database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/phonebill".into())
 }
 
+/// The three-shard Redis Cluster the test command starts (`infra/local/stack test`).
+pub fn redis_cluster_url() -> String {
+    std::env::var("PHONEBILL_TEST_REDIS_CLUSTER_URL").unwrap_or_else(|_| {
+        "redis://127.0.0.1:17001,redis://127.0.0.1:17002,redis://127.0.0.1:17003".into()
+    })
+}
+
 pub fn redis_url() -> String {
     std::env::var("PHONEBILL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
@@ -88,6 +95,8 @@ pub struct Options {
     pub rate_limit_per_ip: u32,
     /// Where logouts are published (the test Redis unless set).
     pub redis_url: Option<String>,
+    /// Publish logouts to the test Redis Cluster instead.
+    pub redis_cluster: bool,
 }
 
 impl Default for Options {
@@ -98,6 +107,7 @@ impl Default for Options {
             kos_timeout: Duration::from_secs(300),
             rate_limit_per_ip: 0,
             redis_url: None,
+            redis_cluster: false,
         }
     }
 }
@@ -128,6 +138,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     config.kos.answer_timeout_secs = options.kos_timeout.as_secs();
     config.kos.timeout_sweep_ms = 100;
     config.redis.url = options.redis_url.unwrap_or_else(redis_url);
+    if options.redis_cluster {
+        config.redis.url = redis_cluster_url();
+        config.redis.cluster = true;
+    }
     config.redis.timeout_ms = 300;
     config.redis.key_prefix = format!("test-{id}:");
     config.hardening.per_ip_per_minute = options.rate_limit_per_ip;

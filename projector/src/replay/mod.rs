@@ -518,18 +518,19 @@ async fn fill_redis(redis: &RedisConn, prefix: &str, rows: Rows) -> anyhow::Resu
     // round trip per thousand views.
     let written = chunks
         .map(|chunk| {
-            let mut redis = redis.clone();
-            let mut pipe = redis::pipe();
-            for (view, bytes) in &chunk {
-                pipe.set_ex(
-                    view.redis_key(prefix),
-                    bytes.as_slice(),
-                    view.ttl().as_secs(),
-                )
-                .ignore();
-            }
+            let redis = redis.clone();
             async move {
-                pipe.query_async::<()>(&mut redis).await?;
+                let items: Vec<_> = chunk
+                    .iter()
+                    .map(|(view, bytes)| {
+                        (
+                            view.redis_key(prefix),
+                            bytes.as_slice(),
+                            view.ttl().as_secs(),
+                        )
+                    })
+                    .collect();
+                redis.set_ex_many(&items).await?;
                 Ok::<_, redis::RedisError>(chunk.len() as u64)
             }
         })

@@ -50,6 +50,13 @@ where
     }
 
     /// Revokes a token until it would have expired, and tells every follower.
+    ///
+    /// Two round trips, not one transaction: a cluster client sends a transaction to
+    /// one slot's node, and the channel hashes to another slot than the set (a cluster
+    /// routes PUBLISH by its channel, then carries it to every node). The set is
+    /// written first, so a follower that misses the message (the second step failed and
+    /// the caller answers 503) still finds it when it next loads; the caller's retry
+    /// writes again and announces again, both harmless twice.
     pub async fn revoke(
         &self,
         jti: &str,
@@ -70,10 +77,11 @@ where
             .arg("-inf")
             .arg(now.timestamp())
             .ignore()
-            .cmd("PUBLISH")
+            .query_async::<()>(&mut conn)
+            .await?;
+        redis::cmd("PUBLISH")
             .arg(self.channel())
             .arg(format!("{jti} {exp}"))
-            .ignore()
             .query_async::<()>(&mut conn)
             .await
     }
