@@ -282,11 +282,7 @@ async fn every_protected_endpoint_refuses_a_missing_forged_unsigned_expired_or_l
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 204);
-    let redis = redis::Client::open(redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let redis = RedisConn::connect(&app.config.redis).await.unwrap();
     let shared = RedisRevocations::new(redis, &app.config.redis.key_prefix);
     let revoked = shared.current(Utc::now()).await.unwrap();
     let expiry = app.tokens.verify(&logged_out).unwrap().exp;

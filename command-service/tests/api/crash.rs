@@ -46,7 +46,8 @@ impl Service {
                 "PHONEBILL_KOS_CONSUMER_GROUP",
                 format!("{}command", self.prefix),
             )
-            .env("PHONEBILL_REDIS_URL", redis_url())
+            .env("PHONEBILL_REDIS_URL", redis_target().0)
+            .env("PHONEBILL_REDIS_CLUSTER", redis_target().1.to_string())
             .env("PHONEBILL_REDIS_KEY_PREFIX", &self.prefix)
             .env("PHONEBILL_RATE_LIMIT_PER_IP_PER_MINUTE", "0")
             .env("PHONEBILL_RATE_LIMIT_PER_CUSTOMER_PER_MINUTE", "0")

@@ -56,6 +56,16 @@ pub fn redis_url() -> String {
     std::env::var("PHONEBILL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// `PHONEBILL_TEST_REDIS_CLUSTER=true`: the tests use the Redis Cluster (the test command
+/// runs this suite both ways). The URL and whether it is a cluster.
+pub fn redis_target() -> (String, bool) {
+    if std::env::var("PHONEBILL_TEST_REDIS_CLUSTER").is_ok_and(|v| v == "true") {
+        (redis_cluster_url(), true)
+    } else {
+        (redis_url(), false)
+    }
+}
+
 pub fn client_with_token(token: &str) -> reqwest::Client {
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -137,7 +147,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     config.relay.delivery_timeout_ms = 5_000;
     config.kos.answer_timeout_secs = options.kos_timeout.as_secs();
     config.kos.timeout_sweep_ms = 100;
-    config.redis.url = options.redis_url.unwrap_or_else(redis_url);
+    match options.redis_url {
+        Some(url) => config.redis.url = url,
+        None => (config.redis.url, config.redis.cluster) = redis_target(),
+    }
     if options.redis_cluster {
         config.redis.url = redis_cluster_url();
         config.redis.cluster = true;

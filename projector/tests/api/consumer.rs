@@ -282,6 +282,7 @@ async fn given_redis_down_for_ten_seconds_while_events_stream_in_then_nothing_is
     let mut own = OwnRedis::start();
     let mut config = test_config();
     config.redis.url = own.url();
+    config.redis.cluster = false; // its own single node, stopped and restarted below
     config.redis.timeout_ms = 300;
     let app = spawn_app(config).await;
     let lines = 30;
@@ -365,6 +366,7 @@ fn spawn_binary(config: &projector::configuration::Config) -> std::process::Chil
             config.kafka.topic_partitions.to_string(),
         )
         .env("PHONEBILL_REDIS_URL", &config.redis.url)
+        .env("PHONEBILL_REDIS_CLUSTER", config.redis.cluster.to_string())
         .env("PHONEBILL_REDIS_KEY_PREFIX", &config.redis.key_prefix)
         .env("PHONEBILL_CONSUMER_GROUP", &config.consumer_group)
         .env("RUST_LOG", "warn")

@@ -41,6 +41,20 @@ pub fn redis_url() -> String {
     std::env::var("PHONEBILL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// `PHONEBILL_TEST_REDIS_CLUSTER=true`: every test on the test command's three-shard
+/// Redis Cluster instead of the single node (the test command runs the suites that touch
+/// Redis both ways; query-service's tests take their configuration from here too).
+pub fn redis_target() -> (String, bool) {
+    if std::env::var("PHONEBILL_TEST_REDIS_CLUSTER").is_ok_and(|v| v == "true") {
+        let url = std::env::var("PHONEBILL_TEST_REDIS_CLUSTER_URL").unwrap_or_else(|_| {
+            "redis://127.0.0.1:17001,redis://127.0.0.1:17002,redis://127.0.0.1:17003".into()
+        });
+        (url, true)
+    } else {
+        (redis_url(), false)
+    }
+}
+
 /// A fresh configuration: its own schema, key prefix, topic prefix, group and role.
 pub fn test_config() -> Config {
     if std::env::var("TEST_LOG").is_ok() {
@@ -57,7 +71,7 @@ pub fn test_config() -> Config {
     config.kafka.brokers = brokers();
     config.kafka.topic_prefix = format!("test-{id}.");
     config.kafka.topic_partitions = PARTITIONS;
-    config.redis.url = redis_url();
+    (config.redis.url, config.redis.cluster) = redis_target();
     config.redis.key_prefix = format!("test-{id}:");
     config.consumer_group = format!("test-{id}.projector");
     config
@@ -163,8 +177,8 @@ pub async fn cleanup(pool: &PgPool, config: &Config, redis: &RedisConn) {
         .execute(pool)
         .await;
     let mut redis = redis.clone();
-    let keys: Vec<String> = redis
-        .keys(format!("{}*", config.redis.key_prefix))
+    let keys = redis
+        .scan_match(&format!("{}*", config.redis.key_prefix))
         .await
         .unwrap_or_default();
     if !keys.is_empty() {
