@@ -13,7 +13,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Run => {
             let app = Application::build(config).await?;
             let shutdown = CancellationToken::new();
-            tokio::spawn(stop_on_signal(shutdown.clone()));
+            tokio::spawn(service_kit::server::stop_on_signal(shutdown.clone()));
             app.run_until_stopped(shutdown).await
         }
         Command::Migrate => {
@@ -129,15 +129,4 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler installs");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
-    shutdown.cancel();
 }

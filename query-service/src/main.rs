@@ -13,17 +13,6 @@ async fn main() -> anyhow::Result<()> {
     let config = <query_service::configuration::Cli as clap::Parser>::parse().config;
     let app = Application::build(config).await?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(service_kit::server::stop_on_signal(shutdown.clone()));
     app.run_until_stopped(shutdown).await
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler installs");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
-    shutdown.cancel();
 }

@@ -183,3 +183,16 @@ mod tests {
         assert!(tokio::net::TcpStream::connect(addr).await.is_err());
     }
 }
+
+/// Cancels `shutdown` on SIGTERM (Kubernetes stopping the pod) or Ctrl-C, so every
+/// service drains the same way: stop accepting, finish what is in hand, commit offsets.
+pub async fn stop_on_signal(shutdown: tokio_util::sync::CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}
