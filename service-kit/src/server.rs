@@ -141,6 +141,19 @@ fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// Cancels `shutdown` on SIGTERM (Kubernetes stopping the pod) or Ctrl-C, so every
+/// service drains the same way: stop accepting, finish what is in hand, commit offsets.
+pub async fn stop_on_signal(shutdown: tokio_util::sync::CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,17 +195,4 @@ mod tests {
         serving.await.unwrap().unwrap();
         assert!(tokio::net::TcpStream::connect(addr).await.is_err());
     }
-}
-
-/// Cancels `shutdown` on SIGTERM (Kubernetes stopping the pod) or Ctrl-C, so every
-/// service drains the same way: stop accepting, finish what is in hand, commit offsets.
-pub async fn stop_on_signal(shutdown: tokio_util::sync::CancellationToken) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler installs");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
-    shutdown.cancel();
 }
