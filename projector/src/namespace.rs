@@ -344,12 +344,11 @@ pub const VIEW_KINDS: &[&str] = &[
 /// namespaces nested under the prefix (`<prefix><id>:`) are not views of this one and
 /// are left out.
 pub async fn view_keys(redis: &RedisConn, prefix: &str) -> anyhow::Result<Vec<String>> {
-    let mut all = vec![];
-    for kind in VIEW_KINDS {
-        let pattern = format!("{}{kind}:*", escape_glob(prefix));
-        all.extend(redis.scan_match(&pattern).await?);
-    }
-    Ok(all)
+    let patterns: Vec<String> = VIEW_KINDS
+        .iter()
+        .map(|kind| format!("{}{kind}:*", escape_glob(prefix)))
+        .collect();
+    Ok(redis.scan_match(&patterns).await?)
 }
 
 /// Deletes every view key under `prefix`.

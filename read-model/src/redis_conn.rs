@@ -112,15 +112,21 @@ impl RedisConn {
         }
     }
 
-    /// Every key matching `pattern` (SCAN, never KEYS), from every primary of a cluster.
-    pub async fn scan_match(&self, pattern: &str) -> RedisResult<Vec<String>> {
+    /// Every key matching any of `patterns` (SCAN, never KEYS), from every primary of a
+    /// cluster (its nodes are asked for once).
+    pub async fn scan_match(&self, patterns: &[String]) -> RedisResult<Vec<String>> {
+        let mut keys = vec![];
         match self {
             RedisConn::Single(c) => {
-                scan_node(pattern, |cmd| {
-                    let mut conn = c.clone();
-                    async move { cmd.query_async::<Value>(&mut conn).await }
-                })
-                .await
+                for pattern in patterns {
+                    keys.extend(
+                        scan_node(pattern, |cmd| {
+                            let mut conn = c.clone();
+                            async move { cmd.query_async::<Value>(&mut conn).await }
+                        })
+                        .await?,
+                    );
+                }
             }
             RedisConn::Cluster(c) => {
                 let mut conn = c.clone();
@@ -128,22 +134,23 @@ impl RedisConn {
                     .arg("NODES")
                     .query_async(&mut conn)
                     .await?;
-                let mut keys = vec![];
                 for (host, port) in primaries(&nodes) {
                     let route =
                         RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
-                    keys.extend(
-                        scan_node(pattern, |cmd| {
-                            let mut conn = conn.clone();
-                            let route = route.clone();
-                            async move { conn.route_command(&cmd, route).await }
-                        })
-                        .await?,
-                    );
+                    for pattern in patterns {
+                        keys.extend(
+                            scan_node(pattern, |cmd| {
+                                let mut conn = conn.clone();
+                                let route = route.clone();
+                                async move { conn.route_command(&cmd, route).await }
+                            })
+                            .await?,
+                        );
+                    }
                 }
-                Ok(keys)
             }
         }
+        Ok(keys)
     }
 }
 

@@ -26,6 +26,24 @@ async fn login(app: &TestApp, customer: &str, password: &str) -> reqwest::Respon
         .unwrap()
 }
 
+async fn logout(app: &TestApp, token: &str) -> reqwest::Response {
+    app.anonymous
+        .post(format!("{}/api/v1/auth/logout", app.address))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn me(app: &TestApp, token: &str) -> reqwest::Response {
+    app.anonymous
+        .get(format!("{}/api/v1/auth/me", app.address))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn set_password(app: &TestApp, customer: &str, password: &str) {
     let response = app
         .http
@@ -67,16 +85,7 @@ async fn given_a_password_when_the_customer_logs_in_then_the_token_carries_their
     assert_eq!(body["lines"], json!([line(1)]));
     let token = body["accessToken"].as_str().unwrap();
 
-    let me: Value = app
-        .anonymous
-        .get(format!("{}/api/v1/auth/me", app.address))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = me(&app, token).await.json().await.unwrap();
     assert_eq!(me["customerId"], "CUST0001");
     assert_eq!(me["role"], "customer");
     let validation = app
@@ -274,13 +283,7 @@ async fn every_protected_endpoint_refuses_a_missing_forged_unsigned_expired_or_l
     .0;
     let logged_out = app.tokens.issue("admin", Role::Admin, vec![]).0;
     let jti = app.tokens.verify(&logged_out).unwrap().jti.clone();
-    let response = app
-        .anonymous
-        .post(format!("{}/api/v1/auth/logout", app.address))
-        .bearer_auth(&logged_out)
-        .send()
-        .await
-        .unwrap();
+    let response = logout(&app, &logged_out).await;
     assert_eq!(response.status().as_u16(), 204);
     let redis = RedisConn::connect(&app.config.redis).await.unwrap();
     let shared = RedisRevocations::new(redis, &app.config.redis.key_prefix);
@@ -446,21 +449,9 @@ async fn given_redis_is_unreachable_when_a_customer_logs_out_then_the_answer_is_
     })
     .await;
     let token = app.customer_token("CUST0006").await;
-    let logout = app
-        .anonymous
-        .post(format!("{}/api/v1/auth/logout", app.address))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let logout = logout(&app, &token).await;
     problem(logout, 503, "AUTH_UNAVAILABLE").await;
-    let me = app
-        .anonymous
-        .get(format!("{}/api/v1/auth/me", app.address))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let me = me(&app, &token).await;
     problem(me, 401, "UNAUTHENTICATED").await;
     app.stop().await;
 }
@@ -525,13 +516,7 @@ async fn a_logout_on_one_replica_is_refused_by_another_replica_of_the_same_schem
     assert!(!other.is_revoked(&jti).await.unwrap());
 
     // When the customer logs out through this replica
-    let response = app
-        .http
-        .post(format!("{}/api/v1/auth/logout", app.address))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let response = logout(&app, &token).await;
     assert_eq!(response.status().as_u16(), 204);
 
     // Then the other replica refuses the token too (notified, no lookup per request)
@@ -571,13 +556,7 @@ async fn given_a_redis_cluster_when_a_customer_logs_out_then_a_follower_on_every
         .iter()
         .all(|f| matches!(f.is_revoked_now(&jti), Some(Ok(false)))));
 
-    let logout = app
-        .anonymous
-        .post(format!("{}/api/v1/auth/logout", app.address))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let logout = logout(&app, &token).await;
 
     assert_eq!(logout.status().as_u16(), 204);
     app.wait_for("every follower to have the logout", || async {
@@ -590,13 +569,7 @@ async fn given_a_redis_cluster_when_a_customer_logs_out_then_a_follower_on_every
         store.is_revoked(&jti).await.unwrap(),
         "the set holds it too"
     );
-    let me = app
-        .anonymous
-        .get(format!("{}/api/v1/auth/me", app.address))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let me = me(&app, &token).await;
     problem(me, 401, "UNAUTHENTICATED").await;
     app.stop().await;
 }

@@ -178,7 +178,7 @@ pub async fn cleanup(pool: &PgPool, config: &Config, redis: &RedisConn) {
         .await;
     let mut redis = redis.clone();
     let keys = redis
-        .scan_match(&format!("{}*", config.redis.key_prefix))
+        .scan_match(&[format!("{}*", config.redis.key_prefix)])
         .await
         .unwrap_or_default();
     if !keys.is_empty() {
