@@ -276,11 +276,8 @@ impl Config {
     pub fn check(&self) -> Result<(), ConfigError> {
         if self.environment == Environment::Production {
             self.kafka.check_production().map_err(ConfigError)?;
-            if !self.database.url.contains("sslmode=require")
-                && !self.database.url.contains("sslmode=verify")
-            {
-                return Err(ConfigError("production needs TLS to PostgreSQL: add sslmode=require to PHONEBILL_DATABASE_URL".into()));
-            }
+            service_kit::database::check_production_url(&self.database.url).map_err(ConfigError)?;
+            self.redis.check_production().map_err(ConfigError)?;
         }
         let production = self.environment == Environment::Production;
         self.jwt.check(production).map_err(ConfigError)?;
@@ -333,6 +330,7 @@ mod tests {
         config.kafka.security_protocol = "sasl_ssl".into();
         config.kafka.sasl_username = Some("$ConnectionString".into());
         config.database.url = "postgres://u@db:5432/phonebill?sslmode=require".into();
+        config.redis.url = "rediss://:key@cache:6380".into();
         config.jwt.signing_key = Some("k1:0123456789abcdef0123456789abcdef".into());
         let err = config.check().unwrap_err();
         assert!(
@@ -349,6 +347,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("sslmode=require"));
+
+        config.database.url.push_str("?sslmode=verify-full");
+        config.redis.url = "redis://cache:6379".into();
+        assert!(config
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("PHONEBILL_REDIS_URL"));
     }
 
     #[test]
@@ -359,6 +365,7 @@ mod tests {
         config.kafka.sasl_username = Some("$ConnectionString".into());
         config.kafka.sasl_password = Some("Endpoint=sb://x/;SharedAccessKey=y".into());
         config.database.url = "postgres://u@db:5432/phonebill?sslmode=require".into();
+        config.redis.url = "rediss://:key@cache:6380".into();
         let err = config.check().unwrap_err().to_string();
         assert!(err.contains("PHONEBILL_JWT_SIGNING_KEY_FILE"), "{err}");
     }

@@ -128,6 +128,9 @@ impl Stack {
         projector.database_max_connections = 4;
         projector.query_role = format!("q_{id}");
         projector.query_role_login = true;
+        // A password, as a server that requires them (the production-shaped profile's)
+        // refuses a login role without one; a trusting local server ignores it.
+        projector.query_role_password = Some(Uuid::new_v4().simple().to_string());
         projector.kafka.brokers = brokers();
         projector.kafka.topic_prefix = prefix.clone();
         projector.kafka.topic_partitions = PARTITIONS;
@@ -146,7 +149,11 @@ impl Stack {
         let mut query = query_service::configuration::Config::from_env().unwrap();
         query.http_addr = "127.0.0.1:0".parse().unwrap();
         let host = database_url().split('@').nth(1).unwrap().to_owned();
-        query.database_url = format!("postgres://{}@{host}", projector.query_role);
+        query.database_url = format!(
+            "postgres://{}:{}@{host}",
+            projector.query_role,
+            projector.query_role_password.as_deref().unwrap()
+        );
         query.database_schema = projector.database_schema.clone();
         query.database_max_connections = 4;
         query.kafka = projector.kafka.clone();

@@ -22,7 +22,10 @@
 #
 # A node's controller listens on PORT+1000 unless VOTERS says otherwise. Settings
 # (environment): PHONEBILL_KAFKA_HEAP (default "-Xms128m -Xmx512m"), PHONEBILL_PARTITIONS
-# (default partitions of auto-created topics, 12).
+# (default partitions of auto-created topics, 12); PHONEBILL_KAFKA_SASL_SSL_PORT adds a
+# SASL_SSL listener for clients (advertised as localhost) with the PEM key store
+# PHONEBILL_KAFKA_TLS_KEYSTORE and the one PLAIN user PHONEBILL_KAFKA_SASL_PLAIN_USER /
+# PHONEBILL_KAFKA_SASL_PLAIN_PASSWORD (infra/local/prodlike.sh).
 set -euo pipefail
 
 KAFKA_SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -79,16 +82,23 @@ kafka_start() {
   mkdir -p "$dir"
   if [ -f "$dir/broker.pid" ] && kill -0 "$(cat "$dir/broker.pid")" 2>/dev/null; then return 0; fi
   kafka_port_open "$port" && { kafka_log "port $port is taken by a process this script did not start"; return 1; }
+  local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port"
+  local advertised="PLAINTEXT://127.0.0.1:$port" protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  if [ -n "${PHONEBILL_KAFKA_SASL_SSL_PORT:-}" ]; then
+    listeners+=",SASL_SSL://127.0.0.1:$PHONEBILL_KAFKA_SASL_SSL_PORT"
+    advertised+=",SASL_SSL://localhost:$PHONEBILL_KAFKA_SASL_SSL_PORT"
+    protocols+=",SASL_SSL:SASL_SSL"
+  fi
   cat >"$dir/server.properties" <<EOF
 # Written by infra/local/kafka.sh.
 process.roles=broker,controller
 node.id=$node
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$dir/data
 num.partitions=${PHONEBILL_PARTITIONS:-12}
 default.replication.factor=$replicas
@@ -110,6 +120,17 @@ controlled.shutdown.enable=true
 broker.session.timeout.ms=3000
 broker.heartbeat.interval.ms=500
 EOF
+  if [ -n "${PHONEBILL_KAFKA_SASL_SSL_PORT:-}" ]; then
+    # The clients' listener as Event Hubs' Kafka endpoint is: TLS, then SASL PLAIN with
+    # one user and its password (the connection string).
+    cat >>"$dir/server.properties" <<EOF
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$PHONEBILL_KAFKA_SASL_PLAIN_USER="$PHONEBILL_KAFKA_SASL_PLAIN_PASSWORD";
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$PHONEBILL_KAFKA_TLS_KEYSTORE
+EOF
+    chmod 600 "$dir/server.properties"
+  fi
   if [ ! -f "$dir/data/meta.properties" ]; then
     local cluster_id="${PHONEBILL_KAFKA_CLUSTER_ID:-}"
     [ -n "$cluster_id" ] || cluster_id=$(kafka_run_class kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)

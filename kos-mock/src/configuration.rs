@@ -187,11 +187,7 @@ impl Config {
     pub fn check(&self) -> Result<(), ConfigError> {
         if self.environment == Environment::Production {
             self.kafka.check_production().map_err(ConfigError)?;
-            if !self.database.url.contains("sslmode=require")
-                && !self.database.url.contains("sslmode=verify")
-            {
-                return Err(ConfigError("production needs TLS to PostgreSQL: add sslmode=require to PHONEBILL_DATABASE_URL".into()));
-            }
+            service_kit::database::check_production_url(&self.database.url).map_err(ConfigError)?;
         }
         if !is_identifier(&self.database.schema) {
             return Err(ConfigError(format!(

@@ -181,6 +181,11 @@ pub struct Config {
     #[arg(long, env = "PHONEBILL_QUERY_ROLE_LOGIN", default_value_t = false, action = clap::ArgAction::Set)]
     pub query_role_login: bool,
 
+    /// The login query role's password, set at every start (a server that requires
+    /// passwords, as Azure's does, refuses a login role without one). Unset: left as is.
+    #[arg(long, env = "PHONEBILL_QUERY_ROLE_PASSWORD", hide_env_values = true)]
+    pub query_role_password: Option<String>,
+
     #[command(flatten)]
     pub kafka: KafkaConfig,
 
@@ -213,6 +218,12 @@ impl Config {
         if !is_identifier(&self.query_role) {
             anyhow::bail!("PHONEBILL_QUERY_ROLE must be letters, digits and underscores");
         }
+        if self.is_production() {
+            self.kafka.check_production().map_err(anyhow::Error::msg)?;
+            service_kit::database::check_production_url(&self.database_url)
+                .map_err(anyhow::Error::msg)?;
+            self.redis.check_production().map_err(anyhow::Error::msg)?;
+        }
         self.jwt
             .check(self.is_production())
             .map_err(anyhow::Error::msg)?;
@@ -238,10 +249,29 @@ mod tests {
     }
 
     #[test]
-    fn production_refuses_the_development_signing_key() {
+    fn production_refuses_plain_transports_and_a_missing_signing_key() {
         let mut config = Cli::try_parse_from(["projector"]).unwrap().config;
         config.environment = Environment::Production;
-        assert!(config.check().is_err());
+        let refused = config.check().unwrap_err().to_string();
+        assert!(
+            refused.contains("PHONEBILL_KAFKA_SECURITY_PROTOCOL"),
+            "{refused}"
+        );
+        config.kafka.security_protocol = "sasl_ssl".into();
+        config.kafka.sasl_username = Some("$ConnectionString".into());
+        config.kafka.sasl_password = Some("Endpoint=sb://ns/;SharedAccessKey=k".into());
+        config.database_url = "postgres://u:p@db:5432/phonebill".into();
+        let refused = config.check().unwrap_err().to_string();
+        assert!(refused.contains("PHONEBILL_DATABASE_URL"), "{refused}");
+        config.database_url.push_str("?sslmode=require");
+        config.redis.url = "redis://cache:6379".into();
+        let refused = config.check().unwrap_err().to_string();
+        assert!(refused.contains("PHONEBILL_REDIS_URL"), "{refused}");
+        config.redis.url = "rediss://:key@cache:6380".into();
+        config.jwt.signing_key = None;
+        config.jwt.signing_key_file = None;
+        let refused = config.check().unwrap_err().to_string();
+        assert!(refused.contains("PHONEBILL_JWT_SIGNING_KEY"), "{refused}");
         config.jwt.signing_key = Some("k1:0123456789abcdef0123456789abcdef".into());
         config.check().unwrap();
     }

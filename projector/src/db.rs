@@ -62,6 +62,24 @@ pub async fn ensure_query_role(pool: &PgPool, config: &Config) -> Result<(), sql
     sqlx::query(&format!("GRANT SELECT ON {tables} TO \"{role}\""))
         .execute(&mut *tx)
         .await?;
+    if let Some(password) = config
+        .query_role_password
+        .as_deref()
+        .filter(|_| config.query_role_login)
+    {
+        // ALTER ROLE takes no bind parameters; the password reaches it through a
+        // transaction-local setting, so it is never part of a statement's text (or log).
+        sqlx::query("SELECT set_config('phonebill.query_role_password', $1, true)")
+            .bind(password)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!(
+            "DO $$ BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L', '{role}',
+                 current_setting('phonebill.query_role_password')); END $$"
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     Ok(())
 }

@@ -45,6 +45,18 @@ impl RedisConfig {
     pub fn urls(&self) -> Vec<String> {
         self.url.split(',').map(|s| s.trim().to_owned()).collect()
     }
+
+    /// What production (Azure Cache for Redis: TLS only, on 6380) needs: `rediss://`
+    /// for every node.
+    pub fn check_production(&self) -> Result<(), String> {
+        match self.urls().iter().find(|url| !url.starts_with("rediss://")) {
+            None => Ok(()),
+            Some(_) => Err(
+                "production needs TLS to Redis: PHONEBILL_REDIS_URL must be rediss:// (every node)"
+                    .into(),
+            ),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -227,7 +239,22 @@ impl ConnectionLike for RedisConn {
 
 #[cfg(test)]
 mod tests {
-    use super::primaries;
+    use super::{primaries, RedisConfig};
+
+    #[test]
+    fn production_takes_redis_only_over_tls_on_every_node() {
+        let config = |url: &str| RedisConfig {
+            url: url.into(),
+            cluster: true,
+            key_prefix: "phonebill:".into(),
+            timeout_ms: 1_000,
+        };
+        let tls = "rediss://:key@a.redis.cache.windows.net:6380,rediss://:key@b:6380";
+        assert_eq!(config(tls).check_production(), Ok(()));
+        let mixed = "rediss://:key@a.redis.cache.windows.net:6380, redis://b:6379";
+        let refused = config(mixed).check_production().unwrap_err();
+        assert!(refused.contains("PHONEBILL_REDIS_URL"), "{refused}");
+    }
 
     #[test]
     fn the_primaries_are_read_from_cluster_nodes_leaving_out_replicas_and_failed_nodes() {

@@ -28,6 +28,27 @@ pub async fn connect(url: &str, schema: &str, max_connections: u32) -> Result<Pg
         .await
 }
 
+/// What production (Azure Database for PostgreSQL, which requires TLS) needs of a
+/// database URL: a TLS `sslmode` (`require`, `verify-ca` or `verify-full`).
+pub fn check_production_url(url: &str) -> Result<(), String> {
+    let tls = url
+        .split_once('?')
+        .map(|(_, query)| {
+            query.split('&').any(|pair| {
+                matches!(
+                    pair,
+                    "sslmode=require" | "sslmode=verify-ca" | "sslmode=verify-full"
+                )
+            })
+        })
+        .unwrap_or(false);
+    if tls {
+        Ok(())
+    } else {
+        Err("production needs TLS to PostgreSQL: add sslmode=require (or verify-full) to PHONEBILL_DATABASE_URL".into())
+    }
+}
+
 /// True for names safe to splice into SQL as an identifier.
 pub fn is_identifier(name: &str) -> bool {
     !name.is_empty()
@@ -46,5 +67,26 @@ mod tests {
         assert!(!is_identifier("x; drop table events"));
         assert!(!is_identifier("1abc"));
         assert!(!is_identifier(""));
+    }
+
+    #[test]
+    fn production_takes_only_database_urls_that_ask_for_tls() {
+        let base = "postgres://u:p@db.postgres.database.azure.com:5432/phonebill";
+        for mode in ["require", "verify-ca", "verify-full"] {
+            let url = format!("{base}?sslmode={mode}&sslrootcert=/ca.pem");
+            assert_eq!(check_production_url(&url), Ok(()), "{mode}");
+        }
+        for url in [
+            base.to_owned(),
+            format!("{base}?sslmode=prefer"),
+            format!("{base}?sslmode=disable"),
+            format!("{base}?application_name=sslmode=require"),
+        ] {
+            let refused = check_production_url(&url).unwrap_err();
+            assert!(
+                refused.contains("PHONEBILL_DATABASE_URL"),
+                "{url}: {refused}"
+            );
+        }
     }
 }
