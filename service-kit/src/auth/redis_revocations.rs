@@ -154,15 +154,16 @@ impl Followed {
 }
 
 impl FollowedRevocations {
-    /// Subscribes to `url` (the first node in cluster mode: PUBLISH reaches every node),
-    /// loads the current set and returns once it is in memory; then follows until
-    /// dropped, reconnecting with backoff.
+    /// Subscribes to `url` (in cluster mode, the first of its nodes that answers: PUBLISH
+    /// reaches every node), loads the current set and returns once it is in memory; then
+    /// follows until dropped, reconnecting with backoff (to another node if its own is
+    /// lost). While not subscribed, every token is refused: a logout could be missed.
     pub async fn start<C>(store: RedisRevocations<C>, url: &str) -> redis::RedisResult<Self>
     where
         C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
     {
         let state = Arc::new(Followed::default());
-        let url = url.split(',').next().unwrap_or(url).trim().to_owned();
+        let url = url.to_owned();
         let pubsub = subscribe_and_load(&url, &store, &state).await?;
         let follower = tokio::spawn(follow(url, store, Arc::clone(&state), pubsub));
         Ok(Self { state, follower })
