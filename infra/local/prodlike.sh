@@ -30,8 +30,12 @@ PROD_LIKE_SASL_USER='$ConnectionString'
 # secrets (passwords, signing key), made once per folder.
 prod_like_certs() {
   local dir="$1"
-  [ -f "$dir/secrets.env" ] && return 0
+  # Made once; made again when the certificate has less than a day left (30 days valid).
+  if [ -f "$dir/secrets.env" ] && openssl x509 -checkend 86400 -noout -in "$dir/server.pem" >/dev/null 2>&1; then
+    return 0
+  fi
   command -v openssl >/dev/null || apt_install openssl
+  rm -rf "$dir"
   mkdir -p "$dir"
   (
     cd "$dir"
