@@ -65,7 +65,7 @@ pub async fn ensure_query_role(pool: &PgPool, config: &Config) -> Result<(), sql
     if let Some(password) = config
         .query_role_password
         .as_deref()
-        .filter(|_| config.query_role_login)
+        .filter(|p| config.query_role_login && !p.is_empty())
     {
         // ALTER ROLE takes no bind parameters; the password reaches it through a
         // transaction-local setting, so it is never part of a statement's text (or log).
