@@ -225,27 +225,56 @@ impl RateLimit {
             return peer;
         }
         // Each trusted proxy appended the address it saw; the entry the outermost
-        // trusted proxy appended is the client, anything left of it may be forged.
-        let forwarded: Vec<IpAddr> = request
+        // trusted proxy appended is the client, anything left of it may be forged. Every
+        // entry keeps its position, readable or not: dropping one (AGIC writes
+        // `ip:port`) would shift the count onto an address the client wrote itself.
+        let forwarded: Vec<Option<IpAddr>> = request
             .headers()
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|s| s.trim().parse().ok())
+            .flat_map(|v| v.to_str().unwrap_or("").split(','))
+            .map(forwarded_address)
             .collect();
-        forwarded
-            .len()
-            .checked_sub(self.trusted_proxy_hops)
-            .and_then(|i| forwarded.get(i).copied())
-            .or_else(|| forwarded.first().copied())
-            .unwrap_or(peer)
+        let client = match forwarded.len().checked_sub(self.trusted_proxy_hops) {
+            Some(i) => forwarded[i],
+            // Fewer entries than trusted proxies: all were written by trusted proxies.
+            None => forwarded.first().copied().flatten(),
+        };
+        client.unwrap_or(peer)
+    }
+}
+
+/// One `X-Forwarded-For` entry's address: `ip`, `ip:port` (Azure Application Gateway),
+/// `[v6]` or `[v6]:port`; IPv4-mapped IPv6 as IPv4. `None` for anything else
+/// (`unknown`, an obfuscated node name, garbage).
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim().trim_matches('"');
+    let ip = entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|a| a.ip()))
+        .or_else(|_| {
+            entry
+                .strip_prefix('[')
+                .and_then(|rest| rest.strip_suffix(']'))
+                .unwrap_or("")
+                .parse::<IpAddr>()
+        })
+        .ok()?;
+    Some(ip.to_canonical())
+}
+
+/// The rate limit's key for an address: IPv4 as is; IPv6 by its /64, the block one
+/// subscriber is given (per address, a client would have 2^64 fresh keys).
+fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
     }
 }
 
 /// Middleware: 429 `RATE_LIMITED` with `Retry-After` past the per-IP limit.
 pub async fn limit_by_ip(State(limit): State<RateLimit>, request: Request, next: Next) -> Response {
-    let ip = limit.client_ip(&request);
+    let ip = limit_key(limit.client_ip(&request));
     if limit.seen.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
         limit.limiter.retain_recent();
     }
@@ -359,6 +388,69 @@ mod tests {
             limit.client_ip(&request),
             "10.0.0.7".parse::<IpAddr>().unwrap()
         );
+    }
+
+    fn client_behind(hops: usize, forwarded: &[&str]) -> IpAddr {
+        let limit = RateLimit {
+            limiter: per_minute(NonZeroU32::new(1).unwrap()),
+            trusted_proxy_hops: hops,
+            seen: Arc::new(AtomicU64::new(0)),
+        };
+        let mut request = Request::builder();
+        for header in forwarded {
+            request = request.header("x-forwarded-for", *header);
+        }
+        let mut request = request.body(axum::body::Body::empty()).unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 1], 443))));
+        limit.client_ip(&request)
+    }
+
+    #[test]
+    fn the_client_is_the_entry_the_outermost_trusted_proxy_wrote_whatever_its_form() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let gateway = ip("10.0.0.1");
+        // (trusted hops, X-Forwarded-For headers, the client)
+        let cases: &[(usize, &[&str], IpAddr)] = &[
+            (1, &["203.0.113.9:50112"], ip("203.0.113.9")),
+            // A forged entry left of AGIC's `ip:port` is not taken for the client.
+            (1, &["6.6.6.6, 203.0.113.9:50112"], ip("203.0.113.9")),
+            (1, &["6.6.6.6", "203.0.113.9:50112"], ip("203.0.113.9")),
+            (2, &["203.0.113.9:50112, 10.1.2.3"], ip("203.0.113.9")),
+            (1, &["[2001:db8::7]:443"], ip("2001:db8::7")),
+            (1, &["2001:db8::7"], ip("2001:db8::7")),
+            (1, &["\"[2001:db8::7]\""], ip("2001:db8::7")),
+            (1, &["::ffff:198.51.100.4"], ip("198.51.100.4")),
+            // An unreadable entry where the client should be: the peer, never a forgery.
+            (1, &["6.6.6.6, unknown"], gateway),
+            (1, &["6.6.6.6, 203.0.113.9:notaport"], gateway),
+            (1, &[], gateway),
+            (0, &["6.6.6.6"], gateway),
+            // Fewer entries than trusted proxies: every entry came from one of them.
+            (2, &["203.0.113.9"], ip("203.0.113.9")),
+        ];
+        for (hops, headers, client) in cases {
+            assert_eq!(
+                client_behind(*hops, headers),
+                *client,
+                "{hops} hops, {headers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_per_64_block_and_ipv4_per_address() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            limit_key(ip("2001:db8:1:2:aaaa::1")),
+            limit_key(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            limit_key(ip("2001:db8:1:2::1")),
+            limit_key(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(limit_key(ip("203.0.113.9")), ip("203.0.113.9"));
     }
 
     async fn answer(origin: Option<&str>, method: Method) -> Response {

@@ -255,6 +255,7 @@ export const problemMessages: Record<string, Pair> = {
   INVALID_IDEMPOTENCY_KEY: { ko: '요청 식별 값이 올바르지 않습니다. 다시 시도해 주세요.', en: 'The request key is not valid. Try again.' },
   INVALID_MONTH: { ko: '월은 2026-03 형식이어야 합니다.', en: 'A month looks like 2026-03.' },
   INVALID_PARAMETER: { ko: '조회 조건이 올바르지 않습니다.', en: 'A search parameter is not valid.' },
+  INVALID_PAGE: { ko: '페이지 번호가 올바르지 않습니다.', en: 'The page number is not valid.' },
   INVALID_STATUS: { ko: '알 수 없는 상태값입니다.', en: 'Unknown status.' },
   INVALID_REQUEST_ID: { ko: '신청 번호가 올바르지 않습니다.', en: 'That request number is not valid.' },
   PAYLOAD_TOO_LARGE: { ko: '요청이 너무 큽니다.', en: 'The request is too large.' },

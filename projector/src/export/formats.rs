@@ -1,7 +1,10 @@
 //! The tabular formats, written from the JSONL records of an export (read back line by
 //! line, so memory holds one row group, not the whole export).
 //!
-//! - CSV: a header of every column, then one line per record; null is an empty cell.
+//! - CSV: a header of every column, then one line per record; null is an empty cell. A
+//!   text cell that a spreadsheet would run as a formula (it begins with `=`, `+`, `-`,
+//!   `@`, a tab or a carriage return) is written with a leading `'`, as OWASP advises for
+//!   CSV meant to be opened in one; numbers are written as they are.
 //! - Parquet: one flat schema, every column optional; integers, floats, booleans and
 //!   timestamps typed when every row agrees ([`Kind`]), the rest UTF-8. Written with
 //!   the low-level column writers (no Arrow: it would triple the projector's build).
@@ -22,20 +25,27 @@ use serde_json::Value;
 
 use super::record::{flatten, text, Column, Kind};
 
+/// `text` as a spreadsheet shows it rather than runs it (CSV injection).
+fn inert(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}").into()
+    } else {
+        text.into()
+    }
+}
+
 /// Rows per Parquet row group (and per batch held in memory).
 const ROW_GROUP: usize = 10_000;
 
 pub fn write_csv(records: &Path, columns: &[Column], out: &Path) -> anyhow::Result<()> {
     let file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut csv = csv::Writer::from_writer(BufWriter::new(file));
-    csv.write_record(columns.iter().map(|c| c.name.as_str()))?;
+    csv.write_record(columns.iter().map(|c| inert(&c.name).into_owned()))?;
     for_each_record(records, |record| {
         let flat = flatten(record);
-        let cells = columns.iter().map(|c| {
-            flat.get(&c.name)
-                .and_then(|v| text(v))
-                .unwrap_or_default()
-                .into_owned()
+        let cells = columns.iter().map(|c| match flat.get(&c.name) {
+            Some(Value::String(s)) => inert(s).into_owned(),
+            other => other.and_then(|v| text(v)).unwrap_or_default().into_owned(),
         });
         csv.write_record(cells)?;
         Ok(())
@@ -158,4 +168,41 @@ fn for_each_record(
         each(&record)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_a_spreadsheet_would_run_as_a_formula_is_written_inert_and_numbers_are_not_touched() {
+        let dir = std::env::temp_dir().join(format!("csv-inert-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let records = dir.join("records.jsonl");
+        std::fs::write(
+            &records,
+            concat!(
+                r#"{"name":"=HYPERLINK(\"http://x\")","amount":-12.5,"note":"+1","by":"@sum"}"#,
+                "\n",
+                r#"{"name":"Kim","amount":3,"note":"-","by":"\tx"}"#,
+                "\n"
+            ),
+        )
+        .unwrap();
+        let columns: Vec<Column> = ["name", "amount", "note", "by"]
+            .iter()
+            .map(|n| Column {
+                name: n.to_string(),
+                kind: Kind::Text,
+            })
+            .collect();
+        let out = dir.join("out.csv");
+        write_csv(&records, &columns, &out).unwrap();
+        let written = std::fs::read_to_string(&out).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            written,
+            "name,amount,note,by\n\"'=HYPERLINK(\"\"http://x\"\")\",-12.5,'+1,'@sum\nKim,3,'-,'\tx\n"
+        );
+    }
 }

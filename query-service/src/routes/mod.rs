@@ -140,9 +140,20 @@ pub fn non_negative(name: &str, value: Option<&String>) -> Result<Option<i64>, A
         .transpose()
 }
 
-/// `page` (from 0) and `size` (1..=100, default 20).
+/// The deepest page a history route serves. A line's history never runs to millions of
+/// entries, and the offset (`page * size`) stays far from overflowing.
+pub const MAX_PAGE: i64 = 100_000;
+
+/// `page` (0..=[`MAX_PAGE`]) and `size` (1..=100, default 20).
 pub fn paging(params: &Params) -> Result<(usize, usize), AppError> {
-    let page = number(params, "page")?.unwrap_or(0) as usize;
+    let page = number(params, "page")?.unwrap_or(0);
+    if page > MAX_PAGE {
+        return Err(AppError::bad(
+            "INVALID_PAGE",
+            format!("page must be between 0 and {MAX_PAGE}"),
+        ));
+    }
+    let page = page as usize;
     let size = number(params, "size")?.unwrap_or(20);
     if !(1..=100).contains(&size) {
         return Err(AppError::bad(
@@ -194,3 +205,49 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// Private data that changes: clients may keep it but must revalidate (ETag).
 pub const PRIVATE_REVALIDATE: HeaderValue = HeaderValue::from_static("private, no-cache");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn code(result: Result<(usize, usize), AppError>) -> &'static str {
+        match result {
+            Err(AppError::BadRequest { code, .. }) => code,
+            other => panic!("expected 400, got {:?}", other.map_err(|e| e.to_string())),
+        }
+    }
+
+    #[test]
+    fn a_page_beyond_the_deepest_is_refused_as_invalid_page_not_an_overflow() {
+        assert_eq!(paging(&params(&[])).unwrap(), (0, 20));
+        assert_eq!(
+            paging(&params(&[("page", "100000"), ("size", "100")])).unwrap(),
+            (100_000, 100)
+        );
+        for page in ["100001", "92233720368547759", "9223372036854775807"] {
+            assert_eq!(
+                code(paging(&params(&[("page", page)]))),
+                "INVALID_PAGE",
+                "{page}"
+            );
+        }
+        for page in ["-1", "x", "99999999999999999999"] {
+            assert_eq!(
+                code(paging(&params(&[("page", page)]))),
+                "INVALID_PARAMETER",
+                "{page}"
+            );
+        }
+        assert_eq!(
+            code(paging(&params(&[("size", "101")]))),
+            "INVALID_PARAMETER"
+        );
+    }
+}
