@@ -252,6 +252,24 @@ pub struct AuthConfig {
         default_value_t = 1
     )]
     pub argon2_parallelism: u32,
+
+    /// Hashes computed at once, each holding PHONEBILL_ARGON2_MEMORY_KIB: this bounds
+    /// the memory a login flood can take. 0: one per CPU the process may use.
+    #[arg(
+        long = "argon2-concurrency",
+        env = "PHONEBILL_ARGON2_CONCURRENCY",
+        default_value_t = 0
+    )]
+    pub argon2_concurrency: usize,
+
+    /// How long a login waits for a hashing slot before it is refused with 429
+    /// `RATE_LIMITED` and `Retry-After`.
+    #[arg(
+        long = "argon2-queue-ms",
+        env = "PHONEBILL_ARGON2_QUEUE_MS",
+        default_value_t = 2_000
+    )]
+    pub argon2_queue_ms: u64,
 }
 
 impl KosConfig {

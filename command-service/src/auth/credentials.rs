@@ -87,7 +87,7 @@ impl Credentials {
             // Costs the same as a real check, so the shape of the id leaks nothing.
             self.passwords
                 .verify(None, password.get(..1024).unwrap_or(""))
-                .await;
+                .await?;
             return Err(LoginRefused::InvalidCredentials.into());
         }
         let now = self.clock.now();
@@ -101,7 +101,7 @@ impl Credentials {
         if let Some(until) = locked_until.filter(|until| *until > now) {
             return Err(LoginRefused::Locked { until }.into());
         }
-        if !self.passwords.verify(hash, password).await {
+        if !self.passwords.verify(hash, password).await? {
             return Err(self.record_failure(customer_id, now).await?.into());
         }
         // Reset only if no concurrent failure locked the account meanwhile.
@@ -198,7 +198,7 @@ impl Credentials {
             });
         }
         check_new_password(password)?;
-        let hash = self.passwords.hash(password).await;
+        let hash = self.passwords.hash(password).await?;
         sqlx::query(
             "INSERT INTO credentials AS c (customer_id, password_hash, role, updated_at)
              VALUES ($1, $2, COALESCE($3, 'customer'), $4)
