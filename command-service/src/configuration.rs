@@ -270,6 +270,15 @@ pub struct AuthConfig {
         default_value_t = 2_000
     )]
     pub argon2_queue_ms: u64,
+
+    /// How often Redis's copy of the logouts is compared with PostgreSQL's and written
+    /// again if it lost some (a flush, a shard restarted empty, a failover).
+    #[arg(
+        long = "revocation-resync-ms",
+        env = "PHONEBILL_REVOCATION_RESYNC_MS",
+        default_value_t = 5_000
+    )]
+    pub revocation_resync_ms: u64,
 }
 
 impl KosConfig {

@@ -34,6 +34,7 @@ pub struct Application {
     pool: PgPool,
     auth: Authenticator,
     logout: Logout,
+    revocation_resync: Duration,
 }
 
 impl Application {
@@ -149,6 +150,7 @@ impl Application {
             pool,
             auth,
             logout,
+            revocation_resync: Duration::from_millis(config.auth.revocation_resync_ms),
         })
     }
 
@@ -183,13 +185,11 @@ impl Application {
             workers.push(tokio::spawn(inbox.run(shutdown.clone())));
         }
         workers.push(tokio::spawn(self.sweeper.run(shutdown.clone())));
-        let logout = self.logout.clone();
-        tokio::spawn(async move {
-            match logout.republish().await {
-                Ok(n) => tracing::info!(revoked = n, "logouts republished to Redis"),
-                Err(e) => tracing::warn!(error = %e, "could not republish logouts"),
-            }
-        });
+        tokio::spawn(
+            self.logout
+                .clone()
+                .keep_redis_whole(self.revocation_resync, shutdown.clone()),
+        );
         tracing::info!(addr = %self.listener.local_addr()?, "command-service listening");
         let stop = shutdown.clone();
         let service =

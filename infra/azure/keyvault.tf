@@ -123,10 +123,12 @@ resource "azurerm_key_vault_secret" "eventhubs_connection_string" {
 
 resource "azurerm_key_vault_secret" "jwt_signing_key" {
   #checkov:skip=CKV_AZURE_41:rotated every 90 days by the runbook (design 7.4.1); an expiry date nobody renews would stop pods from mounting the secret
-  name             = "phonebill-jwt-signing-key"
-  key_vault_id     = azurerm_key_vault.main.id
-  content_type     = "text/plain"
-  value_wo         = ephemeral.random_password.jwt_signing_key.result
+  name         = "phonebill-jwt-signing-key"
+  key_vault_id = azurerm_key_vault.main.id
+  content_type = "text/plain"
+  # `kid:secret`, as the services read it (a bare secret stops every pod at start); the
+  # version is the kid, so tokens name the key that signed them.
+  value_wo         = format("k%d:%s", var.jwt_signing_key_version, ephemeral.random_password.jwt_signing_key.result)
   value_wo_version = var.jwt_signing_key_version
 
   depends_on = [azurerm_role_assignment.deployer_key_vault, azurerm_private_endpoint.key_vault]

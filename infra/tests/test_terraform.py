@@ -42,7 +42,7 @@ def _body(body: dict) -> dict:
 
 
 def load_tf():
-    locals_, variables, resources, outputs = {}, {}, {}, {}
+    locals_, variables, resources, outputs, ephemerals = {}, {}, {}, {}, {}
     for path in sorted(AZURE.glob("*.tf")):
         with path.open() as f:
             doc = hcl2.load(f)
@@ -51,17 +51,18 @@ def load_tf():
         for block in doc.get("variable", []):
             for name, body in block.items():
                 variables[name] = _body(body).get("default")
-        for block in doc.get("resource", []):
-            for rtype, by_name in block.items():
-                for name, body in by_name.items():
-                    resources.setdefault(rtype, {})[name] = _body(body)
+        for kind, into in (("resource", resources), ("ephemeral", ephemerals)):
+            for block in doc.get(kind, []):
+                for rtype, by_name in block.items():
+                    for name, body in by_name.items():
+                        into.setdefault(rtype, {})[name] = _body(body)
         for block in doc.get("output", []):
             for name, body in block.items():
                 outputs[name] = _body(body)
-    return locals_, variables, resources, outputs
+    return locals_, variables, resources, outputs, ephemerals
 
 
-LOCALS, VARIABLES, RESOURCES, OUTPUTS = load_tf()
+LOCALS, VARIABLES, RESOURCES, OUTPUTS, EPHEMERAL = load_tf()
 
 
 def resolve(value):
@@ -262,6 +263,18 @@ def test_key_vault_secret_names_match_the_chart(prod_values_merged):
     tf_names = {r["name"] for r in RESOURCES["azurerm_key_vault_secret"].values()}
     chart_names = set(prod_values_merged["secrets"]["azureKeyVault"]["objects"].values())
     assert tf_names == chart_names
+
+
+def test_the_signing_key_secret_is_a_kid_and_a_secret_as_the_services_read_it():
+    """service_kit::auth takes `kid:secret` entries with secrets of at least 32 bytes; a
+    bare secret stops every pod at start."""
+    secret = RESOURCES["azurerm_key_vault_secret"]["jwt_signing_key"]
+    value = secret["value_wo"]
+    assert re.search(r'format\(\\?"k%d:%s\\?", *var\.jwt_signing_key_version, *'
+                     r'ephemeral\.random_password\.jwt_signing_key\.result\)', value), value
+    assert secret["value_wo_version"] == "${var.jwt_signing_key_version}"
+    generator = EPHEMERAL["random_password"]["jwt_signing_key"]
+    assert generator["length"] >= 32 and generator["special"] is False
 
 
 def test_helm_values_output_has_every_installation_input():

@@ -147,6 +147,7 @@ mod tests {
             argon2_parallelism: 1,
             argon2_concurrency: concurrency,
             argon2_queue_ms: queue_ms,
+            revocation_resync_ms: 5_000,
         })
         .unwrap()
     }

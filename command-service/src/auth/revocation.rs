@@ -3,12 +3,14 @@
 //! token's remaining life, where query-service checks it. Both until the token expires.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use read_model::redis_conn::{RedisConfig, RedisConn};
 use service_kit::auth::{AuthError, Caller, Clock, RedisRevocations, Revocations};
 use sqlx::PgPool;
 use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::AppError;
 
@@ -187,8 +189,61 @@ impl Logout {
             })
     }
 
-    /// At start: forgets expired revocations and publishes the others again (Redis may
-    /// have lost them). A Redis outage is logged, not fatal.
+    /// Keeps Redis's copy of the logouts whole, for as long as the service runs: at
+    /// start, and then whenever Redis holds fewer than PostgreSQL (a flush, a shard or
+    /// a replica that came back empty), writes them all again. Followers hear each one,
+    /// so a token logged out before Redis lost its copy is not taken again for longer
+    /// than one `every`. A Redis outage is logged and retried at the next turn.
+    pub async fn keep_redis_whole(self, every: Duration, shutdown: CancellationToken) {
+        let mut first = true;
+        loop {
+            match self.redis_lost_some(first).await {
+                Ok(false) => {}
+                Ok(true) => match self.republish().await {
+                    Ok(n) => tracing::info!(revoked = n, "logouts written to Redis again"),
+                    Err(e) => tracing::warn!(error = %e, "could not republish logouts"),
+                },
+                Err(e) => tracing::debug!(error = %e, "could not compare Redis's logouts"),
+            }
+            first = false;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
+    /// Whether Redis holds fewer live logouts than PostgreSQL (always, the first time).
+    async fn redis_lost_some(&self, first: bool) -> Result<bool, AppError> {
+        if first {
+            return Ok(true);
+        }
+        let now = self.clock.now();
+        // Redis scores a logout by its expiry's whole second and counts those after
+        // `now`'s; counting the same in PostgreSQL keeps a logout in its last second
+        // from looking lost.
+        let next_second = DateTime::from_timestamp(now.timestamp() + 1, 0).unwrap_or(now);
+        let live: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM revoked_tokens WHERE expires_at >= $1")
+                .bind(next_second)
+                .fetch_one(&self.pool)
+                .await?;
+        if live == 0 {
+            return Ok(false);
+        }
+        let redis_error = |e: redis::RedisError| AppError::Internal(anyhow::anyhow!(e));
+        let held = self
+            .redis()
+            .await
+            .map_err(redis_error)?
+            .count(now)
+            .await
+            .map_err(redis_error)?;
+        Ok(held < live as u64)
+    }
+
+    /// Forgets expired revocations and publishes the others again. A Redis outage is
+    /// logged, not fatal.
     pub async fn republish(&self) -> Result<usize, AppError> {
         let now = self.clock.now();
         sqlx::query("DELETE FROM revoked_tokens WHERE expires_at <= $1")

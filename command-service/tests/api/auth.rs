@@ -573,3 +573,43 @@ async fn given_a_redis_cluster_when_a_customer_logs_out_then_a_follower_on_every
     problem(me, 401, "UNAUTHENTICATED").await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn given_redis_lost_its_copy_of_the_logouts_then_command_service_writes_them_again_and_followers_hear_it(
+) {
+    // Given a logged-out token
+    let app = spawn_app().await;
+    let token = app.customer_token("CUST0007").await;
+    let jti = app.tokens.verify(&token).unwrap().jti.clone();
+    assert_eq!(logout(&app, &token).await.status().as_u16(), 204);
+    let redis = RedisConn::connect(&app.config.redis).await.unwrap();
+    let store = RedisRevocations::new(redis.clone(), &app.config.redis.key_prefix);
+
+    // When Redis loses its copy (a flush, a shard that came back empty) and a follower
+    // starts from what is left
+    redis::cmd("DEL")
+        .arg(store.key())
+        .query_async::<()>(&mut redis.clone())
+        .await
+        .unwrap();
+    let follower = FollowedRevocations::start(store.clone(), &app.config.redis.url)
+        .await
+        .unwrap();
+
+    // Then command-service writes the logout again from PostgreSQL, and the follower
+    // refuses the token
+    app.wait_for("the logout back in Redis", || async {
+        store
+            .current(Utc::now())
+            .await
+            .unwrap()
+            .iter()
+            .any(|(id, _)| *id == jti)
+    })
+    .await;
+    app.wait_for("the follower to refuse the token again", || async {
+        matches!(follower.is_revoked_now(&jti), Some(Ok(true)))
+    })
+    .await;
+    app.stop().await;
+}

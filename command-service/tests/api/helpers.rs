@@ -161,6 +161,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     config.hardening.per_customer_per_minute = 0;
     config.auth.argon2_memory_kib = 256;
     config.auth.argon2_iterations = 1;
+    config.auth.revocation_resync_ms = 100;
     let clock = ManualClock::new(Utc::now());
     let app = Application::build_with_clock(config.clone(), Arc::new(clock.clone()))
         .await

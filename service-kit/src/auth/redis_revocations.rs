@@ -86,6 +86,17 @@ where
             .await
     }
 
+    /// How many revocations are still in force at `now`.
+    pub async fn count(&self, now: DateTime<Utc>) -> redis::RedisResult<u64> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZCOUNT")
+            .arg(self.key())
+            .arg(format!("({}", now.timestamp()))
+            .arg("+inf")
+            .query_async(&mut conn)
+            .await
+    }
+
     /// The revocations still in force at `now`: token id and expiry.
     pub async fn current(&self, now: DateTime<Utc>) -> redis::RedisResult<Vec<(String, i64)>> {
         let mut conn = self.conn.clone();
