@@ -78,17 +78,18 @@ impl ProductChanges {
         }
     }
 
-    /// Records a product-change request. With an idempotency key, a repeat (even
-    /// concurrent, even after a crash) gets the first request's answer and adds nothing.
+    /// Records a product-change request. With an idempotency key, a repeat by the same
+    /// caller (even concurrent, even after a crash) gets the first request's answer and
+    /// adds nothing; keys are the caller's own (`caller`: the token's subject).
     pub async fn request(
         &self,
         line: &LineNumber,
         request: ChangeRequest,
-        idempotency_key: Option<&str>,
+        idempotency_key: Option<(&str, &str)>,
         trace: Trace,
     ) -> Result<Decision, AppError> {
         let request_id = match idempotency_key {
-            Some(key) => self.claim_key(key, line, &request).await?,
+            Some((caller, key)) => self.claim_key(caller, key, line, &request).await?,
             None => Uuid::new_v4(),
         };
         let record = self
@@ -193,6 +194,7 @@ impl ProductChanges {
     /// with the same request get that id, a different request is refused.
     async fn claim_key(
         &self,
+        caller: &str,
         key: &str,
         line: &LineNumber,
         request: &ChangeRequest,
@@ -206,18 +208,20 @@ impl ProductChanges {
         let claimed: Option<(String, Uuid)> = once_more_if_connection_lost(|| {
             sqlx::query_as(
                 "WITH claimed AS (
-                     INSERT INTO idempotency_keys (idempotency_key, fingerprint, request_id)
-                     VALUES ($1, $2, $3)
-                     ON CONFLICT (idempotency_key) DO NOTHING
+                     INSERT INTO idempotency_keys (caller, idempotency_key, fingerprint, request_id)
+                     VALUES ($4, $1, $2, $3)
+                     ON CONFLICT (caller, idempotency_key) DO NOTHING
                      RETURNING fingerprint, request_id)
                  SELECT fingerprint, request_id FROM claimed
                  UNION ALL
-                 SELECT fingerprint, request_id FROM idempotency_keys WHERE idempotency_key = $1
+                 SELECT fingerprint, request_id FROM idempotency_keys
+                  WHERE caller = $4 AND idempotency_key = $1
                  LIMIT 1",
             )
             .bind(key)
             .bind(&fingerprint)
             .bind(candidate)
+            .bind(caller)
             .fetch_optional(&self.decider.pool)
         })
         .await?;
@@ -225,12 +229,16 @@ impl ProductChanges {
         // invisible to it; a fresh statement sees it.
         let (stored_fingerprint, request_id) = match claimed {
             Some(row) => row,
-            None => sqlx::query_as(
-                "SELECT fingerprint, request_id FROM idempotency_keys WHERE idempotency_key = $1",
-            )
-            .bind(key)
-            .fetch_one(&self.decider.pool)
-            .await?,
+            None => {
+                sqlx::query_as(
+                    "SELECT fingerprint, request_id FROM idempotency_keys
+                  WHERE caller = $2 AND idempotency_key = $1",
+                )
+                .bind(key)
+                .bind(caller)
+                .fetch_one(&self.decider.pool)
+                .await?
+            }
         };
         if stored_fingerprint == fingerprint {
             Ok(request_id)

@@ -40,6 +40,8 @@ pub struct Stack {
     pub query: String,
     /// kos-mock's base URL (its admin API: bill cycles, bills as KOS issued them).
     pub kos: String,
+    /// An admin's token from command-service's login, for kos-mock's admin API.
+    pub kos_token: String,
     pub http: reqwest::Client,
     pub kos_pool: PgPool,
     /// The projector's configuration (its `event_store_schema` is command-service's
@@ -74,6 +76,8 @@ impl Stack {
         kos.database.schema = format!("test_{id}_kos");
         kos.database.max_connections = 4;
         kos.kafka.brokers = brokers();
+        kos.redis.url = redis_url();
+        kos.redis.key_prefix = format!("test-{id}:");
         kos.kafka.topic_prefix = prefix.clone();
         kos.kafka.topic_partitions = PARTITIONS;
         kos.kos.consumer_group = format!("test-{id}.kos");
@@ -166,10 +170,11 @@ impl Stack {
         let query_address = format!("http://{}", query_app.local_addr());
         tasks.push(tokio::spawn(query_app.run_until_stopped(shutdown.clone())));
 
-        let stack = Stack {
+        let mut stack = Stack {
             command: command_address,
             query: query_address,
             kos: kos_address,
+            kos_token: String::new(),
             http: reqwest::Client::new(),
             kos_pool,
             projector: projector.clone(),
@@ -189,6 +194,7 @@ impl Stack {
             || async { count(&read_pool, "SELECT count(*) FROM lines").await == 100 },
         )
         .await;
+        stack.kos_token = stack.login("admin").await.0;
         stack
     }
 
@@ -283,12 +289,15 @@ impl Stack {
         let response = self
             .http
             .post(format!("{}{path}", self.kos))
+            .bearer_auth(&self.kos_token)
             .json(body)
             .send()
             .await
             .unwrap();
-        assert!(response.status().is_success(), "kos-mock {path}");
-        response.json().await.unwrap()
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "kos-mock {path}: {status} {body}");
+        body
     }
 
     /// GET on kos-mock's admin API.
@@ -296,11 +305,14 @@ impl Stack {
         let response = self
             .http
             .get(format!("{}{path}", self.kos))
+            .bearer_auth(&self.kos_token)
             .send()
             .await
             .unwrap();
-        assert!(response.status().is_success(), "kos-mock {path}");
-        response.json().await.unwrap()
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "kos-mock {path}: {status} {body}");
+        body
     }
 
     pub async fn stop(mut self) {
@@ -313,7 +325,7 @@ impl Stack {
 
 async fn set_passwords(config: &command_service::configuration::Config, customers: &[&str]) {
     use command_service::auth::{Credentials, Passwords};
-    use service_kit::auth::{SystemClock, Tokens};
+    use service_kit::auth::{Role, SystemClock, Tokens};
     let pool = service_kit::database::connect(&config.database.url, &config.database.schema, 2)
         .await
         .unwrap();
@@ -334,6 +346,11 @@ async fn set_passwords(config: &command_service::configuration::Config, customer
             .await
             .unwrap();
     }
+    // The admin account too: kos-mock's admin API takes admin tokens only.
+    credentials
+        .set_password("admin", &demo_password("admin"), Some(Role::Admin))
+        .await
+        .unwrap();
     pool.close().await;
 }
 

@@ -52,6 +52,14 @@ pub struct Config {
     #[command(flatten)]
     pub kos: KosConfig,
 
+    /// Where logouts are followed: an admin token logged out stops working here too.
+    #[command(flatten)]
+    pub redis: RedisConfig,
+
+    /// command-service's token keys: the admin API takes admin tokens only.
+    #[command(flatten)]
+    pub jwt: JwtConfig,
+
     /// Load the demo data set at start-up (idempotent).
     #[arg(long = "seed-demo", env = "PHONEBILL_KOS_SEED_DEMO", default_value_t = false, action = clap::ArgAction::Set)]
     pub seed_demo: bool,
@@ -65,6 +73,8 @@ pub struct Config {
     pub request_timeout_ms: u64,
 }
 
+pub use read_model::redis_conn::RedisConfig;
+pub use service_kit::auth::JwtConfig;
 pub use service_kit::Environment;
 
 #[derive(Debug, Clone, Args)]
@@ -183,12 +193,18 @@ impl Config {
         Cli::try_parse_from(["kos-mock"]).map(|cli| cli.config)
     }
 
+    pub fn is_production(&self) -> bool {
+        self.environment == Environment::Production
+    }
+
     /// Refuses settings that cannot work, with a message naming the variable to set.
     pub fn check(&self) -> Result<(), ConfigError> {
-        if self.environment == Environment::Production {
+        if self.is_production() {
             self.kafka.check_production().map_err(ConfigError)?;
             service_kit::database::check_production_url(&self.database.url).map_err(ConfigError)?;
+            self.redis.check_production().map_err(ConfigError)?;
         }
+        self.jwt.check(self.is_production()).map_err(ConfigError)?;
         if !is_identifier(&self.database.schema) {
             return Err(ConfigError(format!(
                 "PHONEBILL_DATABASE_SCHEMA `{}` must be letters, digits and underscores",
@@ -245,5 +261,27 @@ mod tests {
         let mut config = local();
         config.kos.latency_min_ms = 900;
         assert!(config.check().is_err());
+    }
+
+    #[test]
+    fn production_refuses_the_development_token_key_and_a_plain_redis() {
+        let mut config = local();
+        config.environment = Environment::Production;
+        config.kafka.security_protocol = "sasl_ssl".into();
+        config.kafka.sasl_username = Some("$ConnectionString".into());
+        config.kafka.sasl_password = Some("Endpoint=sb://x/;SharedAccessKey=y".into());
+        config.database.url = "postgres://u:p@db:5432/phonebill?sslmode=require".into();
+        config.redis.url = "rediss://:key@cache:6380".into();
+        config.jwt.signing_key = None;
+        config.jwt.signing_key_file = None;
+        let refused = config.check().unwrap_err().0;
+        assert!(refused.contains("PHONEBILL_JWT_SIGNING_KEY"), "{refused}");
+
+        config.jwt.signing_key = Some("k1:0123456789abcdef0123456789abcdef".into());
+        config.check().unwrap();
+
+        config.redis.url = "redis://cache:6379".into();
+        let refused = config.check().unwrap_err().0;
+        assert!(refused.contains("PHONEBILL_REDIS_URL"), "{refused}");
     }
 }

@@ -61,6 +61,9 @@ impl Application {
         if config.seed_demo {
             demo::seed_now(&pool).await?;
         }
+        let auth =
+            routes::access::authenticator(&config.jwt, config.is_production(), &config.redis)
+                .map_err(anyhow::Error::msg)?;
         let committed = Arc::new(Notify::new());
         let client = kafka::client_config(&config.kafka, CLIENT_ID);
         let simulation = SimulationHandle::new(config.kos.simulation());
@@ -97,7 +100,7 @@ impl Application {
             metrics,
             request_timeout: Duration::from_millis(config.request_timeout_ms),
         };
-        let router = routes::router(state, config.body_limit_bytes);
+        let router = routes::router(state, auth, config.body_limit_bytes);
         let listener = TcpListener::bind(config.http_addr).await?;
         Ok(Self {
             listener,

@@ -14,6 +14,7 @@ pub struct RedisConfig {
     /// `redis://host:port` (`rediss://` for TLS); in cluster mode, any node (comma-separate
     /// several).
     #[arg(
+        id = "redis_url",
         long = "redis-url",
         env = "PHONEBILL_REDIS_URL",
         default_value = "redis://127.0.0.1:6379"

@@ -102,7 +102,7 @@ impl ProductChangeBody {
     path = "/api/v1/product-changes",
     security(("bearer" = [])),
     request_body = ProductChangeBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat a request safely: the same key gets the same answer and one change")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat a request safely: the same key from the same caller gets the same answer and one change (keys are per caller)")),
     responses(
         (status = 202, description = "Validated and handed to KOS", body = Accepted),
         (status = 400, description = "Malformed input; nothing stored", body = Problem, content_type = "application/problem+json"),
@@ -129,7 +129,12 @@ pub(super) async fn request_change(
     };
     let decision = state
         .changes
-        .request(&line, request, key.as_deref(), trace)
+        .request(
+            &line,
+            request,
+            key.as_deref().map(|key| (caller.customer_id(), key)),
+            trace,
+        )
         .await?;
     metrics::counter!("phonebill_product_changes_total", "outcome" => match decision.record.outcome {
         RequestOutcome::Processing => "accepted",

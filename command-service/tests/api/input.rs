@@ -1,6 +1,6 @@
 //! Bad input gets a problem+json answer with a stable code and changes nothing.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
@@ -117,21 +117,53 @@ async fn a_second_change_while_one_is_in_flight_is_a_conflict() {
 }
 
 #[tokio::test]
-async fn an_idempotency_key_reused_for_another_request_is_refused() {
+async fn an_idempotency_key_reused_by_its_caller_for_another_request_is_refused() {
+    // Given a customer's change sent with a key
     let app = spawn_app().await;
-    assert_eq!(
-        app.post_change(&valid_change(1), Some("k-1"))
-            .await
-            .status(),
-        202
-    );
+    let first = valid_change(1);
+    assert_eq!(app.post_change(&first, Some("k-1")).await.status(), 202);
+
+    // When the same customer sends another request with that key
+    let mut other = first.clone();
+    other["targetProductCode"] = json!("5G-BASIC-001");
+
+    // Then it is refused and nothing is recorded
     assert_problem(
-        app.post_change(&valid_change(3), Some("k-1")).await,
+        app.post_change(&other, Some("k-1")).await,
         422,
         "IDEMPOTENCY_KEY_REUSED",
     )
     .await;
     assert_eq!(app.event_count().await, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn given_another_customer_used_a_key_when_a_customer_sends_it_then_it_is_theirs_alone() {
+    // Given CUST0001's change with key `shared`
+    let app = spawn_app().await;
+    let first = app.post_change(&valid_change(1), Some("shared")).await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+
+    // When CUST0003 sends the same key for their own line
+    let other = app.post_change(&valid_change(3), Some("shared")).await;
+
+    // Then it is a new change of theirs (no 422 telling them the key was used, and no
+    // way to take a key before its owner does)
+    assert_eq!(other.status(), 202);
+    let other: Value = other.json().await.unwrap();
+    assert_ne!(other["requestId"], first["requestId"]);
+    assert_eq!(other["lineNumber"], line(3));
+
+    // And CUST0001's repeat still gets their first answer
+    let again: Value = app
+        .post_change(&valid_change(1), Some("shared"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["requestId"], first["requestId"]);
     app.stop().await;
 }
 

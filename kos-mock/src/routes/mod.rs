@@ -1,6 +1,7 @@
-//! HTTP: the admin API (`/admin/...`), health, metrics and the OpenAPI document, with
+//! HTTP: the admin API (`/admin/...`, admin tokens only), health, metrics and the OpenAPI document, with
 //! the cross-cutting layers (correlation id, timeout, metrics, panic guard, body limit).
 
+pub mod access;
 mod admin;
 mod extract;
 mod openapi;
@@ -9,8 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use service_kit::auth::Authenticator;
 use service_kit::kafka::Admin;
 use sqlx::PgPool;
 
@@ -32,10 +35,14 @@ pub struct AppState {
     pub request_timeout: Duration,
 }
 
-pub fn router(state: AppState, body_limit: usize) -> Router {
+/// Every `/admin` route takes an admin token (command-service signs them); health,
+/// metrics and the OpenAPI document take none.
+pub fn router(state: AppState, auth: Authenticator, body_limit: usize) -> Router {
     let timeout = state.request_timeout;
     Router::new()
-        .merge(admin::router())
+        .merge(
+            admin::router().route_layer(middleware::from_fn_with_state(auth, access::admins_only)),
+        )
         .merge(service_kit::health::router())
         .merge(openapi::router())
         .layer(service_kit::http::ObserveLayer::new(timeout))

@@ -1,5 +1,6 @@
 use axum::routing::get;
 use axum::{Json, Router};
+use service_kit::auth::BearerScheme;
 use utoipa::OpenApi;
 
 use super::admin;
@@ -9,7 +10,7 @@ use super::AppState;
 #[openapi(
     info(
         title = "phonebill kos-mock",
-        description = "Admin API of the simulated KOS back office. KOS itself integrates through the broker alone (see schemas/). Errors are application/problem+json with a stable `code`."
+        description = "Admin API of the simulated KOS back office. KOS itself integrates through the broker alone (see schemas/). Every path needs `Authorization: Bearer <token>` with an admin token from command-service's login (401 UNAUTHENTICATED without a valid one, 403 FORBIDDEN for another role). Errors are application/problem+json with a stable `code`."
     ),
     paths(
         admin::add_customer,
@@ -27,7 +28,9 @@ use super::AppState;
         admin::get_settings,
         admin::put_settings,
         admin::get_order
-    )
+    ),
+    security(("bearer" = [])),
+    modifiers(&BearerScheme)
 )]
 struct ApiDoc;
 

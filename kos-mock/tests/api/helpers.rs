@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
@@ -19,6 +20,7 @@ use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
 use serde_json::Value;
+use service_kit::auth::{Role, SystemClock, Tokens};
 use service_kit::bounded_reader::{self, BoundedReader, Bounds, Flow};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +30,10 @@ pub const PARTITIONS: i32 = 3;
 
 pub fn brokers() -> String {
     std::env::var("PHONEBILL_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("PHONEBILL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 pub fn database_url() -> String {
@@ -56,7 +62,9 @@ pub struct TestApp {
     pub pool: PgPool,
     pub config: Config,
     pub topics: Topics,
+    /// Sends an admin token (the admin API takes nothing else).
     pub http: reqwest::Client,
+    pub admin_token: String,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -69,6 +77,8 @@ pub fn test_config(options: &Options) -> Config {
     config.database.url = database_url();
     config.database.schema = format!("test_{id}");
     config.database.max_connections = 8;
+    config.redis.url = redis_url();
+    config.redis.key_prefix = format!("test-{id}:");
     config.kafka.brokers = brokers();
     config.kafka.topic_prefix = format!("test-{id}.");
     config.kafka.topic_partitions = PARTITIONS;
@@ -105,15 +115,42 @@ pub async fn start(config: Config) -> TestApp {
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let pool_for_tests = kos_mock::db::connect(&config.database).await.unwrap();
     drop(pool);
+    let admin_token = token(&config, "admin", Role::Admin);
     TestApp {
         address,
         pool: pool_for_tests,
         topics: Topics::new(&config.kafka.topic_prefix),
+        http: client_with_token(&admin_token),
+        admin_token,
         config,
-        http: reqwest::Client::new(),
         shutdown,
         task: Some(task),
     }
+}
+
+/// A token as command-service's login issues it, signed with the configured key.
+pub fn token(config: &Config, subject: &str, role: Role) -> String {
+    tokens(config).issue(subject, role, vec![]).0
+}
+
+pub fn tokens(config: &Config) -> Tokens {
+    Tokens::new(
+        &config.jwt,
+        config.jwt.keys(false).unwrap(),
+        Arc::new(SystemClock),
+    )
+}
+
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 pub fn line(n: u32) -> String {
