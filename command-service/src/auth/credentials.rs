@@ -138,6 +138,13 @@ impl Credentials {
             Vec::new()
         };
         let (access_token, claims) = self.tokens.issue(customer_id, role, lines.clone());
+        // Remembered so a password reset or "log out everywhere" can end it at once.
+        sqlx::query("INSERT INTO issued_tokens (jti, customer_id, expires_at) VALUES ($1, $2, $3)")
+            .bind(&claims.jti)
+            .bind(customer_id)
+            .bind(DateTime::from_timestamp(claims.exp, 0).unwrap_or(now))
+            .execute(&self.pool)
+            .await?;
         Ok(Grant {
             access_token,
             expires_in: claims.exp - claims.iat,

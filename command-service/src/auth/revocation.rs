@@ -189,6 +189,46 @@ impl Logout {
             })
     }
 
+    /// Revokes every live token issued to `customer_id` (a password reset, a role
+    /// change, "log out everywhere"), as [`Logout::revoke`] does one. Safe to repeat: a
+    /// repeat announces them all again.
+    pub async fn revoke_all(&self, customer_id: &str) -> Result<usize, AppError> {
+        let now = self.clock.now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO revoked_tokens (jti, expires_at)
+             SELECT jti, expires_at FROM issued_tokens WHERE customer_id = $1 AND expires_at > $2
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(customer_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let live: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT jti, expires_at FROM issued_tokens WHERE customer_id = $1 AND expires_at > $2",
+        )
+        .bind(customer_id)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("SELECT pg_notify($1, jti) FROM unnest($2::text[]) AS jti")
+            .bind(&self.channel)
+            .bind(live.iter().map(|(jti, _)| jti.as_str()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        for (jti, _) in &live {
+            self.revocations.note(jti);
+        }
+        for (jti, expires_at) in &live {
+            self.publish(jti, *expires_at).await.map_err(|e| {
+                tracing::warn!(error = %e, "could not publish a revocation to Redis");
+                AppError::Auth(AuthError::Unavailable)
+            })?;
+        }
+        Ok(live.len())
+    }
+
     /// Keeps Redis's copy of the logouts whole, for as long as the service runs: at
     /// start, and then whenever Redis holds fewer than PostgreSQL (a flush, a shard or
     /// a replica that came back empty), writes them all again. Followers hear each one,
@@ -197,6 +237,9 @@ impl Logout {
     pub async fn keep_redis_whole(self, every: Duration, shutdown: CancellationToken) {
         let mut first = true;
         loop {
+            if let Err(e) = self.forget_expired().await {
+                tracing::debug!(error = %e, "could not forget expired tokens");
+            }
             match self.redis_lost_some(first).await {
                 Ok(false) => {}
                 Ok(true) => match self.republish().await {
@@ -242,16 +285,25 @@ impl Logout {
         Ok(held < live as u64)
     }
 
-    /// Forgets expired revocations and publishes the others again. A Redis outage is
-    /// logged, not fatal.
-    pub async fn republish(&self) -> Result<usize, AppError> {
+    /// Expired tokens need no revocation and no record of their issue.
+    async fn forget_expired(&self) -> Result<(), AppError> {
         let now = self.clock.now();
         sqlx::query("DELETE FROM revoked_tokens WHERE expires_at <= $1")
             .bind(now)
             .execute(&self.pool)
             .await?;
+        sqlx::query("DELETE FROM issued_tokens WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Publishes the live revocations again. A Redis outage is logged, not fatal.
+    pub async fn republish(&self) -> Result<usize, AppError> {
         let live: Vec<(String, DateTime<Utc>)> =
-            sqlx::query_as("SELECT jti, expires_at FROM revoked_tokens")
+            sqlx::query_as("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > $1")
+                .bind(self.clock.now())
                 .fetch_all(&self.pool)
                 .await?;
         for (jti, expires_at) in &live {

@@ -17,6 +17,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/auth/login", post(login))
         .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/auth/logout-all", post(logout_all))
         .route("/api/v1/auth/me", get(me))
         .route(
             "/api/v1/auth/customers/{customer_id}/password",
@@ -145,7 +146,7 @@ pub(super) async fn me(caller: Caller) -> Json<Me> {
     params(("customerId" = String, Path, description = "The account id")),
     request_body = PasswordBody,
     responses(
-        (status = 204, description = "Set; the account is unlocked"),
+        (status = 204, description = "Set; the account is unlocked and every token it held is revoked"),
         (status = 400, description = "INVALID_PASSWORD, INVALID_CUSTOMER_ID or malformed input", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "FORBIDDEN: not an admin", body = Problem, content_type = "application/problem+json"),
@@ -162,6 +163,28 @@ pub(super) async fn set_password(
         .credentials
         .set_password(&customer_id, &body.password, body.role)
         .await?;
-    tracing::info!(admin = %caller.customer_id(), account = %customer_id, "password set");
+    // Whoever held the old password (or the old role) keeps nothing of it.
+    let revoked = state.logout.revoke_all(&customer_id).await?;
+    tracing::info!(admin = %caller.customer_id(), account = %customer_id, revoked, "password set");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revoke every token of the caller's account (every device), this one included.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout-all",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "No token of the account works any more"),
+        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "AUTH_UNAVAILABLE: the revocations could not be published; retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn logout_all(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<StatusCode, AppError> {
+    state.logout.revoke(&caller).await?;
+    state.logout.revoke_all(caller.customer_id()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

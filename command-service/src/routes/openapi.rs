@@ -17,6 +17,7 @@ use super::{auth, product_changes};
         product_changes::validate_change,
         auth::login,
         auth::logout,
+        auth::logout_all,
         auth::me,
         auth::set_password
     ),

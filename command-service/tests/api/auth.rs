@@ -230,6 +230,7 @@ fn protected_routes() -> Vec<(Method, &'static str, Option<Value>)> {
             Some(valid_change(1)),
         ),
         (Method::POST, "/api/v1/auth/logout", None),
+        (Method::POST, "/api/v1/auth/logout-all", None),
         (Method::GET, "/api/v1/auth/me", None),
         (
             Method::PUT,
@@ -611,5 +612,111 @@ async fn given_redis_lost_its_copy_of_the_logouts_then_command_service_writes_th
         matches!(follower.is_revoked_now(&jti), Some(Ok(true)))
     })
     .await;
+    app.stop().await;
+}
+
+async fn logged_in(app: &TestApp, customer: &str, password: &str) -> String {
+    let response = login(app, customer, password).await;
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["accessToken"].as_str().unwrap().to_owned()
+}
+
+/// A follower of the shared revocations, as query-service, the projector and kos-mock run.
+async fn follower(app: &TestApp) -> FollowedRevocations {
+    let redis = RedisConn::connect(&app.config.redis).await.unwrap();
+    let store = RedisRevocations::new(redis, &app.config.redis.key_prefix);
+    FollowedRevocations::start(store, &app.config.redis.url)
+        .await
+        .unwrap()
+}
+
+/// The token is refused here and by a follower on the read side.
+async fn refused_everywhere(app: &TestApp, follower: &FollowedRevocations, token: &str) {
+    problem(me(app, token).await, 401, "UNAUTHENTICATED").await;
+    let jti = app.tokens.verify(token).unwrap().jti.clone();
+    app.wait_for("the read side to refuse the token", || async {
+        matches!(follower.is_revoked_now(&jti), Some(Ok(true)))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn given_a_customer_on_two_devices_when_an_admin_resets_the_password_then_both_tokens_stop_everywhere(
+) {
+    // Given a customer logged in on a phone and a laptop
+    let app = spawn_app().await;
+    set_password(&app, "CUST0011", PASSWORD).await;
+    let phone = logged_in(&app, "CUST0011", PASSWORD).await;
+    let laptop = logged_in(&app, "CUST0011", PASSWORD).await;
+    let follower = follower(&app).await;
+    assert_eq!(me(&app, &phone).await.status().as_u16(), 200);
+
+    // When an admin sets a new password
+    set_password(&app, "CUST0011", "a-brand-new-password").await;
+
+    // Then neither old token works, on the command side or the read side
+    refused_everywhere(&app, &follower, &phone).await;
+    refused_everywhere(&app, &follower, &laptop).await;
+    // And the new password gives a working token
+    let fresh = logged_in(&app, "CUST0011", "a-brand-new-password").await;
+    assert_eq!(me(&app, &fresh).await.status().as_u16(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn given_an_analyst_demoted_to_customer_then_the_analyst_tokens_stop_at_once() {
+    // Given an analyst's token
+    let app = spawn_app().await;
+    let set = |role: &'static str| {
+        app.http
+            .put(format!(
+                "{}/api/v1/auth/customers/ANALYST7/password",
+                app.address
+            ))
+            .json(&json!({"password": PASSWORD, "role": role}))
+            .send()
+    };
+    assert_eq!(set("analyst").await.unwrap().status().as_u16(), 204);
+    let token = logged_in(&app, "ANALYST7", PASSWORD).await;
+    let follower = follower(&app).await;
+    assert_eq!(app.tokens.verify(&token).unwrap().role, Role::Analyst);
+
+    // When an admin changes the role
+    assert_eq!(set("customer").await.unwrap().status().as_u16(), 204);
+
+    // Then the token with the old role is refused everywhere
+    refused_everywhere(&app, &follower, &token).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn given_a_customer_on_two_devices_when_they_log_out_everywhere_then_no_token_of_theirs_works(
+) {
+    // Given two sessions of one customer and one of another
+    let app = spawn_app().await;
+    set_password(&app, "CUST0012", PASSWORD).await;
+    set_password(&app, "CUST0013", PASSWORD).await;
+    let phone = logged_in(&app, "CUST0012", PASSWORD).await;
+    let laptop = logged_in(&app, "CUST0012", PASSWORD).await;
+    let neighbour = logged_in(&app, "CUST0013", PASSWORD).await;
+    let follower = follower(&app).await;
+
+    // When the customer logs out everywhere from the phone
+    let response = app
+        .anonymous
+        .post(format!("{}/api/v1/auth/logout-all", app.address))
+        .bearer_auth(&phone)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+
+    // Then both their tokens are refused everywhere, and the other customer's still works
+    refused_everywhere(&app, &follower, &phone).await;
+    refused_everywhere(&app, &follower, &laptop).await;
+    assert_eq!(me(&app, &neighbour).await.status().as_u16(), 200);
+    let jti = app.tokens.verify(&neighbour).unwrap().jti.clone();
+    assert!(matches!(follower.is_revoked_now(&jti), Some(Ok(false))));
     app.stop().await;
 }
