@@ -20,6 +20,7 @@ use crate::reference::ReferenceData;
 use crate::relay::{self, Relay};
 use crate::routes::{self, AppState};
 use service_kit::auth::{Authenticator, Clock, SystemClock, Tokens};
+use service_kit::hardening::TrustedProxyHops;
 use service_kit::{kafka, telemetry};
 
 /// How this service names itself to the broker.
@@ -138,6 +139,7 @@ impl Application {
             auth: auth.clone(),
             credentials,
             logout: logout.clone(),
+            trusted_proxy_hops: TrustedProxyHops(config.hardening.trusted_proxy_hops),
         };
         let router = routes::router(state, config.body_limit_bytes, &config.hardening);
         let listener = TcpListener::bind(config.http_addr).await?;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -219,28 +219,69 @@ impl RateLimit {
         let peer = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        if self.trusted_proxy_hops == 0 {
-            return peer;
-        }
-        // Each trusted proxy appended the address it saw; the entry the outermost
-        // trusted proxy appended is the client, anything left of it may be forged. Every
-        // entry keeps its position, readable or not: dropping one (AGIC writes
-        // `ip:port`) would shift the count onto an address the client wrote itself.
-        let forwarded: Vec<Option<IpAddr>> = request
-            .headers()
-            .get_all("x-forwarded-for")
-            .iter()
-            .flat_map(|v| v.to_str().unwrap_or("").split(','))
-            .map(forwarded_address)
-            .collect();
-        let client = match forwarded.len().checked_sub(self.trusted_proxy_hops) {
-            Some(i) => forwarded[i],
-            // Fewer entries than trusted proxies: all were written by trusted proxies.
-            None => forwarded.first().copied().flatten(),
-        };
-        client.unwrap_or(peer)
+            .map(|c| c.0.ip());
+        client_address(request.headers(), peer, self.trusted_proxy_hops)
+    }
+}
+
+/// The client's address: the peer's, or with `trusted_proxy_hops` proxies in front, the
+/// `X-Forwarded-For` entry the outermost trusted proxy appended.
+pub fn client_address(
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    trusted_proxy_hops: usize,
+) -> IpAddr {
+    let peer = peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    if trusted_proxy_hops == 0 {
+        return peer;
+    }
+    // Each trusted proxy appended the address it saw; the entry the outermost trusted
+    // proxy appended is the client, anything left of it may be forged. Every entry
+    // keeps its position, readable or not: dropping one (AGIC writes `ip:port`) would
+    // shift the count onto an address the client wrote itself.
+    let forwarded: Vec<Option<IpAddr>> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("").split(','))
+        .map(forwarded_address)
+        .collect();
+    let client = match forwarded.len().checked_sub(trusted_proxy_hops) {
+        Some(i) => forwarded[i],
+        // Fewer entries than trusted proxies: all were written by trusted proxies.
+        None => forwarded.first().copied().flatten(),
+    };
+    client.unwrap_or(peer)
+}
+
+/// How many `X-Forwarded-For` hops to trust, as router state for [`ClientAddress`].
+#[derive(Clone, Copy, Debug)]
+pub struct TrustedProxyHops(pub usize);
+
+/// Extractor: the client's address as [`client_address`] reads it, by its
+/// [`address_key`] (IPv6 by its /64).
+pub struct ClientAddress(pub IpAddr);
+
+impl<S> axum::extract::FromRequestParts<S> for ClientAddress
+where
+    TrustedProxyHops: axum::extract::FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let hops = <TrustedProxyHops as axum::extract::FromRef<S>>::from_ref(state).0;
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(Self(address_key(client_address(
+            &parts.headers,
+            peer,
+            hops,
+        ))))
     }
 }
 
@@ -263,9 +304,9 @@ fn forwarded_address(entry: &str) -> Option<IpAddr> {
     Some(ip.to_canonical())
 }
 
-/// The rate limit's key for an address: IPv4 as is; IPv6 by its /64, the block one
-/// subscriber is given (per address, a client would have 2^64 fresh keys).
-fn limit_key(ip: IpAddr) -> IpAddr {
+/// The key limits and lockouts count an address under: IPv4 as is; IPv6 by its /64, the
+/// block one subscriber is given (per address, a client would have 2^64 fresh keys).
+pub fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
@@ -274,7 +315,7 @@ fn limit_key(ip: IpAddr) -> IpAddr {
 
 /// Middleware: 429 `RATE_LIMITED` with `Retry-After` past the per-IP limit.
 pub async fn limit_by_ip(State(limit): State<RateLimit>, request: Request, next: Next) -> Response {
-    let ip = limit_key(limit.client_ip(&request));
+    let ip = address_key(limit.client_ip(&request));
     if limit.seen.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
         limit.limiter.retain_recent();
     }
@@ -443,14 +484,14 @@ mod tests {
     fn ipv6_clients_are_limited_per_64_block_and_ipv4_per_address() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(
-            limit_key(ip("2001:db8:1:2:aaaa::1")),
-            limit_key(ip("2001:db8:1:2:ffff::9"))
+            address_key(ip("2001:db8:1:2:aaaa::1")),
+            address_key(ip("2001:db8:1:2:ffff::9"))
         );
         assert_ne!(
-            limit_key(ip("2001:db8:1:2::1")),
-            limit_key(ip("2001:db8:1:3::1"))
+            address_key(ip("2001:db8:1:2::1")),
+            address_key(ip("2001:db8:1:3::1"))
         );
-        assert_eq!(limit_key(ip("203.0.113.9")), ip("203.0.113.9"));
+        assert_eq!(address_key(ip("203.0.113.9")), ip("203.0.113.9"));
     }
 
     async fn answer(origin: Option<&str>, method: Method) -> Response {

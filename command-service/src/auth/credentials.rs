@@ -1,7 +1,8 @@
-//! Login and passwords. The failure count and the lock are kept in `credentials` and
-//! changed only by single SQL statements, so concurrent wrong logins never undercount
-//! and every replica sees the same lock.
+//! Login and passwords. Failed logins are counted per account and client address in
+//! `login_failures`, changed only by single SQL statements, so concurrent wrong logins
+//! never undercount and every replica sees the same lock.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -79,10 +80,17 @@ impl Credentials {
         }
     }
 
-    /// Checks the password and issues a token. A locked account is refused even with the
-    /// right password; a wrong password counts a failure (known id or not, the same
-    /// answer); a success resets the count.
-    pub async fn login(&self, customer_id: &str, password: &str) -> Result<Grant, AppError> {
+    /// Checks the password and issues a token. An account locked for this client address
+    /// is refused even with the right password; a wrong password counts a failure for
+    /// the account from this address (known id or not, the same answer); a success
+    /// clears that count. Other addresses are not affected: a guesser cannot lock the
+    /// owner out.
+    pub async fn login(
+        &self,
+        customer_id: &str,
+        password: &str,
+        from: IpAddr,
+    ) -> Result<Grant, AppError> {
         if !valid_account_id(customer_id) || password.len() > 1024 {
             // Costs the same as a real check, so the shape of the id leaks nothing.
             self.passwords
@@ -91,41 +99,56 @@ impl Credentials {
             return Err(LoginRefused::InvalidCredentials.into());
         }
         let now = self.clock.now();
-        let row: Option<(Option<String>, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "SELECT password_hash, locked_until FROM credentials WHERE customer_id = $1",
+        let address = from.to_string();
+        let row: Option<(Option<String>, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT c.password_hash, c.role, f.locked_until
+               FROM credentials c
+               LEFT JOIN login_failures f ON f.customer_id = c.customer_id AND f.address = $2
+              WHERE c.customer_id = $1",
         )
         .bind(customer_id)
+        .bind(&address)
         .fetch_optional(&self.pool)
         .await?;
-        let (hash, locked_until) = row.unwrap_or((None, None));
+        let (hash, role, locked_until) = match row {
+            Some(row) => row,
+            // Unknown ids lock like known ones (no row in `credentials` to join).
+            None => (
+                None,
+                String::new(),
+                self.locked_until(customer_id, &address).await?,
+            ),
+        };
         if let Some(until) = locked_until.filter(|until| *until > now) {
             return Err(LoginRefused::Locked { until }.into());
         }
         if !self.passwords.verify(hash, password).await? {
-            return Err(self.record_failure(customer_id, now).await?.into());
+            return Err(self
+                .record_failure(customer_id, &address, now)
+                .await?
+                .into());
         }
-        // Reset only if no concurrent failure locked the account meanwhile.
-        let role: Option<String> = sqlx::query_scalar(
-            "UPDATE credentials SET failed_count = 0, locked_until = NULL, updated_at = $2
-              WHERE customer_id = $1 AND (locked_until IS NULL OR locked_until <= $2)
-             RETURNING role",
+        // A failure from this address that locked the account while the hash was being
+        // checked wins; otherwise the count is cleared.
+        let locked: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "WITH cleared AS (
+                 DELETE FROM login_failures
+                  WHERE customer_id = $1 AND address = $2
+                    AND (locked_until IS NULL OR locked_until <= $3))
+             SELECT locked_until FROM login_failures
+              WHERE customer_id = $1 AND address = $2 AND locked_until > $3",
         )
         .bind(customer_id)
+        .bind(&address)
         .bind(now)
         .fetch_optional(&self.pool)
-        .await?;
-        let Some(role) = role.as_deref().and_then(Role::parse) else {
-            let until: Option<DateTime<Utc>> =
-                sqlx::query_scalar("SELECT locked_until FROM credentials WHERE customer_id = $1")
-                    .bind(customer_id)
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .flatten();
-            return Err(match until {
-                Some(until) => LoginRefused::Locked { until },
-                None => LoginRefused::InvalidCredentials,
-            }
-            .into());
+        .await?
+        .flatten();
+        if let Some(until) = locked {
+            return Err(LoginRefused::Locked { until }.into());
+        }
+        let Some(role) = Role::parse(&role) else {
+            return Err(LoginRefused::InvalidCredentials.into());
         };
         let lines: Vec<String> = if role == Role::Customer {
             sqlx::query_scalar(
@@ -154,20 +177,41 @@ impl Credentials {
         })
     }
 
-    /// Counts one failure in one statement; the count starts over once a lock has
-    /// passed, and reaching the maximum locks until `now + lockout`.
+    async fn locked_until(
+        &self,
+        customer_id: &str,
+        address: &str,
+    ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        Ok(sqlx::query_scalar(
+            "SELECT locked_until FROM login_failures WHERE customer_id = $1 AND address = $2",
+        )
+        .bind(customer_id)
+        .bind(address)
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten())
+    }
+
+    /// Counts one failure of the account from `address` in one statement. The count
+    /// starts over once a lock has passed or a lockout window went by without a failure
+    /// (decay); reaching the maximum locks until `now + lockout`. Rows idle for longer
+    /// than a lockout window are deleted on the way.
     async fn record_failure(
         &self,
         customer_id: &str,
+        address: &str,
         now: DateTime<Utc>,
     ) -> Result<LoginRefused, sqlx::Error> {
         let (count, locked_until): (i32, Option<DateTime<Utc>>) = sqlx::query_as(
-            "INSERT INTO credentials AS c (customer_id, failed_count, locked_until, updated_at)
-             VALUES ($1, 1, CASE WHEN 1 >= $3 THEN $4 END, $2)
-             ON CONFLICT (customer_id) DO UPDATE SET
-               failed_count = CASE WHEN c.locked_until <= $2 THEN 1 ELSE c.failed_count + 1 END,
+            "INSERT INTO login_failures AS f
+                    (customer_id, address, failed_count, locked_until, updated_at)
+             VALUES ($1, $5, 1, CASE WHEN 1 >= $3 THEN $4 END, $2)
+             ON CONFLICT (customer_id, address) DO UPDATE SET
+               failed_count = CASE WHEN f.locked_until <= $2 OR f.updated_at <= $6 THEN 1
+                                   ELSE f.failed_count + 1 END,
                locked_until = CASE
-                   WHEN (CASE WHEN c.locked_until <= $2 THEN 1 ELSE c.failed_count + 1 END) >= $3
+                   WHEN (CASE WHEN f.locked_until <= $2 OR f.updated_at <= $6 THEN 1
+                              ELSE f.failed_count + 1 END) >= $3
                    THEN $4 END,
                updated_at = $2
              RETURNING failed_count, locked_until",
@@ -176,7 +220,17 @@ impl Credentials {
         .bind(now)
         .bind(self.max_failures)
         .bind(now + self.lockout)
+        .bind(address)
+        .bind(now - self.lockout)
         .fetch_one(&self.pool)
+        .await?;
+        sqlx::query(
+            "DELETE FROM login_failures
+              WHERE updated_at <= $2 AND (locked_until IS NULL OR locked_until <= $1)",
+        )
+        .bind(now)
+        .bind(now - self.lockout)
+        .execute(&self.pool)
         .await?;
         tracing::info!(
             failed_count = count,
@@ -220,6 +274,11 @@ impl Credentials {
         .bind(self.clock.now())
         .execute(&self.pool)
         .await?;
+        // Unlocked from every address.
+        sqlx::query("DELETE FROM login_failures WHERE customer_id = $1")
+            .bind(customer_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -7,6 +7,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use service_kit::auth::{Caller, Role};
+use service_kit::hardening::ClientAddress;
 use utoipa::ToSchema;
 
 use super::extract::ApiJson;
@@ -78,17 +79,18 @@ pub struct PasswordBody {
         (status = 200, description = "An access token", body = LoginAnswer),
         (status = 400, description = "Malformed input", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "INVALID_CREDENTIALS (the same whether the customer exists or not)", body = Problem, content_type = "application/problem+json"),
-        (status = 423, description = "ACCOUNT_LOCKED after 5 consecutive failures, with lockedUntil", body = Problem, content_type = "application/problem+json"),
+        (status = 423, description = "ACCOUNT_LOCKED after 5 consecutive failures from this client address, with lockedUntil", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "RATE_LIMITED, with Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn login(
     State(state): State<AppState>,
+    ClientAddress(from): ClientAddress,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Json<LoginAnswer>, AppError> {
     let grant = state
         .credentials
-        .login(&body.customer_id, &body.password)
+        .login(&body.customer_id, &body.password, from)
         .await?;
     Ok(Json(LoginAnswer {
         access_token: grant.access_token,

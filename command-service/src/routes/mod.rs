@@ -16,7 +16,7 @@ use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use service_kit::auth::Authenticator;
-use service_kit::hardening::{Hardened, HardeningConfig};
+use service_kit::hardening::{Hardened, HardeningConfig, TrustedProxyHops};
 use service_kit::kafka::Admin;
 use sqlx::PgPool;
 
@@ -34,6 +34,14 @@ pub struct AppState {
     pub auth: Authenticator,
     pub credentials: Credentials,
     pub logout: Logout,
+    /// Where the client's address comes from (login lockouts count per address).
+    pub trusted_proxy_hops: TrustedProxyHops,
+}
+
+impl FromRef<AppState> for TrustedProxyHops {
+    fn from_ref(state: &AppState) -> Self {
+        state.trusted_proxy_hops
+    }
 }
 
 impl FromRef<AppState> for Authenticator {

@@ -720,3 +720,130 @@ async fn given_a_customer_on_two_devices_when_they_log_out_everywhere_then_no_to
     assert!(matches!(follower.is_revoked_now(&jti), Some(Ok(false))));
     app.stop().await;
 }
+
+async fn login_from(app: &TestApp, address: &str, customer: &str, password: &str) -> u16 {
+    app.anonymous
+        .post(format!("{}/api/v1/auth/login", app.address))
+        .header("x-forwarded-for", address)
+        .json(&json!({"customerId": customer, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn behind_a_proxy() -> Options {
+    Options {
+        trusted_proxy_hops: 1,
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn given_a_guesser_locked_an_account_from_their_address_then_its_owner_logs_in_from_another()
+{
+    // Given five wrong passwords for CUST0014 from one address (behind the gateway)
+    let app = spawn_app_with(behind_a_proxy()).await;
+    set_password(&app, "CUST0014", PASSWORD).await;
+    let guesser = "203.0.113.7:50123"; // AGIC writes ip:port
+    for _ in 0..5 {
+        login_from(&app, guesser, "CUST0014", "guess-guess").await;
+    }
+    assert_eq!(login_from(&app, guesser, "CUST0014", PASSWORD).await, 423);
+
+    // When the owner logs in from their own address
+    let owner = login_from(&app, "198.51.100.9", "CUST0014", PASSWORD).await;
+
+    // Then they get in, and the guesser's address stays locked
+    assert_eq!(owner, 200);
+    assert_eq!(login_from(&app, guesser, "CUST0014", PASSWORD).await, 423);
+    // An IPv6 guesser is one address for its whole /64
+    for n in 0..5 {
+        let address = format!("2001:db8:7:7::{n:x}");
+        login_from(&app, &address, "CUST0014", "guess-guess").await;
+    }
+    assert_eq!(
+        login_from(&app, "2001:db8:7:7::ffff", "CUST0014", PASSWORD).await,
+        423
+    );
+    assert_eq!(
+        login_from(&app, "2001:db8:7:8::1", "CUST0014", PASSWORD).await,
+        200
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn given_four_failures_spread_over_more_than_the_lockout_window_then_the_count_starts_over() {
+    // Given four failures, then a quiet lockout window
+    let app = spawn_app().await;
+    set_password(&app, "CUST0015", PASSWORD).await;
+    for _ in 0..4 {
+        problem(
+            login(&app, "CUST0015", "wrong password").await,
+            401,
+            "INVALID_CREDENTIALS",
+        )
+        .await;
+    }
+    app.clock.advance(TimeDelta::minutes(31));
+
+    // When four more fail
+    for _ in 0..4 {
+        problem(
+            login(&app, "CUST0015", "wrong password").await,
+            401,
+            "INVALID_CREDENTIALS",
+        )
+        .await;
+    }
+
+    // Then the account is not locked (the old four decayed); a fifth in a row locks it
+    assert_eq!(login(&app, "CUST0015", PASSWORD).await.status(), 200);
+    for _ in 0..5 {
+        login(&app, "CUST0015", "wrong password").await;
+    }
+    problem(
+        login(&app, "CUST0015", PASSWORD).await,
+        423,
+        "ACCOUNT_LOCKED",
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn given_failed_logins_of_unknown_ids_then_they_leave_no_account_and_their_counts_expire() {
+    // Given failed logins of ids nobody has
+    let app = spawn_app().await;
+    let accounts_before: i64 = sqlx::query_scalar("SELECT count(*) FROM credentials")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    for n in 0..20 {
+        problem(
+            login(&app, &format!("NOBODY{n}"), "wrong password").await,
+            401,
+            "INVALID_CREDENTIALS",
+        )
+        .await;
+    }
+
+    // Then no account row was made for them
+    let accounts_after: i64 = sqlx::query_scalar("SELECT count(*) FROM credentials")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(accounts_after, accounts_before);
+
+    // And once a lockout window has passed, the next failure clears their counts away
+    app.clock.advance(TimeDelta::minutes(31));
+    login(&app, "NOBODY-LATER", "wrong password").await;
+    let counted: Vec<String> = sqlx::query_scalar("SELECT customer_id FROM login_failures")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(counted, vec!["NOBODY-LATER".to_owned()]);
+    app.stop().await;
+}

@@ -107,6 +107,8 @@ pub struct Options {
     pub redis_url: Option<String>,
     /// Publish logouts to the test Redis Cluster instead.
     pub redis_cluster: bool,
+    /// `X-Forwarded-For` hops to trust (0: the peer's address is the client's).
+    pub trusted_proxy_hops: usize,
 }
 
 impl Default for Options {
@@ -118,6 +120,7 @@ impl Default for Options {
             rate_limit_per_ip: 0,
             redis_url: None,
             redis_cluster: false,
+            trusted_proxy_hops: 0,
         }
     }
 }
@@ -159,6 +162,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     config.redis.key_prefix = format!("test-{id}:");
     config.hardening.per_ip_per_minute = options.rate_limit_per_ip;
     config.hardening.per_customer_per_minute = 0;
+    config.hardening.trusted_proxy_hops = options.trusted_proxy_hops;
     config.auth.argon2_memory_kib = 256;
     config.auth.argon2_iterations = 1;
     config.auth.revocation_resync_ms = 100;
