@@ -101,15 +101,18 @@ pub struct Config {
 
 pub use service_kit::Environment;
 
-#[derive(Debug, Clone, Args)]
+#[derive(educe::Educe, Clone, Args)]
+#[educe(Debug)]
 pub struct DatabaseConfig {
     /// PostgreSQL URL; add `sslmode=require` for Azure.
     #[arg(
         id = "database_url",
         long = "database-url",
         env = "PHONEBILL_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/phonebill"
+        default_value = "postgres://postgres@127.0.0.1:5432/phonebill",
+        hide_env_values = true
     )]
+    #[educe(Debug(method(service_kit::secret::urls)))]
     pub url: String,
 
     /// Schema holding this service's tables (event store, outbox cursor, reference data).
@@ -402,5 +405,28 @@ mod tests {
         let mut config = local();
         config.database.schema = "x; drop table events".into();
         assert!(config.check().is_err());
+    }
+
+    #[test]
+    fn secrets_are_shown_neither_by_help_nor_in_a_configuration_dump() {
+        use clap::CommandFactory;
+        let hidden = service_kit::secret::shown_in_help(
+            &Cli::command(),
+            &["database_url", "redis_url", "sasl_password", "signing_key"],
+        );
+        assert!(hidden.is_empty(), "--help would print these: {hidden:?}");
+        let mut config = local();
+        config.database.url = "postgres://phonebill_admin:db-secret@db:5432/phonebill".into();
+        config.redis.url = "rediss://:redis-secret@cache:6380".into();
+        config.kafka.sasl_password = Some("kafka-secret".into());
+        config.jwt.signing_key = Some("k1:jwt-secret-jwt-secret-jwt-secret-00".into());
+        let dump = format!("{config:?}");
+        for secret in ["db-secret", "redis-secret", "kafka-secret", "jwt-secret"] {
+            assert!(!dump.contains(secret), "{secret} in {dump}");
+        }
+        assert!(
+            dump.contains("postgres://phonebill_admin:***@db:5432/phonebill"),
+            "{dump}"
+        );
     }
 }

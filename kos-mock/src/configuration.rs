@@ -77,14 +77,18 @@ pub use read_model::redis_conn::RedisConfig;
 pub use service_kit::auth::JwtConfig;
 pub use service_kit::Environment;
 
-#[derive(Debug, Clone, Args)]
+#[derive(educe::Educe, Clone, Args)]
+#[educe(Debug)]
 pub struct DatabaseConfig {
     /// PostgreSQL URL; add `sslmode=require` for Azure.
     #[arg(
+        id = "database_url",
         long = "database-url",
         env = "PHONEBILL_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/phonebill"
+        default_value = "postgres://postgres@127.0.0.1:5432/phonebill",
+        hide_env_values = true
     )]
+    #[educe(Debug(method(service_kit::secret::urls)))]
     pub url: String,
 
     /// Schema holding KOS's tables.
@@ -283,5 +287,28 @@ mod tests {
         config.redis.url = "redis://cache:6379".into();
         let refused = config.check().unwrap_err().0;
         assert!(refused.contains("PHONEBILL_REDIS_URL"), "{refused}");
+    }
+
+    #[test]
+    fn secrets_are_shown_neither_by_help_nor_in_a_configuration_dump() {
+        use clap::CommandFactory;
+        let hidden = service_kit::secret::shown_in_help(
+            &Cli::command(),
+            &["database_url", "redis_url", "sasl_password", "signing_key"],
+        );
+        assert!(hidden.is_empty(), "--help would print these: {hidden:?}");
+        let mut config = local();
+        config.database.url = "postgres://phonebill_admin:db-secret@db:5432/phonebill".into();
+        config.redis.url = "rediss://:redis-secret@cache:6380".into();
+        config.kafka.sasl_password = Some("kafka-secret".into());
+        config.jwt.signing_key = Some("k1:jwt-secret-jwt-secret-jwt-secret-00".into());
+        let dump = format!("{config:?}");
+        for secret in ["db-secret", "redis-secret", "kafka-secret", "jwt-secret"] {
+            assert!(!dump.contains(secret), "{secret} in {dump}");
+        }
+        assert!(
+            dump.contains("postgres://phonebill_admin:***@db:5432/phonebill"),
+            "{dump}"
+        );
     }
 }

@@ -129,7 +129,8 @@ pub struct ReplayArgs {
     pub max_events: Option<u64>,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(educe::Educe, Clone, Args)]
+#[educe(Debug)]
 pub struct Config {
     /// `production` refuses the development signing key.
     #[arg(long, env = "PHONEBILL_ENV", value_enum, default_value_t = Environment::Local)]
@@ -143,8 +144,10 @@ pub struct Config {
     #[arg(
         long = "database-url",
         env = "PHONEBILL_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/phonebill"
+        default_value = "postgres://postgres@127.0.0.1:5432/phonebill",
+        hide_env_values = true
     )]
+    #[educe(Debug(method(service_kit::secret::urls)))]
     pub database_url: String,
 
     /// Schema of the read tables (the projector owns it).
@@ -184,6 +187,7 @@ pub struct Config {
     /// The login query role's password, set at every start (a server that requires
     /// passwords, as Azure's does, refuses a login role without one). Unset: left as is.
     #[arg(long, env = "PHONEBILL_QUERY_ROLE_PASSWORD", hide_env_values = true)]
+    #[educe(Debug(method(service_kit::secret::option)))]
     pub query_role_password: Option<String>,
 
     #[command(flatten)]
@@ -302,5 +306,41 @@ mod tests {
         assert_eq!(args.event_types, ["BillIssued", "PaymentRecorded"]);
         assert_eq!(args.format, crate::export::Format::Parquet);
         assert!(args.since.is_some() && args.until.is_none());
+    }
+
+    #[test]
+    fn secrets_are_shown_neither_by_help_nor_in_a_configuration_dump() {
+        use clap::CommandFactory;
+        let hidden = service_kit::secret::shown_in_help(
+            &Cli::command(),
+            &[
+                "database_url",
+                "redis_url",
+                "sasl_password",
+                "signing_key",
+                "query_role_password",
+            ],
+        );
+        assert!(hidden.is_empty(), "--help would print these: {hidden:?}");
+        let mut config = Cli::try_parse_from(["projector"]).unwrap().config;
+        config.database_url = "postgres://phonebill_admin:db-secret@db:5432/phonebill".into();
+        config.redis.url = "rediss://:redis-secret@cache:6380".into();
+        config.kafka.sasl_password = Some("kafka-secret".into());
+        config.jwt.signing_key = Some("k1:jwt-secret-jwt-secret-jwt-secret-00".into());
+        config.query_role_password = Some("role-secret".into());
+        let dump = format!("{config:?}");
+        for secret in [
+            "db-secret",
+            "redis-secret",
+            "kafka-secret",
+            "jwt-secret",
+            "role-secret",
+        ] {
+            assert!(!dump.contains(secret), "{secret} in {dump}");
+        }
+        assert!(
+            dump.contains("postgres://phonebill_admin:***@db:5432/phonebill"),
+            "{dump}"
+        );
     }
 }

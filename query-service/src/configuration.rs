@@ -21,7 +21,8 @@ pub struct Cli {
     pub config: Config,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(educe::Educe, Clone, Args)]
+#[educe(Debug)]
 pub struct Config {
     /// `production` refuses the development signing key.
     #[arg(long, env = "PHONEBILL_ENV", value_enum, default_value_t = Environment::Local)]
@@ -39,8 +40,10 @@ pub struct Config {
     #[arg(
         long = "database-url",
         env = "PHONEBILL_DATABASE_URL",
-        default_value = "postgres://phonebill_query@127.0.0.1:5432/phonebill"
+        default_value = "postgres://phonebill_query@127.0.0.1:5432/phonebill",
+        hide_env_values = true
     )]
+    #[educe(Debug(method(service_kit::secret::urls)))]
     pub database_url: String,
 
     /// Schema of the read tables.
@@ -172,5 +175,28 @@ mod tests {
         assert!(refused.contains("PHONEBILL_JWT_SIGNING_KEY"), "{refused}");
         config.jwt.signing_key = Some("k1:0123456789abcdef0123456789abcdef".into());
         config.check().unwrap();
+    }
+
+    #[test]
+    fn secrets_are_shown_neither_by_help_nor_in_a_configuration_dump() {
+        use clap::CommandFactory;
+        let hidden = service_kit::secret::shown_in_help(
+            &Cli::command(),
+            &["database_url", "redis_url", "sasl_password", "signing_key"],
+        );
+        assert!(hidden.is_empty(), "--help would print these: {hidden:?}");
+        let mut config = Config::from_env().unwrap();
+        config.database_url = "postgres://phonebill_admin:db-secret@db:5432/phonebill".into();
+        config.redis.url = "rediss://:redis-secret@cache:6380".into();
+        config.kafka.sasl_password = Some("kafka-secret".into());
+        config.jwt.signing_key = Some("k1:jwt-secret-jwt-secret-jwt-secret-00".into());
+        let dump = format!("{config:?}");
+        for secret in ["db-secret", "redis-secret", "kafka-secret", "jwt-secret"] {
+            assert!(!dump.contains(secret), "{secret} in {dump}");
+        }
+        assert!(
+            dump.contains("postgres://phonebill_admin:***@db:5432/phonebill"),
+            "{dump}"
+        );
     }
 }

@@ -9,7 +9,8 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Args)]
+#[derive(educe::Educe, Clone, Args)]
+#[educe(Debug)]
 pub struct RedisConfig {
     /// `redis://host:port` (`rediss://` for TLS); in cluster mode, any node (comma-separate
     /// several).
@@ -17,8 +18,10 @@ pub struct RedisConfig {
         id = "redis_url",
         long = "redis-url",
         env = "PHONEBILL_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
     )]
+    #[educe(Debug(method(service_kit::secret::urls)))]
     pub url: String,
 
     /// Use the cluster client (Azure Cache for Redis with clustering).

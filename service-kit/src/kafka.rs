@@ -13,7 +13,8 @@ use clap::Args;
 
 /// How to reach the broker, read from `PHONEBILL_KAFKA_*` (flattened into each
 /// service's configuration).
-#[derive(Debug, Clone, Args)]
+#[derive(educe::Educe, Clone, Args)]
+#[educe(Debug)]
 pub struct KafkaConfig {
     /// Bootstrap servers (`host:port,...`); Event Hubs: `<ns>.servicebus.windows.net:9093`.
     #[arg(
@@ -49,6 +50,7 @@ pub struct KafkaConfig {
         env = "PHONEBILL_KAFKA_SASL_PASSWORD",
         hide_env_values = true
     )]
+    #[educe(Debug(method(crate::secret::option)))]
     pub sasl_password: Option<String>,
 
     /// Prefix of every topic name (empty in production; unique per test run).

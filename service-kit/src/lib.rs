@@ -33,6 +33,7 @@ pub mod http;
 pub mod kafka;
 pub mod outbox;
 pub mod pubsub;
+pub mod secret;
 pub mod server;
 pub mod sharded;
 pub mod telemetry;

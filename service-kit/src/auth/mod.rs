@@ -182,7 +182,11 @@ impl KeySet {
 #[derive(Clone, Args)]
 pub struct JwtConfig {
     /// Signing keys as `kid:secret` (comma- or newline-separated; the first signs).
-    #[arg(long = "jwt-signing-key", env = "PHONEBILL_JWT_SIGNING_KEY")]
+    #[arg(
+        long = "jwt-signing-key",
+        env = "PHONEBILL_JWT_SIGNING_KEY",
+        hide_env_values = true
+    )]
     pub signing_key: Option<String>,
 
     /// A file holding the signing keys (as mounted from Key Vault); wins over the variable.

@@ -1,0 +1,139 @@
+//! Secrets kept out of what a process prints about itself: configuration `Debug`
+//! (`#[educe(Debug(method(...)))]` on the field) and `--help` (`hide_env_values` on the
+//! argument). A URL keeps everything but its password, so a dump still says where the
+//! service connects.
+
+use std::fmt;
+
+/// `Debug` of a URL, or of a comma-separated list of them, with each password replaced.
+pub fn urls(value: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let redacted: Vec<String> = value.split(',').map(redact_url).collect();
+    fmt::Debug::fmt(&redacted.join(","), f)
+}
+
+/// `Debug` of an optional secret: whether it is set, never what it is.
+pub fn option(value: &Option<String>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match value {
+        Some(_) => f.write_str("Some(<redacted>)"),
+        None => f.write_str("None"),
+    }
+}
+
+/// `scheme://user:password@host/...` as `scheme://user:***@host/...`; a URL without a
+/// password unchanged; query parameters named like a password or key are replaced too.
+pub fn redact_url(url: &str) -> String {
+    let url = url.trim();
+    let (head, query) = match url.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match head.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            let authority = match authority.rsplit_once('@') {
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{user}:***@{host}"),
+                    None => format!("{userinfo}@{host}"),
+                },
+                None => authority.to_owned(),
+            };
+            format!("{scheme}://{authority}{path}")
+        }
+        None => head.to_owned(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((name, _)) if is_secret_name(name) => format!("{name}=***"),
+                _ => param.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+/// The arguments among `ids` whose environment value `--help` would print (or that
+/// `command` does not have): what a configuration test expects to be empty.
+pub fn shown_in_help(command: &clap::Command, ids: &[&str]) -> Vec<String> {
+    ids.iter()
+        .filter(|id| {
+            !command
+                .get_arguments()
+                .any(|arg| arg.get_id() == **id && arg.is_hide_env_values_set())
+        })
+        .map(|id| id.to_string())
+        .collect()
+}
+
+fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "passwd", "secret", "key", "token"]
+        .iter()
+        .any(|word| name.contains(word))
+        && name != "sslkey" // a file path, not a secret
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_in_a_url_is_replaced_and_the_rest_kept() {
+        let cases = [
+            (
+                "postgres://phonebill_admin:s3cr%40t@db.example:5432/phonebill?sslmode=verify-full",
+                "postgres://phonebill_admin:***@db.example:5432/phonebill?sslmode=verify-full",
+            ),
+            ("rediss://:accesskey@cache:6380", "rediss://:***@cache:6380"),
+            (
+                "postgres://postgres@127.0.0.1:5432/phonebill",
+                "postgres://postgres@127.0.0.1:5432/phonebill",
+            ),
+            (
+                "postgres://u@db/x?password=hunter2&sslmode=require",
+                "postgres://u@db/x?password=***&sslmode=require",
+            ),
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(redact_url(url), expected, "{url}");
+        }
+    }
+
+    #[derive(educe::Educe)]
+    #[educe(Debug)]
+    struct Example {
+        #[educe(Debug(method(urls)))]
+        url: String,
+        #[educe(Debug(method(option)))]
+        password: Option<String>,
+        plain: u32,
+    }
+
+    #[test]
+    fn debug_of_a_configuration_shows_no_secret() {
+        let example = Example {
+            url: "rediss://:k1@a:6380,rediss://:k2@b:6380".into(),
+            password: Some("hunter2".into()),
+            plain: 7,
+        };
+        let dump = format!("{example:?}");
+        for secret in ["k1", "k2", "hunter2"] {
+            assert!(!dump.contains(secret), "{dump}");
+        }
+        assert!(
+            dump.contains("rediss://:***@a:6380,rediss://:***@b:6380"),
+            "{dump}"
+        );
+        assert!(
+            dump.contains("Some(<redacted>)") && dump.contains("plain: 7"),
+            "{dump}"
+        );
+    }
+}
