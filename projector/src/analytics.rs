@@ -14,19 +14,23 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use service_kit::auth::{Authenticator, Caller};
 use service_kit::http::problem;
-use tokio::sync::Semaphore;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::time_travel::{is_line_number, AsOfError, LineState, TimeTravel};
 
 /// Time travels run at once; more wait their turn (each reads two partitions from
 /// their beginning, and the projector's own work comes first).
 const CONCURRENT_READS: usize = 2;
+/// Time travels that may wait for a turn; past that, 503 `TIME_TRAVEL_BUSY` at once, so
+/// a burst of requests cannot pile up memory and connections behind the two readers.
+const MAX_WAITING: usize = 8;
 
 #[derive(Clone)]
 pub struct AnalyticsState {
     pub auth: Authenticator,
     pub time_travel: TimeTravel,
-    reads: Arc<Semaphore>,
+    reads: Turns,
 }
 
 impl AnalyticsState {
@@ -34,8 +38,48 @@ impl AnalyticsState {
         Self {
             auth,
             time_travel,
-            reads: Arc::new(Semaphore::new(CONCURRENT_READS)),
+            reads: Turns::new(CONCURRENT_READS, MAX_WAITING),
         }
+    }
+}
+
+/// A few at once, a bounded number waiting, the rest refused.
+#[derive(Clone)]
+struct Turns {
+    running: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
+}
+
+struct Waiting(Arc<AtomicUsize>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Turns {
+    fn new(at_once: usize, max_waiting: usize) -> Self {
+        Self {
+            running: Arc::new(Semaphore::new(at_once)),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            max_waiting,
+        }
+    }
+
+    /// A turn (held until dropped), or `Busy` if `max_waiting` others already wait.
+    async fn take(&self) -> Result<OwnedSemaphorePermit, Problem> {
+        if let Ok(turn) = self.running.clone().try_acquire_owned() {
+            return Ok(turn);
+        }
+        let waiting = Waiting(self.waiting.clone());
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
+            return Err(Problem::Busy);
+        }
+        let turn = self.running.clone().acquire_owned().await;
+        drop(waiting);
+        turn.map_err(|_| Problem::Closed)
     }
 }
 
@@ -67,7 +111,7 @@ async fn line_state(
         return Err(AsOfError::BadLine(line).into());
     }
     let at = parse_at(params.get("at").map(String::as_str))?;
-    let _turn = state.reads.acquire().await.map_err(|_| Problem::Closed)?;
+    let _turn = state.reads.take().await?;
     let (line_state, _) = state.time_travel.line_as_of(&line, at).await?;
     Ok(Json(line_state))
 }
@@ -100,6 +144,8 @@ pub enum Problem {
     AsOf(#[from] AsOfError),
     #[error("shutting down")]
     Closed,
+    #[error("too many time travels are waiting; retry in a second")]
+    Busy,
 }
 
 impl Problem {
@@ -113,6 +159,18 @@ impl IntoResponse for Problem {
         let detail = self.to_string();
         let (status, code, title) = match &self {
             Problem::Auth(e) => return e.clone().into_response(),
+            Problem::Busy => {
+                let mut response = problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "TIME_TRAVEL_BUSY",
+                    "Busy",
+                    &detail,
+                );
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, 1.into());
+                return response;
+            }
             Problem::BadAt(_) | Problem::AsOf(AsOfError::Future { .. }) => {
                 (StatusCode::BAD_REQUEST, "INVALID_AT", "Bad request")
             }
@@ -156,6 +214,32 @@ mod tests {
         assert_eq!(parse_at(Some("2026-03-01T09:00:00+09:00")).unwrap(), utc);
         // `+09:00` sent unencoded in a query string arrives as ` 09:00`.
         assert_eq!(parse_at(Some("2026-03-01T09:00:00 09:00")).unwrap(), utc);
+    }
+
+    #[tokio::test]
+    async fn past_the_waiting_bound_a_time_travel_is_refused_busy_at_once() {
+        // Given one reader busy and one request waiting for it (bound: one waiting)
+        let turns = Turns::new(1, 1);
+        let running = turns.take().await.unwrap();
+        let queued = tokio::spawn({
+            let turns = turns.clone();
+            async move { turns.take().await.map(drop).is_ok() }
+        });
+        while turns.waiting.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+
+        // When another comes, it is refused with 503 and Retry-After
+        let refused = turns.take().await.unwrap_err().into_response();
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.headers()["retry-after"], "1");
+
+        // Then the waiting one gets its turn once the reader is done, and the count of
+        // waiting requests is back to zero
+        drop(running);
+        assert!(queued.await.unwrap());
+        assert_eq!(turns.waiting.load(Ordering::SeqCst), 0);
+        assert!(turns.take().await.is_ok());
     }
 
     #[test]

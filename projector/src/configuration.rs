@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 pub use read_model::redis_conn::RedisConfig;
 pub use service_kit::auth::JwtConfig;
 use service_kit::database::is_identifier;
+pub use service_kit::hardening::HardeningConfig;
 pub use service_kit::kafka::KafkaConfig;
 pub use service_kit::Environment;
 
@@ -205,6 +206,20 @@ pub struct Config {
     /// query-service).
     #[command(flatten)]
     pub jwt: JwtConfig,
+
+    /// Rate limits, trusted proxies and CORS of the admin and analyst endpoints (the
+    /// Ingress routes analysts here), as on the other services.
+    #[command(flatten)]
+    pub hardening: HardeningConfig,
+
+    /// A request taking longer than this is answered 503 and abandoned (a time travel
+    /// reads two partitions from their beginning).
+    #[arg(long, env = "PHONEBILL_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "PHONEBILL_BODY_LIMIT_BYTES", default_value_t = 16 * 1024)]
+    pub body_limit_bytes: usize,
 }
 
 impl Config {
@@ -213,6 +228,7 @@ impl Config {
     }
 
     pub fn check(&self) -> anyhow::Result<()> {
+        self.hardening.check().map_err(anyhow::Error::msg)?;
         if !is_identifier(&self.database_schema) {
             anyhow::bail!("PHONEBILL_DATABASE_SCHEMA must be letters, digits and underscores");
         }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -15,6 +15,8 @@ use rdkafka::consumer::Consumer;
 use read_model::redis_conn::RedisConn;
 use serde_json::{json, Value};
 use service_kit::auth::{Authenticator, Caller};
+use service_kit::hardening::Hardened;
+use service_kit::http::ObserveLayer;
 use service_kit::kafka::{self, Admin};
 use service_kit::telemetry;
 use sqlx::PgPool;
@@ -38,7 +40,7 @@ pub const CLIENT_ID: &str = "projector";
 
 pub struct Application {
     listener: TcpListener,
-    router: Router,
+    router: Hardened<Router>,
     worker: GroupWorker,
     pool: PgPool,
     config: Config,
@@ -173,6 +175,13 @@ impl Application {
             metrics,
             auth,
         };
+        // The admin and analyst endpoints behind the per-IP limit; everything inside the
+        // timeout, the body limit, CORS and the security headers, as on the other services.
+        let api = Router::new()
+            .route("/admin/parked", get(list_parked))
+            .route("/admin/parked/retry", post(retry_parked))
+            .with_state(state.clone())
+            .merge(analytics::router(analytics));
         let router = Router::new()
             .route(
                 "/health/live",
@@ -185,10 +194,13 @@ impl Application {
                     service_kit::telemetry::render(&s.metrics)
                 }),
             )
-            .route("/admin/parked", get(list_parked))
-            .route("/admin/parked/retry", post(retry_parked))
             .with_state(state)
-            .merge(analytics::router(analytics));
+            .merge(config.hardening.limit_per_ip(api))
+            .layer(ObserveLayer::new(Duration::from_millis(
+                config.request_timeout_ms,
+            )))
+            .layer(DefaultBodyLimit::max(config.body_limit_bytes));
+        let router = config.hardening.around(router);
         let listener = TcpListener::bind(config.http_addr).await?;
         tracing::info!(namespace = %active.id, schema = %active.schema, "projecting");
         Ok(Self {
@@ -233,7 +245,11 @@ impl Application {
         ));
         tracing::info!(addr = %self.listener.local_addr()?, "projector listening");
         let stop = shutdown.clone();
-        axum::serve(self.listener, self.router)
+        let service =
+            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                SocketAddr,
+            >(self.router);
+        axum::serve(self.listener, service)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await?;
         shutdown.cancel();
@@ -253,7 +269,7 @@ async fn authenticator(config: &Config, redis: RedisConn) -> anyhow::Result<Auth
         redis,
         &config.redis.key_prefix,
         &config.redis.url,
-        None,
+        config.hardening.per_customer(),
     )
     .await
 }

@@ -481,3 +481,51 @@ async fn the_state_endpoint_is_for_analysts_the_parked_endpoints_for_admins_and_
 
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_admin_and_analyst_endpoints_are_limited_per_address_and_answer_with_the_security_headers(
+) {
+    // Given a projector allowing 3 requests a minute per address (behind one proxy)
+    let mut config = test_config();
+    config.hardening.per_ip_per_minute = 3;
+    config.hardening.trusted_proxy_hops = 1;
+    let app = spawn_app(config).await;
+    let client = reqwest::Client::new();
+    let state = format!(
+        "{}/api/v1/analytics/lines/010-0000-0001/state?at=2026-01-01T00:00:00Z",
+        app.address
+    );
+    let from = |address: &'static str| client.get(&state).header("x-forwarded-for", address);
+
+    // When one address sends four, then the fourth is refused with Retry-After
+    for _ in 0..3 {
+        let response = from("203.0.113.5").send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(response.headers()["cache-control"], "no-store");
+    }
+    let refused = from("203.0.113.5").send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "RATE_LIMITED");
+
+    // And another address, the admin route and health are not held back by it
+    assert_eq!(from("198.51.100.1").send().await.unwrap().status(), 401);
+    let parked = client
+        .get(format!("{}/admin/parked", app.address))
+        .header("x-forwarded-for", "198.51.100.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(parked.status(), 401);
+    for _ in 0..5 {
+        let health = client
+            .get(format!("{}/health/live", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), 200);
+    }
+    app.stop().await;
+}
