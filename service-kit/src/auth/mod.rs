@@ -126,7 +126,14 @@ pub const LOCAL_DEV_KEY: &str =
 #[derive(Clone)]
 pub struct KeySet {
     current: String,
-    keys: HashMap<String, Vec<u8>>,
+    keys: HashMap<String, Key>,
+}
+
+/// One secret, made into both keys once (not per token).
+#[derive(Clone)]
+struct Key {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
 }
 
 impl std::fmt::Debug for KeySet {
@@ -161,10 +168,13 @@ impl KeySet {
                     "signing key `{kid}` needs a key id and a secret of at least 32 bytes"
                 ));
             }
-            if keys
-                .insert(kid.to_owned(), secret.as_bytes().to_vec())
-                .is_some()
-            {
+            let key = Key {
+                encoding: EncodingKey::from_secret(secret.as_bytes())
+                    .map_err(|e| format!("signing key `{kid}`: {e}"))?,
+                decoding: DecodingKey::from_secret(secret.as_bytes())
+                    .map_err(|e| format!("signing key `{kid}`: {e}"))?,
+            };
+            if keys.insert(kid.to_owned(), key).is_some() {
                 return Err(format!("signing key id `{kid}` appears twice"));
             }
             current.get_or_insert_with(|| kid.to_owned());
@@ -334,8 +344,8 @@ impl Tokens {
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.keys.current.clone());
-        let secret = &self.keys.keys[&self.keys.current];
-        let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret))
+        let key = &self.keys.keys[&self.keys.current];
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
             .expect("HS256 signing cannot fail");
         (token, claims)
     }
@@ -366,12 +376,12 @@ impl Tokens {
         if header.alg != Algorithm::HS256 {
             return Err(invalid());
         }
-        let secret = header
+        let key = header
             .kid
             .as_deref()
             .and_then(|kid| self.keys.keys.get(kid))
             .ok_or_else(invalid)?;
-        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret), &self.validation)
+        jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|_| invalid())
     }
