@@ -90,6 +90,9 @@ pub struct Config {
     #[command(flatten)]
     pub redis: RedisConfig,
 
+    #[command(flatten)]
+    pub metrics: service_kit::telemetry::MetricsConfig,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "PHONEBILL_BODY_LIMIT_BYTES", default_value_t = 16 * 1024)]
     pub body_limit_bytes: usize,

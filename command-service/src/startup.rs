@@ -21,6 +21,7 @@ use crate::relay::{self, Relay};
 use crate::routes::{self, AppState};
 use service_kit::auth::{Authenticator, Clock, SystemClock, Tokens};
 use service_kit::hardening::TrustedProxyHops;
+use service_kit::telemetry::MetricsListener;
 use service_kit::{kafka, telemetry};
 
 /// How this service names itself to the broker.
@@ -36,6 +37,7 @@ pub struct Application {
     auth: Authenticator,
     logout: Logout,
     revocation_resync: Duration,
+    metrics_listener: MetricsListener,
 }
 
 impl Application {
@@ -141,7 +143,13 @@ impl Application {
             logout: logout.clone(),
             trusted_proxy_hops: TrustedProxyHops(config.hardening.trusted_proxy_hops),
         };
-        let router = routes::router(state, config.body_limit_bytes, &config.hardening);
+        let metrics_listener = MetricsListener::bind(&config.metrics).await?;
+        let router = routes::router(
+            state,
+            config.body_limit_bytes,
+            &config.hardening,
+            metrics_listener.beside_api(),
+        );
         let listener = TcpListener::bind(config.http_addr).await?;
         Ok(Self {
             listener,
@@ -153,7 +161,13 @@ impl Application {
             auth,
             logout,
             revocation_resync: Duration::from_millis(config.auth.revocation_resync_ms),
+            metrics_listener,
         })
+    }
+
+    /// The metrics port, when `PHONEBILL_METRICS_ADDR` gives it one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.local_addr()
     }
 
     /// What checks tokens here (tests mint tokens with its [`Tokens`]).
@@ -187,6 +201,7 @@ impl Application {
             workers.push(tokio::spawn(inbox.run(shutdown.clone())));
         }
         workers.push(tokio::spawn(self.sweeper.run(shutdown.clone())));
+        let metrics = self.metrics_listener.serve(shutdown.clone());
         tokio::spawn(
             self.logout
                 .clone()
@@ -205,6 +220,7 @@ impl Application {
         for worker in workers {
             worker.await?;
         }
+        metrics.await?;
         self.pool.close().await;
         Ok(())
     }

@@ -42,6 +42,9 @@ pub struct Stack {
     pub kos: String,
     /// An admin's token from command-service's login, for kos-mock's admin API.
     pub kos_token: String,
+    /// Each service's name, API base URL and metrics base URL (every service here has a
+    /// metrics port of its own, as the chart deploys them).
+    pub metrics: Vec<(&'static str, String, String)>,
     pub http: reqwest::Client,
     pub kos_pool: PgPool,
     /// The projector's configuration (its `event_store_schema` is command-service's
@@ -51,6 +54,19 @@ pub struct Stack {
     pub read_pool: PgPool,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+fn any_port() -> std::net::SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn metrics_of(
+    service: &'static str,
+    api: &str,
+    metrics: Option<std::net::SocketAddr>,
+) -> (&'static str, String, String) {
+    let metrics = metrics.expect("a metrics port was asked for");
+    (service, api.to_owned(), format!("http://{metrics}"))
 }
 
 /// The demo password of a demo customer (`CUST0001` -> `demo-CUST0001`).
@@ -86,10 +102,12 @@ impl Stack {
         kos.kos.success_rate = 1.0;
         kos.kos.publish_poll_ms = 20;
         kos.seed_demo = true;
+        kos.metrics.metrics_addr = Some(any_port());
         let kos = kos_mock::startup::Application::build(kos)
             .await
             .expect("kos-mock builds");
         let kos_address = format!("http://{}", kos.local_addr());
+        let mut metrics = vec![metrics_of("kos-mock", &kos_address, kos.metrics_addr())];
         let kos_pool = kos.pool().clone();
         tasks.push(tokio::spawn(kos.run_until_stopped(shutdown.clone())));
 
@@ -113,11 +131,17 @@ impl Stack {
         // Tests poll from one address; the limits have their own tests.
         command.hardening.per_ip_per_minute = 0;
         command.hardening.per_customer_per_minute = 0;
+        command.metrics.metrics_addr = Some(any_port());
         let command_app = command_service::startup::Application::build(command.clone())
             .await
             .expect("command-service builds");
         let command_pool = command_app.pool().clone();
         let command_address = format!("http://{}", command_app.local_addr());
+        metrics.push(metrics_of(
+            "command-service",
+            &command_address,
+            command_app.metrics_addr(),
+        ));
         tasks.push(tokio::spawn(
             command_app.run_until_stopped(shutdown.clone()),
         ));
@@ -142,9 +166,15 @@ impl Stack {
         projector.redis.key_prefix = format!("test-{id}:");
         projector.consumer_group = format!("test-{id}.projector");
         projector.event_store_schema = command.database.schema.clone();
+        projector.metrics.metrics_addr = Some(any_port());
         let projector_app = projector::startup::Application::build(projector.clone())
             .await
             .expect("projector builds");
+        metrics.push(metrics_of(
+            "projector",
+            &format!("http://{}", projector_app.local_addr()),
+            projector_app.metrics_addr(),
+        ));
         let read_pool = projector_app.pool().clone();
         tasks.push(tokio::spawn(
             projector_app.run_until_stopped(shutdown.clone()),
@@ -164,10 +194,16 @@ impl Stack {
         query.redis = projector.redis.clone();
         query.hardening.per_ip_per_minute = 0;
         query.hardening.per_customer_per_minute = 0;
+        query.metrics.metrics_addr = Some(any_port());
         let query_app = query_service::startup::Application::build(query)
             .await
             .expect("query-service builds");
         let query_address = format!("http://{}", query_app.local_addr());
+        metrics.push(metrics_of(
+            "query-service",
+            &query_address,
+            query_app.metrics_addr(),
+        ));
         tasks.push(tokio::spawn(query_app.run_until_stopped(shutdown.clone())));
 
         let mut stack = Stack {
@@ -175,6 +211,7 @@ impl Stack {
             query: query_address,
             kos: kos_address,
             kos_token: String::new(),
+            metrics,
             http: reqwest::Client::new(),
             kos_pool,
             projector: projector.clone(),

@@ -221,3 +221,38 @@ async fn a_login_token_reads_only_the_customers_own_lines_and_a_logout_ends_it_o
     .await;
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn each_service_serves_its_metrics_on_a_port_of_their_own_and_nothing_else_there() {
+    // Given: the four services, each with a metrics port (as the chart deploys them).
+    let stack = Stack::start(&[]).await;
+    let http = reqwest::Client::new();
+    let status = |url: String| {
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    };
+    for (service, api, metrics) in &stack.metrics {
+        // Then: the metrics port answers /metrics in Prometheus' text format...
+        let scraped = http.get(format!("{metrics}/metrics")).send().await.unwrap();
+        assert_eq!(scraped.status(), 200, "{service}");
+        let text = scraped.text().await.unwrap();
+        assert!(text.contains("# TYPE"), "{service}: {text}");
+        // ...and nothing else (no health, no API); the API port no metrics.
+        for path in [
+            "/health/ready",
+            "/admin/parked",
+            "/api/v1/auth/me",
+            "/admin/settings",
+        ] {
+            assert_eq!(
+                status(format!("{metrics}{path}")).await,
+                404,
+                "{service} {path}"
+            );
+        }
+        assert_eq!(status(format!("{api}/metrics")).await, 404, "{service}");
+        assert_eq!(status(format!("{api}/health/live")).await, 200, "{service}");
+    }
+    assert_eq!(stack.metrics.len(), 4);
+    stack.stop().await;
+}

@@ -61,6 +61,7 @@ PROBES = {
     "readinessProbe": {"path": "/health/ready", "initialDelaySeconds": 5, "periodSeconds": 5},
 }
 
+METRICS_PORT = 9090
 HTTP_PORT = 8080  # 4.3.1 ingress TCP:8080; 4.4 every service on 8080
 CONSUMER_PARTITIONS = 12
 
@@ -269,20 +270,40 @@ def test_pod_security(prod_objects: Objects, svc):
 # ---------------------------------------------------------------- network policy
 
 @pytest.mark.parametrize("svc", SERVICES)
+def test_metrics_are_scraped_on_their_own_port(prod_objects: Objects, local_objects: Objects, svc):
+    name = component(svc)
+    pod = prod_objects.get("Deployment", name)["spec"]["template"]
+    ports = {p["name"]: p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
+    assert ports == {"http": HTTP_PORT, "metrics": METRICS_PORT}
+    # Annotation-based scraping (values.yaml; production uses the ServiceMonitor below).
+    local_pod = local_objects.get("Deployment", name)["spec"]["template"]
+    assert local_pod["metadata"]["annotations"]["prometheus.io/port"] == str(METRICS_PORT)
+    service_ports = {p["name"]: p["port"] for p in prod_objects.get("Service", name)["spec"]["ports"]}
+    assert service_ports == {"http": HTTP_PORT, "metrics": METRICS_PORT}
+    [monitor] = [m for m in prod_objects.all("ServiceMonitor") if m["metadata"]["name"] == name]
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+
+
+@pytest.mark.parametrize("svc", SERVICES)
 def test_network_policy(prod_objects: Objects, svc):
     policy = prod_objects.get("NetworkPolicy", component(svc))["spec"]
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
     assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == svc
 
-    # Ingress: only the HTTP port; the gateway subnet only for public services.
-    [rule] = policy["ingress"]
-    assert rule["ports"] == [{"protocol": "TCP", "port": HTTP_PORT}]
-    cidrs = {p["ipBlock"]["cidr"] for p in rule["from"] if "ipBlock" in p}
-    namespaces = {p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-                  for p in rule["from"] if "namespaceSelector" in p}
+    # Ingress: the HTTP port from the gateway subnet (public services only), the metrics
+    # port from the scrapers' namespaces; nothing else, and neither from the other.
+    def sources(rule):
+        cidrs = {p["ipBlock"]["cidr"] for p in rule["from"] if "ipBlock" in p}
+        namespaces = {p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                      for p in rule["from"] if "namespaceSelector" in p}
+        return cidrs, namespaces
+
+    by_port = {tuple(p["port"] for p in rule["ports"]): sources(rule) for rule in policy["ingress"]}
     public = svc in {"command-service", "query-service", "projector"}
-    assert cidrs == ({GATEWAY_SUBNET} if public else set())
-    assert namespaces == METRICS_NAMESPACES
+    expected = {(METRICS_PORT,): (set(), METRICS_NAMESPACES)}
+    if public:
+        expected[(HTTP_PORT,)] = ({GATEWAY_SUBNET}, set())
+    assert by_port == expected
 
     # Egress: exactly the expected ports, each to exactly its subnet.
     seen = {}
@@ -365,6 +386,7 @@ def test_production_configuration_shape(prod_objects: Objects):
     cm = prod_objects.get("ConfigMap", "phonebill-config")["data"]
     assert cm["PHONEBILL_ENV"] == "production"
     assert cm["PHONEBILL_HTTP_ADDR"] == f"0.0.0.0:{HTTP_PORT}"
+    assert cm["PHONEBILL_METRICS_ADDR"] == f"0.0.0.0:{METRICS_PORT}"
     assert cm["PHONEBILL_KAFKA_BROKERS"].endswith(".servicebus.windows.net:9093")
     assert cm["PHONEBILL_KAFKA_SECURITY_PROTOCOL"] == "sasl_ssl"
     assert cm["PHONEBILL_KAFKA_SASL_MECHANISM"] == "PLAIN"

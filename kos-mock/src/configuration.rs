@@ -60,6 +60,9 @@ pub struct Config {
     #[command(flatten)]
     pub jwt: JwtConfig,
 
+    #[command(flatten)]
+    pub metrics: service_kit::telemetry::MetricsConfig,
+
     /// Load the demo data set at start-up (idempotent).
     #[arg(long = "seed-demo", env = "PHONEBILL_KOS_SEED_DEMO", default_value_t = false, action = clap::ArgAction::Set)]
     pub seed_demo: bool,

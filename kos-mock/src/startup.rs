@@ -20,6 +20,7 @@ use crate::routes::{self, AppState};
 use crate::simulation::SimulationHandle;
 use crate::{db, demo};
 use service_kit::outbox::PublisherSettings;
+use service_kit::telemetry::MetricsListener;
 use service_kit::{kafka, telemetry};
 
 /// How this service names itself to the broker.
@@ -31,6 +32,7 @@ pub struct Application {
     consumer: ChangeConsumer,
     publisher: Publisher,
     pool: PgPool,
+    metrics_listener: MetricsListener,
 }
 
 impl Application {
@@ -100,7 +102,13 @@ impl Application {
             metrics,
             request_timeout: Duration::from_millis(config.request_timeout_ms),
         };
-        let router = routes::router(state, auth, config.body_limit_bytes);
+        let metrics_listener = MetricsListener::bind(&config.metrics).await?;
+        let router = routes::router(
+            state,
+            auth,
+            config.body_limit_bytes,
+            metrics_listener.beside_api(),
+        );
         let listener = TcpListener::bind(config.http_addr).await?;
         Ok(Self {
             listener,
@@ -108,7 +116,13 @@ impl Application {
             consumer,
             publisher,
             pool,
+            metrics_listener,
         })
+    }
+
+    /// The metrics port, when `PHONEBILL_METRICS_ADDR` gives it one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.local_addr()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -131,6 +145,7 @@ impl Application {
         let publishing = CancellationToken::new();
         let publisher = tokio::spawn(self.publisher.run(publishing.clone()));
         let consumer = tokio::spawn(self.consumer.run(shutdown.clone()));
+        let metrics = self.metrics_listener.serve(shutdown.clone());
         tracing::info!(addr = %self.listener.local_addr()?, "kos-mock listening");
         let stop = shutdown.clone();
         let served = axum::serve(self.listener, self.router)
@@ -141,6 +156,7 @@ impl Application {
         // Publish what the last changes wrote before stopping the publisher.
         publishing.cancel();
         publisher.await?;
+        metrics.await?;
         self.pool.close().await;
         served?;
         consumed??;

@@ -212,6 +212,9 @@ pub struct Config {
     #[command(flatten)]
     pub hardening: HardeningConfig,
 
+    #[command(flatten)]
+    pub metrics: service_kit::telemetry::MetricsConfig,
+
     /// A request taking longer than this is answered 503 and abandoned (a time travel
     /// reads two partitions from their beginning).
     #[arg(long, env = "PHONEBILL_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]

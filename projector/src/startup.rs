@@ -18,7 +18,7 @@ use service_kit::auth::{Authenticator, Caller};
 use service_kit::hardening::Hardened;
 use service_kit::http::ObserveLayer;
 use service_kit::kafka::{self, Admin};
-use service_kit::telemetry;
+use service_kit::telemetry::{self, MetricsListener};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +47,7 @@ pub struct Application {
     control: Control,
     active: ActiveNamespace,
     current: Arc<ArcSwap<Processor>>,
+    metrics_listener: MetricsListener,
 }
 
 #[derive(Clone)]
@@ -182,18 +183,22 @@ impl Application {
             .route("/admin/parked/retry", post(retry_parked))
             .with_state(state.clone())
             .merge(analytics::router(analytics));
-        let router = Router::new()
+        let metrics_listener = MetricsListener::bind(&config.metrics).await?;
+        let mut health = Router::new()
             .route(
                 "/health/live",
                 get(|| async { Json(json!({"status": "UP"})) }),
             )
-            .route("/health/ready", get(ready))
-            .route(
+            .route("/health/ready", get(ready));
+        if metrics_listener.beside_api() {
+            health = health.route(
                 "/metrics",
                 get(|State(s): State<AppState>| async move {
                     service_kit::telemetry::render(&s.metrics)
                 }),
-            )
+            );
+        }
+        let router = health
             .with_state(state)
             .merge(config.hardening.limit_per_ip(api))
             .layer(ObserveLayer::new(Duration::from_millis(
@@ -212,7 +217,13 @@ impl Application {
             control,
             active,
             current,
+            metrics_listener,
         })
+    }
+
+    /// The metrics port, when `PHONEBILL_METRICS_ADDR` gives it one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.local_addr()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -243,6 +254,7 @@ impl Application {
             self.pool.clone(),
             Duration::from_secs(5),
         ));
+        let metrics = self.metrics_listener.serve(shutdown.clone());
         tracing::info!(addr = %self.listener.local_addr()?, "projector listening");
         let stop = shutdown.clone();
         let service =
@@ -254,6 +266,7 @@ impl Application {
             .await?;
         shutdown.cancel();
         consumer.await?;
+        metrics.await?;
         pool_gauges.abort();
         self.pool.close().await;
         Ok(())

@@ -75,6 +75,9 @@ pub struct Config {
     pub jwt: JwtConfig,
 
     #[command(flatten)]
+    pub metrics: service_kit::telemetry::MetricsConfig,
+
+    #[command(flatten)]
     pub hardening: HardeningConfig,
 
     /// Entries of the in-process (L1) view cache each HTTP worker keeps (seed: 2,000).

@@ -8,6 +8,7 @@ use events::topics::Topics;
 use read_model::redis_conn::RedisConn;
 use service_kit::auth::Authenticator;
 use service_kit::server::Server;
+use service_kit::telemetry::MetricsListener;
 use service_kit::{kafka, telemetry};
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +26,7 @@ pub struct Application {
     views: Views,
     inquiries: Inquiries,
     config: Config,
+    metrics_listener: MetricsListener,
 }
 
 impl Application {
@@ -79,6 +81,8 @@ impl Application {
         };
         let hardening = config.hardening.clone();
         let ip_limit = hardening.ip_rate_limit();
+        let metrics_listener = MetricsListener::bind(&config.metrics).await?;
+        let metrics_beside_api = metrics_listener.beside_api();
         // Each worker its own state and router (`service_kit::server`), all over the
         // same views, queue, authenticator's caches and limits.
         let make_router = Box::new(move || {
@@ -86,7 +90,7 @@ impl Application {
                 auth: shared.auth.for_worker(),
                 ..shared.clone()
             });
-            routes::router(state, &hardening, ip_limit.clone())
+            routes::router(state, &hardening, ip_limit.clone(), metrics_beside_api)
         });
         let server = Server::bind(config.http_addr, config.http_workers())?;
         Ok(Self {
@@ -95,7 +99,13 @@ impl Application {
             views,
             inquiries,
             config,
+            metrics_listener,
         })
+    }
+
+    /// The metrics port, when `PHONEBILL_METRICS_ADDR` gives it one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.local_addr()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -126,6 +136,7 @@ impl Application {
             self.views.pool().clone(),
             Duration::from_secs(5),
         ));
+        let metrics = self.metrics_listener.serve(shutdown.clone());
         tracing::info!(
             addr = %self.server.local_addr(),
             workers = self.server.workers(),
@@ -137,6 +148,7 @@ impl Application {
         let _ = subscriber.await;
         self.inquiries.flush(Duration::from_secs(5)).await;
         let _ = namespaces.await;
+        let _ = metrics.await;
         served
     }
 }

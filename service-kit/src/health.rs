@@ -22,22 +22,28 @@ pub struct Health {
     pub metrics: PrometheusHandle,
 }
 
-/// `/health/live`, `/health/ready` and `/metrics`.
-pub fn router<S>() -> Router<S>
+/// `/health/live`, `/health/ready`, and `/metrics` when `with_metrics` (no metrics port
+/// of its own: [`crate::telemetry::MetricsListener::beside_api`]).
+pub fn router<S>(with_metrics: bool) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     Health: FromRef<S>,
 {
-    Router::new()
+    let router = Router::new()
         .route(
             "/health/live",
             get(|| async { Json(json!({"status": "UP"})) }),
         )
-        .route("/health/ready", get(ready))
-        .route(
-            "/metrics",
-            get(|State(health): State<Health>| async move { crate::telemetry::render(&health.metrics) }),
-        )
+        .route("/health/ready", get(ready));
+    if !with_metrics {
+        return router;
+    }
+    router.route(
+        "/metrics",
+        get(
+            |State(health): State<Health>| async move { crate::telemetry::render(&health.metrics) },
+        ),
+    )
 }
 
 async fn ready(State(health): State<Health>) -> (StatusCode, Json<Value>) {

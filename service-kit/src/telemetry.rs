@@ -53,3 +53,58 @@ pub fn render(handle: &PrometheusHandle) -> String {
     crate::sharded::publish_all();
     handle.render()
 }
+
+/// Where `/metrics` is served. Unset, beside the API on the HTTP port (local runs, tests,
+/// the benchmarks); set, on this address alone, so the scrapers' network path reaches
+/// nothing but metrics and the API's path no metrics (the chart sets it).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct MetricsConfig {
+    #[arg(long = "metrics-addr", env = "PHONEBILL_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// The metrics port, bound at build time (port 0 picks a free one) so a taken port
+/// stops the service at start.
+pub struct MetricsListener(Option<tokio::net::TcpListener>);
+
+impl MetricsListener {
+    pub async fn bind(config: &MetricsConfig) -> std::io::Result<Self> {
+        Ok(Self(match config.metrics_addr {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+            None => None,
+        }))
+    }
+
+    /// Whether `/metrics` stays on the HTTP port (no port of its own).
+    pub fn beside_api(&self) -> bool {
+        self.0.is_none()
+    }
+
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.0.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves `GET /metrics` (nothing else) until `shutdown`; nothing without a port.
+    pub fn serve(
+        self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let Some(listener) = self.0 else { return };
+            let handle = metrics_handle();
+            let router = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let handle = handle.clone();
+                    async move { render(&handle) }
+                }),
+            );
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::warn!(error = %e, "metrics listener stopped");
+            }
+        })
+    }
+}

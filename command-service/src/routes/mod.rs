@@ -51,14 +51,19 @@ impl FromRef<AppState> for Authenticator {
 }
 
 /// The API inside CORS and the security headers (`HardeningConfig::around`).
-pub fn router(state: AppState, body_limit: usize, hardening: &HardeningConfig) -> Hardened<Router> {
+pub fn router(
+    state: AppState,
+    body_limit: usize,
+    hardening: &HardeningConfig,
+    metrics_beside_api: bool,
+) -> Hardened<Router> {
     let timeout = state.request_timeout;
     let api = Router::new()
         .merge(product_changes::router())
         .merge(auth::router());
     let router = Router::new()
         .merge(hardening.limit_per_ip(api))
-        .merge(service_kit::health::router())
+        .merge(service_kit::health::router(metrics_beside_api))
         .merge(openapi::router())
         .layer(service_kit::http::ObserveLayer::new(timeout))
         .layer(DefaultBodyLimit::max(body_limit))

@@ -37,13 +37,18 @@ pub struct AppState {
 
 /// Every `/admin` route takes an admin token (command-service signs them); health,
 /// metrics and the OpenAPI document take none.
-pub fn router(state: AppState, auth: Authenticator, body_limit: usize) -> Router {
+pub fn router(
+    state: AppState,
+    auth: Authenticator,
+    body_limit: usize,
+    metrics_beside_api: bool,
+) -> Router {
     let timeout = state.request_timeout;
     Router::new()
         .merge(
             admin::router().route_layer(middleware::from_fn_with_state(auth, access::admins_only)),
         )
-        .merge(service_kit::health::router())
+        .merge(service_kit::health::router(metrics_beside_api))
         .merge(openapi::router())
         .layer(service_kit::http::ObserveLayer::new(timeout))
         .layer(DefaultBodyLimit::max(body_limit))

@@ -11,17 +11,21 @@ use service_kit::kafka;
 
 use super::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// Health, and `/metrics` unless it has a port of its own.
+pub fn router(with_metrics: bool) -> Router<AppState> {
+    let router = Router::new()
         .route(
             "/health/live",
             get(|| async { Json(json!({"status": "UP"})) }),
         )
-        .route("/health/ready", get(ready))
-        .route(
-            "/metrics",
-            get(|State(s): State<AppState>| async move { service_kit::telemetry::render(&s.metrics) }),
-        )
+        .route("/health/ready", get(ready));
+    if !with_metrics {
+        return router;
+    }
+    router.route(
+        "/metrics",
+        get(|State(s): State<AppState>| async move { service_kit::telemetry::render(&s.metrics) }),
+    )
 }
 
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {

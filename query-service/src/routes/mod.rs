@@ -76,7 +76,12 @@ pub type App = Hardened<Router>;
 /// router once: a `Router::layer` wraps every route, and each request then cloned and
 /// boxed every wrapping (15 clones and 8 boxed futures a bill query, with observe,
 /// catch-panic, CORS and the security headers all on the routes).
-pub fn router(state: AppState, hardening: &HardeningConfig, ip_limit: Option<RateLimit>) -> App {
+pub fn router(
+    state: AppState,
+    hardening: &HardeningConfig,
+    ip_limit: Option<RateLimit>,
+    metrics_beside_api: bool,
+) -> App {
     let timeout = state.request_timeout;
     let api = Router::new()
         .merge(bills::router())
@@ -84,7 +89,7 @@ pub fn router(state: AppState, hardening: &HardeningConfig, ip_limit: Option<Rat
         .merge(product_changes::router());
     let router = Router::new()
         .merge(RateLimit::apply(ip_limit, api))
-        .merge(health::router())
+        .merge(health::router(metrics_beside_api))
         .merge(openapi::router())
         .fallback(|| async {
             AppError::not_found("ROUTE_NOT_FOUND", "no such resource").into_response()

@@ -24,7 +24,7 @@ metadata:
     {{- end }}
     {{- if $v.metrics.scrapeAnnotations }}
     prometheus.io/scrape: "true"
-    prometheus.io/port: {{ $v.http.port | quote }}
+    prometheus.io/port: {{ $v.metrics.port | quote }}
     prometheus.io/path: {{ $v.metrics.path | quote }}
     {{- end }}
 spec:
@@ -78,6 +78,9 @@ spec:
       ports:
         - name: http
           containerPort: {{ $v.http.port }}
+          protocol: TCP
+        - name: metrics
+          containerPort: {{ $v.metrics.port }}
           protocol: TCP
       envFrom:
         - configMapRef:
