@@ -267,6 +267,19 @@ describe('customer web app', () => {
     await page.context().close();
   });
 
+  test('log out on all devices ends the session on the other devices too', async () => {
+    // Given the customer logged in here and, earlier, on another device
+    const { accessToken: otherDevice } = await apiLogin(cust(10));
+    const page = await newPage(browser, { viewport: PHONE });
+    await loginUi(page, cust(10));
+    // When they log out on all devices from here
+    await page.getByTestId('logout-everywhere').click();
+    await page.waitForURL(/\/login\?reason=logout$/);
+    // Then the other device's token no longer works either
+    assert.equal((await api('/api/v1/auth/me', { token: otherDevice })).status, 401);
+    await page.context().close();
+  });
+
   test('the reverse proxy routes by path as the Ingress does', async () => {
     const { accessToken: token } = await apiLogin(cust(9));
     // command-service paths

@@ -119,6 +119,14 @@ describe('Api', () => {
     const api = new Api({ fetch: f.fetch, token: () => 't' });
     await expect(api.logout()).resolves.toBeUndefined();
   });
+
+  it('logs out everywhere with the account-wide route', async () => {
+    const f = fakeFetch([() => new Response(null, { status: 204 })]);
+    const api = new Api({ fetch: f.fetch, token: () => 't' });
+    await expect(api.logoutEverywhere()).resolves.toBeUndefined();
+    expect(f.calls[0].url).toBe('/api/v1/auth/logout-all');
+    expect(f.calls[0].init.method).toBe('POST');
+  });
 });
 
 describe('problem codes', () => {

@@ -236,6 +236,11 @@ export class Api {
     return this.call('POST', '/api/v1/auth/logout');
   }
 
+  /** Ends every session of the account (every device), this one included. */
+  logoutEverywhere(): Promise<void> {
+    return this.call('POST', '/api/v1/auth/logout-all');
+  }
+
   billMenu(line: string, signal?: AbortSignal): Promise<BillMenu> {
     return this.call('GET', `/api/v1/bills/menu?${q({ lineNumber: line })}`, { signal });
   }

@@ -14,7 +14,7 @@ export interface AppCtx {
   session: store.Session | null;
   setSession: (s: store.Session | null) => void;
   api: Api;
-  logout: () => Promise<void>;
+  logout: (everywhere?: boolean) => Promise<void>;
 }
 
 export const Ctx = createContext<AppCtx>(null as unknown as AppCtx);
@@ -63,9 +63,9 @@ export function useAppState(): AppCtx {
     navigate(`${paths.login()}?reason=expired`, { replace: true });
   }, [setSession]);
 
-  const logout = useCallback(async () => {
+  const logout = useCallback(async (everywhere = false) => {
     try {
-      await api.logout();
+      await (everywhere ? api.logoutEverywhere() : api.logout());
     } catch {
       // The token is dropped here whatever the server said.
     }

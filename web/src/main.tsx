@@ -110,6 +110,11 @@ function Header({ route }: { route: Route }) {
               {t('logout')}
             </button>
           )}
+          {session && (
+            <button type="button" data-testid="logout-everywhere" onClick={() => void logout(true)}>
+              {t('logoutEverywhere')}
+            </button>
+          )}
         </div>
       </div>
       {session && line && (
