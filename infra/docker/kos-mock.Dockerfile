@@ -34,6 +34,8 @@ RUN apt-get update \
 COPY --from=build /out/kos-mock /usr/local/bin/kos-mock
 ENV PHONEBILL_HTTP_ADDR=0.0.0.0:8080
 EXPOSE 8080
+# /metrics when PHONEBILL_METRICS_ADDR points here (the chart sets it).
+EXPOSE 9090
 USER 10001:10001
 # No HEALTHCHECK: the image has no HTTP client, and Kubernetes ignores HEALTHCHECK;
 # the chart's liveness/readiness probes call /health/live and /health/ready.

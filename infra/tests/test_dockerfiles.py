@@ -86,6 +86,7 @@ def test_runtime_contract(name):
     assert f"--uid {uid}" in runs and f"--gid {gid}" in runs
     port = values["http"]["port"]
     assert ("EXPOSE", str(port)) in steps
+    assert ("EXPOSE", str(values["metrics"]["port"])) in steps
     assert ("ENV", f"PHONEBILL_HTTP_ADDR=0.0.0.0:{port}") in steps
     assert steps[-1] == ("ENTRYPOINT", f'["/usr/local/bin/{name}"]')
 
