@@ -19,8 +19,9 @@ use crate::product_change::ProductChanges;
 use crate::reference::ReferenceData;
 use crate::relay::{self, Relay};
 use crate::routes::{self, AppState};
+use read_model::redis_conn::RedisConn;
 use service_kit::auth::{Authenticator, Clock, SystemClock, Tokens};
-use service_kit::hardening::TrustedProxyHops;
+use service_kit::hardening::{RedisCounts, TrustedProxyHops};
 use service_kit::telemetry::MetricsListener;
 use service_kit::{kafka, telemetry};
 
@@ -144,10 +145,23 @@ impl Application {
             trusted_proxy_hops: TrustedProxyHops(config.hardening.trusted_proxy_hops),
         };
         let metrics_listener = MetricsListener::bind(&config.metrics).await?;
+        // Redis only when the limit is shared: commands never wait on Redis otherwise.
+        let shared_counts = if config.hardening.shared {
+            Some(RedisConn::connect(&config.redis).await?)
+        } else {
+            None
+        };
+        let ip_limit = config.hardening.ip_rate_limit_with(|| {
+            Arc::new(RedisCounts::new(
+                shared_counts.expect("connected when shared"),
+                &config.redis.key_prefix,
+            ))
+        });
         let router = routes::router(
             state,
             config.body_limit_bytes,
             &config.hardening,
+            ip_limit,
             metrics_listener.beside_api(),
         );
         let listener = TcpListener::bind(config.http_addr).await?;

@@ -15,7 +15,7 @@ use rdkafka::consumer::Consumer;
 use read_model::redis_conn::RedisConn;
 use serde_json::{json, Value};
 use service_kit::auth::{Authenticator, Caller};
-use service_kit::hardening::Hardened;
+use service_kit::hardening::{Hardened, RateLimit, RedisCounts};
 use service_kit::http::ObserveLayer;
 use service_kit::kafka::{self, Admin};
 use service_kit::telemetry::{self, MetricsListener};
@@ -169,6 +169,10 @@ impl Application {
         let analytics =
             AnalyticsState::new(auth.clone(), TimeTravel::new(&config, processor.decoder()));
         let current = Arc::new(ArcSwap::from_pointee(processor));
+        let counts_conn = redis.clone();
+        let ip_limit = config.hardening.ip_rate_limit_with(|| {
+            Arc::new(RedisCounts::new(counts_conn, &config.redis.key_prefix))
+        });
         let state = AppState {
             processor: current.clone(),
             redis,
@@ -200,7 +204,7 @@ impl Application {
         }
         let router = health
             .with_state(state)
-            .merge(config.hardening.limit_per_ip(api))
+            .merge(RateLimit::apply(ip_limit, api))
             .layer(ObserveLayer::new(Duration::from_millis(
                 config.request_timeout_ms,
             )))

@@ -7,6 +7,7 @@ use std::time::Duration;
 use events::topics::Topics;
 use read_model::redis_conn::RedisConn;
 use service_kit::auth::Authenticator;
+use service_kit::hardening::RedisCounts;
 use service_kit::server::Server;
 use service_kit::telemetry::MetricsListener;
 use service_kit::{kafka, telemetry};
@@ -80,7 +81,10 @@ impl Application {
             auth,
         };
         let hardening = config.hardening.clone();
-        let ip_limit = hardening.ip_rate_limit();
+        let counts_conn = views.redis();
+        let ip_limit = hardening.ip_rate_limit_with(|| {
+            Arc::new(RedisCounts::new(counts_conn, &config.redis.key_prefix))
+        });
         let metrics_listener = MetricsListener::bind(&config.metrics).await?;
         let metrics_beside_api = metrics_listener.beside_api();
         // Each worker its own state and router (`service_kit::server`), all over the

@@ -58,6 +58,16 @@ pub struct HardeningConfig {
     pub trusted_proxy_hops: usize,
 
     /// Origins a browser may call from, comma-separated (`*` for any; empty: none).
+    /// Count the per-IP limit in Redis, shared by every replica (one round trip a
+    /// request); off, each replica counts alone (N replicas allow N times the limit).
+    #[arg(
+        long = "rate-limit-shared",
+        env = "PHONEBILL_RATE_LIMIT_SHARED",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub shared: bool,
+
     #[arg(
         long = "cors-allowed-origins",
         env = "PHONEBILL_CORS_ALLOWED_ORIGINS",
@@ -121,12 +131,26 @@ impl HardeningConfig {
         )
     }
 
-    /// The per-IP limit as middleware state (None: no limit).
+    /// The per-IP limit as middleware state (None: no limit), counted by this replica.
     pub fn ip_rate_limit(&self) -> Option<RateLimit> {
         NonZeroU32::new(self.per_ip_per_minute).map(|n| RateLimit {
             limiter: per_minute(n),
             trusted_proxy_hops: self.trusted_proxy_hops,
             seen: Arc::new(AtomicU64::new(0)),
+            shared: None,
+        })
+    }
+
+    /// The per-IP limit, counted in `counts` when `PHONEBILL_RATE_LIMIT_SHARED` is on.
+    pub fn ip_rate_limit_with(
+        &self,
+        counts: impl FnOnce() -> Arc<dyn SharedCounts>,
+    ) -> Option<RateLimit> {
+        let limit = self.ip_rate_limit()?;
+        Some(if self.shared {
+            limit.shared_in(counts(), self.per_ip_per_minute)
+        } else {
+            limit
         })
     }
 
@@ -135,12 +159,6 @@ impl HardeningConfig {
     pub fn around<S: Clone>(&self, service: S) -> Hardened<S> {
         let security_headers: fn(Response) -> Response = add_security_headers;
         MapResponse::new(self.cors().layer(service), security_headers)
-    }
-
-    /// Puts the per-IP limit (if any) on `router`'s routes. Serve the app with
-    /// `into_make_service_with_connect_info::<SocketAddr>()` so the limit sees the peer.
-    pub fn limit_per_ip<S: Clone + Send + Sync + 'static>(&self, router: Router<S>) -> Router<S> {
-        RateLimit::apply(self.ip_rate_limit(), router)
     }
 }
 
@@ -187,9 +205,68 @@ pub struct RateLimit {
     limiter: Arc<KeyedLimiter<IpAddr>>,
     trusted_proxy_hops: usize,
     seen: Arc<AtomicU64>,
+    /// Counts every replica shares, and the limit a minute; the local limiter stands in
+    /// while they cannot be reached.
+    shared: Option<(Arc<dyn SharedCounts>, u32)>,
+}
+
+/// Request counts shared by every replica: one counter per key and minute.
+#[async_trait::async_trait]
+pub trait SharedCounts: Send + Sync {
+    /// Counts one request of `key` in the current minute: the count so far and the
+    /// seconds left in the minute.
+    async fn hit(&self, key: &str) -> redis::RedisResult<(u64, u64)>;
+}
+
+/// [`SharedCounts`] in Redis: `{prefix}ratelimit:{key}:{minute}`, expiring after its
+/// minute. A fixed window: a client may send up to twice the limit across a minute's
+/// edge, which a per-minute limit tolerates.
+pub struct RedisCounts<C> {
+    conn: C,
+    prefix: String,
+}
+
+impl<C> RedisCounts<C> {
+    pub fn new(conn: C, prefix: &str) -> Self {
+        Self {
+            conn,
+            prefix: prefix.to_owned(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<C> SharedCounts for RedisCounts<C>
+where
+    C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+{
+    async fn hit(&self, key: &str) -> redis::RedisResult<(u64, u64)> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let counter = format!("{}ratelimit:{key}:{}", self.prefix, now / 60);
+        let mut conn = self.conn.clone();
+        let (count,): (u64,) = redis::pipe()
+            .cmd("INCR")
+            .arg(&counter)
+            .cmd("EXPIRE")
+            .arg(&counter)
+            .arg(61)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok((count, 60 - now % 60))
+    }
 }
 
 impl RateLimit {
+    /// The same limit counted in `counts`, shared by every replica.
+    pub fn shared_in(mut self, counts: Arc<dyn SharedCounts>, per_minute: u32) -> Self {
+        self.shared = Some((counts, per_minute));
+        self
+    }
+
     /// Puts `limit` (if any) on `router`'s routes. One limit may go on several routers
     /// (one per HTTP worker): they then count together.
     pub fn apply<S: Clone + Send + Sync + 'static>(
@@ -319,6 +396,18 @@ pub async fn limit_by_ip(State(limit): State<RateLimit>, request: Request, next:
     if limit.seen.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
         limit.limiter.retain_recent();
     }
+    if let Some((counts, per_minute)) = &limit.shared {
+        match counts.hit(&ip.to_string()).await {
+            Ok((count, _)) if count <= u64::from(*per_minute) => return next.run(request).await,
+            Ok((_, seconds_left)) => {
+                return AuthError::RateLimited {
+                    retry_after_secs: seconds_left.max(1),
+                }
+                .into_response()
+            }
+            Err(e) => tracing::warn!(error = %e, "shared rate limit unreachable; counting locally"),
+        }
+    }
     match RateLimit::check(&limit.limiter, &ip) {
         Ok(()) => next.run(request).await,
         Err(refused) => refused.into_response(),
@@ -420,6 +509,7 @@ mod tests {
             limiter: per_minute(NonZeroU32::new(1).unwrap()),
             trusted_proxy_hops: 1,
             seen: Arc::new(AtomicU64::new(0)),
+            shared: None,
         };
         let request = Request::builder()
             .header("x-forwarded-for", "6.6.6.6, 10.0.0.7")
@@ -436,6 +526,7 @@ mod tests {
             limiter: per_minute(NonZeroU32::new(1).unwrap()),
             trusted_proxy_hops: hops,
             seen: Arc::new(AtomicU64::new(0)),
+            shared: None,
         };
         let mut request = Request::builder();
         for header in forwarded {
@@ -500,6 +591,7 @@ mod tests {
             per_ip_per_minute: 0,
             per_customer_per_minute: 0,
             trusted_proxy_hops: 0,
+            shared: false,
             cors_allowed_origins: "https://app.example".into(),
         };
         let app = Router::new()

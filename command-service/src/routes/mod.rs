@@ -16,7 +16,7 @@ use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use service_kit::auth::Authenticator;
-use service_kit::hardening::{Hardened, HardeningConfig, TrustedProxyHops};
+use service_kit::hardening::{Hardened, HardeningConfig, RateLimit, TrustedProxyHops};
 use service_kit::kafka::Admin;
 use sqlx::PgPool;
 
@@ -55,6 +55,7 @@ pub fn router(
     state: AppState,
     body_limit: usize,
     hardening: &HardeningConfig,
+    ip_limit: Option<RateLimit>,
     metrics_beside_api: bool,
 ) -> Hardened<Router> {
     let timeout = state.request_timeout;
@@ -62,7 +63,7 @@ pub fn router(
         .merge(product_changes::router())
         .merge(auth::router());
     let router = Router::new()
-        .merge(hardening.limit_per_ip(api))
+        .merge(RateLimit::apply(ip_limit, api))
         .merge(service_kit::health::router(metrics_beside_api))
         .merge(openapi::router())
         .layer(service_kit::http::ObserveLayer::new(timeout))

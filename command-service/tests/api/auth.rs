@@ -847,3 +847,39 @@ async fn given_failed_logins_of_unknown_ids_then_they_leave_no_account_and_their
     assert_eq!(counted, vec!["NOBODY-LATER".to_owned()]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn given_a_shared_limit_then_two_replicas_count_one_address_together() {
+    // Given two replicas counting the per-IP limit (4 a minute) in the same Redis
+    let prefix = format!("test-shared-{}:", uuid::Uuid::new_v4().simple());
+    let replica = || {
+        spawn_app_with(Options {
+            rate_limit_per_ip: 4,
+            shared_rate_limit: Some(prefix.clone()),
+            ..Options::default()
+        })
+    };
+    let (a, b) = (replica().await, replica().await);
+    // The counts are per minute: start clear of a minute's edge.
+    use chrono::Timelike;
+    while Utc::now().second() >= 55 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let me = |app: &TestApp| {
+        app.anonymous
+            .get(format!("{}/api/v1/auth/me", app.address))
+            .send()
+    };
+
+    // When one address sends two requests to each
+    for app in [&a, &b, &a, &b] {
+        assert_eq!(me(app).await.unwrap().status().as_u16(), 401);
+    }
+
+    // Then its fifth is refused, though this replica has seen only two
+    let refused = me(&a).await.unwrap();
+    assert!(refused.headers().contains_key("retry-after"));
+    problem(refused, 429, "RATE_LIMITED").await;
+    a.stop().await;
+    b.stop().await;
+}

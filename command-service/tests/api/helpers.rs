@@ -109,6 +109,8 @@ pub struct Options {
     pub redis_cluster: bool,
     /// `X-Forwarded-For` hops to trust (0: the peer's address is the client's).
     pub trusted_proxy_hops: usize,
+    /// Count the per-IP limit in Redis, under this key prefix (replicas share it).
+    pub shared_rate_limit: Option<String>,
 }
 
 impl Default for Options {
@@ -121,6 +123,7 @@ impl Default for Options {
             redis_url: None,
             redis_cluster: false,
             trusted_proxy_hops: 0,
+            shared_rate_limit: None,
         }
     }
 }
@@ -163,6 +166,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     config.hardening.per_ip_per_minute = options.rate_limit_per_ip;
     config.hardening.per_customer_per_minute = 0;
     config.hardening.trusted_proxy_hops = options.trusted_proxy_hops;
+    if let Some(prefix) = options.shared_rate_limit {
+        config.hardening.shared = true;
+        config.redis.key_prefix = prefix;
+    }
     config.auth.argon2_memory_kib = 256;
     config.auth.argon2_iterations = 1;
     config.auth.revocation_resync_ms = 100;
