@@ -21,7 +21,7 @@ use crate::relay::{self, Relay};
 use crate::routes::{self, AppState};
 use read_model::redis_conn::RedisConn;
 use service_kit::auth::{Authenticator, Clock, SystemClock, Tokens};
-use service_kit::hardening::{RedisCounts, TrustedProxyHops};
+use service_kit::hardening::{RedisCounts, SharedCounts, TrustedProxyHops};
 use service_kit::telemetry::MetricsListener;
 use service_kit::{kafka, telemetry};
 
@@ -115,11 +115,21 @@ impl Application {
         let tokens = Tokens::new(&config.jwt, keys, clock.clone());
         let channel = channel_for(&config.database.schema);
         let revocations = Arc::new(PgRevocations::start(pool.clone(), channel.clone()).await?);
-        let auth = Authenticator::new(
+        // Redis only when the limits are shared: commands never wait on Redis otherwise.
+        let shared_counts: Option<Arc<dyn SharedCounts>> = if config.hardening.shared {
+            let conn = RedisConn::connect(&config.redis).await?;
+            Some(Arc::new(RedisCounts::new(conn, &config.redis.key_prefix)))
+        } else {
+            None
+        };
+        let mut auth = Authenticator::new(
             tokens.clone(),
             revocations.clone(),
             config.hardening.per_customer(),
         );
+        if let Some(counts) = &shared_counts {
+            auth = auth.sharing_counts(counts.clone(), config.hardening.per_customer());
+        }
         let credentials = Credentials::new(
             pool.clone(),
             Passwords::new(&config.auth)?,
@@ -145,18 +155,9 @@ impl Application {
             trusted_proxy_hops: TrustedProxyHops(config.hardening.trusted_proxy_hops),
         };
         let metrics_listener = MetricsListener::bind(&config.metrics).await?;
-        // Redis only when the limit is shared: commands never wait on Redis otherwise.
-        let shared_counts = if config.hardening.shared {
-            Some(RedisConn::connect(&config.redis).await?)
-        } else {
-            None
-        };
-        let ip_limit = config.hardening.ip_rate_limit_with(|| {
-            Arc::new(RedisCounts::new(
-                shared_counts.expect("connected when shared"),
-                &config.redis.key_prefix,
-            ))
-        });
+        let ip_limit = config
+            .hardening
+            .ip_rate_limit_with(|| shared_counts.expect("connected when shared"));
         let router = routes::router(
             state,
             config.body_limit_bytes,

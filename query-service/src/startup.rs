@@ -166,7 +166,7 @@ async fn authenticator(config: &Config, redis: RedisConn) -> anyhow::Result<Auth
         redis,
         &config.redis.key_prefix,
         &config.redis.url,
-        config.hardening.per_customer(),
+        &config.hardening,
     )
     .await
 }

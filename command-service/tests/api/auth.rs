@@ -883,3 +883,41 @@ async fn given_a_shared_limit_then_two_replicas_count_one_address_together() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn given_a_shared_limit_then_two_replicas_count_one_customer_together() {
+    // Given two replicas counting the per-customer limit (3 a minute) in the same Redis
+    let prefix = format!("test-shared-{}:", uuid::Uuid::new_v4().simple());
+    let replica = || {
+        spawn_app_with(Options {
+            rate_limit_per_customer: 3,
+            shared_rate_limit: Some(prefix.clone()),
+            ..Options::default()
+        })
+    };
+    let (a, b) = (replica().await, replica().await);
+    let token = a.tokens.issue("CUST0001", Role::Customer, vec![line(1)]).0;
+    // The counts are per minute: start clear of a minute's edge.
+    use chrono::Timelike;
+    while Utc::now().second() >= 55 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let me = |app: &TestApp| {
+        app.anonymous
+            .get(format!("{}/api/v1/auth/me", app.address))
+            .bearer_auth(&token)
+            .send()
+    };
+
+    // When the customer sends two requests to one replica and one to the other
+    for app in [&a, &a, &b] {
+        assert_eq!(me(app).await.unwrap().status().as_u16(), 200);
+    }
+
+    // Then the next is refused on the replica that has seen only one of them
+    let refused = me(&b).await.unwrap();
+    assert!(refused.headers().contains_key("retry-after"));
+    problem(refused, 429, "RATE_LIMITED").await;
+    a.stop().await;
+    b.stop().await;
+}

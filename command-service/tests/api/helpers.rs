@@ -109,8 +109,10 @@ pub struct Options {
     pub redis_cluster: bool,
     /// `X-Forwarded-For` hops to trust (0: the peer's address is the client's).
     pub trusted_proxy_hops: usize,
-    /// Count the per-IP limit in Redis, under this key prefix (replicas share it).
+    /// Count the rate limits in Redis, under this key prefix (replicas share it).
     pub shared_rate_limit: Option<String>,
+    /// Requests a minute per customer (0: no limit, the default in tests).
+    pub rate_limit_per_customer: u32,
 }
 
 impl Default for Options {
@@ -124,6 +126,7 @@ impl Default for Options {
             redis_cluster: false,
             trusted_proxy_hops: 0,
             shared_rate_limit: None,
+            rate_limit_per_customer: 0,
         }
     }
 }
@@ -164,7 +167,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     config.redis.timeout_ms = 300;
     config.redis.key_prefix = format!("test-{id}:");
     config.hardening.per_ip_per_minute = options.rate_limit_per_ip;
-    config.hardening.per_customer_per_minute = 0;
+    config.hardening.per_customer_per_minute = options.rate_limit_per_customer;
     config.hardening.trusted_proxy_hops = options.trusted_proxy_hops;
     if let Some(prefix) = options.shared_rate_limit {
         config.hardening.shared = true;

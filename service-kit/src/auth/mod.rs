@@ -409,6 +409,9 @@ struct Inner {
     tokens: Tokens,
     revocations: Arc<dyn Revocations>,
     per_customer: Option<Arc<KeyedLimiter<String>>>,
+    /// The per-customer limit counted for every replica (and its limit a minute); the
+    /// local limiter stands in while the counts cannot be reached.
+    shared: Option<(Arc<dyn crate::hardening::SharedCounts>, u32)>,
 }
 
 impl Authenticator {
@@ -422,6 +425,22 @@ impl Authenticator {
             tokens,
             revocations,
             per_customer: per_customer_per_minute.map(crate::hardening::per_minute),
+            shared: None,
+        }))
+    }
+
+    /// The same, with the per-customer limit (if any) counted in `counts`, shared by
+    /// every replica (`PHONEBILL_RATE_LIMIT_SHARED`).
+    pub fn sharing_counts(
+        self,
+        counts: Arc<dyn crate::hardening::SharedCounts>,
+        per_customer_per_minute: Option<NonZeroU32>,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            tokens: self.0.tokens.clone(),
+            revocations: self.0.revocations.clone(),
+            per_customer: self.0.per_customer.clone(),
+            shared: per_customer_per_minute.map(|n| (counts, n.get())),
         }))
     }
 
@@ -437,31 +456,35 @@ impl Authenticator {
             tokens: self.0.tokens.clone(),
             revocations: self.0.revocations.clone(),
             per_customer: self.0.per_customer.clone(),
+            shared: self.0.shared.clone(),
         }))
     }
 
     /// The read side's authenticator: command-service's keys, logouts followed from
-    /// Redis under `key_prefix` and held in memory (no round trip per check).
+    /// Redis under `key_prefix` and held in memory (no round trip per check); the
+    /// per-customer limit of `hardening`, counted in the same Redis when shared.
     pub async fn following_redis<C>(
         jwt: &JwtConfig,
         production: bool,
         redis: C,
         key_prefix: &str,
         redis_url: &str,
-        per_customer_per_minute: Option<NonZeroU32>,
+        hardening: &crate::hardening::HardeningConfig,
     ) -> anyhow::Result<Self>
     where
         C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
     {
         let keys = jwt.keys(production).map_err(anyhow::Error::msg)?;
         let tokens = Tokens::new(jwt, keys, Arc::new(SystemClock));
-        let revocations =
-            FollowedRevocations::start(RedisRevocations::new(redis, key_prefix), redis_url).await?;
-        Ok(Self::new(
-            tokens,
-            Arc::new(revocations),
-            per_customer_per_minute,
-        ))
+        let store = RedisRevocations::new(redis.clone(), key_prefix);
+        let revocations = FollowedRevocations::start(store, redis_url).await?;
+        let auth = Self::new(tokens, Arc::new(revocations), hardening.per_customer());
+        Ok(if hardening.shared {
+            let counts = crate::hardening::RedisCounts::new(redis, key_prefix);
+            auth.sharing_counts(Arc::new(counts), hardening.per_customer())
+        } else {
+            auth
+        })
     }
 
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, AuthError> {
@@ -477,7 +500,27 @@ impl Authenticator {
             ));
         }
         if let Some(limiter) = &self.0.per_customer {
-            RateLimit::check(limiter, &claims.sub)?;
+            let shared = match &self.0.shared {
+                Some((counts, per_minute)) => {
+                    match counts.hit(&format!("customer:{}", claims.sub)).await {
+                        Ok((count, seconds_left)) => Some((count, seconds_left, *per_minute)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "shared rate limit unreachable; counting locally");
+                            None
+                        }
+                    }
+                }
+                None => None,
+            };
+            match shared {
+                Some((count, seconds_left, per_minute)) if count > u64::from(per_minute) => {
+                    return Err(AuthError::RateLimited {
+                        retry_after_secs: seconds_left.max(1),
+                    })
+                }
+                Some(_) => {}
+                None => RateLimit::check(limiter, &claims.sub)?,
+            }
         }
         Ok(Caller::new(claims))
     }
