@@ -4,6 +4,7 @@
 #   query-service/bench/bills.sh            # 64 and 1000 connections, 15 s each
 #   CONNS="64" DURATION=10s query-service/bench/bills.sh
 #   QUERY_BIN=/tmp/query-service-old ...   # A/B against another build
+#   RATE_LIMITS=shared ...                  # limits on, counted in Redis (or: local)
 #   CALLGRIND=1 query-service/bench/bills.sh  # instructions per warm bill query instead
 #     (from the stack: CALLGRIND=1 SKIP_FRESHNESS=1 infra/local/stack bench-reads)
 #
@@ -57,8 +58,18 @@ QUERY_BIN=${QUERY_BIN:-$TARGET/release/query-service}
 export PHONEBILL_DATABASE_SCHEMA=$SCHEMA PHONEBILL_QUERY_ROLE=$ROLE PHONEBILL_QUERY_ROLE_LOGIN=true \
        PHONEBILL_KAFKA_BROKERS=$BROKERS PHONEBILL_TOPIC_PREFIX="$RUN." PHONEBILL_TOPIC_PARTITIONS=3 \
        PHONEBILL_REDIS_URL="redis://$REDIS_HOST:$REDIS_PORT" PHONEBILL_REDIS_KEY_PREFIX="$PREFIX" \
-       PHONEBILL_CONSUMER_GROUP="$RUN.projector" RUST_LOG=warn \
-       PHONEBILL_RATE_LIMIT_PER_IP_PER_MINUTE=0 PHONEBILL_RATE_LIMIT_PER_CUSTOMER_PER_MINUTE=0
+       PHONEBILL_CONSUMER_GROUP="$RUN.projector" RUST_LOG=warn
+# RATE_LIMITS: off (default: one client making every request would hit any real limit at
+# once), or local / shared: both limits on but set too high to refuse anything, counted
+# by the replica or in Redis (PHONEBILL_RATE_LIMIT_SHARED), to measure what counting costs.
+case "${RATE_LIMITS:-off}" in
+  off) LIMIT=0 SHARED=false ;;
+  local) LIMIT=1000000000 SHARED=false ;;
+  shared) LIMIT=1000000000 SHARED=true ;;
+  *) echo "RATE_LIMITS is off, local or shared" >&2; exit 2 ;;
+esac
+export PHONEBILL_RATE_LIMIT_PER_IP_PER_MINUTE=$LIMIT PHONEBILL_RATE_LIMIT_PER_CUSTOMER_PER_MINUTE=$LIMIT \
+       PHONEBILL_RATE_LIMIT_SHARED=$SHARED
 
 # The owner's access token, as command-service's login would issue it (HS256, the local
 # development key `local-dev`; query-service verifies it with the same default key).
