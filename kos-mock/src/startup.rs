@@ -42,7 +42,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.check()?;
         // First: metric handles taken before the recorder exists count nowhere.
-        let metrics = telemetry::metrics_handle();
+        telemetry::metrics_handle();
         let pool = db::connect(&config.database).await?;
         db::migrate(&pool).await?;
         let topics = Topics::new(&config.kafka.topic_prefix);
@@ -99,7 +99,6 @@ impl Application {
             changes,
             pool: pool.clone(),
             admin,
-            metrics,
             request_timeout: Duration::from_millis(config.request_timeout_ms),
         };
         let metrics_listener = MetricsListener::bind(&config.metrics).await?;

@@ -10,7 +10,6 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use events::topics::Topics;
-use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::consumer::Consumer;
 use read_model::redis_conn::RedisConn;
 use serde_json::{json, Value};
@@ -56,7 +55,6 @@ struct AppState {
     processor: Arc<ArcSwap<Processor>>,
     redis: RedisConn,
     admin: Arc<Admin>,
-    metrics: PrometheusHandle,
     /// The parked endpoints are for admins: since the analytics route, the pod is
     /// reachable from the gateway's subnet.
     auth: Authenticator,
@@ -135,7 +133,7 @@ fn build_worker(config: &Config) -> anyhow::Result<GroupWorker> {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // First: metric handles taken before the recorder exists count nowhere.
-        let metrics = telemetry::metrics_handle();
+        telemetry::metrics_handle();
         let (control, active, ns_config) = active_config(&config).await?;
         let pool = prepare_database(&ns_config).await?;
         control.grant().await?;
@@ -177,7 +175,6 @@ impl Application {
             processor: current.clone(),
             redis,
             admin,
-            metrics,
             auth,
         };
         // The admin and analyst endpoints behind the per-IP limit; everything inside the
@@ -188,21 +185,13 @@ impl Application {
             .with_state(state.clone())
             .merge(analytics::router(analytics));
         let metrics_listener = MetricsListener::bind(&config.metrics).await?;
-        let mut health = Router::new()
+        let health = Router::new()
             .route(
                 "/health/live",
                 get(|| async { Json(json!({"status": "UP"})) }),
             )
             .route("/health/ready", get(ready));
-        if metrics_listener.beside_api() {
-            health = health.route(
-                "/metrics",
-                get(|State(s): State<AppState>| async move {
-                    service_kit::telemetry::render(&s.metrics)
-                }),
-            );
-        }
-        let router = health
+        let router = telemetry::with_metrics(health, metrics_listener.beside_api())
             .with_state(state)
             .merge(RateLimit::apply(ip_limit, api))
             .layer(ObserveLayer::new(Duration::from_millis(

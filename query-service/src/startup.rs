@@ -34,7 +34,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.check()?;
         // First: metric handles taken before the recorder exists count nowhere.
-        let metrics = telemetry::metrics_handle();
+        telemetry::metrics_handle();
         let pool = read_model::connect_read_only(
             &config.database_url,
             &config.database_schema,
@@ -75,7 +75,6 @@ impl Application {
             views: views.clone(),
             inquiries: inquiries.clone(),
             admin,
-            metrics,
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             max_wait: config.min_position_wait(),
             auth,

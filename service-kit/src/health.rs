@@ -8,7 +8,6 @@ use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -19,7 +18,6 @@ use crate::kafka::{self, Admin};
 pub struct Health {
     pub pool: PgPool,
     pub admin: Arc<Admin>,
-    pub metrics: PrometheusHandle,
 }
 
 /// `/health/live`, `/health/ready`, and `/metrics` when `with_metrics` (no metrics port
@@ -35,15 +33,7 @@ where
             get(|| async { Json(json!({"status": "UP"})) }),
         )
         .route("/health/ready", get(ready));
-    if !with_metrics {
-        return router;
-    }
-    router.route(
-        "/metrics",
-        get(
-            |State(health): State<Health>| async move { crate::telemetry::render(&health.metrics) },
-        ),
-    )
+    crate::telemetry::with_metrics(router, with_metrics)
 }
 
 async fn ready(State(health): State<Health>) -> (StatusCode, Json<Value>) {

@@ -58,25 +58,53 @@ pub fn redact_url(url: &str) -> String {
     out
 }
 
-/// The arguments among `ids` whose environment value `--help` would print (or that
-/// `command` does not have): what a configuration test expects to be empty.
-pub fn shown_in_help(command: &clap::Command, ids: &[&str]) -> Vec<String> {
-    ids.iter()
-        .filter(|id| {
-            !command
-                .get_arguments()
-                .any(|arg| arg.get_id() == **id && arg.is_hide_env_values_set())
-        })
-        .map(|id| id.to_string())
-        .collect()
-}
-
 fn is_secret_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     ["password", "passwd", "secret", "key", "token"]
         .iter()
         .any(|word| name.contains(word))
         && name != "sslkey" // a file path, not a secret
+}
+
+/// What each service's configuration test sets and checks: the secrets every service
+/// holds, and that neither `--help` nor a `Debug` dump shows them.
+pub mod check {
+    pub const DATABASE_URL: &str = "postgres://phonebill_admin:db-secret@db:5432/phonebill";
+    pub const REDIS_URL: &str = "rediss://:redis-secret@cache:6380";
+    pub const SASL_PASSWORD: &str = "kafka-secret";
+    pub const SIGNING_KEY: &str = "k1:jwt-secret-jwt-secret-jwt-secret-00";
+
+    /// Panics unless `command` hides the environment value of the four shared secret
+    /// arguments and of `extra_ids`, and `dump` (the configuration's `Debug`, holding
+    /// the values above) shows none of them nor `extra_secrets`, but does show the
+    /// database URL with its password replaced.
+    pub fn assert_hidden(
+        command: &clap::Command,
+        extra_ids: &[&str],
+        dump: &str,
+        extra_secrets: &[&str],
+    ) {
+        let ids = ["database_url", "redis_url", "sasl_password", "signing_key"];
+        let shown: Vec<&str> = ids
+            .iter()
+            .chain(extra_ids)
+            .filter(|id| {
+                !command
+                    .get_arguments()
+                    .any(|arg| arg.get_id() == **id && arg.is_hide_env_values_set())
+            })
+            .copied()
+            .collect();
+        assert!(shown.is_empty(), "--help would print these: {shown:?}");
+        let secrets = ["db-secret", "redis-secret", "kafka-secret", "jwt-secret"];
+        for secret in secrets.iter().chain(extra_secrets) {
+            assert!(!dump.contains(secret), "{secret} in {dump}");
+        }
+        assert!(
+            dump.contains("postgres://phonebill_admin:***@db:5432/phonebill"),
+            "{dump}"
+        );
+    }
 }
 
 #[cfg(test)]

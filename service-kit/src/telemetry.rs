@@ -63,6 +63,21 @@ pub struct MetricsConfig {
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
+/// `router` with `GET /metrics` (this process's recorder) when `metrics` is true: a
+/// service with no metrics port of its own serves them beside its API.
+pub fn with_metrics<S>(router: axum::Router<S>, metrics: bool) -> axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    if !metrics {
+        return router;
+    }
+    router.route(
+        "/metrics",
+        axum::routing::get(|| async { render(&metrics_handle()) }),
+    )
+}
+
 /// The metrics port, bound at build time (port 0 picks a free one) so a taken port
 /// stops the service at start.
 pub struct MetricsListener(Option<tokio::net::TcpListener>);
@@ -91,14 +106,7 @@ impl MetricsListener {
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let Some(listener) = self.0 else { return };
-            let handle = metrics_handle();
-            let router = axum::Router::new().route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let handle = handle.clone();
-                    async move { render(&handle) }
-                }),
-            );
+            let router = with_metrics(axum::Router::new(), true);
             let served = axum::serve(listener, router)
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })
                 .await;

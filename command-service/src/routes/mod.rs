@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::Router;
-use metrics_exporter_prometheus::PrometheusHandle;
 use service_kit::auth::Authenticator;
 use service_kit::hardening::{Hardened, HardeningConfig, RateLimit, TrustedProxyHops};
 use service_kit::kafka::Admin;
@@ -29,7 +28,6 @@ pub struct AppState {
     pub changes: ProductChanges,
     pub pool: PgPool,
     pub admin: Arc<Admin>,
-    pub metrics: PrometheusHandle,
     pub request_timeout: Duration,
     pub auth: Authenticator,
     pub credentials: Credentials,
@@ -77,7 +75,6 @@ impl axum::extract::FromRef<AppState> for service_kit::health::Health {
         Self {
             pool: state.pool.clone(),
             admin: state.admin.clone(),
-            metrics: state.metrics.clone(),
         }
     }
 }

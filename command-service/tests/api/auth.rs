@@ -848,23 +848,34 @@ async fn given_failed_logins_of_unknown_ids_then_they_leave_no_account_and_their
     app.stop().await;
 }
 
-#[tokio::test]
-async fn given_a_shared_limit_then_two_replicas_count_one_address_together() {
-    // Given two replicas counting the per-IP limit (4 a minute) in the same Redis
+/// Two replicas with `options`' limits counted in one Redis key prefix, returned clear
+/// of a minute's edge (the counts are per minute).
+async fn replicas_sharing_limits(options: Options) -> (TestApp, TestApp) {
     let prefix = format!("test-shared-{}:", uuid::Uuid::new_v4().simple());
     let replica = || {
         spawn_app_with(Options {
-            rate_limit_per_ip: 4,
             shared_rate_limit: Some(prefix.clone()),
+            rate_limit_per_ip: options.rate_limit_per_ip,
+            rate_limit_per_customer: options.rate_limit_per_customer,
             ..Options::default()
         })
     };
-    let (a, b) = (replica().await, replica().await);
-    // The counts are per minute: start clear of a minute's edge.
+    let replicas = (replica().await, replica().await);
     use chrono::Timelike;
     while Utc::now().second() >= 55 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    replicas
+}
+
+#[tokio::test]
+async fn given_a_shared_limit_then_two_replicas_count_one_address_together() {
+    // Given two replicas counting the per-IP limit (4 a minute) in the same Redis
+    let (a, b) = replicas_sharing_limits(Options {
+        rate_limit_per_ip: 4,
+        ..Options::default()
+    })
+    .await;
     let me = |app: &TestApp| {
         app.anonymous
             .get(format!("{}/api/v1/auth/me", app.address))
@@ -887,21 +898,12 @@ async fn given_a_shared_limit_then_two_replicas_count_one_address_together() {
 #[tokio::test]
 async fn given_a_shared_limit_then_two_replicas_count_one_customer_together() {
     // Given two replicas counting the per-customer limit (3 a minute) in the same Redis
-    let prefix = format!("test-shared-{}:", uuid::Uuid::new_v4().simple());
-    let replica = || {
-        spawn_app_with(Options {
-            rate_limit_per_customer: 3,
-            shared_rate_limit: Some(prefix.clone()),
-            ..Options::default()
-        })
-    };
-    let (a, b) = (replica().await, replica().await);
+    let (a, b) = replicas_sharing_limits(Options {
+        rate_limit_per_customer: 3,
+        ..Options::default()
+    })
+    .await;
     let token = a.tokens.issue("CUST0001", Role::Customer, vec![line(1)]).0;
-    // The counts are per minute: start clear of a minute's edge.
-    use chrono::Timelike;
-    while Utc::now().second() >= 55 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
     let me = |app: &TestApp| {
         app.anonymous
             .get(format!("{}/api/v1/auth/me", app.address))

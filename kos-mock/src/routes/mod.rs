@@ -12,7 +12,6 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::Router;
-use metrics_exporter_prometheus::PrometheusHandle;
 use service_kit::auth::Authenticator;
 use service_kit::kafka::Admin;
 use sqlx::PgPool;
@@ -31,7 +30,6 @@ pub struct AppState {
     pub changes: Changes,
     pub pool: PgPool,
     pub admin: Arc<Admin>,
-    pub metrics: PrometheusHandle,
     pub request_timeout: Duration,
 }
 
@@ -60,7 +58,6 @@ impl axum::extract::FromRef<AppState> for service_kit::health::Health {
         Self {
             pool: state.pool.clone(),
             admin: state.admin.clone(),
-            metrics: state.metrics.clone(),
         }
     }
 }

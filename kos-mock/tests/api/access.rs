@@ -10,14 +10,19 @@ use std::sync::Arc;
 
 use crate::helpers::*;
 
-/// Every operation of the OpenAPI document, with its path parameters filled in.
-async fn every_admin_operation(app: &TestApp) -> Vec<(reqwest::Method, String)> {
-    let doc: Value = reqwest::get(app.url("/api-docs/openapi.json"))
+/// The OpenAPI document, fetched without a token.
+async fn openapi(app: &TestApp) -> Value {
+    reqwest::get(app.url("/api-docs/openapi.json"))
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Every operation of the OpenAPI document, with its path parameters filled in.
+async fn every_admin_operation(app: &TestApp) -> Vec<(reqwest::Method, String)> {
+    let doc = openapi(app).await;
     let mut operations = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         let concrete = path
@@ -136,12 +141,7 @@ async fn health_metrics_and_the_openapi_document_need_no_token_and_name_the_sche
         let response = reqwest::get(app.url(path)).await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
     }
-    let doc: Value = reqwest::get(app.url("/api-docs/openapi.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = openapi(&app).await;
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"

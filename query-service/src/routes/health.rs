@@ -19,13 +19,7 @@ pub fn router(with_metrics: bool) -> Router<AppState> {
             get(|| async { Json(json!({"status": "UP"})) }),
         )
         .route("/health/ready", get(ready));
-    if !with_metrics {
-        return router;
-    }
-    router.route(
-        "/metrics",
-        get(|State(s): State<AppState>| async move { service_kit::telemetry::render(&s.metrics) }),
-    )
+    service_kit::telemetry::with_metrics(router, with_metrics)
 }
 
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {

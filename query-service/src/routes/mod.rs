@@ -19,7 +19,6 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use metrics_exporter_prometheus::PrometheusHandle;
 use service_kit::auth::Authenticator;
 use service_kit::hardening::{Hardened, HardeningConfig, RateLimit};
 use service_kit::kafka::Admin;
@@ -53,7 +52,6 @@ pub struct Shared {
     pub views: Views,
     pub inquiries: Inquiries,
     pub admin: Arc<Admin>,
-    pub metrics: PrometheusHandle,
     pub request_timeout: Duration,
     pub max_wait: Duration,
     pub auth: Authenticator,
