@@ -19,7 +19,7 @@ import unittest
 from harness import Stack, http
 
 BROKERS = os.environ.get("PHONEBILL_TEST_KAFKA_BROKERS", "127.0.0.1:9092")
-LOGINS = 300
+LOGINS = 500
 GROWTH_BOUND_MIB = 200
 
 
