@@ -164,7 +164,7 @@ impl Application {
             ip_limit,
             metrics_listener.beside_api(),
         );
-        let listener = TcpListener::bind(config.http_addr).await?;
+        let listener = service_kit::server::listen(config.http_addr)?;
         Ok(Self {
             listener,
             router,

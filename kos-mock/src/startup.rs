@@ -108,7 +108,7 @@ impl Application {
             config.body_limit_bytes,
             metrics_listener.beside_api(),
         );
-        let listener = TcpListener::bind(config.http_addr).await?;
+        let listener = service_kit::server::listen(config.http_addr)?;
         Ok(Self {
             listener,
             router,

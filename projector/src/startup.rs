@@ -199,7 +199,7 @@ impl Application {
             )))
             .layer(DefaultBodyLimit::max(config.body_limit_bytes));
         let router = config.hardening.around(router);
-        let listener = TcpListener::bind(config.http_addr).await?;
+        let listener = service_kit::server::listen(config.http_addr)?;
         tracing::info!(namespace = %active.id, schema = %active.schema, "projecting");
         Ok(Self {
             listener,

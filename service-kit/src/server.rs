@@ -131,6 +131,19 @@ where
     })
 }
 
+/// One listening socket with the same backlog as [`Server`]'s, for a service that serves
+/// on tokio's single acceptor. `tokio::net::TcpListener::bind` queues 128 pending
+/// connections (the standard library's value): 500 logins at once overflowed it, and
+/// the kernel answered a few of them with SYN cookies that then failed (connection reset).
+pub fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    tokio::net::TcpListener::from_std(socket.into())
+}
+
 fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
