@@ -49,7 +49,12 @@ pub enum Command {
     },
     /// Demo only: give CUST0001..CUST0100 the password `demo-CUST0001` (and so on),
     /// `analyst` the password `demo-analyst` and `admin` the password `demo-admin`.
-    SeedDemoPasswords,
+    SeedDemoPasswords {
+        /// Customers in the demo data set (kos-mock's `--demo-customers`).
+        #[arg(long, env = "PHONEBILL_DEMO_CUSTOMERS", default_value_t = 100,
+            value_parser = clap::value_parser!(u32).range(1..=9_999))]
+        customers: u32,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -54,8 +54,11 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(account = %customer_id, "password set");
             Ok(())
         }
-        Command::SeedDemoPasswords => {
-            let seeded = credentials(&config).await?.seed_demo_passwords().await?;
+        Command::SeedDemoPasswords { customers } => {
+            let seeded = credentials(&config)
+                .await?
+                .seed_demo_passwords(customers)
+                .await?;
             tracing::info!(seeded, "demo passwords set (demo only: demo-<account id>)");
             Ok(())
         }

@@ -2,7 +2,7 @@
 # Validate infra/ offline: Helm chart (rendered with values.yaml and values-prod.yaml,
 # checked against the Kubernetes 1.29 schemas and the production design's numbers),
 # Dockerfiles, Terraform, alerts and dashboard, the release analysis, the GitOps
-# definitions and the CI workflow.
+# definitions, the CI workflow and the load test's verdict (bench/journeys_report.py).
 #
 #   bash infra/tests/run.sh            # everything
 #   bash infra/tests/run.sh -k ingress # extra arguments go to pytest

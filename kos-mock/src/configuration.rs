@@ -67,6 +67,12 @@ pub struct Config {
     #[arg(long = "seed-demo", env = "PHONEBILL_KOS_SEED_DEMO", default_value_t = false, action = clap::ArgAction::Set)]
     pub seed_demo: bool,
 
+    /// Customers (one line each) in the demo data set: CUST0001 and on. A load test
+    /// asks for more than the demo's 100.
+    #[arg(long = "demo-customers", env = "PHONEBILL_DEMO_CUSTOMERS", default_value_t = crate::demo::LINES,
+        value_parser = clap::value_parser!(u32).range(1..=crate::demo::MAX_CUSTOMERS as i64))]
+    pub demo_customers: u32,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "PHONEBILL_BODY_LIMIT_BYTES", default_value_t = 16 * 1024)]
     pub body_limit_bytes: usize,

@@ -1,5 +1,6 @@
-//! The demo data set: 8 products of 2 operators, 100 customers with a line each, and
-//! the six months of bills before the current month (the older five paid). Deterministic
+//! The demo data set: 8 products of 2 operators, 100 customers with a line each (or as
+//! many as a load test asks for), and the six months of bills before the current month
+//! (the older five paid). Deterministic
 //! (the same as `bench/generate_facts.py` for products and lines) and
 //! idempotent: what exists is left alone, so a second run adds nothing. Everything it
 //! adds is published as facts, like any other change.
@@ -17,8 +18,10 @@ use crate::lines::{self, NewCustomer, NewLine, PAYMENT_METHODS};
 use crate::outbox::Cause;
 use crate::simulation::hash_str;
 
-/// Lines (and customers) in the demo set.
+/// Lines (and customers) in the demo set unless asked for more.
 pub const LINES: u32 = 100;
+/// The most customers a demo set may have (account ids stay `CUST` and four digits).
+pub const MAX_CUSTOMERS: u32 = 9_999;
 /// Months of bills before the current month.
 pub const BILL_MONTHS: i32 = 6;
 /// Correlation id of everything the demo seed publishes.
@@ -180,8 +183,15 @@ pub struct SeedReport {
     pub payments: u32,
 }
 
-/// Loads the demo set; `today` fixes the six billed months.
-pub async fn seed(pool: &PgPool, today: NaiveDate) -> Result<SeedReport, AppError> {
+/// Loads the demo set of `customers` customers (1..=[`MAX_CUSTOMERS`]); `today` fixes
+/// the six billed months. A larger set keeps the smaller one's first customers as they are.
+pub async fn seed(pool: &PgPool, today: NaiveDate, customers: u32) -> Result<SeedReport, AppError> {
+    if !(1..=MAX_CUSTOMERS).contains(&customers) {
+        return Err(AppError::BadRequest {
+            code: "INVALID_DEMO_SIZE",
+            detail: format!("a demo set has 1 to {MAX_CUSTOMERS} customers"),
+        });
+    }
     let cause = Cause::new(CORRELATION);
     let mut report = SeedReport::default();
     for (code, name, operator, fee, data, voice, sms, on_sale) in PRODUCTS {
@@ -201,7 +211,7 @@ pub async fn seed(pool: &PgPool, today: NaiveDate) -> Result<SeedReport, AppErro
         tx.commit().await?;
     }
     let current = Month::of(today);
-    for n in 1..=LINES {
+    for n in 1..=customers {
         let (customer, new_line) = demo_line(n);
         let mut tx = pool.begin().await?;
         if lines::add_customer(&mut tx, &customer).await? {
@@ -245,8 +255,8 @@ pub async fn seed(pool: &PgPool, today: NaiveDate) -> Result<SeedReport, AppErro
 }
 
 /// [`seed`] for the current month.
-pub async fn seed_now(pool: &PgPool) -> Result<SeedReport, AppError> {
-    seed(pool, Utc::now().date_naive()).await
+pub async fn seed_now(pool: &PgPool, customers: u32) -> Result<SeedReport, AppError> {
+    seed(pool, Utc::now().date_naive(), customers).await
 }
 
 #[cfg(test)]
@@ -269,6 +279,10 @@ mod tests {
         for n in 1..=LINES {
             demo_line(n).1.validate().unwrap();
         }
+        let (last_customer, last_line) = demo_line(MAX_CUSTOMERS);
+        assert_eq!(last_customer.customer_id, "CUST9999");
+        assert_eq!(last_line.line_number, "010-0000-9999");
+        last_line.validate().unwrap();
     }
 
     #[test]

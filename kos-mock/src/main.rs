@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
             config.check()?;
             let pool = db::connect(&config.database).await?;
             db::migrate(&pool).await?;
-            let report = demo::seed_now(&pool).await?;
+            let report = demo::seed_now(&pool, config.demo_customers).await?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }

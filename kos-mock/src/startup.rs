@@ -61,7 +61,7 @@ impl Application {
             .await?;
         }
         if config.seed_demo {
-            demo::seed_now(&pool).await?;
+            demo::seed_now(&pool, config.demo_customers).await?;
         }
         let auth =
             routes::access::authenticator(&config.jwt, config.is_production(), &config.redis)

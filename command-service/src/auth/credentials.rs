@@ -282,13 +282,21 @@ impl Credentials {
         Ok(())
     }
 
-    /// Demo only: every demo account gets its documented password.
-    pub async fn seed_demo_passwords(&self) -> Result<usize, AppError> {
-        let accounts = super::demo_accounts();
-        for (account, role) in &accounts {
-            self.set_password(account, &super::demo_password(account), Some(*role))
-                .await?;
-        }
+    /// Demo only: every demo account (`customers` customers) gets its documented
+    /// password. Hashes run on every core at once: a load test's thousands of accounts
+    /// take a minute, not several.
+    pub async fn seed_demo_passwords(&self, customers: u32) -> Result<usize, AppError> {
+        use futures::{StreamExt, TryStreamExt};
+        let accounts = super::demo_accounts(customers);
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        futures::stream::iter(&accounts)
+            .map(|(account, role)| async move {
+                let password = super::demo_password(account);
+                self.set_password(account, &password, Some(*role)).await
+            })
+            .buffer_unordered(cores)
+            .try_collect::<()>()
+            .await?;
         Ok(accounts.len())
     }
 }

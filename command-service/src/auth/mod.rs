@@ -17,11 +17,11 @@ pub fn demo_password(account: &str) -> String {
     format!("demo-{account}")
 }
 
-/// The demo accounts: CUST0001..CUST0100 (customers of the demo data set), `analyst`
-/// and `admin`.
-pub fn demo_accounts() -> Vec<(String, service_kit::auth::Role)> {
+/// The demo accounts: CUST0001 to the demo data set's last customer (CUST0100 in the
+/// demo), `analyst` and `admin`.
+pub fn demo_accounts(customers: u32) -> Vec<(String, service_kit::auth::Role)> {
     use service_kit::auth::Role;
-    let mut accounts: Vec<(String, Role)> = (1..=100)
+    let mut accounts: Vec<(String, Role)> = (1..=customers)
         .map(|n| (format!("CUST{n:04}"), Role::Customer))
         .collect();
     accounts.push(("analyst".into(), Role::Analyst));

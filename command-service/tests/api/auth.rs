@@ -461,7 +461,7 @@ async fn given_redis_is_unreachable_when_a_customer_logs_out_then_the_answer_is_
 async fn the_seed_demo_passwords_command_gives_every_demo_account_its_documented_password() {
     let app = spawn_app().await;
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_command-service"))
-        .arg("seed-demo-passwords")
+        .args(["seed-demo-passwords", "--customers", "150"])
         .env("PHONEBILL_DATABASE_URL", &app.config.database.url)
         .env("PHONEBILL_DATABASE_SCHEMA", &app.config.database.schema)
         .env("PHONEBILL_ARGON2_MEMORY_KIB", "256")
@@ -481,6 +481,15 @@ async fn the_seed_demo_passwords_command_gives_every_demo_account_its_documented
         assert_eq!(body["role"], role);
         assert_eq!(body["lines"], lines);
     }
+    // A larger demo set (a load test's) has as many accounts, and no more.
+    let response = login(&app, "CUST0150", "demo-CUST0150").await;
+    assert_eq!(response.status().as_u16(), 200);
+    problem(
+        login(&app, "CUST0151", "demo-CUST0151").await,
+        401,
+        "INVALID_CREDENTIALS",
+    )
+    .await;
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_command-service"))
         .args(["set-password", "CUST0001", "--role", "customer"])
         .env("PHONEBILL_NEW_PASSWORD", "a-brand-new-password")

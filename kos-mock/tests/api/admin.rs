@@ -182,11 +182,19 @@ async fn the_bill_cycle_run_twice_for_a_month_issues_each_bill_once() {
 async fn the_demo_seed_is_idempotent_and_settings_change_at_run_time() {
     let app = spawn_app().await;
     let before = app.row_counts().await;
-    let report = kos_mock::demo::seed_now(&app.pool).await.unwrap();
+    let report = kos_mock::demo::seed_now(&app.pool, kos_mock::demo::LINES)
+        .await
+        .unwrap();
     assert_eq!(report, kos_mock::demo::SeedReport::default());
     assert_eq!(app.row_counts().await, before);
     // products, customers, lines, bills
     assert_eq!(&before[..4], &[8, 100, 100, 600]);
+
+    // A load test's larger set adds only the customers the demo does not have.
+    let report = kos_mock::demo::seed_now(&app.pool, 103).await.unwrap();
+    assert_eq!((report.customers, report.lines, report.bills), (3, 3, 18));
+    assert_eq!(&app.row_counts().await[..4], &[8, 103, 103, 618]);
+    assert!(kos_mock::demo::seed_now(&app.pool, 0).await.is_err());
 
     let changed: Value = app
         .put(
