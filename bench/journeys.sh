@@ -57,9 +57,10 @@ ticks() { # CPU clock ticks of a process group, summed
   done
   echo $t
 }
-rss_mib() { # resident memory of a process group, MiB
+pss_mib() { # memory of a process group, MiB: proportional set size, so that PostgreSQL's
+  # backends do not each count the shared buffers they map
   local kb=0 p
-  for p in $(pids_of "$1"); do kb=$((kb + $(awk '/VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done
+  for p in $(pids_of "$1"); do kb=$((kb + $(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0))); done
   echo $((kb / 1024))
 }
 metrics() { curl -fsS --max-time 5 "http://127.0.0.1:$1/metrics" 2>/dev/null || true; }
@@ -82,10 +83,10 @@ cache_counts() { # layer:result=count for query-service's cache counters
 # Every 5 s while a level runs: each process's memory and the consumers' lag.
 sample() { # file
   local started=$SECONDS
-  echo "seconds,process,rss_mib" >"$1"
+  echo "seconds,process,pss_mib" >"$1"
   echo "seconds,consumer_lag" >"$1.lag"
   while :; do
-    for p in $PROCS; do echo "$((SECONDS - started)),$p,$(rss_mib "$p")" >>"$1"; done
+    for p in $PROCS; do echo "$((SECONDS - started)),$p,$(pss_mib "$p")" >>"$1"; done
     echo "$((SECONDS - started)),$(lag_now)" >>"$1.lag"
     sleep 5
   done
@@ -139,7 +140,7 @@ run_level() { # users
   local seconds=$((SECONDS - started))
   kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
   {
-    echo "process,cpu_seconds,peak_rss_mib"
+    echo "process,cpu_seconds,peak_pss_mib"
     for p in $PROCS; do
       echo "$p,$(( ($(ticks "$p") - ${before[$p]}) / 100 )),$(awk -F, -v p="$p" '$2 == p && $3 > m { m = $3 } END { print m + 0 }' "$dir/samples.csv")"
     done

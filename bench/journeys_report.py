@@ -86,16 +86,16 @@ def main():
     for name, s in steps.items():
         errs = ", ".join(f"{n} x {e}" for e, n in s["errors"].items()) or "-"
         print(f"{name:<11}{s['requests']:>9}{s['p50_ms']:>9}{s['p95_ms']:>9}{s['p99_ms']:>9}{s['max_ms']:>9}  {errs}")
-    print("process CPU s / peak RSS MiB: " + ", ".join(
-        f"{p} {r['cpu_seconds']}/{r['peak_rss_mib'] or '-'}" for p, r in processes.items()))
+    print("process CPU s / peak memory (PSS) MiB: " + ", ".join(
+        f"{p} {r['cpu_seconds']}/{r['peak_pss_mib'] or '-'}" for p, r in processes.items()))
     print("cache hit ratio: " + ", ".join(
         f"{layer} {c['hit_ratio']} of {c['lookups']}" for layer, c in summary["cache"].items()))
     print(f"consumer lag peak: {summary['consumer_lag_peak']:.0f}; bare-HTTP p95 {bare_p95} ms; "
           f"worst read p95 / bare p95: {summary['read_p95_over_bare_p95']}")
     print(f"changes (event store): {changes}")
     if memory:
-        print("RSS MiB after 1 min -> at end: " + ", ".join(
-            f"{p} {m['rss_mib_after_1_min']}->{m['rss_mib_at_end']}" for p, m in memory.items()))
+        print("memory (PSS) MiB after 1 min -> at end: " + ", ".join(
+            f"{p} {m['pss_mib_after_1_min']}->{m['pss_mib_at_end']}" for p, m in memory.items()))
     windows = journeys["timeline"]
     if len(windows) > 2:
         print(f"read p95 per {len(windows)} windows: first full {windows[1]['read_p95_ms']} ms, "
@@ -112,10 +112,10 @@ def memory_over_time(directory):
     rows = list(csv.DictReader(open(path)))
     out = {}
     for process in dict.fromkeys(r["process"] for r in rows):
-        series = [(int(r["seconds"]), int(r["rss_mib"])) for r in rows if r["process"] == process]
+        series = [(int(r["seconds"]), int(r["pss_mib"])) for r in rows if r["process"] == process]
         after_a_minute = next((m for t, m in series if t >= 60), series[0][1])
-        out[process] = {"rss_mib_after_1_min": after_a_minute, "rss_mib_at_end": series[-1][1],
-                        "rss_mib_max": max(m for _, m in series)}
+        out[process] = {"pss_mib_after_1_min": after_a_minute, "pss_mib_at_end": series[-1][1],
+                        "pss_mib_max": max(m for _, m in series)}
     return out
 
 

@@ -25,7 +25,7 @@ def level(tmp_path, steps=None, event_store=None):
         "seconds": 60.0, "steps": steps, "timeline": [],
         "changes": {"accepted": 2, "completed": 2, "failed": 0, "unfinished": 0, "not_eligible": 0}}))
     (tmp_path / "bare.json").write_text(json.dumps({"seconds": 10.0, "steps": {"bare": step(5)}}))
-    (tmp_path / "processes.csv").write_text("process,cpu_seconds,peak_rss_mib\nquery-service,12,40\n")
+    (tmp_path / "processes.csv").write_text("process,cpu_seconds,peak_pss_mib\nquery-service,12,40\n")
     (tmp_path / "samples.csv.lag").write_text("seconds,consumer_lag\n0,0\n5,17\n")
     (tmp_path / "changes.json").write_text(json.dumps(event_store or {
         "accepted": 2, "ended_once": 2, "ended_twice_or_more": 0, "not_ended": 0}))
