@@ -50,16 +50,23 @@ def main():
     errors = sum(sum(s["errors"].values()) for s in steps.values())
     bare_p95 = bare["steps"]["bare"]["p95_ms"] if bare and "bare" in bare["steps"] else None
     read_p95 = max((steps[s]["p95_ms"] for s in READ_STEPS if s in steps), default=None)
-    misses = []
+    # The seed's targets at its peak: no errors, p95 < 200 ms on every step but login
+    # (< 1 s) and a change's completion (KOS takes 300-800 ms by design), every accepted
+    # change ended exactly once. A ramp's level holds when its reads meet them.
+    misses, read_misses = [], []
     if errors:
         misses.append(f"{errors} errors")
-    for step in READ_STEPS:
-        if step in steps and steps[step]["p95_ms"] >= 200:
-            misses.append(f"{step} p95 {steps[step]['p95_ms']} ms")
+        read_misses.append(f"{errors} errors")
+    for step, s in steps.items():
+        if step not in ("login", "completion", "bare") and s["p95_ms"] >= 200:
+            misses.append(f"{step} p95 {s['p95_ms']} ms")
+            if step in READ_STEPS:
+                read_misses.append(f"{step} p95 {s['p95_ms']} ms")
     if "login" in steps and steps["login"]["p95_ms"] >= 1000:
         misses.append(f"login p95 {steps['login']['p95_ms']} ms")
     if changes["not_ended"] or changes["ended_twice_or_more"]:
         misses.append(f"changes not ended exactly once: {changes}")
+        read_misses.append(f"changes not ended exactly once: {changes}")
     memory = memory_over_time(directory)
     summary = {
         "customers": customers,
@@ -84,6 +91,7 @@ def main():
         "timeline": journeys["timeline"],
         "targets_met": not misses,
         "misses": misses,
+        "reads_hold": not read_misses,
     }
     json.dump(summary, open(f"{directory}/summary.json", "w"), indent=2, ensure_ascii=False)
 
@@ -110,6 +118,8 @@ def main():
         print(f"read p95 per {len(windows)} windows: first full {windows[1]['read_p95_ms']} ms, "
               f"last full {windows[-2]['read_p95_ms']} ms, worst {max(w['read_p95_ms'] for w in windows)} ms")
     print("targets met" if not misses else "targets missed: " + "; ".join(misses))
+    if misses:
+        print("reads hold (a ramp's criterion)" if not read_misses else "reads do not hold: " + "; ".join(read_misses))
 
 
 def memory_over_time(directory):
