@@ -58,10 +58,19 @@ pub fn account_of(user_index: usize) -> (usize, String) {
     (n, format!("CUST{n:04}"))
 }
 
+/// Logins a customer tries when each is refused with `Retry-After`.
+const LOGIN_ATTEMPTS: usize = 5;
+
+/// A session ends this long before its token expires (a step in flight must not carry a
+/// token that lapses on the way).
+const SESSION_MARGIN: Duration = Duration::from_secs(10);
+
 /// What a logged-in customer keeps between steps.
 #[derive(Debug, Clone)]
 struct Customer {
     token: String,
+    /// When the session ends (the token's lifetime less [`SESSION_MARGIN`]).
+    expires: Instant,
     line: String,
     months: Vec<String>,
     read: HashSet<String>,
@@ -93,6 +102,28 @@ async fn call(
     body: Option<Value>,
     idempotency_key: Option<Uuid>,
 ) -> Result<Option<Value>, Box<TransactionError>> {
+    let answer = exchange(user, step, method, path, token, body, idempotency_key).await?;
+    Ok(answer.body)
+}
+
+/// What a request answered: the body of a success, or the problem's code and the
+/// `Retry-After` a refusal carried.
+struct Answer {
+    body: Option<Value>,
+    code: Option<String>,
+    retry_after: Option<Duration>,
+}
+
+/// [`call`], with the problem's code and `Retry-After` when it failed.
+async fn exchange(
+    user: &mut GooseUser,
+    step: Step,
+    method: GooseMethod,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    idempotency_key: Option<Uuid>,
+) -> Result<Answer, Box<TransactionError>> {
     let mut builder = user.get_request_builder(&method, path)?;
     if let Some(token) = token {
         builder = builder.bearer_auth(token);
@@ -115,22 +146,39 @@ async fn call(
         .build();
     let started = Instant::now();
     let answer = user.request(request).await?;
+    let mut retry_after = None;
+    let mut code = None;
     let (outcome, body) = match answer.response {
-        Err(error) => (Err(transport_error(&error)), None),
+        Err(error) => {
+            code = Some(transport_error(&error));
+            (Err(transport_error(&error)), None)
+        }
         Ok(response) => {
             let status = response.status();
+            retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_secs);
             let text = response.text().await.unwrap_or_default();
             let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             if status.is_success() {
                 (Ok(()), Some(body))
             } else {
-                let code = body["code"].as_str().unwrap_or("-");
-                (Err(format!("{} {code}", status.as_u16())), None)
+                let problem = body["code"].as_str().unwrap_or("-").to_owned();
+                let error = format!("{} {problem}", status.as_u16());
+                code = Some(problem);
+                (Err(error), None)
             }
         }
     };
     record::step(step, started.elapsed(), outcome.err());
-    Ok(body)
+    Ok(Answer {
+        body,
+        code,
+        retry_after,
+    })
 }
 
 fn transport_error(error: &reqwest::Error) -> String {
@@ -146,43 +194,92 @@ fn transport_error(error: &reqwest::Error) -> String {
 /// On start: a client from the customer's address, the login, and the bill menu the
 /// app opens with.
 pub async fn log_in(user: &mut GooseUser) -> TransactionResult {
-    let (n, account) = account_of(user.weighted_users_index);
+    let (n, _) = account_of(user.weighted_users_index);
     own_client(user, n).await?;
+    sign_in(user).await?;
+    menu(user).await
+}
+
+/// The login screen: a new token (and session) for the customer.
+async fn sign_in(user: &mut GooseUser) -> TransactionResult {
+    let (_, account) = account_of(user.weighted_users_index);
     let login = json!({"customerId": account, "password": format!("demo-{account}")});
-    let Some(grant) = call(
-        user,
-        Step::Login,
-        GooseMethod::Post,
-        "/api/v1/auth/login",
-        None,
-        Some(login),
-        None,
-    )
-    .await?
-    else {
+    // Refused for want of capacity (429 with Retry-After), the customer tries again
+    // when told to, as the web app asks them to; each refusal stays an error in the report.
+    let mut grant = None;
+    for _ in 0..LOGIN_ATTEMPTS {
+        let answer = exchange(
+            user,
+            Step::Login,
+            GooseMethod::Post,
+            "/api/v1/auth/login",
+            None,
+            Some(login.clone()),
+            None,
+        )
+        .await?;
+        match answer {
+            Answer {
+                body: Some(body), ..
+            } => {
+                grant = Some(body);
+                break;
+            }
+            Answer {
+                retry_after: Some(wait),
+                ..
+            } => tokio::time::sleep(wait).await,
+            _ => break,
+        }
+    }
+    let known = user.get_session_data::<Customer>().cloned();
+    let Some(grant) = grant else {
         // Without a token this customer's journey cannot go on; goose stops nothing, so
         // every later step answers 401 and shows in the report.
         user.set_session_data(Customer {
             token: String::new(),
+            expires: Instant::now() + Duration::from_secs(3600),
             line: String::new(),
             months: vec![],
             read: HashSet::new(),
         });
         return Ok(());
     };
-    let token = grant["accessToken"].as_str().unwrap_or_default().to_owned();
-    let line = grant["lines"][0].as_str().unwrap_or_default().to_owned();
-    user.set_session_data(Customer {
-        token,
-        line,
+    let lifetime = Duration::from_secs(grant["expiresIn"].as_u64().unwrap_or(0));
+    let customer = Customer {
+        token: grant["accessToken"].as_str().unwrap_or_default().to_owned(),
+        expires: Instant::now() + lifetime.saturating_sub(SESSION_MARGIN),
+        line: grant["lines"][0].as_str().unwrap_or_default().to_owned(),
         months: vec![],
         read: HashSet::new(),
+    };
+    // A new session keeps what the customer has already seen (their bill months).
+    user.set_session_data(match known {
+        Some(known) if !known.months.is_empty() => Customer {
+            months: known.months,
+            read: known.read,
+            ..customer
+        },
+        _ => customer,
     });
-    menu(user).await
+    Ok(())
+}
+
+/// The logged-in customer, after logging in again if the session (the token's lifetime)
+/// has run out: the web app meets the expired token's 401 and sends the customer to the
+/// login screen; here the customer goes there just before, so that the report counts
+/// the designed end of a session as a login and not as an error.
+async fn session(user: &mut GooseUser) -> Result<Customer, Box<TransactionError>> {
+    let c = customer(user);
+    if c.token.is_empty() || Instant::now() < c.expires {
+        return Ok(c);
+    }
+    sign_in(user).await?;
+    Ok(customer(user))
 }
 
 pub async fn menu(user: &mut GooseUser) -> TransactionResult {
-    let c = customer(user);
+    let c = session(user).await?;
     let path = format!("/api/v1/bills/menu?lineNumber={}", c.line);
     if let Some(menu) = call(
         user,
@@ -212,7 +309,7 @@ pub async fn menu(user: &mut GooseUser) -> TransactionResult {
 /// A bill: two times in five a month not read yet (while there is one), otherwise one
 /// read before.
 pub async fn bill(user: &mut GooseUser) -> TransactionResult {
-    let c = customer(user);
+    let c = session(user).await?;
     let unread: Vec<&String> = c.months.iter().filter(|m| !c.read.contains(*m)).collect();
     let (month, step) = if !unread.is_empty() && (c.read.is_empty() || fastrand::u8(0..5) < 2) {
         (
@@ -252,7 +349,7 @@ fn pick(months: &HashSet<String>) -> Option<String> {
 }
 
 pub async fn products(user: &mut GooseUser) -> TransactionResult {
-    let c = customer(user);
+    let c = session(user).await?;
     let path = format!("/api/v1/products/available?lineNumber={}", c.line);
     call(
         user,
@@ -270,7 +367,7 @@ pub async fn products(user: &mut GooseUser) -> TransactionResult {
 /// The change story: the offer, the validation, the request, and the status followed
 /// until KOS's answer shows on the query side.
 pub async fn change(user: &mut GooseUser) -> TransactionResult {
-    let c = customer(user);
+    let c = session(user).await?;
     let path = format!("/api/v1/products/available?lineNumber={}", c.line);
     let Some(offer) = call(
         user,
@@ -347,8 +444,11 @@ pub async fn change(user: &mut GooseUser) -> TransactionResult {
     let index = record::change_accepted(request_id.parse().unwrap_or_default());
     let status_path = format!("/api/v1/product-changes/{request_id}?minPosition={position}");
     let deadline = accepted_at + settings().follow_deadline;
+    // As the web app follows a change (`followRequest`): reads 250 ms apart, growing by
+    // half up to 2 s; a transient problem is read again, any other ends the following.
+    let mut pause = settings().follow_every;
     loop {
-        let status = call(
+        let status = exchange(
             user,
             Step::Status,
             GooseMethod::Get,
@@ -358,7 +458,7 @@ pub async fn change(user: &mut GooseUser) -> TransactionResult {
             None,
         )
         .await?;
-        let outcome = match status.as_ref().and_then(|s| s["status"].as_str()) {
+        let outcome = match status.body.as_ref().and_then(|s| s["status"].as_str()) {
             Some("COMPLETED") => Some(Outcome::Completed),
             Some("FAILED") => Some(Outcome::Failed),
             _ => None,
@@ -368,22 +468,35 @@ pub async fn change(user: &mut GooseUser) -> TransactionResult {
             record::change_ended(index, outcome);
             return Ok(());
         }
-        if Instant::now() >= deadline {
-            record::step(
-                Step::Completion,
-                accepted_at.elapsed(),
-                Some("unfinished".into()),
-            );
+        let gave_up = match status.code.as_deref() {
+            Some(code) if !TRANSIENT.contains(&code) => Some(format!("stopped: {code}")),
+            _ if Instant::now() >= deadline => Some("unfinished".to_owned()),
+            _ => None,
+        };
+        if let Some(why) = gave_up {
+            record::step(Step::Completion, accepted_at.elapsed(), Some(why));
             record::change_ended(index, Outcome::Unfinished);
             return Ok(());
         }
         // The customer's screen refreshing the status, not a wait on a condition.
-        tokio::time::sleep(settings().follow_every).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 3 / 2).min(Duration::from_secs(2));
     }
 }
 
+/// Problems the web app reads the status again after (`followRequest`).
+const TRANSIENT: [&str; 7] = [
+    "PROJECTION_BEHIND",
+    "REQUEST_NOT_FOUND",
+    "SERVICE_UNAVAILABLE",
+    "READ_MODEL_UNAVAILABLE",
+    "timeout",
+    "connect",
+    "transport",
+];
+
 pub async fn histories(user: &mut GooseUser) -> TransactionResult {
-    let c = customer(user);
+    let c = session(user).await?;
     for path in [
         format!("/api/v1/bills/history?lineNumber={}", c.line),
         format!("/api/v1/lines/{}/product-changes", c.line),
@@ -403,7 +516,7 @@ pub async fn histories(user: &mut GooseUser) -> TransactionResult {
 }
 
 pub async fn log_out(user: &mut GooseUser) -> TransactionResult {
-    let c = customer(user);
+    let c = session(user).await?;
     if !c.token.is_empty() {
         call(
             user,
