@@ -19,7 +19,8 @@
 #   LOAD_BARE_TIME   how long the bare-HTTP ceiling runs after each level (default 60s;
 #                    0 skips it)
 #   LOAD_OUT         where the results go (default <run dir>/load/<date>)
-# Set by the stack script: LOAD_BIN (the binaries), LOAD_STACK_DIR (pid files),
+# Set by the stack script: LOAD_BIN (the services' binaries), LOAD_CLIENT_BIN (the load
+# client's), LOAD_STACK_DIR (pid files),
 # LOAD_WEB_PORT, LOAD_COMMAND_PORT, LOAD_QUERY_PORT, LOAD_KOS_PORT, LOAD_PROJECTOR_PORT,
 # LOAD_PG_URL, LOAD_SCHEMA_PREFIX, LOAD_BROKER_DIR.
 #
@@ -130,7 +131,7 @@ run_level() { # users
   sample "$dir/samples.csv" & local sampler=$!
   local started=$SECONDS
   JOURNEYS_SUMMARY="$dir/journeys.json" JOURNEYS_ACCEPTED="$dir/accepted.txt" \
-    "$LOAD_BIN/journeys" --host "http://127.0.0.1:$LOAD_WEB_PORT" --users "$users" \
+    "$LOAD_CLIENT_BIN" --host "http://127.0.0.1:$LOAD_WEB_PORT" --users "$users" \
       --increase-rate "$RATE" --decrease-rate "$RATE" --run-time "$RUN_TIME" --no-reset-metrics --no-telnet --no-websocket --quiet \
       --report-file "$dir/report.html" >"$dir/goose.log" 2>&1 &
   local client=$!
@@ -160,7 +161,7 @@ run_level() { # users
     local deadline=$((SECONDS + 30))
     until curl -fsS "http://127.0.0.1:$bare_port/" >/dev/null 2>&1; do [ $SECONDS -lt $deadline ] || break; sleep 0.2; done
     JOURNEYS_SCENARIO=bare JOURNEYS_SUMMARY="$dir/bare.json" JOURNEYS_ACCEPTED=/dev/null \
-      "$LOAD_BIN/journeys" --host "http://127.0.0.1:$bare_port" --users "$users" \
+      "$LOAD_CLIENT_BIN" --host "http://127.0.0.1:$bare_port" --users "$users" \
         --increase-rate "$((RATE * 5))" --run-time "$BARE_TIME" --no-reset-metrics --no-telnet --no-websocket --quiet >"$dir/bare.log" 2>&1 || true
     kill "$bare" 2>/dev/null; wait "$bare" 2>/dev/null || true
   fi
