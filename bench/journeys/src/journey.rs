@@ -114,6 +114,16 @@ struct Answer {
     retry_after: Option<Duration>,
 }
 
+/// A customer's GET of `step` with their token.
+async fn get(
+    user: &mut GooseUser,
+    step: Step,
+    path: &str,
+    token: &str,
+) -> Result<Option<Value>, Box<TransactionError>> {
+    call(user, step, GooseMethod::Get, path, Some(token), None, None).await
+}
+
 /// [`call`], with the problem's code and `Retry-After` when it failed.
 async fn exchange(
     user: &mut GooseUser,
@@ -281,17 +291,7 @@ async fn session(user: &mut GooseUser) -> Result<Customer, Box<TransactionError>
 pub async fn menu(user: &mut GooseUser) -> TransactionResult {
     let c = session(user).await?;
     let path = format!("/api/v1/bills/menu?lineNumber={}", c.line);
-    if let Some(menu) = call(
-        user,
-        Step::Menu,
-        GooseMethod::Get,
-        &path,
-        Some(&c.token),
-        None,
-        None,
-    )
-    .await?
-    {
+    if let Some(menu) = get(user, Step::Menu, &path, &c.token).await? {
         let months = menu["months"]
             .as_array()
             .map(|months| {
@@ -351,16 +351,7 @@ fn pick(months: &HashSet<String>) -> Option<String> {
 pub async fn products(user: &mut GooseUser) -> TransactionResult {
     let c = session(user).await?;
     let path = format!("/api/v1/products/available?lineNumber={}", c.line);
-    call(
-        user,
-        Step::Products,
-        GooseMethod::Get,
-        &path,
-        Some(&c.token),
-        None,
-        None,
-    )
-    .await?;
+    get(user, Step::Products, &path, &c.token).await?;
     Ok(())
 }
 
@@ -369,17 +360,7 @@ pub async fn products(user: &mut GooseUser) -> TransactionResult {
 pub async fn change(user: &mut GooseUser) -> TransactionResult {
     let c = session(user).await?;
     let path = format!("/api/v1/products/available?lineNumber={}", c.line);
-    let Some(offer) = call(
-        user,
-        Step::Products,
-        GooseMethod::Get,
-        &path,
-        Some(&c.token),
-        None,
-        None,
-    )
-    .await?
-    else {
+    let Some(offer) = get(user, Step::Products, &path, &c.token).await? else {
         return Ok(());
     };
     if !offer["pendingChange"].is_null() {
@@ -501,16 +482,7 @@ pub async fn histories(user: &mut GooseUser) -> TransactionResult {
         format!("/api/v1/bills/history?lineNumber={}", c.line),
         format!("/api/v1/lines/{}/product-changes", c.line),
     ] {
-        call(
-            user,
-            Step::Histories,
-            GooseMethod::Get,
-            &path,
-            Some(&c.token),
-            None,
-            None,
-        )
-        .await?;
+        get(user, Step::Histories, &path, &c.token).await?;
     }
     Ok(())
 }
