@@ -1,23 +1,19 @@
-//! One error type for the crate and its one mapping to `application/problem+json`
-//! (RFC 9457). Every problem carries a stable `code` that clients may match on.
+//! One error type for the crate and its one mapping onto the shared problem model
+//! (`service_kit::problem`): every problem carries a stable `code` clients may match on.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use events::product_change::{FailedCheck, Precheck};
-use serde::Serialize;
 use service_kit::auth::AuthError;
+use service_kit::problem::{Problem, ProblemCheck, ProblemCode};
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// The request itself is malformed (JSON, fields, headers).
+    /// The request itself is malformed (fields, headers, path).
     #[error("{detail}")]
-    BadRequest { code: &'static str, detail: String },
-    #[error("the request body is larger than this endpoint accepts")]
-    PayloadTooLarge,
-    #[error("send the body as application/json")]
-    UnsupportedMediaType,
+    BadRequest { code: ProblemCode, detail: String },
     #[error("line {0} is not known")]
     LineNotFound(String),
     /// The pre-checks refused the change; the rejection was recorded.
@@ -50,117 +46,52 @@ pub enum AppError {
     Internal(#[from] anyhow::Error),
 }
 
-/// The problem document. `failed_checks` and `request_id` appear on pre-check failures.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Problem {
-    #[serde(rename = "type")]
-    pub type_uri: String,
-    pub title: &'static str,
-    pub status: u16,
-    pub code: &'static str,
-    pub detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failed_checks: Option<Vec<ProblemCheck>>,
-    /// On `ACCOUNT_LOCKED`: when a login may be tried again.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub locked_until: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ProblemCheck {
-    pub check: &'static str,
-    pub message: String,
-}
-
 impl AppError {
-    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+    pub fn bad_request(code: ProblemCode, detail: impl Into<String>) -> Self {
+        AppError::BadRequest {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    fn code(&self) -> ProblemCode {
         match self {
-            AppError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, "Bad request"),
-            AppError::PayloadTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
-                "Request body too large",
-            ),
-            AppError::UnsupportedMediaType => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UNSUPPORTED_MEDIA_TYPE",
-                "Unsupported media type",
-            ),
-            AppError::LineNotFound(_) => {
-                (StatusCode::NOT_FOUND, "LINE_NOT_FOUND", "Line not found")
-            }
+            AppError::BadRequest { code, .. } => *code,
+            AppError::LineNotFound(_) => ProblemCode::LineNotFound,
             AppError::PrecheckFailed { failed_checks, .. } => {
                 if failed_checks
                     .iter()
                     .any(|c| c.check == Precheck::NoChangeInFlight)
                 {
-                    (
-                        StatusCode::CONFLICT,
-                        "CHANGE_IN_FLIGHT",
-                        "Another change is in progress",
-                    )
+                    ProblemCode::ChangeInFlight
                 } else {
-                    (
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "PRECHECK_FAILED",
-                        "Pre-check failed",
-                    )
+                    ProblemCode::PrecheckFailed
                 }
             }
-            AppError::IdempotencyKeyReused => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "IDEMPOTENCY_KEY_REUSED",
-                "Idempotency key reused",
-            ),
-            AppError::UnknownRequest(_) => {
-                (StatusCode::NOT_FOUND, "UNKNOWN_REQUEST", "Unknown request")
-            }
-            AppError::Conflict => (
-                StatusCode::CONFLICT,
-                "CONCURRENT_UPDATE",
-                "Concurrent update",
-            ),
-            AppError::Timeout => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "TIMEOUT",
-                "Request timed out",
-            ),
-            AppError::InvalidCredentials => (
-                StatusCode::UNAUTHORIZED,
-                "INVALID_CREDENTIALS",
-                "Invalid credentials",
-            ),
-            AppError::AccountLocked { .. } => {
-                (StatusCode::LOCKED, "ACCOUNT_LOCKED", "Account locked")
-            }
-            AppError::Auth(e) => (e.status(), e.code(), e.title()),
-            AppError::Database(_) | AppError::Internal(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL",
-                "Internal error",
-            ),
+            AppError::IdempotencyKeyReused => ProblemCode::IdempotencyKeyReused,
+            AppError::UnknownRequest(_) => ProblemCode::UnknownRequest,
+            AppError::Conflict => ProblemCode::ConcurrentUpdate,
+            AppError::Timeout => ProblemCode::Timeout,
+            AppError::InvalidCredentials => ProblemCode::InvalidCredentials,
+            AppError::AccountLocked { .. } => ProblemCode::AccountLocked,
+            AppError::Auth(e) => e.code(),
+            AppError::Database(_) | AppError::Internal(_) => ProblemCode::Internal,
         }
     }
 
-    pub fn problem(&self) -> Problem {
-        let (status, code, title) = self.parts();
-        let detail = match self {
+    /// The problem document this error answers with.
+    pub fn problem(self) -> Problem {
+        let code = self.code();
+        match self {
+            AppError::Auth(e) => e.problem(),
             // Never show internals to a client; they are logged instead.
-            AppError::Database(_) | AppError::Internal(_) => {
-                "something went wrong on our side; try again".to_owned()
-            }
-            other => other.to_string(),
-        };
-        let (request_id, failed_checks) = match self {
+            AppError::Database(_) | AppError::Internal(_) => Problem::internal(),
             AppError::PrecheckFailed {
                 request_id,
-                failed_checks,
-            } => (
-                Some(*request_id),
-                Some(
+                ref failed_checks,
+            } => Problem {
+                request_id: Some(request_id),
+                failed_checks: Some(
                     failed_checks
                         .iter()
                         .map(|c| ProblemCheck {
@@ -169,22 +100,18 @@ impl AppError {
                         })
                         .collect(),
                 ),
-            ),
-            _ => (None, None),
-        };
-        Problem {
-            type_uri: service_kit::http::problem_type(code),
-            title,
-            status: status.as_u16(),
-            code,
-            detail,
-            request_id,
-            failed_checks,
-            locked_until: match self {
-                AppError::AccountLocked { until } => Some(*until),
-                _ => None,
+                ..Problem::new(code, self.to_string())
             },
+            AppError::AccountLocked { until } => Problem {
+                locked_until: Some(until),
+                ..Problem::new(code, self.to_string())
+            },
+            other => Problem::new(code, other.to_string()),
         }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code().status()
     }
 }
 
@@ -193,15 +120,6 @@ impl IntoResponse for AppError {
         if matches!(self, AppError::Database(_) | AppError::Internal(_)) {
             tracing::error!(error = ?self, "request failed");
         }
-        let problem = self.problem();
-        let status =
-            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = service_kit::http::problem_json(status, &problem);
-        if let AppError::Auth(e) = &self {
-            for (name, value) in e.headers() {
-                response.headers_mut().insert(name, value);
-            }
-        }
-        response
+        self.problem().into_response()
     }
 }

@@ -19,6 +19,7 @@ use crate::error::AppError;
 use crate::lines::{self, Line};
 use crate::outbox::{append_fact, Cause};
 use crate::simulation::{hash_str, unit};
+use service_kit::problem::ProblemCode;
 
 /// Won per voice minute beyond the allowance.
 pub const VOICE_RATE: i64 = 108;
@@ -78,8 +79,8 @@ impl FromStr for Month {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || {
-            AppError::bad_request(
-                "INVALID_MONTH",
+            AppError::refused(
+                ProblemCode::InvalidMonth,
                 format!("month `{s}` is not of the form YYYY-MM"),
             )
         };
@@ -283,8 +284,8 @@ impl Billing {
         .fetch_optional(&self.pool)
         .await?;
         let (mut bill, status) = row.ok_or_else(|| {
-            AppError::not_found(
-                "BILL_NOT_FOUND",
+            AppError::refused(
+                ProblemCode::BillNotFound,
                 format!("line {number} has no bill for {month}"),
             )
         })?;

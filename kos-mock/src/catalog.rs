@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use crate::error::AppError;
 use crate::outbox::{append_fact, Cause};
 use crate::validate;
+use service_kit::problem::ProblemCode;
 
 /// Highest monthly fee accepted, in won.
 pub const MAX_MONTHLY_FEE: i64 = 10_000_000;
@@ -68,7 +69,7 @@ pub struct NewProduct {
 impl NewProduct {
     pub fn validate(&self) -> Result<(), AppError> {
         validate::product_code(&self.product_code)?;
-        validate::text("INVALID_NAME", "name", &self.name, 100)?;
+        validate::text(ProblemCode::InvalidName, "name", &self.name, 100)?;
         validate::operator(&self.operator)?;
         validate::amount("monthlyFee", self.monthly_fee, MAX_MONTHLY_FEE)?;
         for (field, value) in [
@@ -124,8 +125,8 @@ impl Catalog {
         let mut tx = self.pool.begin().await?;
         if let Some(existing) = lock(&mut tx, &new.product_code).await? {
             if existing.operator != new.operator {
-                return Err(AppError::conflict(
-                    "OPERATOR_MISMATCH",
+                return Err(AppError::refused(
+                    ProblemCode::OperatorMismatch,
                     format!(
                         "product {} is sold by {}, not {}",
                         new.product_code, existing.operator, new.operator
@@ -269,5 +270,8 @@ pub async fn find(conn: &mut PgConnection, code: &str) -> Result<Option<Product>
 }
 
 fn not_found(code: &str) -> AppError {
-    AppError::not_found("PRODUCT_NOT_FOUND", format!("product {code} is not known"))
+    AppError::refused(
+        ProblemCode::ProductNotFound,
+        format!("product {code} is not known"),
+    )
 }

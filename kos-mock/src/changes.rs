@@ -44,6 +44,7 @@ use crate::error::AppError;
 use crate::lines::{self, Line};
 use crate::outbox::{append_envelope, append_fact, result_envelope, Cause, OutboxTopic};
 use crate::simulation::{Simulation, SimulationHandle};
+use service_kit::problem::ProblemCode;
 
 /// KOS's refusal codes (see `events::kos::ProductChangeRefused`).
 pub mod reason {
@@ -383,8 +384,8 @@ impl Changes {
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| {
-            AppError::not_found(
-                "ORDER_NOT_FOUND",
+            AppError::refused(
+                ProblemCode::OrderNotFound,
                 format!("KOS has no order for request {request_id}"),
             )
         })

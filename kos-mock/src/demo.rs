@@ -17,6 +17,7 @@ use crate::error::AppError;
 use crate::lines::{self, NewCustomer, NewLine, PAYMENT_METHODS};
 use crate::outbox::Cause;
 use crate::simulation::hash_str;
+use service_kit::problem::ProblemCode;
 
 /// Lines (and customers) in the demo set unless asked for more.
 pub const LINES: u32 = 100;
@@ -187,8 +188,8 @@ pub struct SeedReport {
 /// the six billed months. A larger set keeps the smaller one's first customers as they are.
 pub async fn seed(pool: &PgPool, today: NaiveDate, customers: u32) -> Result<SeedReport, AppError> {
     if !(1..=MAX_CUSTOMERS).contains(&customers) {
-        return Err(AppError::BadRequest {
-            code: "INVALID_DEMO_SIZE",
+        return Err(AppError::Refused {
+            code: ProblemCode::InvalidDemoSize,
             detail: format!("a demo set has 1 to {MAX_CUSTOMERS} customers"),
         });
     }

@@ -14,6 +14,7 @@ use crate::catalog;
 use crate::error::AppError;
 use crate::outbox::{append_fact, Cause};
 use crate::validate;
+use service_kit::problem::ProblemCode;
 
 /// Payment methods a line may use.
 pub const PAYMENT_METHODS: [&str; 3] = ["AUTO_TRANSFER", "CARD", "GIRO"];
@@ -119,16 +120,16 @@ impl NewLine {
             validate::operator(op)?;
         }
         if self.commitment_months > 48 {
-            return Err(AppError::bad_request(
-                "INVALID_CONTRACT",
+            return Err(AppError::refused(
+                ProblemCode::InvalidContract,
                 "commitmentMonths must be between 0 and 48",
             ));
         }
         validate::amount("devicePrice", self.device_price, 10_000_000)?;
         if let Some(method) = &self.payment_method {
             if !PAYMENT_METHODS.contains(&method.as_str()) {
-                return Err(AppError::bad_request(
-                    "INVALID_PAYMENT_METHOD",
+                return Err(AppError::refused(
+                    ProblemCode::InvalidPaymentMethod,
                     format!("paymentMethod must be one of {PAYMENT_METHODS:?}"),
                 ));
             }
@@ -156,7 +157,7 @@ impl Lines {
     /// Adds a customer; the same customer again is accepted (false: it existed).
     pub async fn add_customer(&self, new: NewCustomer) -> Result<(Customer, bool), AppError> {
         validate::customer_id(&new.customer_id)?;
-        validate::text("INVALID_NAME", "name", &new.name, 100)?;
+        validate::text(ProblemCode::InvalidName, "name", &new.name, 100)?;
         let created = add_customer(&mut *self.pool.acquire().await?, &new).await?;
         let customer: Customer =
             sqlx::query_as("SELECT customer_id, name FROM customers WHERE customer_id = $1")
@@ -164,8 +165,8 @@ impl Lines {
                 .fetch_one(&self.pool)
                 .await?;
         if customer.name != new.name {
-            return Err(AppError::conflict(
-                "CUSTOMER_EXISTS",
+            return Err(AppError::refused(
+                ProblemCode::CustomerExists,
                 format!("customer {} exists with another name", new.customer_id),
             ));
         }
@@ -198,7 +199,7 @@ impl Lines {
         cause: Cause,
     ) -> Result<Line, AppError> {
         validate::line_number(number)?;
-        validate::text("INVALID_REASON", "reason", reason, 200)?;
+        validate::text(ProblemCode::InvalidReason, "reason", reason, 200)?;
         self.set_status(number, LineStatus::Suspended, Some(reason), cause)
             .await
     }
@@ -273,23 +274,23 @@ pub async fn register(
             .fetch_optional(&mut *conn)
             .await?;
     if customer.is_none() {
-        return Err(AppError::not_found(
-            "CUSTOMER_NOT_FOUND",
+        return Err(AppError::refused(
+            ProblemCode::CustomerNotFound,
             format!("customer {} is not known", new.customer_id),
         ));
     }
     let product = catalog::find(conn, &new.product_code)
         .await?
         .ok_or_else(|| {
-            AppError::not_found(
-                "PRODUCT_NOT_FOUND",
+            AppError::refused(
+                ProblemCode::ProductNotFound,
                 format!("product {} is not known", new.product_code),
             )
         })?;
     let operator = new.operator.clone().unwrap_or(product.operator.clone());
     if operator != product.operator {
-        return Err(AppError::conflict(
-            "OPERATOR_MISMATCH",
+        return Err(AppError::refused(
+            ProblemCode::OperatorMismatch,
             format!(
                 "product {} is sold by {}, not {operator}",
                 product.product_code, product.operator
@@ -301,7 +302,9 @@ pub async fn register(
         .unwrap_or_else(|| Utc::now().date_naive());
     let ends = started
         .checked_add_months(Months::new(new.commitment_months))
-        .ok_or_else(|| AppError::bad_request("INVALID_CONTRACT", "contract dates out of range"))?;
+        .ok_or_else(|| {
+            AppError::refused(ProblemCode::InvalidContract, "contract dates out of range")
+        })?;
     let status = new.status.unwrap_or(LineStatus::Active);
     let inserted = sqlx::query(
         "INSERT INTO lines (line_number, customer_id, operator, status, product_code,
@@ -322,8 +325,8 @@ pub async fn register(
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 0 {
-        return Err(AppError::conflict(
-            "LINE_EXISTS",
+        return Err(AppError::refused(
+            ProblemCode::LineExists,
             format!("line {} is already registered", new.line_number),
         ));
     }
@@ -355,5 +358,8 @@ pub async fn advance(conn: &mut PgConnection, number: &str) -> Result<i64, sqlx:
 }
 
 fn not_found(number: &str) -> AppError {
-    AppError::not_found("LINE_NOT_FOUND", format!("line {number} is not known"))
+    AppError::refused(
+        ProblemCode::LineNotFound,
+        format!("line {number} is not known"),
+    )
 }

@@ -2,6 +2,7 @@
 //! before anything is written.
 
 use crate::error::AppError;
+use service_kit::problem::ProblemCode;
 
 /// `010-1234-5678`.
 pub fn line_number(value: &str) -> Result<(), AppError> {
@@ -15,8 +16,8 @@ pub fn line_number(value: &str) -> Result<(), AppError> {
     if ok {
         Ok(())
     } else {
-        Err(AppError::bad_request(
-            "INVALID_LINE_NUMBER",
+        Err(AppError::refused(
+            ProblemCode::InvalidLineNumber,
             format!("line number `{value}` is not of the form 010-1234-5678"),
         ))
     }
@@ -33,8 +34,8 @@ pub fn product_code(value: &str) -> Result<(), AppError> {
     if ok {
         Ok(())
     } else {
-        Err(AppError::bad_request(
-            "INVALID_PRODUCT_CODE",
+        Err(AppError::refused(
+            ProblemCode::InvalidProductCode,
             format!("product code `{value}` must be 1 to 64 upper-case letters, digits and dashes"),
         ))
     }
@@ -50,8 +51,8 @@ pub fn customer_id(value: &str) -> Result<(), AppError> {
     if ok {
         Ok(())
     } else {
-        Err(AppError::bad_request(
-            "INVALID_CUSTOMER_ID",
+        Err(AppError::refused(
+            ProblemCode::InvalidCustomerId,
             format!("customer id `{value}` must be 1 to 64 upper-case letters and digits"),
         ))
     }
@@ -63,17 +64,17 @@ pub fn operator(value: &str) -> Result<(), AppError> {
     if ok {
         Ok(())
     } else {
-        Err(AppError::bad_request(
-            "INVALID_OPERATOR",
+        Err(AppError::refused(
+            ProblemCode::InvalidOperator,
             format!("operator `{value}` must be 2 to 16 upper-case letters"),
         ))
     }
 }
 
 /// A non-blank display text of at most `max` characters.
-pub fn text(code: &'static str, field: &str, value: &str, max: usize) -> Result<(), AppError> {
+pub fn text(code: ProblemCode, field: &str, value: &str, max: usize) -> Result<(), AppError> {
     if value.trim().is_empty() || value.chars().count() > max {
-        return Err(AppError::bad_request(
+        return Err(AppError::refused(
             code,
             format!("{field} must be 1 to {max} characters and not blank"),
         ));
@@ -84,8 +85,8 @@ pub fn text(code: &'static str, field: &str, value: &str, max: usize) -> Result<
 /// An amount in won or a count: 0 to `max`.
 pub fn amount(field: &str, value: i64, max: i64) -> Result<(), AppError> {
     if !(0..=max).contains(&value) {
-        return Err(AppError::bad_request(
-            "INVALID_AMOUNT",
+        return Err(AppError::refused(
+            ProblemCode::InvalidAmount,
             format!("{field} must be between 0 and {max}"),
         ));
     }

@@ -13,6 +13,7 @@ use futures::FutureExt;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::problem::{Problem, ProblemCode};
 use crate::sharded;
 
 pub const CORRELATION_HEADER: HeaderName = HeaderName::from_static("x-correlation-id");
@@ -122,19 +123,12 @@ where
                 Ok(Err(_)) => {
                     // The panic's message is already in the log (the panic hook).
                     tracing::error!(%route, "handler panicked");
-                    problem(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "INTERNAL",
-                        "Internal error",
-                        "something went wrong on our side",
-                    )
+                    Problem::new(ProblemCode::Internal, "something went wrong on our side")
+                        .into_response()
                 }
-                Err(_) => problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "TIMEOUT",
-                    "Request timed out",
-                    "the request took too long",
-                ),
+                Err(_) => {
+                    Problem::new(ProblemCode::Timeout, "the request took too long").into_response()
+                }
             };
             let status = response.status();
             let elapsed = started.elapsed();
@@ -263,81 +257,72 @@ fn intern_shared(route: &str) -> &'static str {
     leaked
 }
 
-/// The `type` URI of a problem code: `BILL_NOT_FOUND` -> `.../problems/bill-not-found`.
-pub fn problem_type(code: &str) -> String {
-    format!(
-        "https://phonebill.dev/problems/{}",
-        code.to_lowercase().replace('_', "-")
-    )
-}
-
 /// A plain RFC 9457 problem response with a stable `code`. Services with richer problems
 /// (extra members) build their own document with [`problem_type`] and [`problem_json`].
 pub fn problem(status: StatusCode, code: &str, title: &str, detail: &str) -> Response {
     let body = serde_json::json!({
-        "type": problem_type(code),
+        "type": format!("https://phonebill.dev/problems/{}", code.to_lowercase().replace('_', "-")),
         "title": title,
         "status": status.as_u16(),
         "code": code,
         "detail": detail,
     });
-    problem_json(status, &body)
-}
-
-/// Sends any serializable problem document as `application/problem+json`.
-pub fn problem_json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/problem+json")],
-        serde_json::to_vec(body).unwrap_or_default(),
+        serde_json::to_vec(&body).unwrap_or_default(),
     )
         .into_response()
 }
 
-/// Why a JSON body was refused; each service maps it to its own problem codes.
-#[derive(Debug, PartialEq)]
-pub enum JsonBodyError {
-    TooLarge,
-    UnsupportedMediaType,
-    /// Not JSON at all (`MALFORMED_JSON`).
-    Malformed(String),
-    /// JSON, but not an object of the expected shape (`INVALID_FIELDS`).
-    InvalidFields(String),
-}
+/// `axum::Json`, but only a JSON object, and every rejection a problem: 400
+/// `MALFORMED_JSON` (not JSON) or `INVALID_FIELDS` (not the expected object), 413
+/// `PAYLOAD_TOO_LARGE`, 415 `UNSUPPORTED_MEDIA_TYPE`.
+///
+/// Only an object is accepted: serde would otherwise fill a struct from an array, field
+/// by field in order, so `["secret", null]` would pass as `{password, role}` (found by
+/// command-service's fuzz test).
+pub struct ApiJson<T>(pub T);
 
-/// Reads a JSON request body into `T`. Only a JSON object is accepted: serde would
-/// otherwise fill a struct from an array, field by field in order, so `["secret", null]`
-/// would pass as `{password, role}` (found by command-service's fuzz test).
-pub async fn json_object<T, S>(req: axum::extract::Request, state: &S) -> Result<T, JsonBodyError>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    use axum::extract::rejection::JsonRejection;
-    use axum::extract::FromRequest;
-    let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
-        Ok(axum::Json(value)) => value,
-        Err(rejection) => {
-            return Err(match rejection.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => JsonBodyError::TooLarge,
-                StatusCode::UNSUPPORTED_MEDIA_TYPE => JsonBodyError::UnsupportedMediaType,
-                _ => match rejection {
-                    JsonRejection::JsonDataError(e) => JsonBodyError::InvalidFields(e.body_text()),
-                    other => JsonBodyError::Malformed(other.body_text()),
-                },
-            })
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for ApiJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Problem> {
+        use axum::extract::rejection::JsonRejection;
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(value)) => value,
+            Err(rejection) => {
+                return Err(match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
+                        ProblemCode::PayloadTooLarge,
+                        "the request body is larger than this endpoint accepts",
+                    ),
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => Problem::new(
+                        ProblemCode::UnsupportedMediaType,
+                        "send the body as application/json",
+                    ),
+                    _ => match rejection {
+                        JsonRejection::JsonDataError(e) => {
+                            Problem::new(ProblemCode::InvalidFields, e.body_text())
+                        }
+                        other => Problem::new(ProblemCode::MalformedJson, other.body_text()),
+                    },
+                })
+            }
+        };
+        if !value.is_object() {
+            return Err(Problem::new(
+                ProblemCode::InvalidFields,
+                "the body must be a JSON object",
+            ));
         }
-    };
-    if !value.is_object() {
-        return Err(JsonBodyError::InvalidFields(
-            "the body must be a JSON object".into(),
-        ));
+        serde_json::from_value(value).map(ApiJson).map_err(|e| {
+            Problem::new(
+                ProblemCode::InvalidFields,
+                format!("Failed to deserialize the JSON body into the target type: {e}"),
+            )
+        })
     }
-    serde_json::from_value(value).map_err(|e| {
-        JsonBodyError::InvalidFields(format!(
-            "Failed to deserialize the JSON body into the target type: {e}"
-        ))
-    })
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@
 //! - [`bounded_reader`]: a topic read between planned offsets (replay, export, time travel).
 //! - [`database`]: a PostgreSQL pool bound to one schema (each service owns a schema).
 //! - [`telemetry`]: JSON logs and the Prometheus recorder.
-//! - [`http`]: the `observe` layer (correlation id, deadline, request metrics) and
-//!   `application/problem+json` documents.
+//! - [`http`]: the `observe` layer (correlation id, deadline, request metrics).
+//! - [`problem`]: every stable problem code and the `application/problem+json` document.
 //! - [`auth`]: access tokens (issue, verify, rotate, revoke), the [`auth::Caller`]
 //!   extractor, roles and the one line-ownership rule.
 //! - [`health`]: `/health/live`, `/health/ready`, `/metrics` for any service state.
@@ -32,6 +32,7 @@ pub mod health;
 pub mod http;
 pub mod kafka;
 pub mod outbox;
+pub mod problem;
 pub mod pubsub;
 pub mod secret;
 pub mod server;

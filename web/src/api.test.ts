@@ -131,7 +131,7 @@ describe('Api', () => {
 
 describe('problem codes', () => {
   const codes = [
-    // command-service (README, error.rs, auth)
+    // command-service (service_kit::problem)
     'MALFORMED_JSON', 'INVALID_FIELDS', 'INVALID_LINE_NUMBER', 'INVALID_PRODUCT_CODE', 'INVALID_IDEMPOTENCY_KEY',
     'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'LINE_NOT_FOUND', 'PRECHECK_FAILED', 'CHANGE_IN_FLIGHT',
     'IDEMPOTENCY_KEY_REUSED', 'UNKNOWN_REQUEST', 'CONCURRENT_UPDATE', 'TIMEOUT', 'INVALID_CREDENTIALS',
@@ -139,7 +139,7 @@ describe('problem codes', () => {
     'FORBIDDEN_LINE', 'FORBIDDEN', 'RATE_LIMITED',
     // query-service
     'BILL_NOT_FOUND', 'INVALID_MONTH', 'INVALID_PARAMETER', 'INVALID_REQUEST_ID', 'INVALID_STATUS',
-    'REQUEST_NOT_FOUND', 'PROJECTION_BEHIND', 'READ_MODEL_UNAVAILABLE',
+    'REQUEST_NOT_FOUND', 'PROJECTION_BEHIND', 'READ_MODEL_UNAVAILABLE', 'ROUTE_NOT_FOUND',
     // the reverse proxy (an /api/ path no service owns); the client itself
     'NOT_FOUND', 'NETWORK', 'SERVICE_UNAVAILABLE',
   ];

@@ -237,7 +237,8 @@ export function t(lang: Lang, key: Key, vars?: Record<string, string | number>):
 
 type Pair = { ko: string; en: string };
 
-/** A message for every problem `code` of command-service and query-service. */
+/** A message for every public problem `code` (`service_kit::problem::ProblemCode`; its
+ * tests check this list against it). */
 export const problemMessages: Record<string, Pair> = {
   // auth (command-service login, every service's token checks)
   INVALID_CREDENTIALS: { ko: '고객 ID 또는 비밀번호를 확인해 주세요.', en: 'Check your customer ID or password.' },
@@ -268,6 +269,7 @@ export const problemMessages: Record<string, Pair> = {
   REQUEST_NOT_FOUND: { ko: '변경 신청을 찾을 수 없습니다.', en: 'That change request was not found.' },
   UNKNOWN_REQUEST: { ko: '변경 신청을 찾을 수 없습니다.', en: 'That change request was not found.' },
   NOT_FOUND: { ko: '요청한 기능을 찾을 수 없습니다.', en: 'That function was not found.' },
+  ROUTE_NOT_FOUND: { ko: '요청한 기능을 찾을 수 없습니다.', en: 'That function was not found.' },
   // product change
   PRECHECK_FAILED: { ko: '사전 확인을 통과하지 못해 변경을 신청할 수 없습니다.', en: 'The change did not pass the pre-checks.' },
   CHANGE_IN_FLIGHT: { ko: '이 회선에 이미 처리 중인 요금제 변경이 있습니다. 끝난 뒤 다시 신청해 주세요.', en: 'A plan change is already in progress on this line. Try again once it has finished.' },

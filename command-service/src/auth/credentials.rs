@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use super::Passwords;
 use crate::configuration::AuthConfig;
 use crate::error::AppError;
+use service_kit::problem::ProblemCode;
 
 #[derive(Clone)]
 pub struct Credentials {
@@ -61,7 +62,7 @@ pub fn check_new_password(password: &str) -> Result<(), AppError> {
     let chars = password.chars().count();
     if !(8..=128).contains(&chars) {
         return Err(AppError::BadRequest {
-            code: "INVALID_PASSWORD",
+            code: ProblemCode::InvalidPassword,
             detail: "a password has 8 to 128 characters".into(),
         });
     }
@@ -254,7 +255,7 @@ impl Credentials {
     ) -> Result<(), AppError> {
         if !valid_account_id(customer_id) {
             return Err(AppError::BadRequest {
-                code: "INVALID_CUSTOMER_ID",
+                code: ProblemCode::InvalidCustomerId,
                 detail: "an account id has 1 to 64 letters, digits, '-', '_' or '.'".into(),
             });
         }

@@ -10,9 +10,10 @@ use service_kit::auth::{Caller, Role};
 use service_kit::hardening::ClientAddress;
 use utoipa::ToSchema;
 
-use super::extract::ApiJson;
 use super::AppState;
-use crate::error::{AppError, Problem};
+use crate::error::AppError;
+use service_kit::http::ApiJson;
+use service_kit::problem::Problem;
 
 pub fn router() -> Router<AppState> {
     Router::new()

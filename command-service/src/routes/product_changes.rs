@@ -12,13 +12,15 @@ use uuid::Uuid;
 use service_kit::auth::Caller;
 use service_kit::http::CorrelationId;
 
-use super::extract::{ApiJson, IdempotencyKey};
+use super::extract::IdempotencyKey;
 use super::AppState;
 use crate::domain::line::RequestOutcome;
 use crate::domain::line_number::LineNumber;
 use crate::domain::product_change::ChangeRequest;
-use crate::error::{AppError, Problem};
+use crate::error::AppError;
 use crate::product_change::Trace;
+use service_kit::http::ApiJson;
+use service_kit::problem::{Problem, ProblemCode};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -67,7 +69,7 @@ impl ProductChangeBody {
     /// Checks the shape of every field; the domain checks come later.
     fn parse(self) -> Result<(LineNumber, ChangeRequest), AppError> {
         let line = LineNumber::parse(&self.line_number).map_err(|detail| AppError::BadRequest {
-            code: "INVALID_LINE_NUMBER",
+            code: ProblemCode::InvalidLineNumber,
             detail,
         })?;
         for (field, value) in [
@@ -81,7 +83,7 @@ impl ProductChangeBody {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !ok {
                 return Err(AppError::BadRequest {
-                    code: "INVALID_PRODUCT_CODE",
+                    code: ProblemCode::InvalidProductCode,
                     detail: format!("{field} must be 1 to 64 letters, digits, '-' or '_'"),
                 });
             }

@@ -10,15 +10,17 @@ use serde::{Deserialize, Serialize};
 use service_kit::http::CorrelationId;
 use uuid::Uuid;
 
-use super::extract::ApiJson;
 use super::AppState;
 use crate::billing::{CycleReport, Month};
 use crate::catalog::{NewProduct, Product};
 use crate::changes::Order;
-use crate::error::{AppError, Problem};
+use crate::error::AppError;
 use crate::lines::{Customer, Line, NewCustomer, NewLine};
 use crate::outbox::Cause;
 use crate::simulation::Simulation;
+use service_kit::http::ApiJson;
+use service_kit::problem::Problem;
+use service_kit::problem::ProblemCode;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -252,7 +254,7 @@ pub async fn put_settings(
         random_seed: change.random_seed.unwrap_or(current.random_seed),
     };
     next.check()
-        .map_err(|e| AppError::bad_request("INVALID_SETTINGS", e))?;
+        .map_err(|e| AppError::refused(ProblemCode::InvalidSettings, e))?;
     handle.set(next);
     tracing::info!(settings = ?next, "simulation settings changed");
     Ok(Json(next))
@@ -266,8 +268,8 @@ pub async fn get_order(
     Path(request_id): Path<String>,
 ) -> Result<Json<Order>, AppError> {
     let id = Uuid::parse_str(&request_id).map_err(|_| {
-        AppError::bad_request(
-            "INVALID_REQUEST_ID",
+        AppError::refused(
+            ProblemCode::InvalidRequestId,
             format!("`{request_id}` is not a UUID"),
         )
     })?;

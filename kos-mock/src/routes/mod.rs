@@ -3,7 +3,6 @@
 
 pub mod access;
 mod admin;
-mod extract;
 mod openapi;
 
 use std::sync::Arc;

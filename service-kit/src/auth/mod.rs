@@ -34,6 +34,7 @@ use thread_local::ThreadLocal;
 use uuid::Uuid;
 
 use crate::hardening::{KeyedLimiter, RateLimit};
+use crate::problem::{Problem, ProblemCode};
 
 mod redis_revocations;
 pub use redis_revocations::{FollowedRevocations, RedisRevocations};
@@ -664,58 +665,37 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    pub fn code(&self) -> ProblemCode {
+        match self {
+            AuthError::MissingToken | AuthError::InvalidToken(_) => ProblemCode::Unauthenticated,
+            AuthError::Unavailable => ProblemCode::AuthUnavailable,
+            AuthError::ForbiddenLine => ProblemCode::ForbiddenLine,
+            AuthError::ForbiddenRole => ProblemCode::Forbidden,
+            AuthError::RateLimited { .. } => ProblemCode::RateLimited,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
-        match self {
-            AuthError::MissingToken | AuthError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            AuthError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            AuthError::ForbiddenLine | AuthError::ForbiddenRole => StatusCode::FORBIDDEN,
-            AuthError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-        }
+        self.code().status()
     }
 
-    pub fn code(&self) -> &'static str {
+    /// The problem, with `WWW-Authenticate` on 401 and `Retry-After` on 429.
+    pub fn problem(&self) -> Problem {
+        let problem = Problem::new(self.code(), self.to_string());
         match self {
-            AuthError::MissingToken | AuthError::InvalidToken(_) => "UNAUTHENTICATED",
-            AuthError::Unavailable => "AUTH_UNAVAILABLE",
-            AuthError::ForbiddenLine => "FORBIDDEN_LINE",
-            AuthError::ForbiddenRole => "FORBIDDEN",
-            AuthError::RateLimited { .. } => "RATE_LIMITED",
-        }
-    }
-
-    pub fn title(&self) -> &'static str {
-        match self {
-            AuthError::MissingToken | AuthError::InvalidToken(_) => "Authentication required",
-            AuthError::Unavailable => "Authentication unavailable",
-            AuthError::ForbiddenLine => "No permission for this line",
-            AuthError::ForbiddenRole => "No permission for this service",
-            AuthError::RateLimited { .. } => "Too many requests",
-        }
-    }
-
-    /// Headers the answer carries: `WWW-Authenticate` on 401, `Retry-After` on 429.
-    pub fn headers(&self) -> Vec<(header::HeaderName, HeaderValue)> {
-        match self {
-            AuthError::MissingToken | AuthError::InvalidToken(_) => vec![(
+            AuthError::MissingToken | AuthError::InvalidToken(_) => problem.with_header(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"phonebill\""),
-            )],
-            AuthError::RateLimited { retry_after_secs } => {
-                vec![(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs))]
-            }
-            _ => Vec::new(),
+            ),
+            AuthError::RateLimited { retry_after_secs } => problem.retry_after(*retry_after_secs),
+            _ => problem,
         }
     }
 }
 
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
-        let mut response =
-            crate::http::problem(self.status(), self.code(), self.title(), &self.to_string());
-        for (name, value) in self.headers() {
-            response.headers_mut().insert(name, value);
-        }
-        response
+        self.problem().into_response()
     }
 }
 
