@@ -2,7 +2,7 @@
 # One event hub per topic, 12 partitions each; a consumer group can use at most
 # one member per partition, which is why the chart caps the consumers' HPA at 12.
 # Standard tier: Kafka endpoint, no Kafka transactions (the design needs none),
-# at most 7 days of retention, so full replays read the event store (README).
+# at most 7 days of retention, so full replays read the event store (docs/analysts.md).
 locals {
   topics = {
     "phonebill.product-change"   = { partitions = 12, consumer_groups = ["kos", "projector"] }

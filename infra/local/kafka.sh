@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Apache Kafka (KRaft mode) for the local stack, the tests and the benchmarks.
 #
-# The broker is assembled from Maven Central's own artifacts (infra/local/kafka/pom.xml)
+# The broker is assembled from Apache Kafka's own Maven artifacts (infra/local/kafka/pom.xml)
 # into $PHONEBILL_CACHE/tools/kafka-<version>/libs, once, and run as `kafka.Kafka` with
 # the machine's Java 17 and a bounded heap. Nothing else is downloaded.
 #
