@@ -48,7 +48,7 @@ kafka_ensure() {
     kafka_log "installing Maven (Debian's) to resolve the broker's jars"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven >/dev/null
   }
-  kafka_log "resolving Apache Kafka $KAFKA_VERSION from Maven Central into $KAFKA_HOME (once)"
+  kafka_log "resolving Apache Kafka $KAFKA_VERSION from the Maven repository into $KAFKA_HOME (once)"
   local tmp="$KAFKA_HOME/libs.partial"
   rm -rf "$tmp"; mkdir -p "$tmp"
   mvn -q -B -f "$KAFKA_SCRIPT_DIR/kafka/pom.xml" dependency:copy-dependencies \
