@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 pub use read_model::redis_conn::RedisConfig;
 pub use service_kit::auth::JwtConfig;
-use service_kit::database::is_identifier;
+use service_kit::database::DatabaseDefaults;
 pub use service_kit::hardening::HardeningConfig;
 pub use service_kit::kafka::KafkaConfig;
 
@@ -109,35 +109,15 @@ pub struct Config {
 
 pub use service_kit::Environment;
 
-#[derive(educe::Educe, Clone, Args)]
-#[educe(Debug)]
-pub struct DatabaseConfig {
-    /// PostgreSQL URL; add `sslmode=require` for Azure.
-    #[arg(
-        id = "database_url",
-        long = "database-url",
-        env = "PHONEBILL_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/phonebill",
-        hide_env_values = true
-    )]
-    #[educe(Debug(method(service_kit::secret::urls)))]
-    pub url: String,
+/// The command side's tables: event store, outbox cursor, reference data, credentials.
+#[derive(Debug, Clone)]
+pub struct OwnDatabase;
 
-    /// Schema holding this service's tables (event store, outbox cursor, reference data).
-    #[arg(
-        long = "database-schema",
-        env = "PHONEBILL_DATABASE_SCHEMA",
-        default_value = "command"
-    )]
-    pub schema: String,
-
-    #[arg(
-        long = "database-max-connections",
-        env = "PHONEBILL_DATABASE_MAX_CONNECTIONS",
-        default_value_t = 16
-    )]
-    pub max_connections: u32,
+impl DatabaseDefaults for OwnDatabase {
+    const SCHEMA: &'static str = "command";
 }
+
+pub type DatabaseConfig = service_kit::database::DatabaseConfig<OwnDatabase>;
 
 /// How customers' product-change requests are committed in groups (`group_commit`).
 #[derive(Debug, Clone, Args)]
@@ -312,9 +292,11 @@ impl Config {
 
     /// Refuses settings that cannot work, with a message naming the variable to set.
     pub fn check(&self) -> Result<(), ConfigError> {
+        self.database
+            .check(self.environment == Environment::Production)
+            .map_err(ConfigError)?;
         if self.environment == Environment::Production {
             self.kafka.check_production().map_err(ConfigError)?;
-            service_kit::database::check_production_url(&self.database.url).map_err(ConfigError)?;
             self.redis.check_production().map_err(ConfigError)?;
         }
         let production = self.environment == Environment::Production;
@@ -330,12 +312,6 @@ impl Config {
             return Err(ConfigError(
                 "production needs PHONEBILL_ARGON2_MEMORY_KIB of at least 19456".into(),
             ));
-        }
-        if !is_identifier(&self.database.schema) {
-            return Err(ConfigError(format!(
-                "PHONEBILL_DATABASE_SCHEMA `{}` must be letters, digits and underscores",
-                self.database.schema
-            )));
         }
         Ok(())
     }

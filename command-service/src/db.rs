@@ -13,8 +13,7 @@ use crate::configuration::DatabaseConfig;
 /// idle (a database restart) now fails the statement that uses it and is dropped by the
 /// pool; the read-only line load retries once on such a failure (`product_change`).
 pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
-    let checked =
-        service_kit::database::connect(&config.url, &config.schema, config.max_connections).await?;
+    let checked = config.connect().await?;
     let pool = checked
         .options()
         .clone()

@@ -363,9 +363,7 @@ impl Stack {
 async fn set_passwords(config: &command_service::configuration::Config, customers: &[&str]) {
     use command_service::auth::{Credentials, Passwords};
     use service_kit::auth::{Role, SystemClock, Tokens};
-    let pool = service_kit::database::connect(&config.database.url, &config.database.schema, 2)
-        .await
-        .unwrap();
+    let pool = config.database.connect().await.unwrap();
     let tokens = Tokens::new(
         &config.jwt,
         config.jwt.keys(false).unwrap(),

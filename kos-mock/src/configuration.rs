@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use service_kit::database::is_identifier;
+use service_kit::database::DatabaseDefaults;
 pub use service_kit::kafka::KafkaConfig;
 
 use crate::simulation::Simulation;
@@ -86,35 +86,15 @@ pub use read_model::redis_conn::RedisConfig;
 pub use service_kit::auth::JwtConfig;
 pub use service_kit::Environment;
 
-#[derive(educe::Educe, Clone, Args)]
-#[educe(Debug)]
-pub struct DatabaseConfig {
-    /// PostgreSQL URL; add `sslmode=require` for Azure.
-    #[arg(
-        id = "database_url",
-        long = "database-url",
-        env = "PHONEBILL_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/phonebill",
-        hide_env_values = true
-    )]
-    #[educe(Debug(method(service_kit::secret::urls)))]
-    pub url: String,
+/// KOS's tables.
+#[derive(Debug, Clone)]
+pub struct OwnDatabase;
 
-    /// Schema holding KOS's tables.
-    #[arg(
-        long = "database-schema",
-        env = "PHONEBILL_DATABASE_SCHEMA",
-        default_value = "kos"
-    )]
-    pub schema: String,
-
-    #[arg(
-        long = "database-max-connections",
-        env = "PHONEBILL_DATABASE_MAX_CONNECTIONS",
-        default_value_t = 16
-    )]
-    pub max_connections: u32,
+impl DatabaseDefaults for OwnDatabase {
+    const SCHEMA: &'static str = "kos";
 }
+
+pub type DatabaseConfig = service_kit::database::DatabaseConfig<OwnDatabase>;
 
 #[derive(Debug, Clone, Args)]
 pub struct KosConfig {
@@ -212,18 +192,14 @@ impl Config {
 
     /// Refuses settings that cannot work, with a message naming the variable to set.
     pub fn check(&self) -> Result<(), ConfigError> {
+        self.database
+            .check(self.is_production())
+            .map_err(ConfigError)?;
         if self.is_production() {
             self.kafka.check_production().map_err(ConfigError)?;
-            service_kit::database::check_production_url(&self.database.url).map_err(ConfigError)?;
             self.redis.check_production().map_err(ConfigError)?;
         }
         self.jwt.check(self.is_production()).map_err(ConfigError)?;
-        if !is_identifier(&self.database.schema) {
-            return Err(ConfigError(format!(
-                "PHONEBILL_DATABASE_SCHEMA `{}` must be letters, digits and underscores",
-                self.database.schema
-            )));
-        }
         let k = &self.kos;
         let sim = Simulation {
             latency_min_ms: k.latency_min_ms,

@@ -5,7 +5,7 @@ use sqlx::PgPool;
 use crate::configuration::DatabaseConfig;
 
 pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
-    service_kit::database::connect(&config.url, &config.schema, config.max_connections).await
+    config.connect().await
 }
 
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {

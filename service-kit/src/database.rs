@@ -2,10 +2,76 @@
 //! table names there, so services sharing one database never see each other's tables
 //! by accident (and tests get a fresh schema each).
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Executor, PgPool};
+
+/// Each service's own defaults for [`DatabaseConfig`] (its schema, its role).
+pub trait DatabaseDefaults: Clone + Send + Sync + 'static {
+    /// The schema holding the service's tables.
+    const SCHEMA: &'static str;
+    const URL: &'static str = "postgres://postgres@127.0.0.1:5432/phonebill";
+    const MAX_CONNECTIONS: u32 = 16;
+}
+
+/// `PHONEBILL_DATABASE_*`: the same three settings for every service; `D` gives the
+/// service's defaults.
+#[derive(Clone, educe::Educe, clap::Args)]
+#[educe(Debug)]
+pub struct DatabaseConfig<D: DatabaseDefaults> {
+    /// PostgreSQL URL; add `sslmode=require` for Azure.
+    #[arg(
+        id = "database_url",
+        long = "database-url",
+        env = "PHONEBILL_DATABASE_URL",
+        default_value = D::URL,
+        hide_env_values = true
+    )]
+    #[educe(Debug(method(crate::secret::urls)))]
+    pub url: String,
+
+    /// Schema holding this service's tables.
+    #[arg(
+        long = "database-schema",
+        env = "PHONEBILL_DATABASE_SCHEMA",
+        default_value = D::SCHEMA
+    )]
+    pub schema: String,
+
+    #[arg(
+        long = "database-max-connections",
+        env = "PHONEBILL_DATABASE_MAX_CONNECTIONS",
+        default_value_t = D::MAX_CONNECTIONS
+    )]
+    pub max_connections: u32,
+
+    #[arg(skip)]
+    #[educe(Debug(ignore))]
+    pub defaults: PhantomData<D>,
+}
+
+impl<D: DatabaseDefaults> DatabaseConfig<D> {
+    /// The schema must be safe to splice into SQL; production needs TLS.
+    pub fn check(&self, production: bool) -> Result<(), String> {
+        if !is_identifier(&self.schema) {
+            return Err(format!(
+                "PHONEBILL_DATABASE_SCHEMA `{}` must be letters, digits and underscores",
+                self.schema
+            ));
+        }
+        if production {
+            check_production_url(&self.url)?;
+        }
+        Ok(())
+    }
+
+    /// Creates the schema if needed and opens the pool bound to it.
+    pub async fn connect(&self) -> Result<PgPool, sqlx::Error> {
+        connect(&self.url, &self.schema, self.max_connections).await
+    }
+}
 
 /// Creates `schema` if needed, then opens a pool whose `search_path` is that schema only.
 /// `schema` must pass [`is_identifier`] (it is spliced into SQL).
