@@ -1,4 +1,4 @@
-//! `projector replay`: rebuilds the read model from the event streams into a fresh
+//! `phonebill-analyst replay`: rebuilds the read model from the event streams into a fresh
 //! namespace while the live one keeps serving, then (on request) switches query-service
 //! and the live projector over and drops the old namespace.
 //!
@@ -39,12 +39,13 @@ use serde_json::json;
 use service_kit::bounded_reader::{BoundedReader, Bounds, Plan};
 use tokio::sync::mpsc;
 
-use crate::configuration::Config;
-use crate::namespace::{delete_views, Control};
-use crate::processor::Outcome;
+use projector::configuration::Config;
+use projector::namespace::{delete_views, Control};
+use projector::processor::Outcome;
+use projector::{db, startup};
+
 use crate::replay::reader::{Batch, Window};
 use crate::replay::store::MemStore;
-use crate::{db, startup};
 
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {

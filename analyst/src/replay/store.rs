@@ -15,8 +15,8 @@ use read_model::LINE_AGGREGATE;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::processor::{self, Decoded, Incoming, Outcome};
-use crate::projections::{from_doc, to_doc, ApplyError, Store};
+use projector::processor::{self, Decoded, Incoming, Outcome};
+use projector::projections::{from_doc, to_doc, ApplyError, Store};
 
 type Agg = (String, String);
 
@@ -492,7 +492,7 @@ impl DirtyRows {
         }
         for chunk in self.inquiries.chunks(CHUNK) {
             let chunk: Vec<&BillInquired> = chunk.iter().collect();
-            crate::projections::inquiries::record_all(&mut tx, &chunk).await?;
+            projector::projections::inquiries::record_all(&mut tx, &chunk).await?;
         }
         for chunk in self.applied.chunks(CHUNK) {
             sqlx::query(

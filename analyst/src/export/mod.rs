@@ -1,4 +1,4 @@
-//! `projector export`: the events of one topic, as the broker holds them, into a file for
+//! `phonebill-analyst export`: the events of one topic, as the broker holds them, into a file for
 //! analysts (JSONL, CSV or Parquet), optionally narrowed to a time window, event types
 //! and one line.
 //!
@@ -33,7 +33,7 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientConfig, Message};
 use serde::Serialize;
 
-use crate::configuration::Config;
+use projector::configuration::Config;
 use record::{Columns, Position, Record};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
