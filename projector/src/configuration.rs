@@ -38,6 +38,27 @@ pub enum Command {
     },
 }
 
+/// The subcommands that moved to the analyst tools (`phonebill-analyst`, shipped beside
+/// the projector in its image).
+pub const MOVED_TO_ANALYST: &[&str] = &[
+    "replay",
+    "namespaces",
+    "switch",
+    "drop-namespace",
+    "compare",
+    "as-of",
+    "export",
+];
+
+/// The subcommand a parse error refused, when it is one that moved to `phonebill-analyst`.
+pub fn moved_to_analyst(error: &clap::Error) -> Option<&str> {
+    use clap::error::{ContextKind, ContextValue};
+    match error.get(ContextKind::InvalidSubcommand)? {
+        ContextValue::String(name) if MOVED_TO_ANALYST.contains(&name.as_str()) => Some(name),
+        _ => None,
+    }
+}
+
 #[derive(educe::Educe, Clone, Args)]
 #[educe(Debug)]
 pub struct Config {
@@ -205,6 +226,16 @@ mod tests {
         assert!(refused.contains("PHONEBILL_JWT_SIGNING_KEY"), "{refused}");
         config.jwt.signing_key = Some("k1:0123456789abcdef0123456789abcdef".into());
         config.check().unwrap();
+    }
+
+    #[test]
+    fn the_analyst_subcommands_are_refused_with_where_they_went() {
+        for name in MOVED_TO_ANALYST {
+            let error = Cli::try_parse_from(["projector", name]).unwrap_err();
+            assert_eq!(moved_to_analyst(&error), Some(*name));
+        }
+        let error = Cli::try_parse_from(["projector", "no-such-command"]).unwrap_err();
+        assert_eq!(moved_to_analyst(&error), None);
     }
 
     #[test]

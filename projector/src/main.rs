@@ -7,7 +7,13 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init_logging("info,sqlx::postgres::notice=warn");
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        if let Some(name) = projector::configuration::moved_to_analyst(&e) {
+            eprintln!("`projector {name}` is now `phonebill-analyst {name}` (the analyst tools)");
+            std::process::exit(2);
+        }
+        e.exit()
+    });
     let config = cli.config;
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
