@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Replay benchmark: events/s of `projector replay` beside a raw rdkafka consumer reading
+# Replay benchmark: events/s of `phonebill-analyst replay` beside a raw rdkafka consumer reading
 # the same topics on the same broker in the same run, and the ratio (target >= 70 %).
 #
 #   bench/replay.sh                      # BENCH_LINES=10000 -> 110,002 events
@@ -16,7 +16,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PHONEBILL_CACHE/target}"
 source infra/local/kafka.sh
 LINES="${BENCH_LINES:-10000}"
 DB="${PHONEBILL_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/phonebill}"
-cargo build --release -q -p projector -p bench
+cargo build --release -q -p analyst -p bench
 BIN="$CARGO_TARGET_DIR/release"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 RUN=$(mktemp -d)
@@ -43,7 +43,7 @@ export PHONEBILL_KAFKA_BROKERS="127.0.0.1:$PORT" PHONEBILL_TOPIC_PREFIX="$PREFIX
   PHONEBILL_DATABASE_URL="$DB" PHONEBILL_DATABASE_SCHEMA="$ID" PHONEBILL_REDIS_KEY_PREFIX="$ID:" \
   PHONEBILL_QUERY_ROLE="${ID}_q" PHONEBILL_KAFKA_CREATE_TOPICS=false RUST_LOG=warn,rdkafka=off
 # `script` gives the replay a terminal, so the progress bar is drawn while measured.
-script -qefc "$BIN/projector replay --id r1 > $RUN/report.json" /dev/null
+script -qefc "$BIN/phonebill-analyst replay --id r1 > $RUN/report.json" /dev/null
 REPORT=$(tail -1 "$RUN/report.json")
 echo "$REPORT"
 python3 - "$RAW" "$REPORT" <<'PY'

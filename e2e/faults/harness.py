@@ -25,6 +25,8 @@ BUILD = os.environ.get("PHONEBILL_FAULTS_BUILD", "debug")
 PG = os.environ.get("PHONEBILL_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/phonebill")
 REDIS = os.environ.get("PHONEBILL_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 TERMINAL = ("COMPLETED", "FAILED")
+# The analyst tools (replay, compare), run with the projector's settings.
+ANALYST = "phonebill-analyst"
 
 
 def free_port():
@@ -130,14 +132,16 @@ class Stack:
     def binary(self, name):
         return os.path.join(TARGET, BUILD, name)
 
-    def run_once(self, name, *args):
+    def run_once(self, name, *args, binary=None):
+        """Runs `binary` (default: the service's own) once with the service's settings."""
         env = dict(self.env, **self.own[name])
-        subprocess.run([self.binary(name), *args], env=env, check=True,
+        subprocess.run([self.binary(binary or name), *args], env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def run_capture(self, name, *args):
+    def run_capture(self, name, *args, binary=None):
         env = dict(self.env, **self.own[name])
-        return subprocess.run([self.binary(name), *args], env=env, capture_output=True, text=True)
+        return subprocess.run([self.binary(binary or name), *args], env=env, capture_output=True,
+                              text=True)
 
     def url(self, name):
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -265,13 +269,15 @@ class Stack:
 
     def views_equal_a_rebuild(self):
         """Rebuilds every view from the broker's topics into namespace `rebuilt`
-        (`projector replay --source broker`) and compares it with the live views
-        (`projector compare`) until they are equal; fails after 60 s with the last report."""
-        self.run_once("projector", "replay", "--id", "rebuilt", "--source", "broker", "--quiet")
+        (`phonebill-analyst replay --source broker`, with the projector's settings) and
+        compares it with the live views (`phonebill-analyst compare`) until they are equal;
+        fails after 60 s with the last report."""
+        self.run_once("projector", "replay", "--id", "rebuilt", "--source", "broker", "--quiet",
+                      binary=ANALYST)
         last = {}
 
         def equal():
-            out = self.run_capture("projector", "compare", "rebuilt")
+            out = self.run_capture("projector", "compare", "rebuilt", binary=ANALYST)
             last["report"] = out.stdout.strip() or out.stderr.strip()[-2000:]
             return out.returncode == 0
         try:

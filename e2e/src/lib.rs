@@ -48,7 +48,7 @@ pub struct Stack {
     pub http: reqwest::Client,
     pub kos_pool: PgPool,
     /// The projector's configuration (its `event_store_schema` is command-service's
-    /// schema, as deployed), for running `projector replay` against this stack.
+    /// schema, as deployed), for running `phonebill-analyst replay` against this stack.
     pub projector: projector::configuration::Config,
     /// The projector's pool (its read schema).
     pub read_pool: PgPool,

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use analyst::compare::{compare, dump};
+use analyst::replay::{self, HistorySource, ReplayOptions};
 use e2e::Stack;
-use projector::namespace::{compare, dump};
-use projector::replay::{self, HistorySource, ReplayOptions};
 use read_model::namespace::ActiveNamespace;
 use read_model::redis_conn::RedisConn;
 use serde_json::json;

@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1.7
-# projector: Kafka consumers that build the read models; also `projector replay` / `projector export`.
+# projector: Kafka consumers that build the read models; the image also ships the analyst tools.
 #
 # Build from the repository root (the build context is the Cargo workspace):
 #   DOCKER_BUILDKIT=1 docker build -f infra/docker/projector.Dockerfile -t phonebill/projector:dev .
@@ -22,6 +22,8 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked -p projector \
+ && cargo build --release --locked -p analyst \
+ && install -D -m 0755 target/release/phonebill-analyst /out/phonebill-analyst \
  && install -D -m 0755 target/release/projector /out/projector
 
 FROM debian:bookworm-slim AS runtime
@@ -32,6 +34,8 @@ RUN apt-get update \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin phonebill
 COPY --from=build /out/projector /usr/local/bin/projector
+# The analyst tools (phonebill-analyst: replay, compare, export...): the replay CronJob's command.
+COPY --from=build /out/phonebill-analyst /usr/local/bin/phonebill-analyst
 ENV PHONEBILL_HTTP_ADDR=0.0.0.0:8080
 EXPOSE 8080
 # /metrics when PHONEBILL_METRICS_ADDR points here (the chart sets it).

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHART, DOCKER, REPO, SERVICES, load_yaml
+from conftest import CHART, DOCKER, REPO, SERVICES, component, load_yaml
 
 ALL_DOCKERFILES = {p.name.removesuffix(".Dockerfile"): p for p in DOCKER.glob("*.Dockerfile")}
 # One image per Rust binary, plus the web app's (tested on its own below).
@@ -91,15 +91,48 @@ def test_runtime_contract(name):
     assert steps[-1] == ("ENTRYPOINT", f'["/usr/local/bin/{name}"]')
 
 
+# Tools shipped in a service's image beside its binary (their lines name them).
+TOOLS = {"projector": ("analyst", "/usr/local/bin/phonebill-analyst")}
+
+
 def test_dockerfiles_differ_only_by_binary():
-    """Four near-identical files: any change must be made to all of them."""
+    """Four near-identical files: any change must be made to all of them (the lines of the
+    tools an image also ships aside)."""
     def normalise(name):
         text = DOCKERFILES[name].read_text().replace(name, "<service>")
-        return [l for l in text.splitlines() if not l.startswith("# <service>: ")]
+        return [l for l in text.splitlines() if not l.startswith("# <service>: ")
+                and not any(crate in l for crate, _ in TOOLS.values())]
 
     reference = normalise(SERVICES[0])
     for name in SERVICES[1:]:
         assert normalise(name) == reference, name
+
+
+@pytest.mark.parametrize("name", sorted(TOOLS))
+def test_the_tools_an_image_ships_are_built_and_copied(name):
+    crate, path = TOOLS[name]
+    steps = instructions(DOCKERFILES[name])
+    runs = " ".join(args for ins, args in steps if ins == "RUN")
+    binary = path.rsplit("/", 1)[1]
+    assert f"cargo build --release --locked -p {crate}" in runs
+    assert f"install -D -m 0755 target/release/{binary} /out/{binary}" in runs
+    assert ("COPY", f"--from=build /out/{binary} {path}") in steps
+    manifest = REPO / crate / "Cargo.toml"
+    assert re.search(rf'^name\s*=\s*"{re.escape(binary)}"', manifest.read_text(), re.MULTILINE)
+
+
+def test_the_replay_cronjob_runs_the_analyst_tools_of_the_projector_image(prod_objects):
+    """The replay Jobs' template: the projector's image and pod spec, the analyst binary."""
+    crons = prod_objects.all("CronJob")
+    assert crons, "production renders the replay CronJob"
+    for cron in crons:
+        spec = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        assert container["command"] == [TOOLS["projector"][1]]
+        assert container["args"][0] == "replay"
+        projector = prod_objects.container(component("projector"))
+        assert container["image"] == projector["image"]
+        assert "command" not in projector, "the daemon keeps the image's entrypoint"
 
 
 @pytest.mark.parametrize("name", SERVICES)

@@ -6,11 +6,12 @@
 //! Redis), [`projections`] (one `apply` per input family), [`consumer`] (the handler of
 //! service-kit's group worker, which stores offsets after effects, retries and
 //! dead-letters), [`db`] (schema, migrations, the query role), [`startup`] (wiring,
-//! health, admin endpoints, following the active namespace). Analysts: [`namespace`] (namespaces and the active pointer),
-//! [`replay`] (rebuild into a fresh namespace, switch), [`time_travel`] (a line as of a
-//! moment, from its events), [`analytics`] (its HTTP endpoint), [`export`] (a topic
-//! into a JSONL, CSV or Parquet file). Schema checks:
-//! `events::schema::SchemaSet`.
+//! health, admin endpoints, following the active namespace), [`namespace`] (namespaces
+//! and the active pointer, which the daemon opens at startup and follows), [`time_travel`]
+//! (a line as of a moment, from its events) and [`analytics`] (its HTTP endpoint, served
+//! by the daemon). Schema checks: `events::schema::SchemaSet`.
+//! The analyst tools (replay, switch, compare, as-of, export) are the `analyst` crate's
+//! `phonebill-analyst`, which uses this library; nothing here depends on it.
 //! View shapes, Redis keys and the PostgreSQL loaders live in the `read-model` crate,
 //! shared with query-service.
 
@@ -18,10 +19,8 @@ pub mod analytics;
 pub mod configuration;
 pub mod consumer;
 pub mod db;
-pub mod export;
 pub mod namespace;
 pub mod processor;
 pub mod projections;
-pub mod replay;
 pub mod startup;
 pub mod time_travel;

@@ -7,7 +7,13 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init_logging("info,sqlx::postgres::notice=warn");
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        if let Some(name) = projector::configuration::moved_to_analyst(&e) {
+            eprintln!("`projector {name}` is now `phonebill-analyst {name}` (the analyst tools)");
+            std::process::exit(2);
+        }
+        e.exit()
+    });
     let config = cli.config;
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
@@ -46,86 +52,6 @@ async fn main() -> anyhow::Result<()> {
                 let outcome = processor.handle(&msg).await?;
                 tracing::info!(line = n + 1, ?outcome, "fact");
             }
-            Ok(())
-        }
-        Command::Replay(args) => {
-            let options = projector::replay::ReplayOptions {
-                id: args.id,
-                since: args.since,
-                until: args.until,
-                switch: args.switch,
-                drop_old: args.drop_old,
-                drop_grace: std::time::Duration::from_secs(args.drop_grace_secs),
-                flush_every: args.flush_every,
-                progress: !args.quiet,
-                source: args.source,
-                max_events: args.max_events,
-            };
-            let report = projector::replay::run(&config, options).await?;
-            println!("{}", serde_json::to_string(&report)?);
-            Ok(())
-        }
-        Command::Namespaces => {
-            let (control, _, _) = startup::active_config(&config).await?;
-            for row in control.list().await? {
-                println!("{row}");
-            }
-            Ok(())
-        }
-        Command::Switch { id } => {
-            let (control, _, _) = startup::active_config(&config).await?;
-            let previous = control.switch(&id).await?;
-            println!(
-                "{}",
-                serde_json::json!({"switchedFrom": previous.id, "active": id})
-            );
-            Ok(())
-        }
-        Command::DropNamespace { id } => {
-            let (control, _, _) = startup::active_config(&config).await?;
-            let redis = read_model::redis_conn::RedisConn::connect(&config.redis).await?;
-            control.drop_namespace(&id, &redis).await?;
-            println!("{}", serde_json::json!({"dropped": id}));
-            Ok(())
-        }
-        Command::Compare { id } => {
-            let (control, active, _) = startup::active_config(&config).await?;
-            let other = control
-                .get(&id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no namespace `{id}`"))?
-                .ns;
-            let redis = read_model::redis_conn::RedisConn::connect(&config.redis).await?;
-            let comparison =
-                projector::namespace::compare(&control.pool, &redis, &active, &other).await?;
-            println!(
-                "{}",
-                serde_json::json!({"active": active.id, "other": id, "comparison": comparison})
-            );
-            if comparison.differing > 0 {
-                std::process::exit(1);
-            }
-            Ok(())
-        }
-        Command::AsOf(args) => {
-            let (state, stats) =
-                projector::time_travel::as_of(&config, &args.line, args.at).await?;
-            eprintln!("{}", serde_json::to_string(&stats)?);
-            println!("{}", serde_json::to_string_pretty(&state)?);
-            Ok(())
-        }
-        Command::Export(args) => {
-            let options = projector::export::ExportOptions {
-                topic: args.topic,
-                since: args.since,
-                until: args.until,
-                event_types: args.event_types,
-                line: args.line,
-                format: args.format,
-                out: args.out,
-            };
-            let report = projector::export::run(&config, options).await?;
-            println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
     }

@@ -652,10 +652,7 @@ async fn lock_checkpoint(
 
 /// Applies a decoded event to a store (PostgreSQL live, memory in a replay); returns the
 /// views touched beyond [`Decoded::views`].
-pub(crate) async fn apply<S: Store>(
-    tx: &mut S,
-    decoded: &Decoded,
-) -> Result<Vec<View>, ApplyError> {
+pub async fn apply<S: Store>(tx: &mut S, decoded: &Decoded) -> Result<Vec<View>, ApplyError> {
     let result = match decoded {
         Decoded::ProductChange(env, event) => projections::product_change::apply(tx, env, event)
             .await

@@ -1,7 +1,7 @@
 //! `kos.billing`: the catalog (products on sale per operator), KOS's view of each line
 //! (customer, status, product, contract) and the bills.
 
-use events::kos::KosFact;
+use events::kos::{self, KosFact};
 use read_model::keys::View;
 use read_model::views::{BillView, ContractView, LineView, ProductView};
 
@@ -51,24 +51,7 @@ pub async fn apply<S: Store>(
     fact: &KosFact,
 ) -> Result<Vec<View>, ApplyError> {
     match fact {
-        KosFact::ProductPublished(f) => {
-            let previous = tx.product(&f.product_code).await?.map(|p| p.operator);
-            tx.put_product(&ProductView {
-                product_code: f.product_code.clone(),
-                name: f.name.clone(),
-                operator: f.operator.clone(),
-                monthly_fee: f.monthly_fee,
-                data_mb: f.data_mb,
-                voice_minutes: f.voice_minutes,
-                sms_count: f.sms_count,
-                on_sale: f.on_sale,
-            })
-            .await?;
-            Ok(previous
-                .filter(|op| op != &f.operator)
-                .map(|operator| vec![View::Products { operator }])
-                .unwrap_or_default())
-        }
+        KosFact::ProductPublished(f) => product_published(tx, f).await,
         KosFact::ProductWithdrawn(f) => {
             let mut product = known_product(tx, &f.product_code).await?;
             product.on_sale = false;
@@ -82,24 +65,7 @@ pub async fn apply<S: Store>(
             Ok(vec![])
         }
         KosFact::LineRegistered(f) => {
-            let existing = tx.line(&f.line_number).await?;
-            let pending = existing.as_ref().and_then(|l| l.pending_change.clone());
-            let current = existing
-                .map(|l| l.current_product)
-                .unwrap_or_else(|| product_ref(&f.product_code));
-            let mut view = LineView {
-                line_number: f.line_number.clone(),
-                customer_id: f.customer_id.clone(),
-                customer_name: Some(f.customer_name.clone()),
-                operator: f.operator.clone(),
-                status: f.status.as_str().to_owned(),
-                suspension_reason: None,
-                current_product: current,
-                contract: Some(ContractView::from(&f.contract)),
-                pending_change: pending,
-                registered: true,
-            };
-            set_product(tx, &mut view, &f.product_code, envelope.occurred_at).await?;
+            line_registered(tx, envelope, f).await?;
             Ok(vec![])
         }
         KosFact::LineSuspended(f) => {
@@ -126,20 +92,81 @@ pub async fn apply<S: Store>(
             Ok(vec![])
         }
         KosFact::PaymentRecorded(f) => {
-            let Some(mut bill) = tx.bill(&f.line_number, &f.month).await? else {
-                return Err(ApplyError::Unapplicable(format!(
-                    "no bill of {} for {}",
-                    f.month, f.line_number
-                )));
-            };
-            bill.billing.payment_status = "PAID".into();
-            bill.billing.payment_method = f.payment_method.clone();
-            bill.billing.paid_at = Some(f.paid_at);
-            bill.billing.paid_amount = Some(f.amount);
-            tx.put_bill(&bill).await?;
+            payment_recorded(tx, f).await?;
             Ok(vec![])
         }
     }
+}
+
+/// A product on sale (or its new details); returns the old operator's list when the
+/// product moved to another operator.
+async fn product_published<S: Store>(
+    tx: &mut S,
+    f: &kos::ProductPublished,
+) -> Result<Vec<View>, ApplyError> {
+    let previous = tx.product(&f.product_code).await?.map(|p| p.operator);
+    tx.put_product(&ProductView {
+        product_code: f.product_code.clone(),
+        name: f.name.clone(),
+        operator: f.operator.clone(),
+        monthly_fee: f.monthly_fee,
+        data_mb: f.data_mb,
+        voice_minutes: f.voice_minutes,
+        sms_count: f.sms_count,
+        on_sale: f.on_sale,
+    })
+    .await?;
+    Ok(previous
+        .filter(|op| op != &f.operator)
+        .map(|operator| vec![View::Products { operator }])
+        .unwrap_or_default())
+}
+
+/// KOS's view of a line: customer, status, contract and product (a pending change the
+/// line already had is kept).
+async fn line_registered<S: Store>(
+    tx: &mut S,
+    envelope: &Envelope,
+    f: &kos::LineRegistered,
+) -> Result<(), ApplyError> {
+    let existing = tx.line(&f.line_number).await?;
+    let pending = existing.as_ref().and_then(|l| l.pending_change.clone());
+    let current = existing
+        .map(|l| l.current_product)
+        .unwrap_or_else(|| product_ref(&f.product_code));
+    let mut view = LineView {
+        line_number: f.line_number.clone(),
+        customer_id: f.customer_id.clone(),
+        customer_name: Some(f.customer_name.clone()),
+        operator: f.operator.clone(),
+        status: f.status.as_str().to_owned(),
+        suspension_reason: None,
+        current_product: current,
+        contract: Some(ContractView::from(&f.contract)),
+        pending_change: pending,
+        registered: true,
+    };
+    set_product(tx, &mut view, &f.product_code, envelope.occurred_at).await?;
+    Ok(())
+}
+
+/// A bill paid: the bill's payment status, method, time and amount.
+async fn payment_recorded<S: Store>(
+    tx: &mut S,
+    f: &kos::PaymentRecorded,
+) -> Result<(), ApplyError> {
+    let Some(mut bill) = tx.bill(&f.line_number, &f.month).await? else {
+        return Err(ApplyError::Unapplicable(format!(
+            "no bill of {} for {}",
+            f.month, f.line_number
+        )));
+    };
+    bill.billing.payment_status = "PAID".into();
+    bill.billing.payment_method = f.payment_method.clone();
+    bill.billing.paid_at = Some(f.paid_at);
+    bill.billing.paid_amount = Some(f.amount);
+    tx.put_bill(&bill).await?;
+    Ok(())
 }
 
 async fn known_product<S: Store>(tx: &mut S, code: &str) -> Result<ProductView, ApplyError> {

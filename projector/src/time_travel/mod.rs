@@ -1,5 +1,5 @@
 //! Time travel: a line's state (product, pending change, status) as of a
-//! moment, computed from its events on the broker, for analysts (`projector as-of` and
+//! moment, computed from its events on the broker, for analysts (`phonebill-analyst as-of` and
 //! `GET /api/v1/analytics/lines/{lineNumber}/state?at=`).
 //!
 //! - [`reader`]: the line's partition of `phonebill.product-change` and of
@@ -141,7 +141,7 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// `projector as-of`: the state of `line` as of `at`, from the broker alone (no
+/// `phonebill-analyst as-of`: the state of `line` as of `at`, from the broker alone (no
 /// PostgreSQL or Redis needed).
 pub async fn as_of(
     config: &Config,

@@ -549,19 +549,6 @@ pub async fn read_topic(topic: &str) -> Vec<Received> {
     .unwrap()
 }
 
-/// A namespace's read tables and views (`projector::namespace::dump`), read through a
-/// pool of any schema.
-pub async fn dump_namespace(
-    pool: &PgPool,
-    schema: &str,
-    redis: &RedisConn,
-    prefix: &str,
-) -> BTreeMap<String, String> {
-    projector::namespace::dump(pool, schema, redis, prefix)
-        .await
-        .unwrap()
-}
-
 /// Every read table and every Redis key under the prefix of a projection (the pool's
 /// own schema), for comparing two of them.
 pub async fn dump(pool: &PgPool, redis: &RedisConn, prefix: &str) -> BTreeMap<String, String> {

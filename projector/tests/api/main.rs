@@ -4,8 +4,6 @@
 mod helpers;
 
 mod consumer;
-mod export;
 mod projections;
 mod redis_cluster;
 mod time_travel;
-mod window_replay;

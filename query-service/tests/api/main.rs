@@ -10,4 +10,3 @@ mod auth;
 mod bills;
 mod fuzz;
 mod lines;
-mod replay;

@@ -1,8 +1,9 @@
 {{/*
 Pod template shared by the Deployments and the projector's replay CronJob.
 Call with (dict "root" $ "name" <service> "svc" <service values>), plus for a one-off Job
-"args" (container arguments; no probes), "restartPolicy" and "labelName" (a name label of
-its own, so the service's Service, HPA and PDB do not count the Job's pod).
+"args" (container arguments; no probes), "restartPolicy", "labelName" (a name label of
+its own, so the service's Service, HPA and PDB do not count the Job's pod) and "command"
+(another binary of the image in place of its entrypoint, e.g. the analyst tools).
 */}}
 {{- define "phonebill.podTemplate" -}}
 {{- $root := .root -}}
@@ -71,6 +72,10 @@ spec:
     - name: {{ .name }}
       image: {{ include "phonebill.image" $ctx }}
       imagePullPolicy: {{ $v.image.pullPolicy }}
+      {{- with .command }}
+      command:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
       {{- with .args }}
       args:
         {{- toYaml . | nindent 8 }}

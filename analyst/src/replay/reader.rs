@@ -14,7 +14,7 @@ use rdkafka::message::Message;
 use service_kit::bounded_reader::{self, BoundedReader, Flow, Plan};
 use tokio::sync::mpsc;
 
-use crate::processor::{Decoded, Incoming, Processor};
+use projector::processor::{Decoded, Incoming, Processor};
 
 /// Items per batch handed to the applier.
 const BATCH: usize = 1000;

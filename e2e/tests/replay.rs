@@ -1,11 +1,21 @@
 //! A replay into a fresh namespace and the switch, with query-service serving throughout.
+//! (Moved from query-service's tests: the replay is the analyst's, and e2e may depend on
+//! every crate; the harness is still the projector's and query-service's.)
+
+/// The projector's harness (configuration, event builders, producer, waits), reused.
+#[path = "../../projector/tests/api/helpers.rs"]
+mod events_helpers;
+/// query-service's harness: a projector and a query-service in their own namespace.
+#[allow(dead_code)] // not every helper is used here
+#[path = "../../query-service/tests/api/helpers.rs"]
+mod helpers;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use analyst::replay::{self, ReplayOptions};
 use projector::namespace::Control;
-use projector::replay::{self, ReplayOptions};
 use uuid::Uuid;
 
 use crate::events_helpers::{self as h};
@@ -93,9 +103,8 @@ async fn assert_equals_live(
     (base, prefix): (&str, &str),
     (schema, ns_prefix): (&str, &str),
 ) -> std::collections::BTreeMap<String, String> {
-    let dump = |schema, prefix| {
-        h::dump_namespace(&app.projector.pool, schema, &app.projector.redis, prefix)
-    };
+    let dump =
+        |schema, prefix| dump_namespace(&app.projector.pool, schema, &app.projector.redis, prefix);
     h::wait_until(
         "live Redis views settle",
         Duration::from_secs(10),
@@ -209,9 +218,8 @@ async fn given_changes_and_a_bill_cycle_when_replayed_and_switched_under_query_l
     // (Bill inquiries of the query loop are applied too.)
     assert!(report.applied as i64 >= expected, "{report:?}");
     let r2 = format!("{base}_r2");
-    let served =
-        h::dump_namespace(&app.projector.pool, &r1, &app.projector.redis, &r1_prefix).await;
-    let fresh = h::dump_namespace(
+    let served = dump_namespace(&app.projector.pool, &r1, &app.projector.redis, &r1_prefix).await;
+    let fresh = dump_namespace(
         &app.projector.pool,
         &r2,
         &app.projector.redis,
@@ -292,4 +300,17 @@ async fn given_a_replay_stopped_part_way_when_run_again_with_its_id_then_it_goes
     let live = assert_equals_live(&app, (&base, &prefix), (&s1, &s1_prefix)).await;
     assert!(live.keys().any(|k| k.starts_with("redis:bill:")));
     app.stop().await;
+}
+
+/// A namespace's read tables and views (`analyst::compare::dump`), read through a pool of
+/// any schema.
+async fn dump_namespace(
+    pool: &sqlx::PgPool,
+    schema: &str,
+    redis: &read_model::redis_conn::RedisConn,
+    prefix: &str,
+) -> std::collections::BTreeMap<String, String> {
+    analyst::compare::dump(pool, schema, redis, prefix)
+        .await
+        .unwrap()
 }

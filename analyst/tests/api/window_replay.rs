@@ -4,10 +4,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use analyst::replay::{self, ReplayOptions};
 use chrono::{DateTime, Utc};
 use events::topics::Topics;
 use events::{codec, Envelope};
-use projector::replay::{self, ReplayOptions};
 use rdkafka::producer::FutureProducer;
 use read_model::redis_conn::RedisConn;
 use uuid::Uuid;

@@ -12,11 +12,11 @@ use events::bill_inquiry::BillInquired;
 use read_model::keys::Rows;
 use read_model::views::{BillView, ChangeRequestView, LineView, ProductView};
 use read_model::LINE_AGGREGATE;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::processor::{self, Decoded, Incoming, Outcome};
-use crate::projections::{from_doc, to_doc, ApplyError, Store};
+use projector::processor::{self, Decoded, Incoming, Outcome};
+use projector::projections::{from_doc, to_doc, ApplyError, Store};
 
 type Agg = (String, String);
 
@@ -433,6 +433,13 @@ impl DirtyRows {
     /// Writes the rows and the progress in one transaction.
     async fn write(self, pool: PgPool) -> Result<(), sqlx::Error> {
         let mut tx = pool.begin().await?;
+        self.write_tables(&mut tx).await?;
+        self.write_bookkeeping(&mut tx).await?;
+        tx.commit().await
+    }
+
+    /// The read tables: lines, change requests, products, bills and bill inquiries.
+    async fn write_tables(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         for start in (0..self.line_ids.len()).step_by(CHUNK) {
             let end = (start + CHUNK).min(self.line_ids.len());
             sqlx::query(
@@ -444,7 +451,7 @@ impl DirtyRows {
             .bind(&self.line_ids[start..end])
             .bind(&self.line_docs[start..end])
             .bind(&self.line_ats[start..end])
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
         }
         for chunk in self.requests.chunks(CHUNK) {
@@ -460,7 +467,7 @@ impl DirtyRows {
             .bind(column(chunk, |r| r.2.clone()))
             .bind(column(chunk, |r| r.3))
             .bind(column(chunk, |r| r.4.clone()))
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
         }
         for chunk in self.products.chunks(CHUNK) {
@@ -475,7 +482,7 @@ impl DirtyRows {
             .bind(column(chunk, |p| p.1.clone()))
             .bind(column(chunk, |p| p.2))
             .bind(column(chunk, |p| p.3.clone()))
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
         }
         for chunk in self.bills.chunks(CHUNK) {
@@ -487,13 +494,18 @@ impl DirtyRows {
             .bind(column(chunk, |b| b.0.clone()))
             .bind(column(chunk, |b| b.1.clone()))
             .bind(column(chunk, |b| b.2.clone()))
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
         }
         for chunk in self.inquiries.chunks(CHUNK) {
             let chunk: Vec<&BillInquired> = chunk.iter().collect();
-            crate::projections::inquiries::record_all(&mut tx, &chunk).await?;
+            projector::projections::inquiries::record_all(conn, &chunk).await?;
         }
+        Ok(())
+    }
+
+    /// What was applied (sequences and the apply log), parked, and read (the progress).
+    async fn write_bookkeeping(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         for chunk in self.applied.chunks(CHUNK) {
             sqlx::query(
                 "INSERT INTO applied (aggregate_type, aggregate_id, sequence)
@@ -504,7 +516,7 @@ impl DirtyRows {
             .bind(column(chunk, |(a, _)| a.0.clone()))
             .bind(column(chunk, |(a, _)| a.1.clone()))
             .bind(column(chunk, |(_, s)| *s))
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
         }
         for chunk in self.apply_log.chunks(CHUNK) {
@@ -517,7 +529,7 @@ impl DirtyRows {
             .bind(column(chunk, |r| r.1.clone()))
             .bind(column(chunk, |r| r.2.clone()))
             .bind(column(chunk, |r| r.3))
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
         }
         for p in &self.parked {
@@ -535,7 +547,7 @@ impl DirtyRows {
             .bind(&p.msg.key)
             .bind(&p.msg.payload)
             .bind(&p.reason)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
         }
         sqlx::query(
@@ -546,9 +558,9 @@ impl DirtyRows {
         .bind(column(&self.progress, |p| p.0.clone()))
         .bind(column(&self.progress, |p| p.1))
         .bind(column(&self.progress, |p| p.2))
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
-        tx.commit().await
+        Ok(())
     }
 }
 

@@ -1,4 +1,4 @@
-//! `projector replay`: rebuilds the read model from the event streams into a fresh
+//! `phonebill-analyst replay`: rebuilds the read model from the event streams into a fresh
 //! namespace while the live one keeps serving, then (on request) switches query-service
 //! and the live projector over and drops the old namespace.
 //!
@@ -33,18 +33,21 @@ use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rdkafka::ClientConfig;
 use read_model::keys::View;
+use read_model::namespace::ActiveNamespace;
 use read_model::redis_conn::RedisConn;
 use serde::Serialize;
 use serde_json::json;
 use service_kit::bounded_reader::{BoundedReader, Bounds, Plan};
+use sqlx::PgPool;
 use tokio::sync::mpsc;
 
-use crate::configuration::Config;
-use crate::namespace::{delete_views, Control};
-use crate::processor::Outcome;
+use projector::configuration::Config;
+use projector::namespace::{delete_views, Control};
+use projector::processor::{Outcome, Processor};
+use projector::{db, startup};
+
 use crate::replay::reader::{Batch, Window};
 use crate::replay::store::MemStore;
-use crate::{db, startup};
 
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
@@ -160,6 +163,17 @@ pub struct ReplayReport {
     pub dropped: Option<String>,
 }
 
+impl ReplayReport {
+    /// The durations, from the replay's start, the end of its preparation and the end of
+    /// its reading (the finish is timed apart), and the rate over the whole.
+    fn time(&mut self, started: Instant, prepared: Instant, applied_at: Instant) {
+        self.seconds = started.elapsed().as_secs_f64();
+        self.prepare_seconds = (prepared - started).as_secs_f64();
+        self.apply_seconds = (applied_at - prepared).as_secs_f64();
+        self.events_per_second = self.messages as f64 / self.seconds;
+    }
+}
+
 /// The topics a replay reads.
 pub fn topics(config: &Config) -> Vec<String> {
     let t = Topics::new(&config.kafka.topic_prefix);
@@ -169,6 +183,94 @@ pub fn topics(config: &Config) -> Vec<String> {
 pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<ReplayReport> {
     config.check()?;
     let started = Instant::now();
+    let target = open_namespace(config, &options).await?;
+    let resumed = !target.progress.is_empty();
+    let window = Window {
+        since_ms: options.since.map(|t| t.timestamp_millis()),
+        until_ms: options.until.map(|t| t.timestamp_millis()),
+    };
+    let sources = plan(config, &options, &target.progress).await?;
+    let processor = startup::processor(&target.ns_config, target.pool.clone()).await?;
+    let estimate = sources.estimate;
+    let from_event_store = sources.event_store.iter().map(|(t, _)| t.clone()).collect();
+    let mut readers = Readers::spawn(config, &target.base_pool, sources, window, &processor);
+    let prepared = Instant::now();
+    let bar = progress_bar(options.progress, estimate);
+    let Target {
+        control,
+        id,
+        ns,
+        pool,
+        progress,
+        ..
+    } = target;
+    let mut store = MemStore::new(pool.clone(), !resumed);
+    store.progress = progress;
+    let mut report = ReplayReport {
+        id: id.clone(),
+        schema: ns.schema.clone(),
+        key_prefix: ns.key_prefix.clone(),
+        from_event_store,
+        ..Default::default()
+    };
+    let mut ends: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    let result = rebuild(
+        &mut readers.rx,
+        &mut store,
+        &mut report,
+        &mut ends,
+        &bar,
+        &options,
+    )
+    .await;
+    readers.stop().await;
+    let applied_at = Instant::now();
+    report.complete = result?;
+    if !report.complete {
+        // Stopped early: what was read is flushed with its progress; no views, no ends.
+        store.flush().await?;
+        store.wait_written().await?;
+        bar.finish_and_clear();
+        report.time(started, prepared, applied_at);
+        pool.close().await;
+        return Ok(report);
+    }
+    // The last rows go to PostgreSQL in the background while Redis is filled.
+    store.flush_behind();
+    bar.finish_and_clear();
+    let redis = RedisConn::connect(&config.redis).await?;
+    report.views = publish_views(&mut store, &pool, &redis, &ns.key_prefix).await?;
+    record_ends(&pool, &ends).await?;
+    let applied_total: i64 = sqlx::query_scalar("SELECT count(*) FROM apply_log")
+        .fetch_one(&pool)
+        .await?;
+    control.mark_ready(&id, &json!(ends), applied_total).await?;
+    report.time(started, prepared, applied_at);
+    report.finish_seconds = applied_at.elapsed().as_secs_f64();
+    if options.switch {
+        switch_over(&control, &id, &options, &redis, &mut report).await?;
+    }
+    pool.close().await;
+    Ok(report)
+}
+
+/// The namespace a replay builds, with its read schema prepared.
+struct Target {
+    /// The configured (base) namespace's pool: the control table and the event store.
+    base_pool: PgPool,
+    control: Control,
+    id: String,
+    ns: ActiveNamespace,
+    /// The configuration pointed at the new namespace.
+    ns_config: Config,
+    pool: PgPool,
+    /// Where an interrupted replay of this id stopped: (topic, partition) -> next offset.
+    progress: HashMap<(String, i32), i64>,
+}
+
+/// Creates the namespace (or takes up an interrupted replay of the same id, started with
+/// the same window), migrates its schema and reads its progress.
+async fn open_namespace(config: &Config, options: &ReplayOptions) -> anyhow::Result<Target> {
     let base_pool = db::connect(config).await?;
     let control = Control::open(config, base_pool.clone()).await?;
     let id = options
@@ -208,14 +310,34 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
         sqlx::query_as("SELECT topic, partition, next_offset FROM replay_progress")
             .fetch_all(&pool)
             .await?;
-    let resumed = !progress.is_empty();
-    let progress: HashMap<(String, i32), i64> =
-        progress.into_iter().map(|(t, p, o)| ((t, p), o)).collect();
+    let progress = progress.into_iter().map(|(t, p, o)| ((t, p), o)).collect();
+    Ok(Target {
+        base_pool,
+        control,
+        id,
+        ns,
+        ns_config,
+        pool,
+        progress,
+    })
+}
+
+/// Where each topic is read from, with its partitions' starts and ends.
+struct Sources {
+    broker: Vec<(String, TopicPlan)>,
+    event_store: Vec<(String, TopicPlan)>,
+    /// Messages to read, about (for the progress bar).
+    estimate: u64,
+}
+
+/// Plans every topic on the broker (from the window's start, or past a resumed replay's
+/// progress, to the ends as of now) and chooses its source.
+async fn plan(
+    config: &Config,
+    options: &ReplayOptions,
+    progress: &HashMap<(String, i32), i64>,
+) -> anyhow::Result<Sources> {
     let client = service_kit::kafka::client_config(&config.kafka, "projector-replay");
-    let window = Window {
-        since_ms: options.since.map(|t| t.timestamp_millis()),
-        until_ms: options.until.map(|t| t.timestamp_millis()),
-    };
     // Each partition also ends at its first message stamped from now on, so topics
     // written all the time still end; later messages are the live projector's (it starts
     // at these end offsets after a switch).
@@ -232,7 +354,7 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
     let topic_plans = futures::future::try_join_all(
         topics
             .iter()
-            .map(|topic| plan_topic(&client, topic, bounds, &progress)),
+            .map(|topic| plan_topic(&client, topic, bounds, progress)),
     )
     .await?;
     for (topic, plan) in topics.iter().zip(topic_plans) {
@@ -248,139 +370,170 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
             }
         }
     }
-    let processor = startup::processor(&ns_config, pool.clone()).await?;
-    let (tx, mut rx) = mpsc::channel::<Batch>(8);
-    let stop = Arc::new(AtomicBool::new(false));
-    // The event store's snapshot is taken now, after the broker's ends were read.
-    let store_readers: Vec<_> = from_event_store
-        .iter()
-        .map(|(topic, plan)| {
-            event_store::spawn(
-                event_store::Source {
-                    pool: base_pool.clone(),
-                    schema: config.event_store_schema.clone(),
-                    topic: topic.clone(),
-                    partitions: plan.broker.partitions.len() as i32,
-                    ends: plan.ends.clone(),
-                },
-                window,
-                processor.clone(),
-                tx.clone(),
-                stop.clone(),
-            )
-        })
-        .collect();
-    let readers: Vec<_> = plans
-        .into_iter()
-        .map(|(_, plan)| {
-            reader::spawn(
-                plan.reader,
-                plan.broker,
-                window,
-                processor.clone(),
-                tx.clone(),
-                stop.clone(),
-            )
-        })
-        .collect();
-    drop(tx);
-    let prepared = Instant::now();
-    let bar = progress_bar(options.progress, estimate);
-    let mut store = MemStore::new(pool.clone(), !resumed);
-    store.progress = progress;
-    let mut report = ReplayReport {
-        id: id.clone(),
-        schema: ns.schema.clone(),
-        key_prefix: ns.key_prefix.clone(),
-        from_event_store: from_event_store.iter().map(|(t, _)| t.clone()).collect(),
-        ..Default::default()
-    };
-    let mut ends: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-    // Ok(true): every topic was read to its end.
-    let result: anyhow::Result<bool> = async {
-        while let Some(batch) = rx.recv().await {
-            match batch {
-                Batch::Items(items) => {
-                    bar.inc(items.len() as u64);
-                    report.messages += items.len() as u64;
-                    for item in items {
-                        let key = (item.msg.topic.clone(), item.msg.partition);
-                        match &item.decoded {
-                            None => report.outside_window += 1,
-                            Some(Err(_)) => report.rejected += 1,
-                            Some(Ok(decoded)) => match store.handle(&item.msg, decoded).await? {
-                                Outcome::Applied => report.applied += 1,
-                                Outcome::Duplicate => report.duplicates += 1,
-                                Outcome::Parked => report.parked += 1,
-                                Outcome::Rejected { .. } => report.rejected += 1,
-                            },
-                        }
-                        // Event-store rows have no offset (-1) and add no progress.
-                        if item.msg.offset >= 0 {
-                            store.progress.insert(key, item.msg.offset + 1);
-                        }
-                    }
-                    if store.unflushed() >= options.flush_every {
-                        store.flush().await?;
-                    }
-                    if options.max_events.is_some_and(|max| report.messages >= max) {
-                        return Ok(false);
-                    }
-                }
-                Batch::Done(topic, topic_ends) => {
-                    ends.insert(
-                        topic,
-                        topic_ends
-                            .into_iter()
-                            .map(|(p, o)| (p.to_string(), o))
-                            .collect(),
-                    );
-                }
-                Batch::Failed(reason) => anyhow::bail!("reading the broker: {reason}"),
-            }
+    Ok(Sources {
+        broker: plans,
+        event_store: from_event_store,
+        estimate,
+    })
+}
+
+/// The readers of a replay (a thread per broker topic, a task per event-store topic),
+/// all sending into one channel.
+struct Readers {
+    rx: mpsc::Receiver<Batch>,
+    stop: Arc<AtomicBool>,
+    broker: Vec<std::thread::JoinHandle<()>>,
+    event_store: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Readers {
+    fn spawn(
+        config: &Config,
+        base_pool: &PgPool,
+        sources: Sources,
+        window: Window,
+        processor: &Processor,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel::<Batch>(8);
+        let stop = Arc::new(AtomicBool::new(false));
+        // The event store's snapshot is taken now, after the broker's ends were read.
+        let event_store: Vec<_> = sources
+            .event_store
+            .iter()
+            .map(|(topic, plan)| {
+                event_store::spawn(
+                    event_store::Source {
+                        pool: base_pool.clone(),
+                        schema: config.event_store_schema.clone(),
+                        topic: topic.clone(),
+                        partitions: plan.broker.partitions.len() as i32,
+                        ends: plan.ends.clone(),
+                    },
+                    window,
+                    processor.clone(),
+                    tx.clone(),
+                    stop.clone(),
+                )
+            })
+            .collect();
+        let broker: Vec<_> = sources
+            .broker
+            .into_iter()
+            .map(|(_, plan)| {
+                reader::spawn(
+                    plan.reader,
+                    plan.broker,
+                    window,
+                    processor.clone(),
+                    tx.clone(),
+                    stop.clone(),
+                )
+            })
+            .collect();
+        Self {
+            rx,
+            stop,
+            broker,
+            event_store,
         }
-        Ok(true)
     }
-    .await;
-    // Readers blocked on a full channel (the applier stopped early or failed) see it
-    // closed and end.
-    drop(rx);
-    stop.store(true, Ordering::Relaxed);
-    for r in readers {
-        let _ = r.join();
+
+    /// Stops every reader and waits for them: readers blocked on a full channel (the
+    /// applier stopped early or failed) see it closed and end.
+    async fn stop(self) {
+        drop(self.rx);
+        self.stop.store(true, Ordering::Relaxed);
+        for r in self.broker {
+            let _ = r.join();
+        }
+        for r in self.event_store {
+            let _ = r.await;
+        }
     }
-    for r in store_readers {
-        let _ = r.await;
+}
+
+/// Applies what the readers send, flushing every `flush_every` events; records each
+/// topic's ends as it is done. Ok(true): every topic was read to its end; Ok(false):
+/// stopped at `max_events`.
+async fn rebuild(
+    rx: &mut mpsc::Receiver<Batch>,
+    store: &mut MemStore,
+    report: &mut ReplayReport,
+    ends: &mut BTreeMap<String, BTreeMap<String, i64>>,
+    bar: &ProgressBar,
+    options: &ReplayOptions,
+) -> anyhow::Result<bool> {
+    while let Some(batch) = rx.recv().await {
+        match batch {
+            Batch::Items(items) => {
+                bar.inc(items.len() as u64);
+                report.messages += items.len() as u64;
+                for item in items {
+                    let key = (item.msg.topic.clone(), item.msg.partition);
+                    match &item.decoded {
+                        None => report.outside_window += 1,
+                        Some(Err(_)) => report.rejected += 1,
+                        Some(Ok(decoded)) => match store.handle(&item.msg, decoded).await? {
+                            Outcome::Applied => report.applied += 1,
+                            Outcome::Duplicate => report.duplicates += 1,
+                            Outcome::Parked => report.parked += 1,
+                            Outcome::Rejected { .. } => report.rejected += 1,
+                        },
+                    }
+                    // Event-store rows have no offset (-1) and add no progress.
+                    if item.msg.offset >= 0 {
+                        store.progress.insert(key, item.msg.offset + 1);
+                    }
+                }
+                if store.unflushed() >= options.flush_every {
+                    store.flush().await?;
+                }
+                if options.max_events.is_some_and(|max| report.messages >= max) {
+                    return Ok(false);
+                }
+            }
+            Batch::Done(topic, topic_ends) => {
+                ends.insert(
+                    topic,
+                    topic_ends
+                        .into_iter()
+                        .map(|(p, o)| (p.to_string(), o))
+                        .collect(),
+                );
+            }
+            Batch::Failed(reason) => anyhow::bail!("reading the broker: {reason}"),
+        }
     }
-    let applied_at = Instant::now();
-    report.complete = result?;
-    if !report.complete {
-        // Stopped early: what was read is flushed with its progress; no views, no ends.
-        store.flush().await?;
-        store.wait_written().await?;
-        bar.finish_and_clear();
-        report.seconds = started.elapsed().as_secs_f64();
-        report.prepare_seconds = (prepared - started).as_secs_f64();
-        report.apply_seconds = (applied_at - prepared).as_secs_f64();
-        report.events_per_second = report.messages as f64 / report.seconds;
-        pool.close().await;
-        return Ok(report);
-    }
-    // The last rows go to PostgreSQL in the background while Redis is filled.
-    store.flush_behind();
-    bar.finish_and_clear();
-    let redis = RedisConn::connect(&config.redis).await?;
+    Ok(true)
+}
+
+/// Fills Redis with the namespace's views (from memory when the whole replay fitted
+/// there, else from its tables) and waits for the last rows to be written. Returns how
+/// many views.
+async fn publish_views(
+    store: &mut MemStore,
+    pool: &PgPool,
+    redis: &RedisConn,
+    prefix: &str,
+) -> anyhow::Result<u64> {
     let rows = match store.take_all() {
         Some(memory) => Rows::Memory(memory),
         None => {
             store.wait_written().await?;
-            Rows::Tables(read_model::keys::load_rows(&pool).await?)
+            Rows::Tables(read_model::keys::load_rows(pool).await?)
         }
     };
-    report.views = fill_redis(&redis, &ns.key_prefix, rows).await?;
+    let views = fill_redis(redis, prefix, rows).await?;
     store.wait_written().await?;
-    // Partitions read to their end keep that end as progress (also when nothing was read).
-    for (topic, parts) in &ends {
+    Ok(views)
+}
+
+/// Partitions read to their end keep that end as progress (also when nothing was read).
+async fn record_ends(
+    pool: &PgPool,
+    ends: &BTreeMap<String, BTreeMap<String, i64>>,
+) -> anyhow::Result<()> {
+    for (topic, parts) in ends {
         for (p, end) in parts {
             sqlx::query(
                 "INSERT INTO replay_progress (topic, partition, next_offset) VALUES ($1, $2, $3)
@@ -389,33 +542,33 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
             .bind(topic)
             .bind(p.parse::<i32>()?)
             .bind(end)
-            .execute(&pool)
+            .execute(pool)
             .await?;
         }
     }
-    let applied_total: i64 = sqlx::query_scalar("SELECT count(*) FROM apply_log")
-        .fetch_one(&pool)
-        .await?;
-    control.mark_ready(&id, &json!(ends), applied_total).await?;
-    report.seconds = started.elapsed().as_secs_f64();
-    report.prepare_seconds = (prepared - started).as_secs_f64();
-    report.apply_seconds = (applied_at - prepared).as_secs_f64();
-    report.finish_seconds = applied_at.elapsed().as_secs_f64();
-    report.events_per_second = report.messages as f64 / report.seconds;
-    if options.switch {
-        let previous = control.switch(&id).await?;
-        tracing::info!(from = %previous.id, to = %id, "switched");
-        report.switched_from = Some(previous.id.clone());
-        if options.drop_old && previous.id != id {
-            // Followers switch within a second or two (notification, else polling);
-            // requests already reading the old namespace finish meanwhile.
-            tokio::time::sleep(options.drop_grace).await;
-            control.drop_namespace(&previous.id, &redis).await?;
-            report.dropped = Some(previous.id);
-        }
+    Ok(())
+}
+
+/// Makes the new namespace the active one; with `drop_old`, drops the one that was
+/// after the grace period.
+async fn switch_over(
+    control: &Control,
+    id: &str,
+    options: &ReplayOptions,
+    redis: &RedisConn,
+    report: &mut ReplayReport,
+) -> anyhow::Result<()> {
+    let previous = control.switch(id).await?;
+    tracing::info!(from = %previous.id, to = %id, "switched");
+    report.switched_from = Some(previous.id.clone());
+    if options.drop_old && previous.id != id {
+        // Followers switch within a second or two (notification, else polling);
+        // requests already reading the old namespace finish meanwhile.
+        tokio::time::sleep(options.drop_grace).await;
+        control.drop_namespace(&previous.id, redis).await?;
+        report.dropped = Some(previous.id);
     }
-    pool.close().await;
-    Ok(report)
+    Ok(())
 }
 
 /// A topic's partitions as the broker holds them at the replay's start.

@@ -1,16 +1,16 @@
-//! `projector export` against the broker: what is published on a topic is what the file
+//! `phonebill-analyst export` against the broker: what is published on a topic is what the file
 //! holds, in every format, narrowed by event type, line and time window.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use analyst::export::{self, ExportOptions, ExportReport, Format};
 use chrono::{DateTime, Utc};
 use events::topics::Topics;
 use events::{codec, Envelope};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
 use projector::configuration::Config;
-use projector::export::{self, ExportOptions, ExportReport, Format};
 use uuid::Uuid;
 
 use crate::helpers::*;

@@ -24,8 +24,8 @@ use events::{codec, DecodeError};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
-use crate::processor::{Incoming, Processor};
 use crate::replay::reader::{Batch, Item, Window};
+use projector::processor::{Incoming, Processor};
 
 /// Rows per page (and per batch handed to the applier).
 const PAGE: i64 = 2_000;

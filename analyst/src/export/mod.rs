@@ -1,4 +1,4 @@
-//! `projector export`: the events of one topic, as the broker holds them, into a file for
+//! `phonebill-analyst export`: the events of one topic, as the broker holds them, into a file for
 //! analysts (JSONL, CSV or Parquet), optionally narrowed to a time window, event types
 //! and one line.
 //!
@@ -33,7 +33,7 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientConfig, Message};
 use serde::Serialize;
 
-use crate::configuration::Config;
+use projector::configuration::Config;
 use record::{Columns, Position, Record};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -106,71 +106,7 @@ fn export(
         Format::Csv | Format::Parquet => with_suffix(out, ".records.partial"),
     };
     let result = (|| {
-        let mut report = ExportReport {
-            topic: topic.to_owned(),
-            out: out.display().to_string(),
-            ..Default::default()
-        };
-        let file =
-            File::create(&records).with_context(|| format!("creating {}", records.display()))?;
-        let mut writer = BufWriter::new(file);
-        let mut columns = Columns::default();
-        let filter = Filter::new(options);
-        reader::read(client, topic, options.since, options.until, |m| {
-            report.messages += 1;
-            let timestamp = m
-                .timestamp()
-                .to_millis()
-                .and_then(DateTime::<Utc>::from_timestamp_millis);
-            if timestamp.is_some_and(|t| !filter.in_window(t)) {
-                report.outside_window += 1;
-                return Ok(());
-            }
-            // A batch (query-service's inquiries) is one row per envelope.
-            let envelopes = match codec::decode_envelopes(m.payload().unwrap_or_default()) {
-                Ok(envelopes) => envelopes,
-                Err(e) => {
-                    report.undecodable += 1;
-                    if report.undecodable_examples.len() < EXAMPLES {
-                        report.undecodable_examples.push(format!(
-                            "partition {} offset {}: {e}",
-                            m.partition(),
-                            m.offset()
-                        ));
-                    }
-                    return Ok(());
-                }
-            };
-            for envelope in &envelopes {
-                if timestamp.is_none() && !filter.in_window(envelope.occurred_at) {
-                    report.outside_window += 1;
-                    continue;
-                }
-                if !filter.keeps(envelope, m) {
-                    report.filtered_out += 1;
-                    continue;
-                }
-                let at = Position {
-                    topic,
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    timestamp,
-                };
-                serde_json::to_writer(&mut writer, &Record::new(envelope, &at))?;
-                writer.write_all(b"\n")?;
-                columns.observe(&envelope.payload);
-                report.rows += 1;
-                *report
-                    .rows_by_type
-                    .entry(envelope.event_type.clone())
-                    .or_default() += 1;
-            }
-            Ok(())
-        })?;
-        writer
-            .into_inner()
-            .map_err(|e| e.into_error())?
-            .sync_all()?;
+        let (mut report, columns) = write_records(client, topic, options, &records)?;
         let columns = columns.list();
         report.columns = columns.len();
         match options.format {
@@ -190,6 +126,81 @@ fn export(
         let _ = std::fs::remove_file(&partial);
     }
     result
+}
+
+/// The first pass: each envelope of the topic inside the window that the filter keeps, as
+/// one JSONL record in `records` (synced); the report so far and the payload columns seen.
+fn write_records(
+    client: &ClientConfig,
+    topic: &str,
+    options: &ExportOptions,
+    records: &Path,
+) -> anyhow::Result<(ExportReport, Columns)> {
+    let mut report = ExportReport {
+        topic: topic.to_owned(),
+        out: options.out.display().to_string(),
+        ..Default::default()
+    };
+    let file = File::create(records).with_context(|| format!("creating {}", records.display()))?;
+    let mut writer = BufWriter::new(file);
+    let mut columns = Columns::default();
+    let filter = Filter::new(options);
+    reader::read(client, topic, options.since, options.until, |m| {
+        report.messages += 1;
+        let timestamp = m
+            .timestamp()
+            .to_millis()
+            .and_then(DateTime::<Utc>::from_timestamp_millis);
+        if timestamp.is_some_and(|t| !filter.in_window(t)) {
+            report.outside_window += 1;
+            return Ok(());
+        }
+        // A batch (query-service's inquiries) is one row per envelope.
+        let envelopes = match codec::decode_envelopes(m.payload().unwrap_or_default()) {
+            Ok(envelopes) => envelopes,
+            Err(e) => {
+                report.undecodable += 1;
+                if report.undecodable_examples.len() < EXAMPLES {
+                    report.undecodable_examples.push(format!(
+                        "partition {} offset {}: {e}",
+                        m.partition(),
+                        m.offset()
+                    ));
+                }
+                return Ok(());
+            }
+        };
+        for envelope in &envelopes {
+            if timestamp.is_none() && !filter.in_window(envelope.occurred_at) {
+                report.outside_window += 1;
+                continue;
+            }
+            if !filter.keeps(envelope, m) {
+                report.filtered_out += 1;
+                continue;
+            }
+            let at = Position {
+                topic,
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp,
+            };
+            serde_json::to_writer(&mut writer, &Record::new(envelope, &at))?;
+            writer.write_all(b"\n")?;
+            columns.observe(&envelope.payload);
+            report.rows += 1;
+            *report
+                .rows_by_type
+                .entry(envelope.event_type.clone())
+                .or_default() += 1;
+        }
+        Ok(())
+    })?;
+    writer
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
+    Ok((report, columns))
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

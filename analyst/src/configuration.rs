@@ -1,0 +1,155 @@
+//! The analyst's command line: one subcommand per tool, over the projector's own
+//! configuration (the same `PHONEBILL_*` variables and flags, parsed by the projector's
+//! [`Config`]), so deployments and scripts set them once for both binaries.
+
+use clap::{Args, Parser, Subcommand};
+pub use projector::configuration::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "phonebill-analyst",
+    about = "phonebill analyst tools: replays into namespaces, switches, comparisons, a line as of a moment, topic exports"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Rebuild every view from the event streams into a fresh namespace (schema
+    /// `<schema>_<id>`, key prefix `<prefix><id>:`) while the live one keeps serving;
+    /// `--switch` then makes it the one query-service serves. Run again with the same
+    /// `--id` to resume an interrupted replay.
+    Replay(ReplayArgs),
+    /// List the namespaces (JSON lines).
+    Namespaces,
+    /// Make a built namespace the active one (query-service and projectors follow).
+    Switch { id: String },
+    /// Drop a namespace that is not active (its schema and its Redis views).
+    DropNamespace { id: String },
+    /// Compare a namespace's views with the active namespace's (read tables and Redis
+    /// views; bill inquiries left out): prints a JSON report, exits 1 when they differ.
+    /// After `replay --id X`, `compare X` checks that the live views equal a rebuild.
+    Compare { id: String },
+    /// Print a line's state (product, pending change, status) as of a moment, computed
+    /// from its events on the broker (JSON).
+    AsOf(AsOfArgs),
+    /// Write one topic's events, as the broker holds them, to a JSONL, CSV or Parquet
+    /// file (analysts); prints a JSON report. Needs the broker only.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AsOfArgs {
+    /// The line number (010-1234-5678).
+    #[arg(long)]
+    pub line: String,
+    /// The moment (RFC 3339, e.g. 2026-03-01T00:00:00Z).
+    #[arg(long)]
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Topic name without the prefix (`phonebill.product-change`); the configured
+    /// `PHONEBILL_TOPIC_PREFIX` is put in front.
+    #[arg(long)]
+    pub topic: String,
+    /// Only events the broker stamped at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only events the broker stamped before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only this event type (repeat for several).
+    #[arg(long = "event-type")]
+    pub event_types: Vec<String>,
+    /// Only this line's events (envelope aggregate id or message key), e.g. 010-1234-5678.
+    #[arg(long)]
+    pub line: Option<String>,
+    #[arg(long, value_enum)]
+    pub format: crate::export::Format,
+    /// The file to write (replaced when the export completes).
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// Namespace id (lower-case letters, digits, `_`); default `r<yyyymmddhhmmss>`.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Only events the broker stamped at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only events the broker stamped before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Switch to the new namespace when it is built (full replays only).
+    #[arg(long)]
+    pub switch: bool,
+    /// After the switch, drop the namespace that was active.
+    #[arg(long, requires = "switch")]
+    pub drop_old: bool,
+    /// Seconds between the switch and dropping the old namespace (followers move over).
+    #[arg(long, default_value_t = 10)]
+    pub drop_grace_secs: u64,
+    /// Events held in memory between bulk writes.
+    #[arg(long, default_value_t = 20_000)]
+    pub flush_every: usize,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Where product-change events come from: `auto` reads the broker, or the event store
+    /// when the broker no longer holds the topic's beginning.
+    #[arg(long, value_enum, default_value_t = crate::replay::HistorySource::Auto)]
+    pub source: crate::replay::HistorySource,
+    /// Stop after about this many events, everything so far kept (a replay in slices):
+    /// the same `--id` goes on from there.
+    #[arg(long)]
+    pub max_events: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_takes_repeated_event_types_and_a_format() {
+        let cli = Cli::try_parse_from([
+            "phonebill-analyst",
+            "export",
+            "--topic",
+            "kos.billing",
+            "--event-type",
+            "BillIssued",
+            "--event-type",
+            "PaymentRecorded",
+            "--since",
+            "2026-03-01T00:00:00Z",
+            "--format",
+            "parquet",
+            "--out",
+            "bills.parquet",
+        ])
+        .unwrap();
+
+        let Command::Export(args) = cli.command else {
+            panic!("not an export: {:?}", cli.command);
+        };
+        assert_eq!(args.event_types, ["BillIssued", "PaymentRecorded"]);
+        assert_eq!(args.format, crate::export::Format::Parquet);
+        assert!(args.since.is_some() && args.until.is_none());
+    }
+
+    #[test]
+    fn the_configuration_is_the_projectors() {
+        let cli = Cli::try_parse_from(["phonebill-analyst", "namespaces"]).unwrap();
+        assert_eq!(cli.config.database_schema, "read");
+        assert_eq!(cli.config.consumer_group, "projector");
+        assert!(matches!(cli.command, Command::Namespaces));
+    }
+}
