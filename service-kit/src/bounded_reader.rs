@@ -1,6 +1,6 @@
 //! A bounded read of a Kafka topic: every message between a start and an end fixed before
 //! the read begins, then done. For the tools that read history from the broker beside
-//! the live consumers (a projector replay, an export, a line's state at a past moment).
+//! the live consumers (a replay, an export, a line's state at a past moment).
 //!
 //! - [`BoundedReader::plan`]: the topic's partitions (from metadata; a topic that is not
 //!   on the broker is [`Error::NoTopic`]) and, for each, where the read starts and ends:
