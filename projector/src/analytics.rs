@@ -7,13 +7,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{FromRef, Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use service_kit::auth::{Authenticator, Caller};
-use service_kit::http::problem;
+use service_kit::problem::{Problem, ProblemCode};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -69,17 +68,17 @@ impl Turns {
     }
 
     /// A turn (held until dropped), or `Busy` if `max_waiting` others already wait.
-    async fn take(&self) -> Result<OwnedSemaphorePermit, Problem> {
+    async fn take(&self) -> Result<OwnedSemaphorePermit, AnalyticsError> {
         if let Ok(turn) = self.running.clone().try_acquire_owned() {
             return Ok(turn);
         }
         let waiting = Waiting(self.waiting.clone());
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
-            return Err(Problem::Busy);
+            return Err(AnalyticsError::Busy);
         }
         let turn = self.running.clone().acquire_owned().await;
         drop(waiting);
-        turn.map_err(|_| Problem::Closed)
+        turn.map_err(|_| AnalyticsError::Closed)
     }
 }
 
@@ -105,7 +104,7 @@ async fn line_state(
     State(state): State<AnalyticsState>,
     Path(line): Path<String>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<LineState>, Problem> {
+) -> Result<Json<LineState>, AnalyticsError> {
     caller.require_analyst()?;
     if !is_line_number(&line) {
         return Err(AsOfError::BadLine(line).into());
@@ -118,16 +117,16 @@ async fn line_state(
 
 /// `at`: an RFC 3339 instant. A `+` offset sent unencoded arrives as a space (form
 /// decoding of the query), so a space is read back as `+`.
-pub fn parse_at(value: Option<&str>) -> Result<DateTime<Utc>, Problem> {
+pub fn parse_at(value: Option<&str>) -> Result<DateTime<Utc>, AnalyticsError> {
     let Some(value) = value else {
-        return Err(Problem::bad_at(
+        return Err(AnalyticsError::bad_at(
             "at is required (RFC 3339, e.g. 2026-03-01T00:00:00Z)",
         ));
     };
     DateTime::parse_from_rfc3339(&value.replace(' ', "+"))
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| {
-            Problem::bad_at(format!(
+            AnalyticsError::bad_at(format!(
                 "at `{value}` is not an RFC 3339 instant (e.g. 2026-03-01T00:00:00Z)"
             ))
         })
@@ -135,7 +134,7 @@ pub fn parse_at(value: Option<&str>) -> Result<DateTime<Utc>, Problem> {
 
 /// Why a request was refused; the one mapping to problem documents.
 #[derive(Debug, thiserror::Error)]
-pub enum Problem {
+pub enum AnalyticsError {
     #[error(transparent)]
     Auth(#[from] service_kit::auth::AuthError),
     #[error("{0}")]
@@ -148,63 +147,52 @@ pub enum Problem {
     Busy,
 }
 
-impl Problem {
+impl AnalyticsError {
     fn bad_at(detail: impl Into<String>) -> Self {
-        Problem::BadAt(detail.into())
+        AnalyticsError::BadAt(detail.into())
     }
 }
 
-impl IntoResponse for Problem {
+impl AnalyticsError {
+    fn code(&self) -> ProblemCode {
+        match self {
+            AnalyticsError::Auth(e) => e.code(),
+            AnalyticsError::Busy => ProblemCode::TimeTravelBusy,
+            AnalyticsError::BadAt(_) | AnalyticsError::AsOf(AsOfError::Future { .. }) => {
+                ProblemCode::InvalidAt
+            }
+            AnalyticsError::AsOf(AsOfError::BadLine(_)) => ProblemCode::InvalidLineNumber,
+            AnalyticsError::AsOf(AsOfError::NotFound { .. }) => ProblemCode::LineNotFound,
+            AnalyticsError::AsOf(AsOfError::Read(
+                crate::time_travel::reader::ReadError::Truncated { .. },
+            )) => ProblemCode::HistoryIncomplete,
+            AnalyticsError::AsOf(_) | AnalyticsError::Closed => ProblemCode::BrokerUnavailable,
+        }
+    }
+}
+
+impl IntoResponse for AnalyticsError {
     fn into_response(self) -> Response {
-        let detail = self.to_string();
-        let (status, code, title) = match &self {
-            Problem::Auth(e) => return e.clone().into_response(),
-            Problem::Busy => {
-                let mut response = problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "TIME_TRAVEL_BUSY",
-                    "Busy",
-                    &detail,
-                );
-                response
-                    .headers_mut()
-                    .insert(axum::http::header::RETRY_AFTER, 1.into());
-                return response;
+        let code = self.code();
+        match self {
+            AnalyticsError::Auth(e) => e.into_response(),
+            AnalyticsError::Busy => Problem::new(code, self.to_string())
+                .retry_after(1)
+                .into_response(),
+            other => {
+                if code == ProblemCode::BrokerUnavailable {
+                    tracing::warn!(error = %other, "time travel failed");
+                }
+                Problem::new(code, other.to_string()).into_response()
             }
-            Problem::BadAt(_) | Problem::AsOf(AsOfError::Future { .. }) => {
-                (StatusCode::BAD_REQUEST, "INVALID_AT", "Bad request")
-            }
-            Problem::AsOf(AsOfError::BadLine(_)) => (
-                StatusCode::BAD_REQUEST,
-                "INVALID_LINE_NUMBER",
-                "Bad request",
-            ),
-            Problem::AsOf(AsOfError::NotFound { .. }) => {
-                (StatusCode::NOT_FOUND, "LINE_NOT_FOUND", "Not found")
-            }
-            Problem::AsOf(AsOfError::Read(crate::time_travel::reader::ReadError::Truncated {
-                ..
-            })) => (
-                StatusCode::CONFLICT,
-                "HISTORY_INCOMPLETE",
-                "History incomplete",
-            ),
-            Problem::AsOf(_) | Problem::Closed => {
-                tracing::warn!(error = %detail, "time travel failed");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "BROKER_UNAVAILABLE",
-                    "Broker unavailable",
-                )
-            }
-        };
-        problem(status, code, title, &detail)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
     use chrono::TimeZone;
 
     #[test]
