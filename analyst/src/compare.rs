@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use projector::namespace::{dump_tables, view_keys};
 use read_model::namespace::ActiveNamespace;
-use read_model::redis_conn::RedisConn;
+use service_kit::redis_conn::RedisConn;
 use sqlx::PgPool;
 
 /// A namespace's read-table rows and Redis views as text, keyed `pg:<table>:<id>` and

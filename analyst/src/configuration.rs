@@ -148,7 +148,7 @@ mod tests {
     #[test]
     fn the_configuration_is_the_projectors() {
         let cli = Cli::try_parse_from(["phonebill-analyst", "namespaces"]).unwrap();
-        assert_eq!(cli.config.database_schema, "read");
+        assert_eq!(cli.config.database.schema, "read");
         assert_eq!(cli.config.consumer_group, "projector");
         assert!(matches!(cli.command, Command::Namespaces));
     }

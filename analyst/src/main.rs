@@ -30,7 +30,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::DropNamespace { id } => {
             let (control, _, _) = startup::active_config(&config).await?;
-            let redis = read_model::redis_conn::RedisConn::connect(&config.redis).await?;
+            let redis = service_kit::redis_conn::RedisConn::connect(&config.redis).await?;
             control.drop_namespace(&id, &redis).await?;
             println!("{}", serde_json::json!({"dropped": id}));
             Ok(())
@@ -67,7 +67,7 @@ async fn run_compare(config: &Config, id: &str) -> anyhow::Result<()> {
         .await?
         .ok_or_else(|| anyhow::anyhow!("no namespace `{id}`"))?
         .ns;
-    let redis = read_model::redis_conn::RedisConn::connect(&config.redis).await?;
+    let redis = service_kit::redis_conn::RedisConn::connect(&config.redis).await?;
     let comparison = compare::compare(&control.pool, &redis, &active, &other).await?;
     println!(
         "{}",

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-pub use read_model::redis_conn::RedisConfig;
 pub use service_kit::auth::JwtConfig;
 use service_kit::database::DatabaseDefaults;
 pub use service_kit::hardening::HardeningConfig;
 pub use service_kit::kafka::KafkaConfig;
+pub use service_kit::redis_conn::RedisConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -292,15 +292,15 @@ impl Config {
 
     /// Refuses settings that cannot work, with a message naming the variable to set.
     pub fn check(&self) -> Result<(), ConfigError> {
-        self.database
-            .check(self.environment == Environment::Production)
-            .map_err(ConfigError)?;
-        if self.environment == Environment::Production {
-            self.kafka.check_production().map_err(ConfigError)?;
-            self.redis.check_production().map_err(ConfigError)?;
-        }
+        service_kit::check_shared(
+            self.environment,
+            &self.kafka,
+            &self.database,
+            &self.redis,
+            &self.jwt,
+        )
+        .map_err(ConfigError)?;
         let production = self.environment == Environment::Production;
-        self.jwt.check(production).map_err(ConfigError)?;
         self.hardening.check().map_err(ConfigError)?;
         if self.auth.max_failures < 1 || self.auth.lockout_secs < 1 {
             return Err(ConfigError(

@@ -19,9 +19,9 @@ use crate::product_change::ProductChanges;
 use crate::reference::ReferenceData;
 use crate::relay::{self, Relay};
 use crate::routes::{self, AppState};
-use read_model::redis_conn::RedisConn;
 use service_kit::auth::{Authenticator, Clock, SystemClock, Tokens};
 use service_kit::hardening::{RedisCounts, SharedCounts, TrustedProxyHops};
+use service_kit::redis_conn::RedisConn;
 use service_kit::telemetry::MetricsListener;
 use service_kit::{kafka, telemetry};
 

@@ -151,9 +151,9 @@ impl Stack {
             .unwrap()
             .config;
         projector.http_addr = "127.0.0.1:0".parse().unwrap();
-        projector.database_url = database_url();
-        projector.database_schema = format!("test_{id}_read");
-        projector.database_max_connections = 4;
+        projector.database.url = database_url();
+        projector.database.schema = format!("test_{id}_read");
+        projector.database.max_connections = 4;
         projector.query_role = format!("q_{id}");
         projector.query_role_login = true;
         // A password, as a server that requires them (the production-shaped profile's)
@@ -183,13 +183,13 @@ impl Stack {
         let mut query = query_service::configuration::Config::from_env().unwrap();
         query.http_addr = "127.0.0.1:0".parse().unwrap();
         let host = database_url().split('@').nth(1).unwrap().to_owned();
-        query.database_url = format!(
+        query.database.url = format!(
             "postgres://{}:{}@{host}",
             projector.query_role,
             projector.query_role_password.as_deref().unwrap()
         );
-        query.database_schema = projector.database_schema.clone();
-        query.database_max_connections = 4;
+        query.database.schema = projector.database.schema.clone();
+        query.database.max_connections = 4;
         query.kafka = projector.kafka.clone();
         query.redis = projector.redis.clone();
         query.hardening.per_ip_per_minute = 0;

@@ -145,7 +145,7 @@ async fn given_changes_and_a_bill_cycle_when_replayed_and_switched_under_query_l
     // Given: a product, 12 lines with changes and bills, applied live.
     let app = spawn_app().await;
     let config = app.projector.config.clone();
-    let base = config.database_schema.clone();
+    let base = config.database.schema.clone();
     let mut expected = catalog_and_lines_applied(&app, &base, 1..13).await;
 
     // A loop of queries runs from here to the end.
@@ -252,7 +252,7 @@ async fn given_a_replay_stopped_part_way_when_run_again_with_its_id_then_it_goes
     // Given: a catalog and 8 lines' histories, applied live.
     let app = spawn_app().await;
     let config = app.projector.config.clone();
-    let base = config.database_schema.clone();
+    let base = config.database.schema.clone();
     let expected = catalog_and_lines_applied(&app, &base, 1..9).await;
 
     // When: a replay stops after its first batch (at least 20 events) ...
@@ -307,7 +307,7 @@ async fn given_a_replay_stopped_part_way_when_run_again_with_its_id_then_it_goes
 async fn dump_namespace(
     pool: &sqlx::PgPool,
     schema: &str,
-    redis: &read_model::redis_conn::RedisConn,
+    redis: &service_kit::redis_conn::RedisConn,
     prefix: &str,
 ) -> std::collections::BTreeMap<String, String> {
     analyst::compare::dump(pool, schema, redis, prefix)

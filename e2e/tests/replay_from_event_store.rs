@@ -8,8 +8,8 @@ use analyst::compare::{compare, dump};
 use analyst::replay::{self, HistorySource, ReplayOptions};
 use e2e::Stack;
 use read_model::namespace::ActiveNamespace;
-use read_model::redis_conn::RedisConn;
 use serde_json::json;
+use service_kit::redis_conn::RedisConn;
 
 /// Asks for a change to a premium plan and waits until the read side shows it COMPLETED.
 async fn change_to_premium(stack: &Stack, customer: &str) -> String {
@@ -37,7 +37,7 @@ async fn a_replay_reading_product_changes_from_the_event_store_rebuilds_the_live
     change_to_premium(&stack, "CUST0004").await;
     let config = stack.projector.clone();
     let redis = RedisConn::connect(&config.redis).await.unwrap();
-    let live_schema = config.database_schema.clone();
+    let live_schema = config.database.schema.clone();
     let live_prefix = config.redis.key_prefix.clone();
 
     // When: a replay reads phonebill.product-change from the event store.

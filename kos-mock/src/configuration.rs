@@ -82,8 +82,8 @@ pub struct Config {
     pub request_timeout_ms: u64,
 }
 
-pub use read_model::redis_conn::RedisConfig;
 pub use service_kit::auth::JwtConfig;
+pub use service_kit::redis_conn::RedisConfig;
 pub use service_kit::Environment;
 
 /// KOS's tables.
@@ -192,14 +192,14 @@ impl Config {
 
     /// Refuses settings that cannot work, with a message naming the variable to set.
     pub fn check(&self) -> Result<(), ConfigError> {
-        self.database
-            .check(self.is_production())
-            .map_err(ConfigError)?;
-        if self.is_production() {
-            self.kafka.check_production().map_err(ConfigError)?;
-            self.redis.check_production().map_err(ConfigError)?;
-        }
-        self.jwt.check(self.is_production()).map_err(ConfigError)?;
+        service_kit::check_shared(
+            self.environment,
+            &self.kafka,
+            &self.database,
+            &self.redis,
+            &self.jwt,
+        )
+        .map_err(ConfigError)?;
         let k = &self.kos;
         let sim = Simulation {
             latency_min_ms: k.latency_min_ms,

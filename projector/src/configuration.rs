@@ -3,12 +3,23 @@
 use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
-pub use read_model::redis_conn::RedisConfig;
 pub use service_kit::auth::JwtConfig;
-use service_kit::database::is_identifier;
+use service_kit::database::{is_identifier, DatabaseDefaults};
 pub use service_kit::hardening::HardeningConfig;
 pub use service_kit::kafka::KafkaConfig;
+pub use service_kit::redis_conn::RedisConfig;
 pub use service_kit::Environment;
+
+/// The read tables (the projector owns them).
+#[derive(Debug, Clone)]
+pub struct ReadDatabase;
+
+impl DatabaseDefaults for ReadDatabase {
+    const SCHEMA: &'static str = "read";
+    const MAX_CONNECTIONS: u32 = 8;
+}
+
+pub type DatabaseConfig = service_kit::database::DatabaseConfig<ReadDatabase>;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -70,30 +81,9 @@ pub struct Config {
     #[arg(long, env = "PHONEBILL_HTTP_ADDR", default_value = "127.0.0.1:8084")]
     pub http_addr: SocketAddr,
 
-    /// PostgreSQL URL (a role that may create the read schema and the query role).
-    #[arg(
-        long = "database-url",
-        env = "PHONEBILL_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/phonebill",
-        hide_env_values = true
-    )]
-    #[educe(Debug(method(service_kit::secret::urls)))]
-    pub database_url: String,
-
-    /// Schema of the read tables (the projector owns it).
-    #[arg(
-        long = "database-schema",
-        env = "PHONEBILL_DATABASE_SCHEMA",
-        default_value = "read"
-    )]
-    pub database_schema: String,
-
-    #[arg(
-        long = "database-max-connections",
-        env = "PHONEBILL_DATABASE_MAX_CONNECTIONS",
-        default_value_t = 8
-    )]
-    pub database_max_connections: u32,
+    /// `PHONEBILL_DATABASE_*`: a role that may create the read schema and the query role.
+    #[command(flatten)]
+    pub database: DatabaseConfig,
 
     /// The command side's schema holding the event store (`events`), in the same
     /// database. Only a replay reads it (SELECT on `events`), when the broker no longer
@@ -160,25 +150,21 @@ impl Config {
     }
 
     pub fn check(&self) -> anyhow::Result<()> {
+        service_kit::check_shared(
+            self.environment,
+            &self.kafka,
+            &self.database,
+            &self.redis,
+            &self.jwt,
+        )
+        .map_err(anyhow::Error::msg)?;
         self.hardening.check().map_err(anyhow::Error::msg)?;
-        if !is_identifier(&self.database_schema) {
-            anyhow::bail!("PHONEBILL_DATABASE_SCHEMA must be letters, digits and underscores");
-        }
         if !is_identifier(&self.event_store_schema) {
             anyhow::bail!("PHONEBILL_EVENT_STORE_SCHEMA must be letters, digits and underscores");
         }
         if !is_identifier(&self.query_role) {
             anyhow::bail!("PHONEBILL_QUERY_ROLE must be letters, digits and underscores");
         }
-        if self.is_production() {
-            self.kafka.check_production().map_err(anyhow::Error::msg)?;
-            service_kit::database::check_production_url(&self.database_url)
-                .map_err(anyhow::Error::msg)?;
-            self.redis.check_production().map_err(anyhow::Error::msg)?;
-        }
-        self.jwt
-            .check(self.is_production())
-            .map_err(anyhow::Error::msg)?;
         Ok(())
     }
 
@@ -194,7 +180,7 @@ mod tests {
     #[test]
     fn local_defaults_pass_the_check() {
         let config = Cli::try_parse_from(["projector"]).unwrap().config;
-        assert_eq!(config.database_schema, "read");
+        assert_eq!(config.database.schema, "read");
         assert_eq!(config.consumer_group, "projector");
         assert_eq!(config.redis.url, "redis://127.0.0.1:6379");
         config.check().unwrap();
@@ -212,10 +198,10 @@ mod tests {
         config.kafka.security_protocol = "sasl_ssl".into();
         config.kafka.sasl_username = Some("$ConnectionString".into());
         config.kafka.sasl_password = Some("Endpoint=sb://ns/;SharedAccessKey=k".into());
-        config.database_url = "postgres://u:p@db:5432/phonebill".into();
+        config.database.url = "postgres://u:p@db:5432/phonebill".into();
         let refused = config.check().unwrap_err().to_string();
         assert!(refused.contains("PHONEBILL_DATABASE_URL"), "{refused}");
-        config.database_url.push_str("?sslmode=require");
+        config.database.url.push_str("?sslmode=require");
         config.redis.url = "redis://cache:6379".into();
         let refused = config.check().unwrap_err().to_string();
         assert!(refused.contains("PHONEBILL_REDIS_URL"), "{refused}");
@@ -243,7 +229,7 @@ mod tests {
         use clap::CommandFactory;
         use service_kit::secret::check;
         let mut config = Cli::try_parse_from(["projector"]).unwrap().config;
-        config.database_url = check::DATABASE_URL.into();
+        config.database.url = check::DATABASE_URL.into();
         config.redis.url = check::REDIS_URL.into();
         config.kafka.sasl_password = Some(check::SASL_PASSWORD.into());
         config.jwt.signing_key = Some(check::SIGNING_KEY.into());

@@ -17,9 +17,9 @@ pub const READ_TABLES: &[&str] = &[
 
 pub async fn connect(config: &Config) -> Result<PgPool, sqlx::Error> {
     service_kit::database::connect(
-        &config.database_url,
-        &config.database_schema,
-        config.database_max_connections,
+        &config.database.url,
+        &config.database.schema,
+        config.database.max_connections,
     )
     .await
 }
@@ -32,7 +32,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 /// tolerated) and grants it the read tables only.
 pub async fn ensure_query_role(pool: &PgPool, config: &Config) -> Result<(), sqlx::Error> {
     let role = &config.query_role;
-    let schema = &config.database_schema;
+    let schema = &config.database.schema;
     let login = if config.query_role_login {
         "LOGIN"
     } else {

@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use read_model::namespace::{control_schema, notify_channel, ActiveNamespace};
-use read_model::redis_conn::RedisConn;
 use serde_json::Value;
 use service_kit::database::is_identifier;
+use service_kit::redis_conn::RedisConn;
 use sqlx::PgPool;
 
 use crate::configuration::Config;
@@ -50,17 +50,17 @@ impl Control {
     /// Creates the control schema and tables if missing, records the base namespace (the
     /// configured one) and lets the query role read the pointer.
     pub async fn open(config: &Config, pool: PgPool) -> anyhow::Result<Self> {
-        let control = control_schema(&config.database_schema);
+        let control = control_schema(&config.database.schema);
         anyhow::ensure!(is_identifier(&control), "schema name too long: {control}");
         let this = Self {
             pool,
             base: ActiveNamespace {
                 id: BASE_ID.into(),
-                schema: config.database_schema.clone(),
+                schema: config.database.schema.clone(),
                 key_prefix: config.redis.key_prefix.clone(),
                 consumer_group: config.consumer_group.clone(),
             },
-            base_schema: config.database_schema.clone(),
+            base_schema: config.database.schema.clone(),
             control,
             query_role: config.query_role.clone(),
         };

@@ -19,8 +19,8 @@ use events::product_change::ProductChangeEvent;
 use events::topics::Topics;
 use events::{codec, DecodeError, Envelope};
 use read_model::keys::View;
-use read_model::redis_conn::RedisConn;
 use redis::AsyncCommands;
+use service_kit::redis_conn::RedisConn;
 use sqlx::{PgConnection, PgPool};
 
 use crate::projections::{self, ApplyError, Store};

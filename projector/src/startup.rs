@@ -11,12 +11,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use events::topics::Topics;
 use rdkafka::consumer::Consumer;
-use read_model::redis_conn::RedisConn;
 use serde_json::{json, Value};
 use service_kit::auth::{Authenticator, Caller};
 use service_kit::hardening::{Hardened, RateLimit, RedisCounts};
 use service_kit::http::ObserveLayer;
 use service_kit::kafka::{self, Admin};
+use service_kit::redis_conn::RedisConn;
 use service_kit::telemetry::{self, MetricsListener};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -80,7 +80,7 @@ pub async fn prepare_database(config: &Config) -> anyhow::Result<PgPool> {
 pub async fn active_config(config: &Config) -> anyhow::Result<(Control, ActiveNamespace, Config)> {
     config.check()?;
     let pool =
-        read_model::connect_read_only(&config.database_url, &config.database_schema, 2).await?;
+        read_model::connect_read_only(&config.database.url, &config.database.schema, 2).await?;
     let control = Control::open(config, pool).await?;
     let active = control.active().await?;
     Ok((control, active.clone(), namespace_config(config, &active)))
@@ -89,7 +89,7 @@ pub async fn active_config(config: &Config) -> anyhow::Result<(Control, ActiveNa
 /// `config` pointed at a namespace.
 pub fn namespace_config(config: &Config, ns: &ActiveNamespace) -> Config {
     let mut c = config.clone();
-    c.database_schema = ns.schema.clone();
+    c.database.schema = ns.schema.clone();
     c.redis.key_prefix = ns.key_prefix.clone();
     c.consumer_group = ns.consumer_group.clone();
     c

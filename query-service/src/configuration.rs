@@ -4,12 +4,23 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser};
-pub use read_model::redis_conn::RedisConfig;
 pub use service_kit::auth::JwtConfig;
-use service_kit::database::is_identifier;
+use service_kit::database::DatabaseDefaults;
 pub use service_kit::hardening::HardeningConfig;
 pub use service_kit::kafka::KafkaConfig;
+pub use service_kit::redis_conn::RedisConfig;
 pub use service_kit::Environment;
+
+/// The read tables, read with the query role.
+#[derive(Debug, Clone)]
+pub struct ReadDatabase;
+
+impl DatabaseDefaults for ReadDatabase {
+    const SCHEMA: &'static str = "read";
+    const URL: &'static str = "postgres://phonebill_query@127.0.0.1:5432/phonebill";
+}
+
+pub type DatabaseConfig = service_kit::database::DatabaseConfig<ReadDatabase>;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,30 +47,9 @@ pub struct Config {
     #[arg(long, env = "PHONEBILL_HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,
 
-    /// PostgreSQL URL of the query role (SELECT on the read tables only).
-    #[arg(
-        long = "database-url",
-        env = "PHONEBILL_DATABASE_URL",
-        default_value = "postgres://phonebill_query@127.0.0.1:5432/phonebill",
-        hide_env_values = true
-    )]
-    #[educe(Debug(method(service_kit::secret::urls)))]
-    pub database_url: String,
-
-    /// Schema of the read tables.
-    #[arg(
-        long = "database-schema",
-        env = "PHONEBILL_DATABASE_SCHEMA",
-        default_value = "read"
-    )]
-    pub database_schema: String,
-
-    #[arg(
-        long = "database-max-connections",
-        env = "PHONEBILL_DATABASE_MAX_CONNECTIONS",
-        default_value_t = 16
-    )]
-    pub database_max_connections: u32,
+    /// `PHONEBILL_DATABASE_*`: the query role (SELECT on the read tables only).
+    #[command(flatten)]
+    pub database: DatabaseConfig,
 
     #[command(flatten)]
     pub kafka: KafkaConfig,
@@ -107,18 +97,14 @@ impl Config {
     }
 
     pub fn check(&self) -> anyhow::Result<()> {
-        if !is_identifier(&self.database_schema) {
-            anyhow::bail!("PHONEBILL_DATABASE_SCHEMA must be letters, digits and underscores");
-        }
-        if self.is_production() {
-            self.kafka.check_production().map_err(anyhow::Error::msg)?;
-            service_kit::database::check_production_url(&self.database_url)
-                .map_err(anyhow::Error::msg)?;
-            self.redis.check_production().map_err(anyhow::Error::msg)?;
-        }
-        self.jwt
-            .check(self.is_production())
-            .map_err(anyhow::Error::msg)?;
+        service_kit::check_shared(
+            self.environment,
+            &self.kafka,
+            &self.database,
+            &self.redis,
+            &self.jwt,
+        )
+        .map_err(anyhow::Error::msg)?;
         self.hardening.check().map_err(anyhow::Error::msg)?;
         Ok(())
     }
@@ -164,10 +150,10 @@ mod tests {
         config.kafka.security_protocol = "sasl_ssl".into();
         config.kafka.sasl_username = Some("$ConnectionString".into());
         config.kafka.sasl_password = Some("Endpoint=sb://ns/;SharedAccessKey=k".into());
-        config.database_url = "postgres://u:p@db:5432/phonebill".into();
+        config.database.url = "postgres://u:p@db:5432/phonebill".into();
         let refused = config.check().unwrap_err().to_string();
         assert!(refused.contains("PHONEBILL_DATABASE_URL"), "{refused}");
-        config.database_url.push_str("?sslmode=require");
+        config.database.url.push_str("?sslmode=require");
         config.redis.url = "redis://cache:6379".into();
         let refused = config.check().unwrap_err().to_string();
         assert!(refused.contains("PHONEBILL_REDIS_URL"), "{refused}");
@@ -185,7 +171,7 @@ mod tests {
         use clap::CommandFactory;
         use service_kit::secret::check;
         let mut config = Config::from_env().unwrap();
-        config.database_url = check::DATABASE_URL.into();
+        config.database.url = check::DATABASE_URL.into();
         config.redis.url = check::REDIS_URL.into();
         config.kafka.sasl_password = Some(check::SASL_PASSWORD.into());
         config.jwt.signing_key = Some(check::SIGNING_KEY.into());

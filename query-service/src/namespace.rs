@@ -20,7 +20,7 @@ const GRACE: Duration = Duration::from_secs(30);
 
 /// Serves the active namespace if a replay switched away from the configured one.
 pub async fn resolve(config: &Config, views: &Views) -> anyhow::Result<()> {
-    if let Some(ns) = active(&views.pool(), &config.database_schema).await? {
+    if let Some(ns) = active(&views.pool(), &config.database.schema).await? {
         adopt(config, views, ns).await?;
     }
     Ok(())
@@ -28,13 +28,13 @@ pub async fn resolve(config: &Config, views: &Views) -> anyhow::Result<()> {
 
 /// Follows switches until `shutdown`.
 pub async fn run(config: Config, views: Views, shutdown: CancellationToken) {
-    let channel = notify_channel(&config.database_schema);
+    let channel = notify_channel(&config.database.schema);
     let mut listener: Option<PgListener> = None;
     while !shutdown.is_cancelled() {
         if listener.is_none() {
-            listener = listen(&config.database_url, &channel).await;
+            listener = listen(&config.database.url, &channel).await;
         }
-        match active(&views.pool(), &config.database_schema).await {
+        match active(&views.pool(), &config.database.schema).await {
             Ok(Some(ns))
                 if ns.id != views.namespace().id && ns.schema != current_schema(&views) =>
             {
@@ -73,9 +73,9 @@ async fn adopt(config: &Config, views: &Views, ns: ActiveNamespace) -> anyhow::R
         return Ok(());
     }
     let pool = read_model::connect_read_only(
-        &config.database_url,
+        &config.database.url,
         &ns.schema,
-        config.database_max_connections,
+        config.database.max_connections,
     )
     .await?;
     sqlx::query("SELECT 1 FROM applied LIMIT 1")

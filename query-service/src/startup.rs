@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use events::topics::Topics;
-use read_model::redis_conn::RedisConn;
 use service_kit::auth::Authenticator;
 use service_kit::hardening::RedisCounts;
+use service_kit::redis_conn::RedisConn;
 use service_kit::server::Server;
 use service_kit::telemetry::MetricsListener;
 use service_kit::{kafka, telemetry};
@@ -36,16 +36,16 @@ impl Application {
         // First: metric handles taken before the recorder exists count nowhere.
         telemetry::metrics_handle();
         let pool = read_model::connect_read_only(
-            &config.database_url,
-            &config.database_schema,
-            config.database_max_connections,
+            &config.database.url,
+            &config.database.schema,
+            config.database.max_connections,
         )
         .await?;
         let redis = RedisConn::connect(&config.redis).await?;
         let auth = authenticator(&config, redis.clone()).await?;
         let views = Views::new(
             redis,
-            config.database_schema.clone(),
+            config.database.schema.clone(),
             pool,
             config.redis.key_prefix.clone(),
             config.l1_capacity,

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use arc_swap::{ArcSwap, Guard};
 use bytes::Bytes;
 use read_model::keys::View;
-use read_model::redis_conn::RedisConn;
 use redis::AsyncCommands;
+use service_kit::redis_conn::RedisConn;
 use service_kit::sharded::Counter;
 use sqlx::PgPool;
 

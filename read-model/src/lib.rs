@@ -6,7 +6,6 @@
 //!   which builds it from the PostgreSQL read tables. The projector writes Redis with
 //!   `load` after each commit; the query-service refills Redis with the same `load` on a
 //!   miss, so both always agree on a view's shape.
-//! - [`redis_conn`]: one connection type over a single node or a cluster.
 //! - [`namespace`]: which namespace (schema + key prefix) is active, after a replay.
 //!
 //! Architecture invariant: nothing here writes PostgreSQL; loaders only SELECT the read
@@ -14,7 +13,6 @@
 
 pub mod keys;
 pub mod namespace;
-pub mod redis_conn;
 pub mod views;
 
 /// Redis pub/sub channel (under the key prefix) on which the projector announces each

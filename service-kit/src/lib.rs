@@ -20,6 +20,8 @@
 //! - [`hardening`]: rate limits per IP and per customer, CORS, security headers.
 //! - [`server`]: HTTP on one single-threaded runtime per core (`SO_REUSEPORT`).
 //! - [`pubsub`]: a Redis subscription (invalidation, revocations).
+//! - [`redis_conn`]: `PHONEBILL_REDIS_*` and one connection type over a single node or a
+//!   cluster.
 //! - [`Environment`]: local or production (production refuses development defaults).
 
 pub mod auth;
@@ -34,6 +36,7 @@ pub mod kafka;
 pub mod outbox;
 pub mod problem;
 pub mod pubsub;
+pub mod redis_conn;
 pub mod secret;
 pub mod server;
 pub mod sharded;
@@ -44,4 +47,25 @@ pub mod telemetry;
 pub enum Environment {
     Local,
     Production,
+}
+
+/// The settings every service shares, checked in one order: Kafka, PostgreSQL, Redis (the
+/// transports only in production), then the token keys. Each service's `Config::check`
+/// calls this first, then checks its own settings.
+pub fn check_shared<D: database::DatabaseDefaults>(
+    environment: Environment,
+    kafka: &kafka::KafkaConfig,
+    database: &database::DatabaseConfig<D>,
+    redis: &redis_conn::RedisConfig,
+    jwt: &auth::JwtConfig,
+) -> Result<(), String> {
+    let production = environment == Environment::Production;
+    if production {
+        kafka.check_production()?;
+    }
+    database.check(production)?;
+    if production {
+        redis.check_production()?;
+    }
+    jwt.check(production)
 }

@@ -34,10 +34,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rdkafka::ClientConfig;
 use read_model::keys::View;
 use read_model::namespace::ActiveNamespace;
-use read_model::redis_conn::RedisConn;
 use serde::Serialize;
 use serde_json::json;
 use service_kit::bounded_reader::{BoundedReader, Bounds, Plan};
+use service_kit::redis_conn::RedisConn;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
@@ -301,9 +301,9 @@ async fn open_namespace(config: &Config, options: &ReplayOptions) -> anyhow::Res
         .create(&ns, kind, options.since, options.until)
         .await?;
     let mut ns_config = config.clone();
-    ns_config.database_schema = ns.schema.clone();
+    ns_config.database.schema = ns.schema.clone();
     ns_config.redis.key_prefix = ns.key_prefix.clone();
-    ns_config.database_max_connections = 2;
+    ns_config.database.max_connections = 2;
     let pool = startup::prepare_database(&ns_config).await?;
     control.grant().await?;
     let progress: Vec<(String, i32, i64)> =

@@ -15,8 +15,8 @@ use projector::configuration::{Cli, Config};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
-use read_model::redis_conn::RedisConn;
 use redis::AsyncCommands;
+use service_kit::redis_conn::RedisConn;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -57,9 +57,9 @@ pub fn test_config() -> Config {
     let id = Uuid::new_v4().simple().to_string();
     let mut config = Cli::try_parse_from(["projector"]).unwrap().config;
     config.http_addr = "127.0.0.1:0".parse().unwrap();
-    config.database_url = database_url();
-    config.database_schema = format!("test_{id}");
-    config.database_max_connections = 4;
+    config.database.url = database_url();
+    config.database.schema = format!("test_{id}");
+    config.database.max_connections = 4;
     config.query_role = format!("q_{id}");
     config.query_role_login = true;
     config.kafka.brokers = brokers();
@@ -82,7 +82,7 @@ pub async fn redis_json(redis: &RedisConn, prefix: &str, key: &str) -> Option<se
 }
 
 pub async fn cleanup(pool: &PgPool, config: &Config, redis: &RedisConn) {
-    let schema = &config.database_schema;
+    let schema = &config.database.schema;
     let role = &config.query_role;
     // The schema, its namespace control schema and every replay namespace beside it.
     let schemas: Vec<String> = sqlx::query_scalar(

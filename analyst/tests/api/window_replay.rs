@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use events::topics::Topics;
 use events::{codec, Envelope};
 use rdkafka::producer::FutureProducer;
-use read_model::redis_conn::RedisConn;
+use service_kit::redis_conn::RedisConn;
 use uuid::Uuid;
 
 use crate::helpers::*;
@@ -145,7 +145,7 @@ async fn given_events_before_inside_and_after_a_window_when_replayed_with_since_
         "{report:?}"
     );
     // ... and the namespace's read tables hold exactly their effects.
-    let ns = format!("\"{}_w1\"", config.database_schema);
+    let ns = format!("\"{}_w1\"", config.database.schema);
     let applied: BTreeSet<String> =
         texts(&pool, &format!("SELECT event_id::text FROM {ns}.apply_log")).await;
     let expected: BTreeSet<String> = inside.iter().map(|e| e.event_id.to_string()).collect();

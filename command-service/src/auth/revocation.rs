@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use read_model::redis_conn::{RedisConfig, RedisConn};
 use service_kit::auth::{AuthError, Caller, Clock, RedisRevocations, Revocations};
+use service_kit::redis_conn::{RedisConfig, RedisConn};
 use sqlx::PgPool;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;

@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use chrono::{TimeDelta, Utc};
 use command_service::auth::{channel_for, PgRevocations};
-use read_model::redis_conn::RedisConn;
 use reqwest::Method;
 use serde_json::{json, Value};
 use service_kit::auth::{
     FollowedRevocations, JwtConfig, KeySet, ManualClock, RedisRevocations, Revocations, Role,
     Tokens, LOCAL_DEV_KEY,
 };
+use service_kit::redis_conn::RedisConn;
 
 use crate::helpers::*;
 

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use read_model::redis_conn::{RedisConfig, RedisConn};
 use service_kit::auth::{
     AuthError, Authenticator, JwtConfig, RedisRevocations, Revocations, SystemClock, Tokens,
 };
+use service_kit::redis_conn::{RedisConfig, RedisConn};
 use tokio::sync::OnceCell;
 
 /// The admin API's authenticator: command-service's keys, its logouts in Redis.

@@ -3,9 +3,9 @@
 //! nothing changes. Health, metrics and the OpenAPI document need no token.
 
 use chrono::{Duration as TimeDelta, Utc};
-use read_model::redis_conn::RedisConn;
 use serde_json::{json, Value};
 use service_kit::auth::{JwtConfig, RedisRevocations, Role, SystemClock, Tokens};
+use service_kit::redis_conn::RedisConn;
 use std::sync::Arc;
 
 use crate::helpers::*;

@@ -355,8 +355,8 @@ async fn given_redis_down_for_ten_seconds_while_events_stream_in_then_nothing_is
 fn spawn_binary(config: &projector::configuration::Config) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_projector"))
         .env("PHONEBILL_HTTP_ADDR", "127.0.0.1:0")
-        .env("PHONEBILL_DATABASE_URL", &config.database_url)
-        .env("PHONEBILL_DATABASE_SCHEMA", &config.database_schema)
+        .env("PHONEBILL_DATABASE_URL", &config.database.url)
+        .env("PHONEBILL_DATABASE_SCHEMA", &config.database.schema)
         .env("PHONEBILL_QUERY_ROLE", &config.query_role)
         .env("PHONEBILL_QUERY_ROLE_LOGIN", "true")
         .env("PHONEBILL_KAFKA_BROKERS", &config.kafka.brokers)
@@ -444,7 +444,7 @@ async fn given_the_projector_sigkilled_while_5000_events_stream_in_when_restarte
         },
     )
     .await;
-    let redis = read_model::redis_conn::RedisConn::connect(&config.redis)
+    let redis = service_kit::redis_conn::RedisConn::connect(&config.redis)
         .await
         .unwrap();
     // Both projectors are idle once every event is applied, save for the Redis rewrite

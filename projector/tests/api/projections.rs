@@ -250,7 +250,7 @@ async fn given_the_query_role_then_it_reads_the_read_tables_and_is_refused_every
         "postgres://{}@127.0.0.1:5432/phonebill",
         t.config.query_role
     );
-    let pool = read_model::connect_read_only(&url, &t.config.database_schema, 1)
+    let pool = read_model::connect_read_only(&url, &t.config.database.schema, 1)
         .await
         .unwrap();
     sqlx::query("SELECT * FROM bills")
@@ -266,7 +266,7 @@ async fn given_the_query_role_then_it_reads_the_read_tables_and_is_refused_every
         "SELECT * FROM apply_log".to_owned(),
         format!(
             "INSERT INTO {}.lines VALUES ('x', '{{}}')",
-            t.config.database_schema
+            t.config.database.schema
         ),
         "SELECT * FROM pg_catalog.pg_authid".to_owned(),
     ] {

@@ -1,7 +1,7 @@
 //! What a Redis Cluster changes for the projector's whole-namespace work (replay's
 //! warm-up, drop, compare): a pipeline must stay in one slot and a SCAN sees one node.
 
-use read_model::redis_conn::{RedisConfig, RedisConn};
+use service_kit::redis_conn::{RedisConfig, RedisConn};
 use uuid::Uuid;
 
 /// The three-shard Redis Cluster the test command starts (`infra/local/stack test`).

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use read_model::redis_conn::RedisConn;
 use service_kit::auth::{KeySet, ManualClock, RedisRevocations, Role, Tokens};
+use service_kit::redis_conn::RedisConn;
 use uuid::Uuid;
 
 use crate::events_helpers::{bill, line, registered, requested, sent, wait_until};

@@ -46,10 +46,10 @@ pub async fn test_config() -> (Config, h::TestApp) {
     let projector = h::spawn_app(pconfig.clone()).await;
     let mut config = Config::from_env().unwrap();
     config.http_addr = "127.0.0.1:0".parse().unwrap();
-    let host = pconfig.database_url.split('@').nth(1).unwrap().to_owned();
-    config.database_url = format!("postgres://{}@{host}", pconfig.query_role);
-    config.database_schema = pconfig.database_schema.clone();
-    config.database_max_connections = 4;
+    let host = pconfig.database.url.split('@').nth(1).unwrap().to_owned();
+    config.database.url = format!("postgres://{}@{host}", pconfig.query_role);
+    config.database.schema = pconfig.database.schema.clone();
+    config.database.max_connections = 4;
     config.kafka = pconfig.kafka.clone();
     config.redis = pconfig.redis.clone();
     config.hardening.per_ip_per_minute = 0;

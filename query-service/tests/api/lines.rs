@@ -170,7 +170,7 @@ async fn given_the_query_role_then_another_schemas_table_is_refused() {
         .await
         .unwrap();
     let query_pool =
-        read_model::connect_read_only(&app.config.database_url, &app.config.database_schema, 1)
+        read_model::connect_read_only(&app.config.database.url, &app.config.database.schema, 1)
             .await
             .unwrap();
     let err = sqlx::query(&format!("SELECT * FROM {other}.events"))

@@ -21,7 +21,7 @@ pub struct RedisConfig {
         default_value = "redis://127.0.0.1:6379",
         hide_env_values = true
     )]
-    #[educe(Debug(method(service_kit::secret::urls)))]
+    #[educe(Debug(method(crate::secret::urls)))]
     pub url: String,
 
     /// Use the cluster client (Azure Cache for Redis with clustering).
