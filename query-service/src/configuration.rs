@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Args, Parser};
+use clap::{Args, Parser, Subcommand};
 pub use read_model::redis_conn::RedisConfig;
 pub use service_kit::auth::JwtConfig;
 use service_kit::database::is_identifier;
@@ -19,6 +19,17 @@ pub use service_kit::Environment;
 pub struct Cli {
     #[command(flatten)]
     pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Serve HTTP (the default).
+    Serve,
+    /// Write the OpenAPI document (as served on `/api-docs/openapi.json`) to stdout and
+    /// exit; needs no database, Redis or broker.
+    PrintOpenapi,
 }
 
 #[derive(educe::Educe, Clone, Args)]

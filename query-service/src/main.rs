@@ -1,3 +1,4 @@
+use query_service::configuration::{Cli, Command};
 use query_service::startup::Application;
 use service_kit::telemetry;
 use tokio_util::sync::CancellationToken;
@@ -9,8 +10,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = <Cli as clap::Parser>::parse();
+    if cli.command == Some(Command::PrintOpenapi) {
+        println!(
+            "{}",
+            query_service::routes::openapi::document().to_pretty_json()?
+        );
+        return Ok(());
+    }
     telemetry::init_logging("info,sqlx::postgres::notice=warn");
-    let config = <query_service::configuration::Cli as clap::Parser>::parse().config;
+    let config = cli.config;
     let app = Application::build(config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(service_kit::server::stop_on_signal(shutdown.clone()));
