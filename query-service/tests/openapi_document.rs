@@ -91,3 +91,21 @@ async fn every_operation_of_the_openapi_document_has_a_schema_for_its_200_answer
         );
     }
 }
+
+/// `query-service print-openapi` (what the web app's client check reads) writes the
+/// document the route serves, without a database, Redis or broker.
+#[test]
+fn print_openapi_writes_the_served_document() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_query-service"))
+        .arg("print-openapi")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let served = serde_json::to_value(query_service::routes::openapi::document()).unwrap();
+    assert_eq!(printed, served);
+}
