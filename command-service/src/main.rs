@@ -8,16 +8,16 @@ use command_service::reference::ReferenceData;
 use command_service::startup::Application;
 use service_kit::auth::{Role, SystemClock, Tokens};
 use service_kit::telemetry;
+use std::io::Write;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::PrintOpenapi) = cli.command {
-        println!(
-            "{}",
-            command_service::routes::openapi::document().to_pretty_json()?
-        );
+        // Written, not `println!`: a closed pipe (`| head`) is an error, not a panic.
+        let document = command_service::routes::openapi::document().to_pretty_json()?;
+        writeln!(std::io::stdout().lock(), "{document}")?;
         return Ok(());
     }
     telemetry::init_logging("info,sqlx::postgres::notice=warn");
