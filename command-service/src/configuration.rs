@@ -55,6 +55,9 @@ pub enum Command {
             value_parser = clap::value_parser!(u32).range(1..=9_999))]
         customers: u32,
     },
+    /// Write the OpenAPI document (as served on `/api-docs/openapi.json`) to stdout and
+    /// exit; needs no database, Redis or broker.
+    PrintOpenapi,
 }
 
 #[derive(Debug, Clone, Args)]

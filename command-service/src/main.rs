@@ -8,12 +8,19 @@ use command_service::reference::ReferenceData;
 use command_service::startup::Application;
 use service_kit::auth::{Role, SystemClock, Tokens};
 use service_kit::telemetry;
+use std::io::Write;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init_logging("info,sqlx::postgres::notice=warn");
     let cli = Cli::parse();
+    if let Some(Command::PrintOpenapi) = cli.command {
+        // Written, not `println!`: a closed pipe (`| head`) is an error, not a panic.
+        let document = command_service::routes::openapi::document().to_pretty_json()?;
+        writeln!(std::io::stdout().lock(), "{document}")?;
+        return Ok(());
+    }
+    telemetry::init_logging("info,sqlx::postgres::notice=warn");
     let config = cli.config;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
@@ -54,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(account = %customer_id, "password set");
             Ok(())
         }
+        Command::PrintOpenapi => unreachable!("answered above"),
         Command::SeedDemoPasswords { customers } => {
             let seeded = credentials(&config)
                 .await?

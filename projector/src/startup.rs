@@ -11,7 +11,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use events::topics::Topics;
 use rdkafka::consumer::Consumer;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use service_kit::auth::{Authenticator, Caller};
 use service_kit::hardening::{Hardened, RateLimit, RedisCounts};
 use service_kit::http::ObserveLayer;
@@ -21,6 +22,7 @@ use service_kit::telemetry::{self, MetricsListener};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
 
 use arc_swap::ArcSwap;
 use backon::{ExponentialBuilder, Retryable};
@@ -188,7 +190,7 @@ impl Application {
         let health = Router::new()
             .route(
                 "/health/live",
-                get(|| async { Json(json!({"status": "UP"})) }),
+                get(|| async { Json(Liveness { status: Up::Up }) }),
             )
             .route("/health/ready", get(ready));
         let router = telemetry::with_metrics(health, metrics_listener.beside_api())
@@ -423,7 +425,73 @@ async fn watch_switch(
     }
 }
 
-async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+/// `UP` or `DOWN`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Up {
+    Up,
+    Down,
+}
+
+impl From<bool> for Up {
+    fn from(ok: bool) -> Self {
+        if ok {
+            Up::Up
+        } else {
+            Up::Down
+        }
+    }
+}
+
+/// `/health/live`: the process answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Liveness {
+    pub status: Up,
+}
+
+/// `/health/ready`: 200 when PostgreSQL, Redis and the broker all answer, else 503.
+// The answers' fields are in the order of the `json!` bodies they replaced (serde_json
+// sorts an object's keys), so the bytes are the same.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    pub checks: ReadinessChecks,
+    /// `UP` when every check is.
+    pub status: Up,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadinessChecks {
+    pub kafka: Up,
+    pub postgres: Up,
+    pub redis: Up,
+}
+
+/// `GET /admin/parked`: the parked events (at most 1,000), by aggregate and sequence.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ParkedList {
+    pub items: Vec<Parked>,
+}
+
+/// One parked event: the aggregate it belongs to (whose later events queue behind it)
+/// and why it could not be applied.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Parked {
+    pub aggregate_id: String,
+    pub aggregate_type: String,
+    pub reason: String,
+    pub sequence: i64,
+}
+
+/// `POST /admin/parked/retry`: how many parked events applied now and how many stay.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryAnswer {
+    pub applied: u64,
+    pub still_parked: u64,
+}
+
+async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let database = sqlx::query("SELECT 1")
         .execute(&state.processor.load().pool)
         .await
@@ -436,7 +504,6 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     .await
     .is_ok_and(|r| r.is_ok());
     let broker = kafka::reachable(&state.admin, Duration::from_secs(2)).await;
-    let up = |ok: bool| if ok { "UP" } else { "DOWN" };
     let all = database && redis_up && broker;
     (
         if all {
@@ -444,17 +511,21 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         },
-        Json(json!({
-            "status": up(all),
-            "checks": {"postgres": up(database), "redis": up(redis_up), "kafka": up(broker)}
-        })),
+        Json(Readiness {
+            checks: ReadinessChecks {
+                kafka: broker.into(),
+                postgres: database.into(),
+                redis: redis_up.into(),
+            },
+            status: all.into(),
+        }),
     )
 }
 
 async fn list_parked(
     caller: Caller,
     State(state): State<AppState>,
-) -> Result<Json<Value>, axum::response::Response> {
+) -> Result<Json<ParkedList>, axum::response::Response> {
     caller
         .require_admin()
         .map_err(IntoResponse::into_response)?;
@@ -465,17 +536,22 @@ async fn list_parked(
     .fetch_all(&state.processor.load().pool)
     .await
     .map_err(|_| StatusCode::SERVICE_UNAVAILABLE.into_response())?;
-    let items: Vec<Value> = rows
+    let items = rows
         .into_iter()
-        .map(|(t, id, seq, reason)| json!({"aggregateType": t, "aggregateId": id, "sequence": seq, "reason": reason}))
+        .map(|(aggregate_type, aggregate_id, sequence, reason)| Parked {
+            aggregate_id,
+            aggregate_type,
+            reason,
+            sequence,
+        })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(ParkedList { items }))
 }
 
 async fn retry_parked(
     caller: Caller,
     State(state): State<AppState>,
-) -> Result<Json<Value>, axum::response::Response> {
+) -> Result<Json<RetryAnswer>, axum::response::Response> {
     caller
         .require_admin()
         .map_err(IntoResponse::into_response)?;
@@ -483,7 +559,80 @@ async fn retry_parked(
         tracing::warn!(error = %e, "parked retry failed");
         StatusCode::SERVICE_UNAVAILABLE.into_response()
     })?;
-    Ok(Json(
-        json!({"applied": report.applied, "stillParked": report.still_parked}),
-    ))
+    Ok(Json(RetryAnswer {
+        applied: report.applied,
+        still_parked: report.still_parked,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The bodies these routes had, built with `json!`, against the typed ones.
+    #[test]
+    fn the_typed_answers_are_the_bytes_the_json_bodies_were() {
+        fn same<T: Serialize>(before: Value, after: &T) {
+            assert_eq!(
+                serde_json::to_string(&before).unwrap(),
+                serde_json::to_string(after).unwrap()
+            );
+        }
+        let up = |ok: bool| if ok { "UP" } else { "DOWN" };
+        for (database, redis, kafka) in [
+            (true, true, true),
+            (true, false, true),
+            (false, true, false),
+        ] {
+            let all = database && redis && kafka;
+            same(
+                json!({
+                    "status": up(all),
+                    "checks": {"postgres": up(database), "redis": up(redis), "kafka": up(kafka)}
+                }),
+                &Readiness {
+                    checks: ReadinessChecks {
+                        kafka: kafka.into(),
+                        postgres: database.into(),
+                        redis: redis.into(),
+                    },
+                    status: all.into(),
+                },
+            );
+        }
+        same(json!({"status": "UP"}), &Liveness { status: Up::Up });
+        let rows = [
+            ("ProductChange", "r-1", 3_i64, "no line"),
+            ("Line", "010-1234-5678", 12, "out of order"),
+        ];
+        same(
+            json!({ "items": rows
+                .iter()
+                .map(|(t, id, seq, reason)| json!({"aggregateType": t, "aggregateId": id, "sequence": seq, "reason": reason}))
+                .collect::<Vec<Value>>() }),
+            &ParkedList {
+                items: rows
+                    .iter()
+                    .map(|(t, id, seq, reason)| Parked {
+                        aggregate_id: id.to_string(),
+                        aggregate_type: t.to_string(),
+                        reason: reason.to_string(),
+                        sequence: *seq,
+                    })
+                    .collect(),
+            },
+        );
+        same(
+            json!({ "items": Vec::<Value>::new() }),
+            &ParkedList { items: vec![] },
+        );
+        same(
+            json!({"applied": 2_u64, "stillParked": 1_u64}),
+            &RetryAnswer {
+                applied: 2,
+                still_parked: 1,
+            },
+        );
+    }
 }

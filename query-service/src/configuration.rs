@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Args, Parser};
+use clap::{Args, Parser, Subcommand};
 pub use service_kit::auth::JwtConfig;
 use service_kit::database::DatabaseDefaults;
 pub use service_kit::hardening::HardeningConfig;
@@ -30,6 +30,17 @@ pub type DatabaseConfig = service_kit::database::DatabaseConfig<ReadDatabase>;
 pub struct Cli {
     #[command(flatten)]
     pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Serve HTTP (the default).
+    Serve,
+    /// Write the OpenAPI document (as served on `/api-docs/openapi.json`) to stdout and
+    /// exit; needs no database, Redis or broker.
+    PrintOpenapi,
 }
 
 #[derive(educe::Educe, Clone, Args)]

@@ -1,5 +1,7 @@
+use query_service::configuration::{Cli, Command};
 use query_service::startup::Application;
 use service_kit::telemetry;
+use std::io::Write;
 use tokio_util::sync::CancellationToken;
 
 // glibc's malloc was an eighth of the bill query path's CPU (arena locks, consolidation);
@@ -9,8 +11,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = <Cli as clap::Parser>::parse();
+    if cli.command == Some(Command::PrintOpenapi) {
+        // Written, not `println!`: a closed pipe (`| head`) is an error, not a panic.
+        let document = query_service::routes::openapi::document().to_pretty_json()?;
+        writeln!(std::io::stdout().lock(), "{document}")?;
+        return Ok(());
+    }
     telemetry::init_logging("info,sqlx::postgres::notice=warn");
-    let config = <query_service::configuration::Cli as clap::Parser>::parse().config;
+    let config = cli.config;
     let app = Application::build(config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(service_kit::server::stop_on_signal(shutdown.clone()));

@@ -132,6 +132,11 @@ impl Views {
         self.inner.ns.load().pool.clone()
     }
 
+    /// Whether the served namespace's database answers (readiness).
+    pub async fn database_reachable(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool()).await.is_ok()
+    }
+
     pub fn namespace(&self) -> Arc<Namespace> {
         self.inner.ns.load_full()
     }

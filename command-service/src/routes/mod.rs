@@ -6,7 +6,7 @@
 
 mod auth;
 mod extract;
-mod openapi;
+pub mod openapi;
 mod product_changes;
 
 use std::sync::Arc;

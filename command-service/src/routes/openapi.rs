@@ -25,9 +25,12 @@ use super::{auth, product_changes};
 )]
 struct ApiDoc;
 
+/// The service's OpenAPI document (`/api-docs/openapi.json`, and
+/// `command-service print-openapi`).
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/api-docs/openapi.json",
-        get(|| async { Json(ApiDoc::openapi()) }),
-    )
+    Router::new().route("/api-docs/openapi.json", get(|| async { Json(document()) }))
 }

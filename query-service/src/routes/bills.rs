@@ -1,25 +1,27 @@
 //! Bills: the menu, one month's bill, and the bill-inquiry history.
 
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use chrono::{FixedOffset, Utc};
 use events::bill_inquiry::{BillInquired, InquiryResult};
 use read_model::keys::View;
-use read_model::views::{InquiryView, LineView, MonthsView};
-use serde_json::{json, Value};
+use read_model::views::{BillView, InquiryView, LineView, MonthsView};
+use serde::{Deserialize, Serialize};
 use service_kit::auth::{Caller, Role};
 use service_kit::http::CorrelationId;
 use service_kit::sharded::Counter;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    doc_response, line_number, non_negative, paging, AppState, IfNoneMatch, Params,
-    PRIVATE_REVALIDATE,
+    doc_response, line_number, non_negative, paging, AppState, IfNoneMatch, QueryParams,
+    SortedJson, PRIVATE_REVALIDATE,
 };
 use crate::error::AppError;
+use crate::inquiry_history;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -72,26 +74,60 @@ async fn wait_if_asked(
     }
 }
 
+/// The bill menu's query.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct MenuParams {
+    /// `010-1234-5678`; a customer's first line when left out (required of analysts and
+    /// admins).
+    line_number: Option<String>,
+    /// Wait (bounded) until the line's projection has reached this position (the
+    /// `position` of a command's 202).
+    #[param(value_type = Option<i64>, minimum = 0)]
+    min_position: Option<String>,
+}
+
+/// The bill menu (UFR-BILL-010).
+// Fields in the order of the `json!` body this replaced (sorted), as `SortedJson` writes.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BillMenu {
+    /// The current month in Korea (`YYYY-MM`).
+    pub current_month: String,
+    pub customer_id: String,
+    /// The line chosen.
+    pub line_number: String,
+    /// A customer's lines; for analysts and admins, the line chosen.
+    pub lines: Vec<String>,
+    /// The chosen line's months with a bill (`YYYY-MM`), newest first.
+    pub months: Vec<String>,
+}
+
 /// UFR-BILL-010: customer id, the caller's lines, the chosen line (default: a
 /// customer's first), its months with a bill, current month.
-#[utoipa::path(get, path = "/api/v1/bills/menu", params(("lineNumber" = Option<String>, Query)),
-    responses((status = 200, description = "The bill menu"), (status = 403, description = "FORBIDDEN_LINE"), (status = 404, description = "LINE_NOT_FOUND")),
+#[utoipa::path(get, path = "/api/v1/bills/menu", tag = "bills", params(MenuParams),
+    responses(
+        (status = 200, description = "The bill menu", body = BillMenu),
+        (status = 400, description = "INVALID_LINE_NUMBER (also: none given by an analyst or admin), INVALID_PARAMETER (minPosition)"),
+        (status = 401, description = "UNAUTHENTICATED"),
+        (status = 403, description = "FORBIDDEN_LINE"),
+        (status = 404, description = "LINE_NOT_FOUND"),
+        (status = 429, description = "RATE_LIMITED"),
+        (status = 500, description = "INTERNAL"),
+        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT")),
     security(("bearer" = [])))]
 pub async fn menu(
     caller: Caller,
     State(state): State<AppState>,
-    Query(params): Query<Params>,
-) -> Result<Json<Value>, AppError> {
-    let line = match (
-        params.get("lineNumber"),
-        caller.role(),
-        caller.lines().first(),
-    ) {
+    QueryParams(params): QueryParams<MenuParams>,
+) -> Result<SortedJson<BillMenu>, AppError> {
+    let line = match (params.line_number, caller.role(), caller.lines().first()) {
         (None, Role::Customer, Some(first)) => first.clone(),
-        (given, _, _) => line_number(given.cloned())?,
+        (given, _, _) => line_number(given)?,
     };
     caller.may_read_line(&line)?;
-    let fresh = wait_if_asked(&state, params.get("minPosition"), &line).await?;
+    let fresh = wait_if_asked(&state, params.min_position.as_ref(), &line).await?;
     let get = |v: View| {
         let views = state.views.clone();
         async move {
@@ -114,22 +150,30 @@ pub async fn menu(
         Role::Customer => caller.lines().to_vec(),
         Role::Analyst | Role::Admin => vec![line.clone()],
     };
-    Ok(Json(json!({
-        "customerId": summary.customer_id,
-        "lines": lines,
-        "lineNumber": line,
-        "months": months,
-        "currentMonth": current_month(),
-    })))
+    Ok(SortedJson(BillMenu {
+        current_month: current_month(),
+        customer_id: summary.customer_id,
+        line_number: line,
+        lines,
+        months,
+    }))
 }
 
-/// The bill's query string. Three fields rather than the other routes' map: this is the
-/// hottest route, and a map allocates and hashes every key. Read as the map is: a
-/// repeated parameter's last value counts, others are ignored, nothing is refused here.
-#[derive(Default)]
+/// The bill's query string. Parsed by hand rather than through [`QueryParams`]: this is
+/// the hottest route, and building a map allocates and hashes every key. Read as
+/// `QueryParams` reads: a repeated parameter's last value counts, others are ignored,
+/// nothing is refused here.
+#[derive(Debug, Default, IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
 pub struct BillParams {
+    /// `010-1234-5678`.
+    #[param(required = true, value_type = String)]
     line_number: Option<String>,
+    /// `YYYY-MM`; the current month (in Korea) when left out.
     month: Option<String>,
+    /// Wait (bounded) until the line's projection has reached this position (the
+    /// `position` of a command's 202).
+    #[param(value_type = Option<i64>, minimum = 0)]
     min_position: Option<String>,
 }
 
@@ -172,8 +216,17 @@ impl BillParams {
 
 /// UFR-BILL-020/030: the bill of a month (default: the current one). Every call is
 /// recorded as a bill inquiry (UFR-BILL-040).
-#[utoipa::path(get, path = "/api/v1/bills", params(("lineNumber" = String, Query), ("month" = Option<String>, Query), ("minPosition" = Option<i64>, Query)),
-    responses((status = 200, description = "The bill"), (status = 304, description = "Not modified (If-None-Match)"), (status = 403, description = "FORBIDDEN_LINE"), (status = 404, description = "BILL_NOT_FOUND")),
+#[utoipa::path(get, path = "/api/v1/bills", tag = "bills", params(BillParams),
+    responses(
+        (status = 200, description = "The bill (the stored view document, with an ETag)", body = BillView),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 400, description = "INVALID_LINE_NUMBER, INVALID_MONTH, INVALID_PARAMETER (minPosition)"),
+        (status = 401, description = "UNAUTHENTICATED"),
+        (status = 403, description = "FORBIDDEN_LINE"),
+        (status = 404, description = "BILL_NOT_FOUND"),
+        (status = 429, description = "RATE_LIMITED"),
+        (status = 500, description = "INTERNAL"),
+        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT")),
     security(("bearer" = [])))]
 pub async fn bill(
     caller: Caller,
@@ -235,52 +288,70 @@ fn inquiry_outcomes() -> &'static [&'static Counter; 2] {
     })
 }
 
+/// The inquiry history's query.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// `010-1234-5678`.
+    #[param(required = true, value_type = String)]
+    line_number: Option<String>,
+    /// From 0 (the default) to 100,000.
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 100_000)]
+    page: Option<String>,
+    /// From 1 to 100; 20 when left out.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    size: Option<String>,
+}
+
 /// UFR-BILL-040: the line's bill inquiries, newest first (read from the read table;
 /// the history is append-only and rarely read, so it is not cached).
-#[utoipa::path(get, path = "/api/v1/bills/history", params(("lineNumber" = String, Query), ("page" = Option<i64>, Query), ("size" = Option<i64>, Query)),
-    responses((status = 200, description = "A page of inquiries"), (status = 403, description = "FORBIDDEN_LINE")),
+#[utoipa::path(get, path = "/api/v1/bills/history", tag = "bills", params(HistoryParams),
+    responses(
+        (status = 200, description = "A page of inquiries", body = Page<InquiryView>),
+        (status = 400, description = "INVALID_LINE_NUMBER, INVALID_PAGE (beyond 100,000), INVALID_PARAMETER (page, size)"),
+        (status = 401, description = "UNAUTHENTICATED"),
+        (status = 403, description = "FORBIDDEN_LINE"),
+        (status = 429, description = "RATE_LIMITED"),
+        (status = 503, description = "READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT")),
     security(("bearer" = [])))]
 pub async fn history(
     caller: Caller,
     State(state): State<AppState>,
-    Query(params): Query<Params>,
-) -> Result<Json<Value>, AppError> {
-    let line = line_number(params.get("lineNumber").cloned())?;
+    QueryParams(params): QueryParams<HistoryParams>,
+) -> Result<SortedJson<Page<InquiryView>>, AppError> {
+    let line = line_number(params.line_number)?;
     caller.may_read_line(&line)?;
-    let (page, size) = paging(&params)?;
-    let pool = &state.views.pool();
-    let total: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM bill_inquiries WHERE line_number = $1")
-            .bind(&line)
-            .fetch_one(pool)
-            .await?;
-    let items: Vec<InquiryView> = sqlx::query_as(
-        "SELECT inquiry_id, line_number, month, result, inquired_at FROM bill_inquiries
-          WHERE line_number = $1 ORDER BY inquired_at DESC, inquiry_id LIMIT $2 OFFSET $3",
-    )
-    .bind(&line)
-    .bind(size as i64)
-    .bind((page * size) as i64)
-    .fetch_all(pool)
-    .await?;
-    Ok(Json(page_json(&line, items, page, size, total as usize)))
+    let (page, size) = paging(params.page.as_ref(), params.size.as_ref())?;
+    let (items, total) = inquiry_history::page(&state.views.pool(), &line, page, size).await?;
+    Ok(SortedJson(Page::new(line, items, page, size, total)))
 }
 
-pub fn page_json<T: serde::Serialize>(
-    line: &str,
-    items: Vec<T>,
-    page: usize,
-    size: usize,
-    total: usize,
-) -> Value {
-    json!({
-        "lineNumber": line,
-        "items": items,
-        "page": page,
-        "size": size,
-        "totalElements": total,
-        "totalPages": total.div_ceil(size),
-    })
+/// One page of a line's history, newest first.
+// Fields in the order of the `json!` body this replaced (sorted), as `SortedJson` writes.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub line_number: String,
+    /// From 0.
+    pub page: usize,
+    pub size: usize,
+    pub total_elements: usize,
+    pub total_pages: usize,
+}
+
+impl<T> Page<T> {
+    pub fn new(line: String, items: Vec<T>, page: usize, size: usize, total: usize) -> Self {
+        Self {
+            items,
+            line_number: line,
+            page,
+            size,
+            total_elements: total,
+            total_pages: total.div_ceil(size),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -326,6 +397,51 @@ mod tests {
                 "{}", query
             );
         }
+    }
+
+    #[test]
+    fn the_typed_menu_and_inquiry_page_are_the_bytes_the_json_bodies_were() {
+        let old = serde_json::json!({
+            "customerId": "CUST0001",
+            "lines": ["010-1234-5678", "010-1234-5679"],
+            "lineNumber": "010-1234-5678",
+            "months": ["2026-03", "2026-02"],
+            "currentMonth": "2026-04",
+        });
+        let new = BillMenu {
+            current_month: "2026-04".into(),
+            customer_id: "CUST0001".into(),
+            line_number: "010-1234-5678".into(),
+            lines: vec!["010-1234-5678".into(), "010-1234-5679".into()],
+            months: vec!["2026-03".into(), "2026-02".into()],
+        };
+        let old = serde_json::to_string(&old).unwrap();
+        assert_eq!(old, serde_json::to_string(&new).unwrap());
+        assert_eq!(
+            old,
+            serde_json::to_string(&serde_json::to_value(&new).unwrap()).unwrap()
+        );
+
+        let item = InquiryView {
+            inquiry_id: Uuid::from_u128(1),
+            line_number: "010-1234-5678".into(),
+            month: "2026-03".into(),
+            result: "FOUND".into(),
+            inquired_at: "2026-03-05T01:02:03.456Z".parse().unwrap(),
+        };
+        let old = serde_json::json!({
+            "lineNumber": "010-1234-5678",
+            "items": vec![item.clone()],
+            "page": 2usize,
+            "size": 1usize,
+            "totalElements": 3usize,
+            "totalPages": 3usize,
+        });
+        let new = Page::new("010-1234-5678".into(), vec![item], 2, 1, 3);
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            serde_json::to_string(&serde_json::to_value(&new).unwrap()).unwrap()
+        );
     }
 
     #[test]

@@ -6,10 +6,9 @@
 mod bills;
 mod health;
 mod lines;
-mod openapi;
+pub mod openapi;
 mod product_changes;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,10 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
 use service_kit::auth::Authenticator;
 use service_kit::hardening::{Hardened, HardeningConfig, RateLimit};
 use service_kit::kafka::Admin;
@@ -97,7 +99,41 @@ pub fn router(
     hardening.around(router)
 }
 
-pub type Params = HashMap<String, String>;
+/// A route's query parameters, read as `Query<HashMap<String, String>>` read them before
+/// the routes had types: parsed as `form_urlencoded` (as axum's `Query` parses), a
+/// repeated parameter's last value counting and unknown ones ignored. The structs' fields
+/// are `Option<String>` and the handler checks them, so that a bad value gets its problem
+/// code (`INVALID_PARAMETER`, `INVALID_PAGE`, ...) rather than axum's plain-text 400.
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let pairs = form_urlencoded::parse(query.as_bytes())
+            .map(|(name, value)| (name.into_owned(), Value::String(value.into_owned())))
+            .collect::<serde_json::Map<_, _>>();
+        serde_json::from_value(Value::Object(pairs))
+            .map(Self)
+            .map_err(|e| AppError::bad("INVALID_PARAMETER", e.to_string()))
+    }
+}
+
+/// A typed answer written as the `json!` bodies of these routes were before they had
+/// types: serde_json (without `preserve_order`) sorts an object's keys, nested objects'
+/// too, so the answers stay byte-for-byte what clients got. The view documents served as
+/// stored ([`doc_response`]) are not re-serialized and keep their own order.
+pub struct SortedJson<T>(pub T);
+
+impl<T: Serialize> IntoResponse for SortedJson<T> {
+    fn into_response(self) -> Response {
+        match serde_json::to_value(&self.0) {
+            Ok(value) => Json(value).into_response(),
+            Err(e) => AppError::Internal(e.into()).into_response(),
+        }
+    }
+}
 
 /// `010-dddd-dddd`; the value itself when it is one.
 pub fn line_number(value: Option<String>) -> Result<String, AppError> {
@@ -124,11 +160,6 @@ pub fn line_number(value: Option<String>) -> Result<String, AppError> {
     }
 }
 
-/// Optional non-negative integer parameter.
-pub fn number(params: &Params, name: &str) -> Result<Option<i64>, AppError> {
-    non_negative(name, params.get(name))
-}
-
 /// A parameter's value as a non-negative integer, if given.
 pub fn non_negative(name: &str, value: Option<&String>) -> Result<Option<i64>, AppError> {
     value
@@ -148,8 +179,8 @@ pub fn non_negative(name: &str, value: Option<&String>) -> Result<Option<i64>, A
 pub const MAX_PAGE: i64 = 100_000;
 
 /// `page` (0..=[`MAX_PAGE`]) and `size` (1..=100, default 20).
-pub fn paging(params: &Params) -> Result<(usize, usize), AppError> {
-    let page = number(params, "page")?.unwrap_or(0);
+pub fn paging(page: Option<&String>, size: Option<&String>) -> Result<(usize, usize), AppError> {
+    let page = non_negative("page", page)?.unwrap_or(0);
     if page > MAX_PAGE {
         return Err(AppError::bad(
             "INVALID_PAGE",
@@ -157,7 +188,7 @@ pub fn paging(params: &Params) -> Result<(usize, usize), AppError> {
         ));
     }
     let page = page as usize;
-    let size = number(params, "size")?.unwrap_or(20);
+    let size = non_negative("size", size)?.unwrap_or(20);
     if !(1..=100).contains(&size) {
         return Err(AppError::bad(
             "INVALID_PARAMETER",
@@ -213,11 +244,62 @@ pub const PRIVATE_REVALIDATE: HeaderValue = HeaderValue::from_static("private, n
 mod tests {
     use super::*;
 
-    fn params(pairs: &[(&str, &str)]) -> Params {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn paged(pairs: &[(&str, &str)]) -> Result<(usize, usize), AppError> {
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        paging(get("page").as_ref(), get("size").as_ref())
+    }
+
+    #[derive(Debug, Default, serde::Deserialize, PartialEq)]
+    #[serde(rename_all = "camelCase")]
+    struct TwoParams {
+        line_number: Option<String>,
+        page: Option<String>,
+    }
+
+    async fn read(uri: &str) -> TwoParams {
+        let (mut parts, ()) = axum::http::Request::get(uri).body(()).unwrap().into_parts();
+        QueryParams::<TwoParams>::from_request_parts(&mut parts, &())
+            .await
+            .map_err(|e| e.to_string())
+            .unwrap()
+            .0
+    }
+
+    #[tokio::test]
+    async fn query_params_read_as_the_map_did_the_last_value_counting_unknown_ones_ignored() {
+        assert_eq!(read("/x").await, TwoParams::default());
+        assert_eq!(
+            read("/x?page=1&lineNumber=010-1234-5678&page=-2&other=3&&=&page%20=4").await,
+            TwoParams {
+                line_number: Some("010-1234-5678".into()),
+                page: Some("-2".into()),
+            }
+        );
+        assert_eq!(
+            read("/x?line%4Eumber=a+b%2B&page").await,
+            TwoParams {
+                line_number: Some("a b+".into()),
+                page: Some(String::new()),
+            }
+        );
+        // As `Query<HashMap<String, String>>` read them, for the same queries.
+        for query in ["page=1&page=x&lineNumber=", "line%4Eumber=%FF&size=2"] {
+            let map =
+                axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(
+                    &format!("/x?{query}").parse().unwrap(),
+                )
+                .unwrap()
+                .0;
+            let typed = read(&format!("/x?{query}")).await;
+            assert_eq!(typed.line_number, map.get("lineNumber").cloned(), "{query}");
+            assert_eq!(typed.page, map.get("page").cloned(), "{query}");
+        }
     }
 
     fn code(result: Result<(usize, usize), AppError>) -> &'static str {
@@ -229,28 +311,21 @@ mod tests {
 
     #[test]
     fn a_page_beyond_the_deepest_is_refused_as_invalid_page_not_an_overflow() {
-        assert_eq!(paging(&params(&[])).unwrap(), (0, 20));
+        assert_eq!(paged(&[]).unwrap(), (0, 20));
         assert_eq!(
-            paging(&params(&[("page", "100000"), ("size", "100")])).unwrap(),
+            paged(&[("page", "100000"), ("size", "100")]).unwrap(),
             (100_000, 100)
         );
         for page in ["100001", "92233720368547759", "9223372036854775807"] {
-            assert_eq!(
-                code(paging(&params(&[("page", page)]))),
-                "INVALID_PAGE",
-                "{page}"
-            );
+            assert_eq!(code(paged(&[("page", page)])), "INVALID_PAGE", "{page}");
         }
         for page in ["-1", "x", "99999999999999999999"] {
             assert_eq!(
-                code(paging(&params(&[("page", page)]))),
+                code(paged(&[("page", page)])),
                 "INVALID_PARAMETER",
                 "{page}"
             );
         }
-        assert_eq!(
-            code(paging(&params(&[("size", "101")]))),
-            "INVALID_PARAMETER"
-        );
+        assert_eq!(code(paged(&[("size", "101")])), "INVALID_PARAMETER");
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
@@ -11,7 +11,8 @@ use read_model::views::ChangeRequestView;
 use service_kit::auth::Caller;
 use uuid::Uuid;
 
-use super::{doc_response, number, AppState, IfNoneMatch, Params, PRIVATE_REVALIDATE};
+use super::lines::PositionParams;
+use super::{doc_response, non_negative, AppState, IfNoneMatch, QueryParams, PRIVATE_REVALIDATE};
 use crate::error::AppError;
 
 pub fn router() -> Router<AppState> {
@@ -21,14 +22,24 @@ pub fn router() -> Router<AppState> {
 /// With `minPosition` (the `position` of the command's 202), waits (bounded) until the
 /// request is projected and its line has reached that position. The request's line
 /// decides who may read it.
-#[utoipa::path(get, path = "/api/v1/product-changes/{requestId}", params(("requestId" = Uuid, Path), ("minPosition" = Option<i64>, Query)),
-    responses((status = 200, description = "The change request"), (status = 403, description = "FORBIDDEN_LINE"), (status = 404, description = "REQUEST_NOT_FOUND"), (status = 503, description = "PROJECTION_BEHIND")),
+#[utoipa::path(get, path = "/api/v1/product-changes/{requestId}", tag = "product-changes",
+    params(("requestId" = Uuid, Path, description = "The `requestId` of the command's 202"), PositionParams),
+    responses(
+        (status = 200, description = "The change request (the stored view document, with an ETag)", body = ChangeRequestView),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 400, description = "INVALID_REQUEST_ID, INVALID_PARAMETER (minPosition)"),
+        (status = 401, description = "UNAUTHENTICATED"),
+        (status = 403, description = "FORBIDDEN_LINE"),
+        (status = 404, description = "REQUEST_NOT_FOUND (not projected yet, or no such request)"),
+        (status = 429, description = "RATE_LIMITED"),
+        (status = 500, description = "INTERNAL"),
+        (status = 503, description = "PROJECTION_BEHIND (with minPosition: the request or its line's position did not appear in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT")),
     security(("bearer" = [])))]
 pub async fn by_id(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(params): Query<Params>,
+    QueryParams(params): QueryParams<PositionParams>,
     if_none_match: IfNoneMatch,
 ) -> Result<Response, AppError> {
     let id = Uuid::parse_str(&id)
@@ -40,7 +51,7 @@ pub async fn by_id(
             format!("no product-change request {id}"),
         )
     };
-    let Some(min) = number(&params, "minPosition")? else {
+    let Some(min) = non_negative("minPosition", params.min_position.as_ref())? else {
         let doc = state.views.get(&view).await?.ok_or_else(not_found)?;
         caller.may_read_line(&doc.json::<ChangeRequestView>()?.line_number)?;
         return Ok(doc_response(&doc, &if_none_match, PRIVATE_REVALIDATE));
