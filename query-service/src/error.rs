@@ -1,19 +1,19 @@
-//! One error type and its one mapping to `application/problem+json` with a stable code.
+//! One error type and its one mapping onto the shared problem model
+//! (`service_kit::problem`): every problem carries a stable `code` clients may match on.
 
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use service_kit::auth::AuthError;
-use service_kit::http::problem;
+use service_kit::problem::{Problem, ProblemCode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
+    /// Bad input (`INVALID_*`) or nothing at what it names (`*_NOT_FOUND`); the code gives
+    /// the status.
     #[error("{detail}")]
-    BadRequest { code: &'static str, detail: String },
-    #[error("{detail}")]
-    NotFound { code: &'static str, detail: String },
+    Refused { code: ProblemCode, detail: String },
     #[error(transparent)]
     Auth(#[from] AuthError),
-    #[error("the projection has not reached position {0} yet")]
+    #[error("the projection has not reached position {0} yet; retry shortly")]
     ProjectionBehind(i64),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -22,56 +22,37 @@ pub enum AppError {
 }
 
 impl AppError {
-    pub fn bad(code: &'static str, detail: impl Into<String>) -> Self {
-        AppError::BadRequest {
+    pub fn refused(code: ProblemCode, detail: impl Into<String>) -> Self {
+        AppError::Refused {
             code,
             detail: detail.into(),
         }
     }
 
-    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
-        AppError::NotFound {
-            code,
-            detail: detail.into(),
+    /// The problem document this error answers with.
+    pub fn problem(&self) -> Problem {
+        match self {
+            AppError::Refused { code, detail } => Problem::new(*code, detail.clone()),
+            AppError::Auth(e) => e.problem(),
+            AppError::ProjectionBehind(_) => {
+                Problem::new(ProblemCode::ProjectionBehind, self.to_string())
+            }
+            AppError::Database(_) => Problem::new(
+                ProblemCode::ReadModelUnavailable,
+                "the read model cannot be reached; retry shortly",
+            ),
+            AppError::Internal(_) => Problem::internal(),
         }
     }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let detail = self.to_string();
-        match self {
-            AppError::Auth(e) => e.into_response(),
-            AppError::BadRequest { code, .. } => {
-                problem(StatusCode::BAD_REQUEST, code, "Bad request", &detail)
-            }
-            AppError::NotFound { code, .. } => {
-                problem(StatusCode::NOT_FOUND, code, "Not found", &detail)
-            }
-            AppError::ProjectionBehind(_) => problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "PROJECTION_BEHIND",
-                "Projection behind",
-                &format!("{detail}; retry shortly"),
-            ),
-            AppError::Database(e) => {
-                tracing::error!(error = %e, "read tables unavailable");
-                problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "READ_MODEL_UNAVAILABLE",
-                    "Read model unavailable",
-                    "the read model cannot be reached; retry shortly",
-                )
-            }
-            AppError::Internal(e) => {
-                tracing::error!(error = %e, "internal error");
-                problem(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "INTERNAL",
-                    "Internal error",
-                    "something went wrong on our side",
-                )
-            }
+        match &self {
+            AppError::Database(e) => tracing::error!(error = %e, "read tables unavailable"),
+            AppError::Internal(e) => tracing::error!(error = %e, "internal error"),
+            _ => {}
         }
+        self.problem().into_response()
     }
 }

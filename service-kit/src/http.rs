@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use tracing::Instrument;
@@ -255,24 +255,6 @@ fn intern_shared(route: &str) -> &'static str {
     let leaked: &'static str = Box::leak(route.to_owned().into_boxed_str());
     routes.insert(leaked);
     leaked
-}
-
-/// A plain RFC 9457 problem response with a stable `code`. Services with richer problems
-/// (extra members) build their own document with [`problem_type`] and [`problem_json`].
-pub fn problem(status: StatusCode, code: &str, title: &str, detail: &str) -> Response {
-    let body = serde_json::json!({
-        "type": format!("https://phonebill.dev/problems/{}", code.to_lowercase().replace('_', "-")),
-        "title": title,
-        "status": status.as_u16(),
-        "code": code,
-        "detail": detail,
-    });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        serde_json::to_vec(&body).unwrap_or_default(),
-    )
-        .into_response()
 }
 
 /// `axum::Json`, but only a JSON object, and every rejection a problem: 400

@@ -22,6 +22,7 @@ use super::{
 };
 use crate::error::AppError;
 use crate::inquiry_history;
+use service_kit::problem::{Problem, ProblemCode};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -51,8 +52,8 @@ fn month(value: Option<String>) -> Result<String, AppError> {
             if ok {
                 Ok(m)
             } else {
-                Err(AppError::bad(
-                    "INVALID_MONTH",
+                Err(AppError::refused(
+                    ProblemCode::InvalidMonth,
                     format!("month `{m}` is not YYYY-MM"),
                 ))
             }
@@ -109,13 +110,13 @@ pub struct BillMenu {
 #[utoipa::path(get, path = "/api/v1/bills/menu", tag = "bills", params(MenuParams),
     responses(
         (status = 200, description = "The bill menu", body = BillMenu),
-        (status = 400, description = "INVALID_LINE_NUMBER (also: none given by an analyst or admin), INVALID_PARAMETER (minPosition)"),
-        (status = 401, description = "UNAUTHENTICATED"),
-        (status = 403, description = "FORBIDDEN_LINE"),
-        (status = 404, description = "LINE_NOT_FOUND"),
-        (status = 429, description = "RATE_LIMITED"),
-        (status = 500, description = "INTERNAL"),
-        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT")),
+        (status = 400, description = "INVALID_LINE_NUMBER (also: none given by an analyst or admin), INVALID_PARAMETER (minPosition)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "FORBIDDEN_LINE", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "LINE_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "RATE_LIMITED", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "INTERNAL", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn menu(
     caller: Caller,
@@ -140,7 +141,12 @@ pub async fn menu(
     };
     let summary = get(View::Line { line: line.clone() })
         .await?
-        .ok_or_else(|| AppError::not_found("LINE_NOT_FOUND", format!("line {line} is not known")))?
+        .ok_or_else(|| {
+            AppError::refused(
+                ProblemCode::LineNotFound,
+                format!("line {line} is not known"),
+            )
+        })?
         .json::<LineView>()?;
     let months = match get(View::Months { line: line.clone() }).await? {
         Some(doc) => doc.json::<MonthsView>()?.months,
@@ -220,13 +226,13 @@ impl BillParams {
     responses(
         (status = 200, description = "The bill (the stored view document, with an ETag)", body = BillView),
         (status = 304, description = "Not modified (If-None-Match)"),
-        (status = 400, description = "INVALID_LINE_NUMBER, INVALID_MONTH, INVALID_PARAMETER (minPosition)"),
-        (status = 401, description = "UNAUTHENTICATED"),
-        (status = 403, description = "FORBIDDEN_LINE"),
-        (status = 404, description = "BILL_NOT_FOUND"),
-        (status = 429, description = "RATE_LIMITED"),
-        (status = 500, description = "INTERNAL"),
-        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT")),
+        (status = 400, description = "INVALID_LINE_NUMBER, INVALID_MONTH, INVALID_PARAMETER (minPosition)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "FORBIDDEN_LINE", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "BILL_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "RATE_LIMITED", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "INTERNAL", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn bill(
     caller: Caller,
@@ -257,8 +263,8 @@ pub async fn bill(
     inquiry_outcomes()[usize::from(doc.is_some())].increment(1);
     let answer = match &doc {
         Some(doc) => Ok(doc_response(doc, &if_none_match, PRIVATE_REVALIDATE)),
-        None => Err(AppError::not_found(
-            "BILL_NOT_FOUND",
+        None => Err(AppError::refused(
+            ProblemCode::BillNotFound,
             format!("no bill of {month} for line {line}"),
         )),
     };
@@ -309,11 +315,11 @@ pub struct HistoryParams {
 #[utoipa::path(get, path = "/api/v1/bills/history", tag = "bills", params(HistoryParams),
     responses(
         (status = 200, description = "A page of inquiries", body = Page<InquiryView>),
-        (status = 400, description = "INVALID_LINE_NUMBER, INVALID_PAGE (beyond 100,000), INVALID_PARAMETER (page, size)"),
-        (status = 401, description = "UNAUTHENTICATED"),
-        (status = 403, description = "FORBIDDEN_LINE"),
-        (status = 429, description = "RATE_LIMITED"),
-        (status = 503, description = "READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT")),
+        (status = 400, description = "INVALID_LINE_NUMBER, INVALID_PAGE (beyond 100,000), INVALID_PARAMETER (page, size)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "FORBIDDEN_LINE", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "RATE_LIMITED", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn history(
     caller: Caller,

@@ -22,6 +22,7 @@ use super::{
 };
 use crate::error::AppError;
 use crate::views::Doc;
+use service_kit::problem::{Problem, ProblemCode};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -47,7 +48,10 @@ async fn line_view(
 }
 
 fn line_not_found(line: &str) -> AppError {
-    AppError::not_found("LINE_NOT_FOUND", format!("line {line} is not known"))
+    AppError::refused(
+        ProblemCode::LineNotFound,
+        format!("line {line} is not known"),
+    )
 }
 
 /// `minPosition` alone: the line summary's and a change request's query.
@@ -67,12 +71,12 @@ pub struct PositionParams {
     responses(
         (status = 200, description = "The line summary (the stored view document, with an ETag)", body = LineView),
         (status = 304, description = "Not modified (If-None-Match)"),
-        (status = 400, description = "INVALID_LINE_NUMBER, INVALID_PARAMETER (minPosition)"),
-        (status = 401, description = "UNAUTHENTICATED"),
-        (status = 403, description = "FORBIDDEN_LINE"),
-        (status = 404, description = "LINE_NOT_FOUND"),
-        (status = 429, description = "RATE_LIMITED"),
-        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT")),
+        (status = 400, description = "INVALID_LINE_NUMBER, INVALID_PARAMETER (minPosition)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "FORBIDDEN_LINE", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "LINE_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "RATE_LIMITED", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn summary(
     caller: Caller,
@@ -160,13 +164,13 @@ impl ToSchema for CurrentProduct {
 #[utoipa::path(get, path = "/api/v1/products/available", tag = "lines", params(AvailableParams),
     responses(
         (status = 200, description = "Current and available products", body = AvailableProducts),
-        (status = 400, description = "INVALID_LINE_NUMBER, INVALID_PARAMETER (minPosition)"),
-        (status = 401, description = "UNAUTHENTICATED"),
-        (status = 403, description = "FORBIDDEN_LINE"),
-        (status = 404, description = "LINE_NOT_FOUND"),
-        (status = 429, description = "RATE_LIMITED"),
-        (status = 500, description = "INTERNAL"),
-        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT")),
+        (status = 400, description = "INVALID_LINE_NUMBER, INVALID_PARAMETER (minPosition)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "FORBIDDEN_LINE", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "LINE_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "RATE_LIMITED", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "INTERNAL", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn available(
     caller: Caller,
@@ -256,12 +260,12 @@ pub struct ChangesParams {
     params(("lineNumber" = String, Path, description = "`010-1234-5678`"), ChangesParams),
     responses(
         (status = 200, description = "A page of change requests", body = Page<ChangeRequestView>),
-        (status = 400, description = "INVALID_LINE_NUMBER, INVALID_STATUS, INVALID_PAGE (beyond 100,000), INVALID_PARAMETER (page, size, from, to, minPosition)"),
-        (status = 401, description = "UNAUTHENTICATED"),
-        (status = 403, description = "FORBIDDEN_LINE"),
-        (status = 429, description = "RATE_LIMITED"),
-        (status = 500, description = "INTERNAL"),
-        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT")),
+        (status = 400, description = "INVALID_LINE_NUMBER, INVALID_STATUS, INVALID_PAGE (beyond 100,000), INVALID_PARAMETER (page, size, from, to, minPosition)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "FORBIDDEN_LINE", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "RATE_LIMITED", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "INTERNAL", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn changes(
     caller: Caller,
@@ -275,8 +279,8 @@ pub async fn changes(
     let status = params.status.map(|s| s.to_ascii_uppercase());
     if let Some(s) = &status {
         if !STATUSES.contains(&s.as_str()) {
-            return Err(AppError::bad(
-                "INVALID_STATUS",
+            return Err(AppError::refused(
+                ProblemCode::InvalidStatus,
                 format!("unknown status `{s}`"),
             ));
         }
@@ -305,8 +309,8 @@ fn instant(value: &str, upper: bool) -> Result<DateTime<Utc>, AppError> {
         return Ok(t.with_timezone(&Utc) + chrono::Duration::nanoseconds(upper as i64));
     }
     let date = NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| {
-        AppError::bad(
-            "INVALID_PARAMETER",
+        AppError::refused(
+            ProblemCode::InvalidParameter,
             format!("`{value}` is not a date (YYYY-MM-DD) or RFC 3339 time"),
         )
     })?;

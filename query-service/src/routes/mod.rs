@@ -29,6 +29,7 @@ use crate::error::AppError;
 use crate::inquiries::Inquiries;
 use crate::views::Doc;
 use crate::views::Views;
+use service_kit::problem::ProblemCode;
 
 /// What handlers share, behind one `Arc`: every extractor of the state clones it, and
 /// on the bill query path cloning (and dropping) each field was measurable.
@@ -92,7 +93,7 @@ pub fn router(
         .merge(health::router(metrics_beside_api))
         .merge(openapi::router())
         .fallback(|| async {
-            AppError::not_found("ROUTE_NOT_FOUND", "no such resource").into_response()
+            AppError::refused(ProblemCode::RouteNotFound, "no such resource").into_response()
         })
         .layer(service_kit::http::ObserveLayer::new(timeout))
         .with_state(state);
@@ -116,7 +117,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
             .collect::<serde_json::Map<_, _>>();
         serde_json::from_value(Value::Object(pairs))
             .map(Self)
-            .map_err(|e| AppError::bad("INVALID_PARAMETER", e.to_string()))
+            .map_err(|e| AppError::refused(ProblemCode::InvalidParameter, e.to_string()))
     }
 }
 
@@ -138,8 +139,8 @@ impl<T: Serialize> IntoResponse for SortedJson<T> {
 /// `010-dddd-dddd`; the value itself when it is one.
 pub fn line_number(value: Option<String>) -> Result<String, AppError> {
     let Some(v) = value else {
-        return Err(AppError::bad(
-            "INVALID_LINE_NUMBER",
+        return Err(AppError::refused(
+            ProblemCode::InvalidLineNumber,
             "lineNumber is required",
         ));
     };
@@ -153,8 +154,8 @@ pub fn line_number(value: Option<String>) -> Result<String, AppError> {
     if ok {
         Ok(v)
     } else {
-        Err(AppError::bad(
-            "INVALID_LINE_NUMBER",
+        Err(AppError::refused(
+            ProblemCode::InvalidLineNumber,
             format!("lineNumber `{v}` is not of the form 010-1234-5678"),
         ))
     }
@@ -165,8 +166,8 @@ pub fn non_negative(name: &str, value: Option<&String>) -> Result<Option<i64>, A
     value
         .map(|v| {
             v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                AppError::bad(
-                    "INVALID_PARAMETER",
+                AppError::refused(
+                    ProblemCode::InvalidParameter,
                     format!("{name} must be a non-negative integer"),
                 )
             })
@@ -182,16 +183,16 @@ pub const MAX_PAGE: i64 = 100_000;
 pub fn paging(page: Option<&String>, size: Option<&String>) -> Result<(usize, usize), AppError> {
     let page = non_negative("page", page)?.unwrap_or(0);
     if page > MAX_PAGE {
-        return Err(AppError::bad(
-            "INVALID_PAGE",
+        return Err(AppError::refused(
+            ProblemCode::InvalidPage,
             format!("page must be between 0 and {MAX_PAGE}"),
         ));
     }
     let page = page as usize;
     let size = non_negative("size", size)?.unwrap_or(20);
     if !(1..=100).contains(&size) {
-        return Err(AppError::bad(
-            "INVALID_PARAMETER",
+        return Err(AppError::refused(
+            ProblemCode::InvalidParameter,
             "size must be between 1 and 100",
         ));
     }
@@ -304,7 +305,7 @@ mod tests {
 
     fn code(result: Result<(usize, usize), AppError>) -> &'static str {
         match result {
-            Err(AppError::BadRequest { code, .. }) => code,
+            Err(AppError::Refused { code, .. }) => code.as_str(),
             other => panic!("expected 400, got {:?}", other.map_err(|e| e.to_string())),
         }
     }

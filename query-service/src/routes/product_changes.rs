@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::lines::PositionParams;
 use super::{doc_response, non_negative, AppState, IfNoneMatch, QueryParams, PRIVATE_REVALIDATE};
 use crate::error::AppError;
+use service_kit::problem::{Problem, ProblemCode};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/product-changes/{requestId}", get(by_id))
@@ -27,13 +28,13 @@ pub fn router() -> Router<AppState> {
     responses(
         (status = 200, description = "The change request (the stored view document, with an ETag)", body = ChangeRequestView),
         (status = 304, description = "Not modified (If-None-Match)"),
-        (status = 400, description = "INVALID_REQUEST_ID, INVALID_PARAMETER (minPosition)"),
-        (status = 401, description = "UNAUTHENTICATED"),
-        (status = 403, description = "FORBIDDEN_LINE"),
-        (status = 404, description = "REQUEST_NOT_FOUND (not projected yet, or no such request)"),
-        (status = 429, description = "RATE_LIMITED"),
-        (status = 500, description = "INTERNAL"),
-        (status = 503, description = "PROJECTION_BEHIND (with minPosition: the request or its line's position did not appear in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT")),
+        (status = 400, description = "INVALID_REQUEST_ID, INVALID_PARAMETER (minPosition)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "FORBIDDEN_LINE", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "REQUEST_NOT_FOUND (not projected yet, or no such request)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "RATE_LIMITED", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "INTERNAL", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "PROJECTION_BEHIND (with minPosition: the request or its line's position did not appear in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn by_id(
     caller: Caller,
@@ -42,12 +43,16 @@ pub async fn by_id(
     QueryParams(params): QueryParams<PositionParams>,
     if_none_match: IfNoneMatch,
 ) -> Result<Response, AppError> {
-    let id = Uuid::parse_str(&id)
-        .map_err(|_| AppError::bad("INVALID_REQUEST_ID", format!("`{id}` is not a UUID")))?;
+    let id = Uuid::parse_str(&id).map_err(|_| {
+        AppError::refused(
+            ProblemCode::InvalidRequestId,
+            format!("`{id}` is not a UUID"),
+        )
+    })?;
     let view = View::Request { id };
     let not_found = || {
-        AppError::not_found(
-            "REQUEST_NOT_FOUND",
+        AppError::refused(
+            ProblemCode::RequestNotFound,
             format!("no product-change request {id}"),
         )
     };
