@@ -217,6 +217,30 @@ impl IntoResponse for Problem {
     }
 }
 
+/// The problems any route behind a token may answer with, beside its own statuses:
+/// named in a route's `#[utoipa::path(responses(...))]` after them.
+#[derive(utoipa::IntoResponses)]
+pub enum TokenProblems {
+    #[response(
+        status = 401,
+        description = "UNAUTHENTICATED: no valid token",
+        content_type = "application/problem+json"
+    )]
+    Unauthenticated(Problem),
+    #[response(
+        status = 429,
+        description = "RATE_LIMITED, with Retry-After",
+        content_type = "application/problem+json"
+    )]
+    RateLimited(Problem),
+    #[response(
+        status = 500,
+        description = "INTERNAL",
+        content_type = "application/problem+json"
+    )]
+    Internal(Problem),
+}
+
 /// The `type` URI of a problem code: `BILL_NOT_FOUND` -> `.../problems/bill-not-found`.
 pub fn problem_type(code: ProblemCode) -> String {
     format!(

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use crate::error::AppError;
 use service_kit::http::ApiJson;
-use service_kit::problem::Problem;
+use service_kit::problem::{Problem, TokenProblems};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -110,8 +110,8 @@ pub(super) async fn login(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "The token no longer works"),
-        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "AUTH_UNAVAILABLE: the revocation could not be published; retry", body = Problem, content_type = "application/problem+json"),
+        TokenProblems
     )
 )]
 pub(super) async fn logout(
@@ -129,7 +129,7 @@ pub(super) async fn logout(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller", body = Me),
-        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
+        TokenProblems
     )
 )]
 pub(super) async fn me(caller: Caller) -> Json<Me> {
@@ -151,8 +151,8 @@ pub(super) async fn me(caller: Caller) -> Json<Me> {
     responses(
         (status = 204, description = "Set; the account is unlocked and every token it held is revoked"),
         (status = 400, description = "INVALID_PASSWORD, INVALID_CUSTOMER_ID or malformed input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "FORBIDDEN: not an admin", body = Problem, content_type = "application/problem+json"),
+        TokenProblems
     )
 )]
 pub(super) async fn set_password(
@@ -179,8 +179,8 @@ pub(super) async fn set_password(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "No token of the account works any more"),
-        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "AUTH_UNAVAILABLE: the revocations could not be published; retry", body = Problem, content_type = "application/problem+json"),
+        TokenProblems
     )
 )]
 pub(super) async fn logout_all(

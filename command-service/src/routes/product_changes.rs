@@ -20,7 +20,7 @@ use crate::domain::product_change::ChangeRequest;
 use crate::error::AppError;
 use crate::product_change::Trace;
 use service_kit::http::ApiJson;
-use service_kit::problem::{Problem, ProblemCode};
+use service_kit::problem::{Problem, ProblemCode, TokenProblems};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -108,12 +108,12 @@ impl ProductChangeBody {
     responses(
         (status = 202, description = "Validated and handed to KOS", body = Accepted),
         (status = 400, description = "Malformed input; nothing stored", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "UNAUTHENTICATED: no valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "FORBIDDEN_LINE: not the caller's line (customers) or an analyst", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown line", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Another change is in progress (CHANGE_IN_FLIGHT); the rejection is recorded", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Pre-checks failed (PRECHECK_FAILED, recorded) or IDEMPOTENCY_KEY_REUSED", body = Problem, content_type = "application/problem+json"),
+        TokenProblems
     )
 )]
 pub(super) async fn request_change(
@@ -175,9 +175,9 @@ pub(super) async fn request_change(
     responses(
         (status = 200, description = "Every check with its result", body = Validation),
         (status = 400, description = "Malformed input", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "UNAUTHENTICATED: no valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "FORBIDDEN_LINE: not the caller's line", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown line", body = Problem, content_type = "application/problem+json"),
+        TokenProblems
     )
 )]
 pub(super) async fn validate_change(

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::error::AppError;
 use crate::inquiry_history;
-use service_kit::problem::{Problem, ProblemCode};
+use service_kit::problem::{Problem, ProblemCode, TokenProblems};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -111,12 +111,10 @@ pub struct BillMenu {
     responses(
         (status = 200, description = "The bill menu", body = BillMenu),
         (status = 400, description = "INVALID_LINE_NUMBER (also: none given by an analyst or admin), INVALID_PARAMETER (minPosition)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "FORBIDDEN_LINE", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "LINE_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "RATE_LIMITED", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "INTERNAL", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json")),
+        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json"),
+        TokenProblems),
     security(("bearer" = [])))]
 pub async fn menu(
     caller: Caller,
@@ -227,12 +225,10 @@ impl BillParams {
         (status = 200, description = "The bill (the stored view document, with an ETag)", body = BillView),
         (status = 304, description = "Not modified (If-None-Match)"),
         (status = 400, description = "INVALID_LINE_NUMBER, INVALID_MONTH, INVALID_PARAMETER (minPosition)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "FORBIDDEN_LINE", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "BILL_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "RATE_LIMITED", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "INTERNAL", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json")),
+        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json"),
+        TokenProblems),
     security(("bearer" = [])))]
 pub async fn bill(
     caller: Caller,
@@ -316,10 +312,9 @@ pub struct HistoryParams {
     responses(
         (status = 200, description = "A page of inquiries", body = Page<InquiryView>),
         (status = 400, description = "INVALID_LINE_NUMBER, INVALID_PAGE (beyond 100,000), INVALID_PARAMETER (page, size)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "FORBIDDEN_LINE", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "RATE_LIMITED", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json")),
+        (status = 503, description = "READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json"),
+        TokenProblems),
     security(("bearer" = [])))]
 pub async fn history(
     caller: Caller,

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::error::AppError;
 use crate::views::Doc;
-use service_kit::problem::{Problem, ProblemCode};
+use service_kit::problem::{Problem, ProblemCode, TokenProblems};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -72,11 +72,10 @@ pub struct PositionParams {
         (status = 200, description = "The line summary (the stored view document, with an ETag)", body = LineView),
         (status = 304, description = "Not modified (If-None-Match)"),
         (status = 400, description = "INVALID_LINE_NUMBER, INVALID_PARAMETER (minPosition)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "FORBIDDEN_LINE", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "LINE_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "RATE_LIMITED", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json")),
+        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json"),
+        TokenProblems),
     security(("bearer" = [])))]
 pub async fn summary(
     caller: Caller,
@@ -165,12 +164,10 @@ impl ToSchema for CurrentProduct {
     responses(
         (status = 200, description = "Current and available products", body = AvailableProducts),
         (status = 400, description = "INVALID_LINE_NUMBER, INVALID_PARAMETER (minPosition)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "FORBIDDEN_LINE", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "LINE_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "RATE_LIMITED", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "INTERNAL", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json")),
+        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json"),
+        TokenProblems),
     security(("bearer" = [])))]
 pub async fn available(
     caller: Caller,
@@ -261,11 +258,9 @@ pub struct ChangesParams {
     responses(
         (status = 200, description = "A page of change requests", body = Page<ChangeRequestView>),
         (status = 400, description = "INVALID_LINE_NUMBER, INVALID_STATUS, INVALID_PAGE (beyond 100,000), INVALID_PARAMETER (page, size, from, to, minPosition)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "FORBIDDEN_LINE", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "RATE_LIMITED", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "INTERNAL", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json")),
+        (status = 503, description = "PROJECTION_BEHIND (minPosition not reached in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json"),
+        TokenProblems),
     security(("bearer" = [])))]
 pub async fn changes(
     caller: Caller,

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::lines::PositionParams;
 use super::{doc_response, non_negative, AppState, IfNoneMatch, QueryParams, PRIVATE_REVALIDATE};
 use crate::error::AppError;
-use service_kit::problem::{Problem, ProblemCode};
+use service_kit::problem::{Problem, ProblemCode, TokenProblems};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/product-changes/{requestId}", get(by_id))
@@ -29,12 +29,10 @@ pub fn router() -> Router<AppState> {
         (status = 200, description = "The change request (the stored view document, with an ETag)", body = ChangeRequestView),
         (status = 304, description = "Not modified (If-None-Match)"),
         (status = 400, description = "INVALID_REQUEST_ID, INVALID_PARAMETER (minPosition)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "UNAUTHENTICATED", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "FORBIDDEN_LINE", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "REQUEST_NOT_FOUND (not projected yet, or no such request)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "RATE_LIMITED", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "INTERNAL", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "PROJECTION_BEHIND (with minPosition: the request or its line's position did not appear in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json")),
+        (status = 503, description = "PROJECTION_BEHIND (with minPosition: the request or its line's position did not appear in time), READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json"),
+        TokenProblems),
     security(("bearer" = [])))]
 pub async fn by_id(
     caller: Caller,
