@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 use service_kit::auth::{Authenticator, Caller};
 use service_kit::hardening::{Hardened, RateLimit, RedisCounts};
+use service_kit::health::Up;
 use service_kit::http::ObserveLayer;
 use service_kit::kafka::{self, Admin};
 use service_kit::redis_conn::RedisConn;
@@ -188,10 +189,7 @@ impl Application {
             .merge(analytics::router(analytics));
         let metrics_listener = MetricsListener::bind(&config.metrics).await?;
         let health = Router::new()
-            .route(
-                "/health/live",
-                get(|| async { Json(Liveness { status: Up::Up }) }),
-            )
+            .route("/health/live", get(service_kit::health::live))
             .route("/health/ready", get(ready));
         let router = telemetry::with_metrics(health, metrics_listener.beside_api())
             .with_state(state)
@@ -425,30 +423,6 @@ async fn watch_switch(
     }
 }
 
-/// `UP` or `DOWN`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Up {
-    Up,
-    Down,
-}
-
-impl From<bool> for Up {
-    fn from(ok: bool) -> Self {
-        if ok {
-            Up::Up
-        } else {
-            Up::Down
-        }
-    }
-}
-
-/// `/health/live`: the process answers.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Liveness {
-    pub status: Up,
-}
-
 /// `/health/ready`: 200 when PostgreSQL, Redis and the broker all answer, else 503.
 // The answers' fields are in the order of the `json!` bodies they replaced (serde_json
 // sorts an object's keys), so the bytes are the same.
@@ -601,7 +575,10 @@ mod tests {
                 },
             );
         }
-        same(json!({"status": "UP"}), &Liveness { status: Up::Up });
+        same(
+            json!({"status": "UP"}),
+            &service_kit::health::Liveness { status: Up::Up },
+        );
         let rows = [
             ("ProductChange", "r-1", 3_i64, "no line"),
             ("Line", "010-1234-5678", 12, "out of order"),

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
+pub use service_kit::health::{Liveness, Up};
 use service_kit::kafka;
 use utoipa::ToSchema;
 
@@ -18,30 +19,6 @@ pub fn router(with_metrics: bool) -> Router<AppState> {
         .route("/health/live", get(live))
         .route("/health/ready", get(ready));
     service_kit::telemetry::with_metrics(router, with_metrics)
-}
-
-/// `UP` or `DOWN`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Up {
-    Up,
-    Down,
-}
-
-impl From<bool> for Up {
-    fn from(ok: bool) -> Self {
-        if ok {
-            Up::Up
-        } else {
-            Up::Down
-        }
-    }
-}
-
-/// The process answers.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Liveness {
-    pub status: Up,
 }
 
 /// Whether the service can answer queries, and each dependency's state.
