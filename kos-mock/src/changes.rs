@@ -264,42 +264,8 @@ impl Changes {
         };
         let (result, handled) = match &decision {
             Decision::Execute { previous, new } => {
-                sqlx::query("UPDATE lines SET product_code = $2 WHERE line_number = $1")
-                    .bind(&request.line_number)
-                    .bind(new)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO line_product_history
-                         (line_number, previous_product_code, new_product_code, kos_order_id, request_id, changed_at)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&request.line_number)
-                .bind(previous)
-                .bind(new)
-                .bind(&order_id)
-                .bind(request.request_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                let sequence = lines::advance(&mut tx, &request.line_number).await?;
-                let fact = KosFact::LineProductChanged(LineProductChanged {
-                    line_number: request.line_number.clone(),
-                    previous_product_code: previous.clone(),
-                    new_product_code: new.clone(),
-                    kos_order_id: order_id.clone(),
-                    request_id: Some(request.request_id),
-                });
-                append_fact(&mut tx, &fact, sequence, &cause).await?;
-                let result = KosResult::ProductChangeExecuted(ProductChangeExecuted {
-                    request_id: request.request_id,
-                    line_number: request.line_number.clone(),
-                    kos_order_id: order_id.clone(),
-                    previous_product_code: previous.clone(),
-                    new_product_code: new.clone(),
-                    message: format!("the line is now on {new}"),
-                    executed_at: now,
-                });
+                let result =
+                    change_product(&mut tx, request, previous, new, &order_id, &cause).await?;
                 (result, Handled::Executed)
             }
             Decision::Refuse { code, message } => {
@@ -315,39 +281,15 @@ impl Changes {
             }
         };
         let result_envelope = result_envelope(&result, &cause);
-        let (outcome, previous, new, code, message) = match &decision {
-            Decision::Execute { previous, new } => (
-                "EXECUTED",
-                Some(previous.as_str()),
-                Some(new.as_str()),
-                None,
-                format!("the line is now on {new}"),
-            ),
-            Decision::Refuse { code, message } => {
-                ("REFUSED", None, None, Some(*code), message.clone())
-            }
+        let order = OrderRecord {
+            request,
+            order_id: &order_id,
+            decision: &decision,
+            received_at,
+            answered_at: now,
+            result: &result_envelope,
         };
-        let inserted = sqlx::query(
-            "INSERT INTO orders (request_id, kos_order_id, line_number, outcome,
-                 previous_product_code, new_product_code, reason_code, message,
-                 received_at, answered_at, result)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             ON CONFLICT (request_id) DO NOTHING",
-        )
-        .bind(request.request_id)
-        .bind(&order_id)
-        .bind(&request.line_number)
-        .bind(outcome)
-        .bind(previous)
-        .bind(new)
-        .bind(code)
-        .bind(&message)
-        .bind(received_at)
-        .bind(now)
-        .bind(sqlx::types::Json(&result_envelope))
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
+        if !order.insert(&mut tx).await? {
             // Answered concurrently (possible only for an unknown line, which has no lock).
             drop(tx);
             self.answer_again(request.request_id).await?;
@@ -470,6 +412,104 @@ impl ChangeRequests {
         tracing::info!(request_id = %request.request_id, line = %request.line_number, ?handled, elapsed_ms = started.elapsed().as_millis() as u64, "change request answered");
         metrics::histogram!("kos_change_duration_seconds").record(started.elapsed().as_secs_f64());
         Ok(Verdict::Done)
+    }
+}
+
+/// Moves the line to its new product: the line row, its history, the `LineProductChanged`
+/// fact, all in the caller's transaction; returns the result KOS answers with.
+async fn change_product(
+    conn: &mut sqlx::PgConnection,
+    request: &ProductChangeSentToKos,
+    previous: &str,
+    new: &str,
+    order_id: &str,
+    cause: &Cause,
+) -> Result<KosResult, sqlx::Error> {
+    let now = cause.occurred_at;
+    sqlx::query("UPDATE lines SET product_code = $2 WHERE line_number = $1")
+        .bind(&request.line_number)
+        .bind(new)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO line_product_history
+             (line_number, previous_product_code, new_product_code, kos_order_id, request_id, changed_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&request.line_number)
+    .bind(previous)
+    .bind(new)
+    .bind(order_id)
+    .bind(request.request_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    let sequence = lines::advance(conn, &request.line_number).await?;
+    let fact = KosFact::LineProductChanged(LineProductChanged {
+        line_number: request.line_number.clone(),
+        previous_product_code: previous.to_owned(),
+        new_product_code: new.to_owned(),
+        kos_order_id: order_id.to_owned(),
+        request_id: Some(request.request_id),
+    });
+    append_fact(conn, &fact, sequence, cause).await?;
+    Ok(KosResult::ProductChangeExecuted(ProductChangeExecuted {
+        request_id: request.request_id,
+        line_number: request.line_number.clone(),
+        kos_order_id: order_id.to_owned(),
+        previous_product_code: previous.to_owned(),
+        new_product_code: new.to_owned(),
+        message: format!("the line is now on {new}"),
+        executed_at: now,
+    }))
+}
+
+/// The order a request became, with the answer sent for it (answered again from here).
+struct OrderRecord<'a> {
+    request: &'a ProductChangeSentToKos,
+    order_id: &'a str,
+    decision: &'a Decision,
+    received_at: DateTime<Utc>,
+    answered_at: DateTime<Utc>,
+    result: &'a Envelope,
+}
+
+impl OrderRecord<'_> {
+    /// False when the request already has an order (answered concurrently).
+    async fn insert(&self, conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error> {
+        let (outcome, previous, new, code, message) = match self.decision {
+            Decision::Execute { previous, new } => (
+                "EXECUTED",
+                Some(previous.as_str()),
+                Some(new.as_str()),
+                None,
+                format!("the line is now on {new}"),
+            ),
+            Decision::Refuse { code, message } => {
+                ("REFUSED", None, None, Some(*code), message.clone())
+            }
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO orders (request_id, kos_order_id, line_number, outcome,
+                 previous_product_code, new_product_code, reason_code, message,
+                 received_at, answered_at, result)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (request_id) DO NOTHING",
+        )
+        .bind(self.request.request_id)
+        .bind(self.order_id)
+        .bind(&self.request.line_number)
+        .bind(outcome)
+        .bind(previous)
+        .bind(new)
+        .bind(code)
+        .bind(&message)
+        .bind(self.received_at)
+        .bind(self.answered_at)
+        .bind(sqlx::types::Json(self.result))
+        .execute(conn)
+        .await?;
+        Ok(inserted.rows_affected() > 0)
     }
 }
 
