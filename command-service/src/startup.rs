@@ -41,73 +41,58 @@ pub struct Application {
     metrics_listener: MetricsListener,
 }
 
-impl Application {
-    /// Checks the configuration, migrates, provisions topics and binds the listener
-    /// (port 0 picks a free one; read it back with [`Application::port`]).
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build_with_clock(config, Arc::new(SystemClock)).await
-    }
+/// The topics the command side writes and reads, created when missing (local runs; in
+/// production they are provisioned with the namespace).
+async fn provision_topics(
+    admin: &kafka::Admin,
+    topics: &Topics,
+    settings: &kafka::KafkaConfig,
+) -> anyhow::Result<()> {
+    kafka::ensure_topics(
+        admin,
+        &[
+            topics.product_change(),
+            topics.kos_results(),
+            topics.kos_billing(),
+            topics.dead_letter(),
+        ],
+        settings.topic_partitions,
+    )
+    .await?;
+    Ok(())
+}
 
-    /// [`Application::build`] with the clock that logins, lockouts and token expiry read
-    /// (tests pass a manual one).
-    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        config.check()?;
-        // First: metric handles taken before the recorder exists count nowhere.
-        telemetry::metrics_handle();
-        let pool = db::connect(&config.database).await?;
-        db::migrate(&pool).await?;
-        let topics = Topics::new(&config.kafka.topic_prefix);
-        let admin = Arc::new(kafka::admin(&config.kafka, CLIENT_ID)?);
-        if config.kafka.create_topics {
-            kafka::ensure_topics(
-                &admin,
-                &[
-                    topics.product_change(),
-                    topics.kos_results(),
-                    topics.kos_billing(),
-                    topics.dead_letter(),
-                ],
-                config.kafka.topic_partitions,
-            )
-            .await?;
-        }
-        let committed = Arc::new(Notify::new());
-        let relay = config.relay.enabled.then(|| {
-            relay::relay(
-                pool.clone(),
-                kafka::client_config(&config.kafka, CLIENT_ID),
-                topics.product_change(),
-                &config.relay,
-                committed.clone(),
-            )
-        });
-        let changes = ProductChanges::new(
-            pool.clone(),
-            committed,
-            config.kos.answer_timeout(),
-            &config.group_commit,
-        );
-        let inbox = if config.kos.inbox_enabled {
-            Some(KosInbox::new(
-                kafka::client_config(&config.kafka, CLIENT_ID),
-                kafka::group_member(
-                    &config.kafka,
-                    CLIENT_ID,
-                    &config.kos.consumer_group,
-                    "kos-inbox",
-                ),
-                topics.clone(),
-                changes.clone(),
-                ReferenceData::new(pool.clone()),
-            )?)
-        } else {
-            None
-        };
-        let sweeper = TimeoutSweeper::new(
-            pool.clone(),
-            changes.clone(),
-            Duration::from_millis(config.kos.timeout_sweep_ms),
-        );
+/// The consumer of KOS's results and facts.
+fn kos_inbox(
+    config: &Config,
+    topics: &Topics,
+    changes: &ProductChanges,
+    pool: &PgPool,
+) -> anyhow::Result<KosInbox> {
+    Ok(KosInbox::new(
+        kafka::client_config(&config.kafka, CLIENT_ID),
+        kafka::group_member(
+            &config.kafka,
+            CLIENT_ID,
+            &config.kos.consumer_group,
+            "kos-inbox",
+        ),
+        topics.clone(),
+        changes.clone(),
+        ReferenceData::new(pool.clone()),
+    )?)
+}
+
+/// Who may call: tokens, revocations, the rate limits' counts, logins and logouts.
+struct Access {
+    auth: Authenticator,
+    credentials: Credentials,
+    logout: Logout,
+    shared_counts: Option<Arc<dyn SharedCounts>>,
+}
+
+impl Access {
+    async fn build(config: &Config, pool: &PgPool, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let keys = config
             .jwt
             .keys(config.environment == Environment::Production)
@@ -143,6 +128,67 @@ impl Application {
             clock,
             config.redis.clone(),
         );
+        Ok(Access {
+            auth,
+            credentials,
+            logout,
+            shared_counts,
+        })
+    }
+}
+
+impl Application {
+    /// Checks the configuration, migrates, provisions topics and binds the listener
+    /// (port 0 picks a free one; read it back with [`Application::port`]).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] with the clock that logins, lockouts and token expiry read
+    /// (tests pass a manual one).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        config.check()?;
+        // First: metric handles taken before the recorder exists count nowhere.
+        telemetry::metrics_handle();
+        let pool = db::connect(&config.database).await?;
+        db::migrate(&pool).await?;
+        let topics = Topics::new(&config.kafka.topic_prefix);
+        let admin = Arc::new(kafka::admin(&config.kafka, CLIENT_ID)?);
+        if config.kafka.create_topics {
+            provision_topics(&admin, &topics, &config.kafka).await?;
+        }
+        let committed = Arc::new(Notify::new());
+        let relay = config.relay.enabled.then(|| {
+            relay::relay(
+                pool.clone(),
+                kafka::client_config(&config.kafka, CLIENT_ID),
+                topics.product_change(),
+                &config.relay,
+                committed.clone(),
+            )
+        });
+        let changes = ProductChanges::new(
+            pool.clone(),
+            committed,
+            config.kos.answer_timeout(),
+            &config.group_commit,
+        );
+        let inbox = config
+            .kos
+            .inbox_enabled
+            .then(|| kos_inbox(&config, &topics, &changes, &pool))
+            .transpose()?;
+        let sweeper = TimeoutSweeper::new(
+            pool.clone(),
+            changes.clone(),
+            Duration::from_millis(config.kos.timeout_sweep_ms),
+        );
+        let Access {
+            auth,
+            credentials,
+            logout,
+            shared_counts,
+        } = Access::build(&config, &pool, clock).await?;
         let state = AppState {
             changes,
             pool: pool.clone(),
