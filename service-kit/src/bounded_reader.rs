@@ -302,17 +302,11 @@ impl BoundedReader {
             .collect())
     }
 
-    /// Hands every message of `plan` to `each`, in offset order per partition, and says
-    /// where each partition ended. `each`'s error ends the read with that error.
-    pub fn read<E: From<Error>>(
-        &self,
-        plan: &Plan,
-        mut each: impl FnMut(&BorrowedMessage<'_>) -> Result<Flow, E>,
-    ) -> Result<Vec<Ended>, E> {
-        let topic = plan.topic.as_str();
+    /// Assigns the plan's partitions that have something to read, at their start; the
+    /// empty ones have ended already.
+    fn assign(&self, plan: &Plan) -> Result<(OpenPartitions, Vec<Ended>), Error> {
         let mut ended = Vec::with_capacity(plan.partitions.len());
-        // Partition -> (next offset, planned end).
-        let mut open: HashMap<i32, (i64, i64)> = HashMap::new();
+        let mut open = HashMap::new();
         let mut assignment = TopicPartitionList::new();
         for p in &plan.partitions {
             if p.is_empty() {
@@ -323,15 +317,27 @@ impl BoundedReader {
                 });
                 continue;
             }
-            assignment
-                .add_partition_offset(topic, p.partition, Offset::Offset(p.start))
-                .map_err(Error::from)?;
+            assignment.add_partition_offset(&plan.topic, p.partition, Offset::Offset(p.start))?;
             open.insert(p.partition, (p.start, p.end));
         }
+        if !open.is_empty() {
+            self.consumer.assign(&assignment)?;
+        }
+        Ok((open, ended))
+    }
+
+    /// Hands every message of `plan` to `each`, in offset order per partition, and says
+    /// where each partition ended. `each`'s error ends the read with that error.
+    pub fn read<E: From<Error>>(
+        &self,
+        plan: &Plan,
+        mut each: impl FnMut(&BorrowedMessage<'_>) -> Result<Flow, E>,
+    ) -> Result<Vec<Ended>, E> {
+        let topic = plan.topic.as_str();
+        let (mut open, mut ended) = self.assign(plan)?;
         if open.is_empty() {
             return Ok(ended);
         }
-        self.consumer.assign(&assignment).map_err(Error::from)?;
         let mut finish = |partition: i32, next: i64, by: EndedBy| {
             // Paused, so the rest of the read fetches only what it still needs.
             let mut tpl = TopicPartitionList::new();
@@ -416,6 +422,9 @@ impl BoundedReader {
         Ok(ended)
     }
 }
+
+/// Partition -> (next offset, planned end) of the partitions still being read.
+type OpenPartitions = HashMap<i32, (i64, i64)>;
 
 /// Errors librdkafka recovers from by itself (reconnecting, finding a partition's new
 /// leader): the read waits on, and only the silence ends it.
