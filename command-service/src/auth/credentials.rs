@@ -101,25 +101,7 @@ impl Credentials {
         }
         let now = self.clock.now();
         let address = from.to_string();
-        let row: Option<(Option<String>, String, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "SELECT c.password_hash, c.role, f.locked_until
-               FROM credentials c
-               LEFT JOIN login_failures f ON f.customer_id = c.customer_id AND f.address = $2
-              WHERE c.customer_id = $1",
-        )
-        .bind(customer_id)
-        .bind(&address)
-        .fetch_optional(&self.pool)
-        .await?;
-        let (hash, role, locked_until) = match row {
-            Some(row) => row,
-            // Unknown ids lock like known ones (no row in `credentials` to join).
-            None => (
-                None,
-                String::new(),
-                self.locked_until(customer_id, &address).await?,
-            ),
-        };
+        let (hash, role, locked_until) = self.account(customer_id, &address).await?;
         if let Some(until) = locked_until.filter(|until| *until > now) {
             return Err(LoginRefused::Locked { until }.into());
         }
@@ -129,8 +111,51 @@ impl Credentials {
                 .await?
                 .into());
         }
-        // A failure from this address that locked the account while the hash was being
-        // checked wins; otherwise the count is cleared.
+        if let Some(until) = self.clear_failures(customer_id, &address, now).await? {
+            return Err(LoginRefused::Locked { until }.into());
+        }
+        let Some(role) = Role::parse(&role) else {
+            return Err(LoginRefused::InvalidCredentials.into());
+        };
+        self.grant(customer_id, role, now).await
+    }
+
+    /// The account's password hash and role, and whether it is locked for `address`.
+    /// Unknown ids lock like known ones (no row in `credentials` to join).
+    async fn account(
+        &self,
+        customer_id: &str,
+        address: &str,
+    ) -> Result<(Option<String>, String, Option<DateTime<Utc>>), AppError> {
+        let row: Option<(Option<String>, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT c.password_hash, c.role, f.locked_until
+               FROM credentials c
+               LEFT JOIN login_failures f ON f.customer_id = c.customer_id AND f.address = $2
+              WHERE c.customer_id = $1",
+        )
+        .bind(customer_id)
+        .bind(address)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => row,
+            None => (
+                None,
+                String::new(),
+                self.locked_until(customer_id, address).await?,
+            ),
+        })
+    }
+
+    /// Clears the account's failures from `address` after a right password, unless a
+    /// failure from there locked it while the hash was being checked: then that lock wins
+    /// and is returned.
+    async fn clear_failures(
+        &self,
+        customer_id: &str,
+        address: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, AppError> {
         let locked: Option<DateTime<Utc>> = sqlx::query_scalar(
             "WITH cleared AS (
                  DELETE FROM login_failures
@@ -140,17 +165,22 @@ impl Credentials {
               WHERE customer_id = $1 AND address = $2 AND locked_until > $3",
         )
         .bind(customer_id)
-        .bind(&address)
+        .bind(address)
         .bind(now)
         .fetch_optional(&self.pool)
         .await?
         .flatten();
-        if let Some(until) = locked {
-            return Err(LoginRefused::Locked { until }.into());
-        }
-        let Some(role) = Role::parse(&role) else {
-            return Err(LoginRefused::InvalidCredentials.into());
-        };
+        Ok(locked)
+    }
+
+    /// Issues the token (a customer's lines in it) and remembers it, so a password reset
+    /// or "log out everywhere" can end it at once.
+    async fn grant(
+        &self,
+        customer_id: &str,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> Result<Grant, AppError> {
         let lines: Vec<String> = if role == Role::Customer {
             sqlx::query_scalar(
                 "SELECT line_number FROM ref_lines WHERE customer_id = $1 ORDER BY line_number",
@@ -162,7 +192,6 @@ impl Credentials {
             Vec::new()
         };
         let (access_token, claims) = self.tokens.issue(customer_id, role, lines.clone());
-        // Remembered so a password reset or "log out everywhere" can end it at once.
         sqlx::query("INSERT INTO issued_tokens (jti, customer_id, expires_at) VALUES ($1, $2, $3)")
             .bind(&claims.jti)
             .bind(customer_id)
