@@ -165,18 +165,23 @@ impl View {
     }
 }
 
+/// (line, month, doc)
+pub type BillRow = (String, String, serde_json::Value);
+/// (line, doc) as stored, without the product's name.
+pub type LineRow = (String, serde_json::Value);
+/// (request id, line, requested at, doc)
+pub type RequestRow = (Uuid, String, DateTime<Utc>, serde_json::Value);
+/// (product code, operator, on sale, doc)
+pub type ProductRow = (String, String, bool, serde_json::Value);
+
 /// The read tables' contents every view is built from: read from PostgreSQL by
 /// [`load_rows`], or held in memory by a replay that wrote them.
 #[derive(Debug, Default)]
 pub struct Rows {
-    /// (line, month, doc)
-    pub bills: Vec<(String, String, serde_json::Value)>,
-    /// (line, doc) as stored, without the product's name.
-    pub lines: Vec<(String, serde_json::Value)>,
-    /// (request id, line, requested at, doc)
-    pub requests: Vec<(Uuid, String, DateTime<Utc>, serde_json::Value)>,
-    /// (product code, operator, on sale, doc)
-    pub products: Vec<(String, String, bool, serde_json::Value)>,
+    pub bills: Vec<BillRow>,
+    pub lines: Vec<LineRow>,
+    pub requests: Vec<RequestRow>,
+    pub products: Vec<ProductRow>,
     /// The line streams' last applied sequences.
     pub positions: Vec<(String, i64)>,
 }
@@ -210,10 +215,31 @@ pub async fn load_rows(pool: &PgPool) -> Result<Rows, sqlx::Error> {
 
 /// Every view of `rows`, as [`View::load`]'s queries build each one from the tables,
 /// handed to `emit` one by one (so they can be written while the rest is built).
-pub fn build_all(mut rows: Rows, mut emit: impl FnMut(View, Vec<u8>)) {
-    let bytes = |v: &serde_json::Value| serde_json::to_vec(v).expect("JSON values serialize");
+pub fn build_all(rows: Rows, mut emit: impl FnMut(View, Vec<u8>)) {
+    let Rows {
+        bills,
+        lines,
+        requests,
+        products,
+        positions,
+    } = rows;
+    build_bills(bills, &mut emit);
+    build_lines(lines, &products, &mut emit);
+    build_requests(requests, &mut emit);
+    build_products(products, &mut emit);
+    for (line, sequence) in positions {
+        emit(View::Position { line }, sequence.to_string().into_bytes());
+    }
+}
+
+fn bytes(v: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(v).expect("JSON values serialize")
+}
+
+/// Each bill, and each line's months with a bill, newest first.
+fn build_bills(bills: Vec<BillRow>, emit: &mut impl FnMut(View, Vec<u8>)) {
     let mut months: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (line, month, doc) in rows.bills {
+    for (line, month, doc) in bills {
         months.entry(line.clone()).or_default().push(month.clone());
         emit(View::Bill { line, month }, bytes(&doc));
     }
@@ -225,13 +251,16 @@ pub fn build_all(mut rows: Rows, mut emit: impl FnMut(View, Vec<u8>)) {
         });
         emit(View::Months { line }, bytes(&doc));
     }
-    // The product's name comes from the catalog as it is now (`jsonb_set` in the query).
-    let names: HashMap<&str, &serde_json::Value> = rows
-        .products
+}
+
+/// Each line's summary, its product's name from the catalog as it is now (`jsonb_set` in
+/// the query).
+fn build_lines(lines: Vec<LineRow>, products: &[ProductRow], emit: &mut impl FnMut(View, Vec<u8>)) {
+    let names: HashMap<&str, &serde_json::Value> = products
         .iter()
         .filter_map(|(code, _, _, doc)| doc.get("name").map(|n| (code.as_str(), n)))
         .collect();
-    for (line, mut doc) in rows.lines {
+    for (line, mut doc) in lines {
         let code = doc["currentProduct"]["productCode"]
             .as_str()
             .map(str::to_owned);
@@ -244,9 +273,13 @@ pub fn build_all(mut rows: Rows, mut emit: impl FnMut(View, Vec<u8>)) {
         }
         emit(View::Line { line }, bytes(&doc));
     }
+}
+
+/// Each change request, and each line's history of them.
+fn build_requests(mut requests: Vec<RequestRow>, emit: &mut impl FnMut(View, Vec<u8>)) {
     // Newest first, as `ORDER BY requested_at DESC, request_id` (timestamptz keeps
     // microseconds).
-    rows.requests.sort_by(|a, b| {
+    requests.sort_by(|a, b| {
         let micros = |t: &DateTime<Utc>| t.timestamp_micros();
         (&a.1, std::cmp::Reverse(micros(&a.2)), a.0).cmp(&(
             &b.1,
@@ -255,7 +288,7 @@ pub fn build_all(mut rows: Rows, mut emit: impl FnMut(View, Vec<u8>)) {
         ))
     });
     let mut history: Vec<(String, Vec<ChangeRequestView>)> = vec![];
-    for (id, line, _, doc) in rows.requests {
+    for (id, line, _, doc) in requests {
         emit(View::Request { id }, bytes(&doc));
         if history.last().is_none_or(|(l, _)| *l != line) {
             history.push((line.clone(), vec![]));
@@ -271,10 +304,13 @@ pub fn build_all(mut rows: Rows, mut emit: impl FnMut(View, Vec<u8>)) {
         });
         emit(View::History { line }, bytes(&doc));
     }
-    // Every operator with a product, on sale or not, has a list (maybe empty). Codes and
-    // months sort byte-wise, as the queries' `COLLATE "C"`.
+}
+
+/// Each operator's products on sale. Every operator with a product, on sale or not, has
+/// a list (maybe empty). Codes sort byte-wise, as the queries' `COLLATE "C"`.
+fn build_products(products: Vec<ProductRow>, emit: &mut impl FnMut(View, Vec<u8>)) {
     let mut by_operator: BTreeMap<String, Vec<(String, serde_json::Value)>> = BTreeMap::new();
-    for (code, operator, on_sale, doc) in rows.products {
+    for (code, operator, on_sale, doc) in products {
         let list = by_operator.entry(operator).or_default();
         if on_sale {
             list.push((code, doc));
@@ -291,9 +327,6 @@ pub fn build_all(mut rows: Rows, mut emit: impl FnMut(View, Vec<u8>)) {
             products,
         });
         emit(View::Products { operator }, bytes(&doc));
-    }
-    for (line, sequence) in rows.positions {
-        emit(View::Position { line }, sequence.to_string().into_bytes());
     }
 }
 
