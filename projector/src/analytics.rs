@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use service_kit::auth::{Authenticator, Caller};
-use service_kit::problem::{Problem, ProblemCode};
+use service_kit::problem::{Problem, ProblemCode, TokenProblems};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -99,7 +99,20 @@ pub fn router(state: AnalyticsState) -> Router {
 
 /// The line as of `at` (RFC 3339): customer, operator, status, current product, the
 /// change pending then, the sequences applied and the last event.
-async fn line_state(
+#[utoipa::path(get, path = "/api/v1/analytics/lines/{lineNumber}/state", tag = "analytics",
+    params(
+        ("lineNumber" = String, Path, description = "010-1234-5678"),
+        ("at" = String, Query, description = "An RFC 3339 instant, e.g. 2026-03-01T00:00:00Z")),
+    responses(
+        (status = 200, description = "The line as it stood at `at`", body = LineState),
+        (status = 400, description = "INVALID_AT (missing, not RFC 3339, or in the future), INVALID_LINE_NUMBER", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "FORBIDDEN: not an analyst or admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "LINE_NOT_FOUND: no event of the line before `at`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "HISTORY_INCOMPLETE: the topic no longer holds the line's first events", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "TIME_TRAVEL_BUSY (with Retry-After), BROKER_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json"),
+        TokenProblems),
+    security(("bearer" = [])))]
+pub(crate) async fn line_state(
     caller: Caller,
     State(state): State<AnalyticsState>,
     Path(line): Path<String>,

@@ -47,6 +47,9 @@ pub enum Command {
         /// The JSONL file to read.
         file: std::path::PathBuf,
     },
+    /// Write the OpenAPI document (as served on `/api-docs/openapi.json`) to stdout and
+    /// exit; needs no database, Redis or broker.
+    PrintOpenapi,
 }
 
 /// The subcommands that moved to the analyst tools (`phonebill-analyst`, shipped beside

@@ -6,7 +6,8 @@
 //! Redis), [`projections`] (one `apply` per input family), [`consumer`] (the handler of
 //! service-kit's group worker, which stores offsets after effects, retries and
 //! dead-letters), [`db`] (schema, migrations, the query role), [`startup`] (wiring,
-//! health, admin endpoints, following the active namespace), [`namespace`] (namespaces
+//! health, following the active namespace), [`admin`] (the parked events' endpoints),
+//! [`openapi`] (the document of the HTTP endpoints), [`namespace`] (namespaces
 //! and the active pointer, which the daemon opens at startup and follows), [`time_travel`]
 //! (a line as of a moment, from its events) and [`analytics`] (its HTTP endpoint, served
 //! by the daemon). Schema checks: `events::schema::SchemaSet`.
@@ -15,11 +16,13 @@
 //! View shapes, Redis keys and the PostgreSQL loaders live in the `read-model` crate,
 //! shared with query-service.
 
+pub mod admin;
 pub mod analytics;
 pub mod configuration;
 pub mod consumer;
 pub mod db;
 pub mod namespace;
+pub mod openapi;
 pub mod processor;
 pub mod projections;
 pub mod startup;

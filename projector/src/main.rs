@@ -16,6 +16,7 @@ async fn main() -> anyhow::Result<()> {
     });
     let config = cli.config;
     match cli.command.unwrap_or(Command::Run) {
+        Command::PrintOpenapi => service_kit::http::print_openapi(&projector::openapi::document()),
         Command::Run => {
             let app = Application::build(config).await?;
             let shutdown = CancellationToken::new();

@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use events::topics::Topics;
 use rdkafka::consumer::Consumer;
 use serde::Serialize;
 use serde_json::Value;
-use service_kit::auth::{Authenticator, Caller};
+use service_kit::auth::Authenticator;
 use service_kit::hardening::{Hardened, RateLimit, RedisCounts};
 use service_kit::health::Up;
 use service_kit::http::ObserveLayer;
@@ -29,11 +28,13 @@ use arc_swap::ArcSwap;
 use backon::{ExponentialBuilder, Retryable};
 use read_model::namespace::ActiveNamespace;
 
+use crate::admin;
 use crate::analytics::{self, AnalyticsState};
 use crate::configuration::Config;
 use crate::consumer::{self, Projection};
 use crate::db;
 use crate::namespace::Control;
+use crate::openapi;
 use crate::processor::Processor;
 use crate::time_travel::TimeTravel;
 use service_kit::group_worker::{GroupConsumer, GroupWorker};
@@ -53,9 +54,9 @@ pub struct Application {
 }
 
 #[derive(Clone)]
-struct AppState {
+pub(crate) struct AppState {
     /// The processor of the active namespace (swapped at a switch).
-    processor: Arc<ArcSwap<Processor>>,
+    pub(crate) processor: Arc<ArcSwap<Processor>>,
     redis: RedisConn,
     admin: Arc<Admin>,
     /// The parked endpoints are for admins: since the analytics route, the pod is
@@ -182,15 +183,14 @@ impl Application {
         };
         // The admin and analyst endpoints behind the per-IP limit; everything inside the
         // timeout, the body limit, CORS and the security headers, as on the other services.
-        let api = Router::new()
-            .route("/admin/parked", get(list_parked))
-            .route("/admin/parked/retry", post(retry_parked))
+        let api = admin::router()
             .with_state(state.clone())
             .merge(analytics::router(analytics));
         let metrics_listener = MetricsListener::bind(&config.metrics).await?;
         let health = Router::new()
             .route("/health/live", get(service_kit::health::live))
-            .route("/health/ready", get(ready));
+            .route("/health/ready", get(ready))
+            .merge(openapi::router());
         let router = telemetry::with_metrics(health, metrics_listener.beside_api())
             .with_state(state)
             .merge(RateLimit::apply(ip_limit, api))
@@ -440,32 +440,12 @@ pub struct ReadinessChecks {
     pub redis: Up,
 }
 
-/// `GET /admin/parked`: the parked events (at most 1,000), by aggregate and sequence.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ParkedList {
-    pub items: Vec<Parked>,
-}
-
-/// One parked event: the aggregate it belongs to (whose later events queue behind it)
-/// and why it could not be applied.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Parked {
-    pub aggregate_id: String,
-    pub aggregate_type: String,
-    pub reason: String,
-    pub sequence: i64,
-}
-
-/// `POST /admin/parked/retry`: how many parked events applied now and how many stay.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RetryAnswer {
-    pub applied: u64,
-    pub still_parked: u64,
-}
-
-async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+/// `/health/ready`: 200 when PostgreSQL, Redis and the broker all answer, else 503.
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses(
+        (status = 200, description = "PostgreSQL, Redis and the broker answer", body = Readiness),
+        (status = 503, description = "One of them does not", body = Readiness)))]
+pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let database = sqlx::query("SELECT 1")
         .execute(&state.processor.load().pool)
         .await
@@ -496,52 +476,10 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     )
 }
 
-async fn list_parked(
-    caller: Caller,
-    State(state): State<AppState>,
-) -> Result<Json<ParkedList>, axum::response::Response> {
-    caller
-        .require_admin()
-        .map_err(IntoResponse::into_response)?;
-    let rows: Vec<(String, String, i64, String)> = sqlx::query_as(
-        "SELECT aggregate_type, aggregate_id, sequence, reason FROM parked
-          ORDER BY aggregate_type, aggregate_id, sequence LIMIT 1000",
-    )
-    .fetch_all(&state.processor.load().pool)
-    .await
-    .map_err(|_| StatusCode::SERVICE_UNAVAILABLE.into_response())?;
-    let items = rows
-        .into_iter()
-        .map(|(aggregate_type, aggregate_id, sequence, reason)| Parked {
-            aggregate_id,
-            aggregate_type,
-            reason,
-            sequence,
-        })
-        .collect();
-    Ok(Json(ParkedList { items }))
-}
-
-async fn retry_parked(
-    caller: Caller,
-    State(state): State<AppState>,
-) -> Result<Json<RetryAnswer>, axum::response::Response> {
-    caller
-        .require_admin()
-        .map_err(IntoResponse::into_response)?;
-    let report = state.processor.load().retry_parked().await.map_err(|e| {
-        tracing::warn!(error = %e, "parked retry failed");
-        StatusCode::SERVICE_UNAVAILABLE.into_response()
-    })?;
-    Ok(Json(RetryAnswer {
-        applied: report.applied,
-        still_parked: report.still_parked,
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admin::{Parked, ParkedList, RetryAnswer};
     use serde_json::json;
 
     /// The bodies these routes had, built with `json!`, against the typed ones.

@@ -1,7 +1,6 @@
 use query_service::configuration::{Cli, Command};
 use query_service::startup::Application;
 use service_kit::telemetry;
-use std::io::Write;
 use tokio_util::sync::CancellationToken;
 
 // glibc's malloc was an eighth of the bill query path's CPU (arena locks, consolidation);
@@ -13,10 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let cli = <Cli as clap::Parser>::parse();
     if cli.command == Some(Command::PrintOpenapi) {
-        // Written, not `println!`: a closed pipe (`| head`) is an error, not a panic.
-        let document = query_service::routes::openapi::document().to_pretty_json()?;
-        writeln!(std::io::stdout().lock(), "{document}")?;
-        return Ok(());
+        return service_kit::http::print_openapi(&query_service::routes::openapi::document());
     }
     telemetry::init_logging("info,sqlx::postgres::notice=warn");
     let config = cli.config;

@@ -257,6 +257,14 @@ fn intern_shared(route: &str) -> &'static str {
     leaked
 }
 
+/// Writes a service's OpenAPI document to stdout (its `print-openapi` subcommand).
+/// Written, not `println!`: a closed pipe (`| head`) is an error, not a panic.
+pub fn print_openapi(document: &utoipa::openapi::OpenApi) -> anyhow::Result<()> {
+    use std::io::Write;
+    writeln!(std::io::stdout().lock(), "{}", document.to_pretty_json()?)?;
+    Ok(())
+}
+
 /// `axum::Json`, but only a JSON object, and every rejection a problem: 400
 /// `MALFORMED_JSON` (not JSON) or `INVALID_FIELDS` (not the expected object), 413
 /// `PAYLOAD_TOO_LARGE`, 415 `UNSUPPORTED_MEDIA_TYPE`.

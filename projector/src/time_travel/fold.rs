@@ -25,7 +25,7 @@ use crate::processor::{self, Decoded};
 use crate::projections::{ApplyError, Store};
 
 /// A line as it stood at `as_of`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LineState {
     pub line_number: String,
