@@ -45,10 +45,35 @@ pub fn router() -> Router<AppState> {
         .route("/admin/orders/{request_id}", get(get_order))
 }
 
+/// What every admin route may answer before it runs: no valid token, not an admin, the
+/// logouts unreadable (Redis away).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // never built: it only names the responses for the OpenAPI document
+pub enum AdminProblems {
+    #[response(
+        status = 401,
+        description = "UNAUTHENTICATED: no valid token",
+        content_type = "application/problem+json"
+    )]
+    Unauthenticated(Problem),
+    #[response(
+        status = 403,
+        description = "FORBIDDEN: not an admin",
+        content_type = "application/problem+json"
+    )]
+    Forbidden(Problem),
+    #[response(
+        status = 503,
+        description = "AUTH_UNAVAILABLE: the logouts cannot be read; TIMEOUT",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(Problem),
+}
+
 /// Adds a customer (201; 200 if the same customer exists).
 #[utoipa::path(post, path = "/admin/customers", request_body = NewCustomer,
     responses((status = 201, body = Customer), (status = 200, body = Customer),
-              (status = 400, body = Problem), (status = 409, body = Problem)))]
+              (status = 400, description = "INVALID_CUSTOMER_ID, INVALID_NAME, MALFORMED_JSON, INVALID_FIELDS", body = Problem, content_type = "application/problem+json"), (status = 409, description = "CUSTOMER_EXISTS: the id is taken by a different customer", body = Problem, content_type = "application/problem+json"), AdminProblems))]
 pub async fn add_customer(
     State(state): State<AppState>,
     ApiJson(new): ApiJson<NewCustomer>,
@@ -64,8 +89,8 @@ pub async fn add_customer(
 
 /// Registers a line of an existing customer and publishes `LineRegistered`.
 #[utoipa::path(post, path = "/admin/lines", request_body = NewLine,
-    responses((status = 201, body = Line), (status = 400, body = Problem),
-              (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 201, body = Line), (status = 400, description = "INVALID_LINE_NUMBER, INVALID_CUSTOMER_ID, INVALID_PRODUCT_CODE, INVALID_OPERATOR, INVALID_CONTRACT, INVALID_AMOUNT, INVALID_PAYMENT_METHOD, MALFORMED_JSON, INVALID_FIELDS", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "CUSTOMER_NOT_FOUND, PRODUCT_NOT_FOUND", body = Problem, content_type = "application/problem+json"), (status = 409, description = "LINE_EXISTS, OPERATOR_MISMATCH", body = Problem, content_type = "application/problem+json"), AdminProblems))]
 pub async fn register_line(
     State(state): State<AppState>,
     CorrelationId(correlation): CorrelationId,
@@ -76,7 +101,7 @@ pub async fn register_line(
 }
 
 #[utoipa::path(get, path = "/admin/lines/{line_number}",
-    responses((status = 200, body = Line), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = Line), (status = 400, description = "INVALID_LINE_NUMBER", body = Problem, content_type = "application/problem+json"), (status = 404, description = "LINE_NOT_FOUND", body = Problem, content_type = "application/problem+json"), AdminProblems))]
 pub async fn get_line(
     State(state): State<AppState>,
     Path(line_number): Path<String>,
@@ -92,7 +117,7 @@ pub struct Suspension {
 
 /// Suspends a line and publishes `LineSuspended` (already suspended: no change).
 #[utoipa::path(post, path = "/admin/lines/{line_number}/suspend", request_body = Suspension,
-    responses((status = 200, body = Line), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = Line), (status = 400, description = "INVALID_LINE_NUMBER, INVALID_REASON, MALFORMED_JSON, INVALID_FIELDS", body = Problem, content_type = "application/problem+json"), (status = 404, description = "LINE_NOT_FOUND", body = Problem, content_type = "application/problem+json"), AdminProblems))]
 pub async fn suspend_line(
     State(state): State<AppState>,
     CorrelationId(correlation): CorrelationId,
@@ -108,7 +133,7 @@ pub async fn suspend_line(
 
 /// Resumes a line and publishes `LineResumed` (already active: no change).
 #[utoipa::path(post, path = "/admin/lines/{line_number}/resume",
-    responses((status = 200, body = Line), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = Line), (status = 400, description = "INVALID_LINE_NUMBER", body = Problem, content_type = "application/problem+json"), (status = 404, description = "LINE_NOT_FOUND", body = Problem, content_type = "application/problem+json"), AdminProblems))]
 pub async fn resume_line(
     State(state): State<AppState>,
     CorrelationId(correlation): CorrelationId,
@@ -124,7 +149,7 @@ pub async fn resume_line(
 
 /// A line's bill for a month, as issued (with its current payment status).
 #[utoipa::path(get, path = "/admin/lines/{line_number}/bills/{month}",
-    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = Object), (status = 400, description = "INVALID_LINE_NUMBER, INVALID_MONTH", body = Problem, content_type = "application/problem+json"), (status = 404, description = "BILL_NOT_FOUND", body = Problem, content_type = "application/problem+json"), AdminProblems))]
 pub async fn get_bill(
     State(state): State<AppState>,
     Path((line_number, month)): Path<(String, String)>,
@@ -133,13 +158,13 @@ pub async fn get_bill(
     Ok(Json(state.billing.get(&line_number, month).await?))
 }
 
-#[utoipa::path(get, path = "/admin/products", responses((status = 200, body = [Product])))]
+#[utoipa::path(get, path = "/admin/products", responses((status = 200, body = [Product]), AdminProblems))]
 pub async fn list_products(State(state): State<AppState>) -> Result<Json<Vec<Product>>, AppError> {
     Ok(Json(state.catalog.list().await?))
 }
 
 #[utoipa::path(get, path = "/admin/products/{product_code}",
-    responses((status = 200, body = Product), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = Product), (status = 400, description = "INVALID_PRODUCT_CODE", body = Problem, content_type = "application/problem+json"), (status = 404, description = "PRODUCT_NOT_FOUND", body = Problem, content_type = "application/problem+json"), AdminProblems))]
 pub async fn get_product(
     State(state): State<AppState>,
     Path(code): Path<String>,
@@ -149,7 +174,7 @@ pub async fn get_product(
 
 /// Puts a product on sale (new or updated) and publishes `ProductPublished`.
 #[utoipa::path(post, path = "/admin/products", request_body = NewProduct,
-    responses((status = 200, body = Product), (status = 400, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 200, body = Product), (status = 400, description = "INVALID_PRODUCT_CODE, INVALID_NAME, INVALID_OPERATOR, INVALID_AMOUNT, MALFORMED_JSON, INVALID_FIELDS", body = Problem, content_type = "application/problem+json"), (status = 409, description = "OPERATOR_MISMATCH: the code belongs to another operator", body = Problem, content_type = "application/problem+json"), AdminProblems))]
 pub async fn publish_product(
     State(state): State<AppState>,
     CorrelationId(correlation): CorrelationId,
@@ -162,7 +187,7 @@ pub async fn publish_product(
 
 /// Takes a product off sale and publishes `ProductWithdrawn` (already off sale: no change).
 #[utoipa::path(post, path = "/admin/products/{product_code}/withdraw",
-    responses((status = 200, body = Product), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = Product), (status = 400, description = "INVALID_PRODUCT_CODE", body = Problem, content_type = "application/problem+json"), (status = 404, description = "PRODUCT_NOT_FOUND", body = Problem, content_type = "application/problem+json"), AdminProblems))]
 pub async fn withdraw_product(
     State(state): State<AppState>,
     CorrelationId(correlation): CorrelationId,
@@ -184,7 +209,7 @@ pub struct Reprice {
 
 /// Changes a product's monthly fee and publishes `ProductRepriced`.
 #[utoipa::path(post, path = "/admin/products/{product_code}/reprice", request_body = Reprice,
-    responses((status = 200, body = Product), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = Product), (status = 400, description = "INVALID_PRODUCT_CODE, INVALID_AMOUNT, MALFORMED_JSON, INVALID_FIELDS", body = Problem, content_type = "application/problem+json"), (status = 404, description = "PRODUCT_NOT_FOUND", body = Problem, content_type = "application/problem+json"), AdminProblems))]
 pub async fn reprice_product(
     State(state): State<AppState>,
     CorrelationId(correlation): CorrelationId,
@@ -208,7 +233,7 @@ pub struct BillCycle {
 
 /// Issues the month's bill to every active line without one (idempotent per line and month).
 #[utoipa::path(post, path = "/admin/bill-cycles", request_body = BillCycle,
-    responses((status = 200, body = CycleReport), (status = 400, body = Problem)))]
+    responses((status = 200, body = CycleReport), (status = 400, description = "INVALID_MONTH, MALFORMED_JSON, INVALID_FIELDS", body = Problem, content_type = "application/problem+json"), AdminProblems))]
 pub async fn run_bill_cycle(
     State(state): State<AppState>,
     CorrelationId(correlation): CorrelationId,
@@ -224,7 +249,7 @@ pub async fn run_bill_cycle(
 }
 
 /// The simulation settings in force (in memory: they last until the process restarts).
-#[utoipa::path(get, path = "/admin/settings", responses((status = 200, body = Simulation)))]
+#[utoipa::path(get, path = "/admin/settings", responses((status = 200, body = Simulation), AdminProblems))]
 pub async fn get_settings(State(state): State<AppState>) -> Json<Simulation> {
     Json(state.changes.simulation().get())
 }
@@ -240,7 +265,7 @@ pub struct SettingsChange {
 
 /// Changes some or all simulation settings; refused as a whole if the result is invalid.
 #[utoipa::path(put, path = "/admin/settings", request_body = SettingsChange,
-    responses((status = 200, body = Simulation), (status = 400, body = Problem)))]
+    responses((status = 200, body = Simulation), (status = 400, description = "INVALID_SETTINGS, MALFORMED_JSON, INVALID_FIELDS", body = Problem, content_type = "application/problem+json"), AdminProblems))]
 pub async fn put_settings(
     State(state): State<AppState>,
     ApiJson(change): ApiJson<SettingsChange>,
@@ -262,7 +287,7 @@ pub async fn put_settings(
 
 /// KOS's order for a product-change request: outcome, and how often it was executed.
 #[utoipa::path(get, path = "/admin/orders/{request_id}",
-    responses((status = 200, body = Order), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = Order), (status = 400, description = "INVALID_REQUEST_ID", body = Problem, content_type = "application/problem+json"), (status = 404, description = "ORDER_NOT_FOUND", body = Problem, content_type = "application/problem+json"), AdminProblems))]
 pub async fn get_order(
     State(state): State<AppState>,
     Path(request_id): Path<String>,

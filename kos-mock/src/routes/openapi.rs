@@ -40,3 +40,46 @@ pub fn router() -> Router<AppState> {
         get(|| async { Json(ApiDoc::openapi()) }),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_admin_route_documents_its_answer_and_its_problems() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths.len() >= 10, "{} paths", paths.len());
+        for (path, operations) in paths {
+            for (method, operation) in operations.as_object().unwrap() {
+                let responses = operation["responses"].as_object().unwrap();
+                let answer = responses
+                    .iter()
+                    .find(|(status, _)| status.starts_with('2'))
+                    .map(|(_, r)| r);
+                assert!(
+                    answer.is_some_and(|r| r["content"]["application/json"]["schema"].is_object()),
+                    "{method} {path} has a typed answer"
+                );
+                for (status, response) in responses.iter().filter(|(s, _)| !s.starts_with('2')) {
+                    let problem = &response["content"]["application/problem+json"]["schema"];
+                    assert_eq!(
+                        problem["$ref"], "#/components/schemas/Problem",
+                        "{method} {path} {status} is a problem"
+                    );
+                    let description = response["description"].as_str().unwrap_or("");
+                    assert!(
+                        description
+                            .chars()
+                            .next()
+                            .is_some_and(|c| c.is_ascii_uppercase()),
+                        "{method} {path} {status} names its codes: {description:?}"
+                    );
+                }
+                for status in ["401", "403"] {
+                    assert!(responses.contains_key(status), "{method} {path} {status}");
+                }
+            }
+        }
+    }
+}
