@@ -268,14 +268,7 @@ impl Application {
                 .keep_redis_whole(self.revocation_resync, shutdown.clone()),
         );
         tracing::info!(addr = %self.listener.local_addr()?, "command-service listening");
-        let stop = shutdown.clone();
-        let service =
-            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-                SocketAddr,
-            >(self.router);
-        axum::serve(self.listener, service)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await?;
+        service_kit::server::serve(self.listener, self.router, shutdown.clone()).await?;
         shutdown.cancel();
         for worker in workers {
             worker.await?;

@@ -1,8 +1,7 @@
 //! The projector's OpenAPI document (`/api-docs/openapi.json`, and `projector
 //! print-openapi`): the analysts' time travel, the admins' parked events, health.
 
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use service_kit::auth::BearerScheme;
 use utoipa::OpenApi;
 
@@ -31,5 +30,5 @@ pub fn document() -> utoipa::openapi::OpenApi {
 
 /// The document's route; it needs no state.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route("/api-docs/openapi.json", get(|| async { Json(document()) }))
+    service_kit::http::openapi_route(document)
 }

@@ -249,14 +249,7 @@ impl Application {
         ));
         let metrics = self.metrics_listener.serve(shutdown.clone());
         tracing::info!(addr = %self.listener.local_addr()?, "projector listening");
-        let stop = shutdown.clone();
-        let service =
-            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-                SocketAddr,
-            >(self.router);
-        axum::serve(self.listener, service)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await?;
+        service_kit::server::serve(self.listener, self.router, shutdown.clone()).await?;
         shutdown.cancel();
         consumer.await?;
         metrics.await?;

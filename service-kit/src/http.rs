@@ -257,6 +257,16 @@ fn intern_shared(route: &str) -> &'static str {
     leaked
 }
 
+/// `GET /api-docs/openapi.json`: a service's OpenAPI document (the route needs no state).
+pub fn openapi_route<S: Clone + Send + Sync + 'static>(
+    document: fn() -> utoipa::openapi::OpenApi,
+) -> axum::Router<S> {
+    axum::Router::new().route(
+        "/api-docs/openapi.json",
+        axum::routing::get(move || async move { axum::Json(document()) }),
+    )
+}
+
 /// Writes a service's OpenAPI document to stdout (its `print-openapi` subcommand).
 /// Written, not `println!`: a closed pipe (`| head`) is an error, not a panic.
 pub fn print_openapi(document: &utoipa::openapi::OpenApi) -> anyhow::Result<()> {

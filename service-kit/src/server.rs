@@ -136,18 +136,36 @@ where
 /// connections (the standard library's value): 500 logins at once overflowed it, and
 /// the kernel answered a few of them with SYN cookies that then failed (connection reset).
 pub fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
-    tokio::net::TcpListener::from_std(socket.into())
+    tokio::net::TcpListener::from_std(listening_socket(addr, false)?)
+}
+
+/// Serves `router` on `listener` (with the peer's address for the rate limits) until
+/// `shutdown` fires; requests in flight then finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: crate::hardening::Hardened<axum::Router>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    let service = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+        SocketAddr,
+    >(router);
+    axum::serve(listener, service)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }
 
 fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    listening_socket(addr, true)
+}
+
+/// A bound, non-blocking socket listening with [`BACKLOG`]; with `reuse_port`, one of
+/// several sharing the port (one per worker, the kernel spreading connections).
+fn listening_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;

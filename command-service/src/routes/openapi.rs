@@ -1,5 +1,4 @@
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use service_kit::auth::BearerScheme;
 use utoipa::OpenApi;
 
@@ -32,5 +31,5 @@ pub fn document() -> utoipa::openapi::OpenApi {
 }
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api-docs/openapi.json", get(|| async { Json(document()) }))
+    service_kit::http::openapi_route(document)
 }

@@ -1,5 +1,4 @@
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use service_kit::auth::BearerScheme;
 use utoipa::OpenApi;
 
@@ -35,10 +34,7 @@ use super::AppState;
 struct ApiDoc;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/api-docs/openapi.json",
-        get(|| async { Json(ApiDoc::openapi()) }),
-    )
+    service_kit::http::openapi_route(ApiDoc::openapi)
 }
 
 #[cfg(test)]

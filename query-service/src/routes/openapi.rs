@@ -3,8 +3,7 @@
 //! with. The bill, line-summary and change-request routes send the stored view documents
 //! as they are; their schemas are the view types of `read_model::views`.
 
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use service_kit::auth::BearerScheme;
 use utoipa::OpenApi;
 
@@ -38,5 +37,5 @@ pub fn document() -> utoipa::openapi::OpenApi {
 
 /// The document's route; it needs no state.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route("/api-docs/openapi.json", get(|| async { Json(document()) }))
+    service_kit::http::openapi_route(document)
 }
