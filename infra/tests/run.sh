@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Validate infra/ offline: Helm chart (rendered with values.yaml and values-prod.yaml,
 # checked against the Kubernetes 1.29 schemas and the production design's numbers),
-# Dockerfiles, Terraform, alerts and dashboard, the release analysis, the GitOps
+# Dockerfiles, Terraform, alerts (their rules run by promtool against synthetic series)
+# and dashboard, the release analysis, the GitOps
 # definitions, the CI workflow and the load test's verdict (bench/journeys_report.py).
 #
 #   bash infra/tests/run.sh            # everything
