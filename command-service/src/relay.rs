@@ -170,6 +170,8 @@ impl OutboxSession for RelaySession {
             .bind(<Line as cqrs_es::Aggregate>::TYPE)
             .fetch_all(&self.pool)
             .await?;
+        // The backlog as this read saw it (at most a batch): what the HPA scales on.
+        metrics::gauge!("phonebill_outbox_pending").set(rows.len() as f64);
         rows.into_iter()
             .map(|row| {
                 let event = row.into_event()?;

@@ -13,6 +13,19 @@ async fn health_metrics_and_openapi_are_served() {
     let metrics = get("/metrics").await.unwrap().text().await.unwrap();
     assert!(metrics.contains("http_server_requests_total"), "{metrics}");
     assert!(metrics.contains("phonebill_product_changes_total"));
+    // The relay's backlog gauge, once the relay has read the outbox (it leads, then reads).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+        if metrics.contains("phonebill_outbox_pending") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no phonebill_outbox_pending: {metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let doc: serde_json::Value = get("/api-docs/openapi.json")
         .await
         .unwrap()
