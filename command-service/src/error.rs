@@ -6,14 +6,14 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use events::product_change::{FailedCheck, Precheck};
 use service_kit::auth::AuthError;
-use service_kit::problem::{Problem, ProblemCheck, ProblemCode};
+use service_kit::problem::{Problem, ProblemCheck, ProblemCode, Refusal};
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// The request itself is malformed (fields, headers, path).
-    #[error("{detail}")]
-    BadRequest { code: ProblemCode, detail: String },
+    #[error(transparent)]
+    BadRequest(#[from] Refusal),
     #[error("line {0} is not known")]
     LineNotFound(String),
     /// The pre-checks refused the change; the rejection was recorded.
@@ -48,15 +48,12 @@ pub enum AppError {
 
 impl AppError {
     pub fn bad_request(code: ProblemCode, detail: impl Into<String>) -> Self {
-        AppError::BadRequest {
-            code,
-            detail: detail.into(),
-        }
+        Refusal::new(code, detail).into()
     }
 
     fn code(&self) -> ProblemCode {
         match self {
-            AppError::BadRequest { code, .. } => *code,
+            AppError::BadRequest(refusal) => refusal.code,
             AppError::LineNotFound(_) => ProblemCode::LineNotFound,
             AppError::PrecheckFailed { failed_checks, .. } => {
                 if failed_checks

@@ -188,10 +188,10 @@ pub struct SeedReport {
 /// the six billed months. A larger set keeps the smaller one's first customers as they are.
 pub async fn seed(pool: &PgPool, today: NaiveDate, customers: u32) -> Result<SeedReport, AppError> {
     if !(1..=MAX_CUSTOMERS).contains(&customers) {
-        return Err(AppError::Refused {
-            code: ProblemCode::InvalidDemoSize,
-            detail: format!("a demo set has 1 to {MAX_CUSTOMERS} customers"),
-        });
+        return Err(AppError::refused(
+            ProblemCode::InvalidDemoSize,
+            format!("a demo set has 1 to {MAX_CUSTOMERS} customers"),
+        ));
     }
     let cause = Cause::new(CORRELATION);
     let mut report = SeedReport::default();

@@ -2,15 +2,14 @@
 //! (`service_kit::problem`): every problem carries a stable `code` clients may match on.
 
 use axum::response::{IntoResponse, Response};
-use service_kit::problem::{Problem, ProblemCode};
+use service_kit::problem::{Problem, ProblemCode, Refusal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// The request is malformed, names what does not exist, or contradicts KOS's state
-    /// (`INVALID_*`, `LINE_NOT_FOUND`, `LINE_EXISTS`, `OPERATOR_MISMATCH`, ...); nothing
-    /// was changed. The code gives the status.
-    #[error("{detail}")]
-    Refused { code: ProblemCode, detail: String },
+    /// (`INVALID_*`, `LINE_NOT_FOUND`, `LINE_EXISTS`, `OPERATOR_MISMATCH`, ...).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -19,16 +18,13 @@ pub enum AppError {
 
 impl AppError {
     pub fn refused(code: ProblemCode, detail: impl Into<String>) -> Self {
-        AppError::Refused {
-            code,
-            detail: detail.into(),
-        }
+        Refusal::new(code, detail).into()
     }
 
     /// The problem document this error answers with.
     pub fn problem(&self) -> Problem {
         match self {
-            AppError::Refused { code, detail } => Problem::new(*code, detail.clone()),
+            AppError::Refused(refusal) => refusal.problem(),
             // Never show internals to a client; they are logged instead.
             AppError::Database(_) | AppError::Internal(_) => Problem::internal(),
         }

@@ -3,14 +3,13 @@
 
 use axum::response::{IntoResponse, Response};
 use service_kit::auth::AuthError;
-use service_kit::problem::{Problem, ProblemCode};
+use service_kit::problem::{Problem, ProblemCode, Refusal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// Bad input (`INVALID_*`) or nothing at what it names (`*_NOT_FOUND`); the code gives
-    /// the status.
-    #[error("{detail}")]
-    Refused { code: ProblemCode, detail: String },
+    /// Bad input (`INVALID_*`) or nothing at what it names (`*_NOT_FOUND`).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error("the projection has not reached position {0} yet; retry shortly")]
@@ -23,16 +22,13 @@ pub enum AppError {
 
 impl AppError {
     pub fn refused(code: ProblemCode, detail: impl Into<String>) -> Self {
-        AppError::Refused {
-            code,
-            detail: detail.into(),
-        }
+        Refusal::new(code, detail).into()
     }
 
     /// The problem document this error answers with.
     pub fn problem(&self) -> Problem {
         match self {
-            AppError::Refused { code, detail } => Problem::new(*code, detail.clone()),
+            AppError::Refused(refusal) => refusal.problem(),
             AppError::Auth(e) => e.problem(),
             AppError::ProjectionBehind(_) => {
                 Problem::new(ProblemCode::ProjectionBehind, self.to_string())

@@ -139,6 +139,29 @@ impl std::fmt::Display for ProblemCode {
     }
 }
 
+/// A request refused with a stable code: bad input (`INVALID_*`), nothing at what it
+/// names (`*_NOT_FOUND`), or a conflict with the state (`LINE_EXISTS`, ...). The code gives
+/// the status; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct Refusal {
+    pub code: ProblemCode,
+    pub detail: String,
+}
+
+impl Refusal {
+    pub fn new(code: ProblemCode, detail: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        Problem::new(self.code, self.detail.clone())
+    }
+}
+
 /// One failed pre-check of a refused product change (on `PRECHECK_FAILED`, `CHANGE_IN_FLIGHT`).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProblemCheck {

@@ -61,10 +61,10 @@ pub fn valid_account_id(id: &str) -> bool {
 pub fn check_new_password(password: &str) -> Result<(), AppError> {
     let chars = password.chars().count();
     if !(8..=128).contains(&chars) {
-        return Err(AppError::BadRequest {
-            code: ProblemCode::InvalidPassword,
-            detail: "a password has 8 to 128 characters".into(),
-        });
+        return Err(AppError::bad_request(
+            ProblemCode::InvalidPassword,
+            "a password has 8 to 128 characters",
+        ));
     }
     Ok(())
 }
@@ -283,10 +283,10 @@ impl Credentials {
         role: Option<Role>,
     ) -> Result<(), AppError> {
         if !valid_account_id(customer_id) {
-            return Err(AppError::BadRequest {
-                code: ProblemCode::InvalidCustomerId,
-                detail: "an account id has 1 to 64 letters, digits, '-', '_' or '.'".into(),
-            });
+            return Err(AppError::bad_request(
+                ProblemCode::InvalidCustomerId,
+                "an account id has 1 to 64 letters, digits, '-', '_' or '.'",
+            ));
         }
         check_new_password(password)?;
         let hash = self.passwords.hash(password).await?;

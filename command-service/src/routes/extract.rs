@@ -17,9 +17,11 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         let Some(value) = parts.headers.get("idempotency-key") else {
             return Ok(IdempotencyKey(None));
         };
-        let bad = || AppError::BadRequest {
-            code: ProblemCode::InvalidIdempotencyKey,
-            detail: "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+        let bad = || {
+            AppError::bad_request(
+                ProblemCode::InvalidIdempotencyKey,
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
         };
         let key = value.to_str().map_err(|_| bad())?;
         if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {

@@ -68,10 +68,8 @@ pub struct CheckOutcome {
 impl ProductChangeBody {
     /// Checks the shape of every field; the domain checks come later.
     fn parse(self) -> Result<(LineNumber, ChangeRequest), AppError> {
-        let line = LineNumber::parse(&self.line_number).map_err(|detail| AppError::BadRequest {
-            code: ProblemCode::InvalidLineNumber,
-            detail,
-        })?;
+        let line = LineNumber::parse(&self.line_number)
+            .map_err(|detail| AppError::bad_request(ProblemCode::InvalidLineNumber, detail))?;
         for (field, value) in [
             ("currentProductCode", &self.current_product_code),
             ("targetProductCode", &self.target_product_code),
@@ -82,10 +80,10 @@ impl ProductChangeBody {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !ok {
-                return Err(AppError::BadRequest {
-                    code: ProblemCode::InvalidProductCode,
-                    detail: format!("{field} must be 1 to 64 letters, digits, '-' or '_'"),
-                });
+                return Err(AppError::bad_request(
+                    ProblemCode::InvalidProductCode,
+                    format!("{field} must be 1 to 64 letters, digits, '-' or '_'"),
+                ));
             }
         }
         Ok((

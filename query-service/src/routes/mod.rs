@@ -305,7 +305,7 @@ mod tests {
 
     fn code(result: Result<(usize, usize), AppError>) -> &'static str {
         match result {
-            Err(AppError::Refused { code, .. }) => code.as_str(),
+            Err(AppError::Refused(refusal)) => refusal.code.as_str(),
             other => panic!("expected 400, got {:?}", other.map_err(|e| e.to_string())),
         }
     }
