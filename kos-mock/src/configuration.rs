@@ -31,6 +31,9 @@ pub enum Command {
     /// Load the deterministic demo data set (idempotent) and exit; its facts are
     /// published by the next `serve`.
     SeedDemo,
+    /// Write the OpenAPI document (as served on `/api-docs/openapi.json`) to stdout and
+    /// exit; needs no database, Redis or broker.
+    PrintOpenapi,
 }
 
 #[derive(Debug, Clone, Args)]

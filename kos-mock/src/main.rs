@@ -7,8 +7,11 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init_logging("info,sqlx::postgres::notice=warn");
     let cli = Cli::parse();
+    if let Some(Command::PrintOpenapi) = cli.command {
+        return service_kit::http::print_openapi(&kos_mock::routes::openapi::document());
+    }
+    telemetry::init_logging("info,sqlx::postgres::notice=warn");
     let config = cli.config;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
@@ -22,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
             db::migrate(&db::connect(&config.database).await?).await?;
             Ok(())
         }
+        Command::PrintOpenapi => unreachable!("answered before logging starts"),
         Command::SeedDemo => {
             config.check()?;
             let pool = db::connect(&config.database).await?;

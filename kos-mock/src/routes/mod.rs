@@ -3,7 +3,7 @@
 
 pub mod access;
 mod admin;
-mod openapi;
+pub mod openapi;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -33,8 +33,14 @@ use super::AppState;
 )]
 struct ApiDoc;
 
+/// The admin API's OpenAPI document (`/api-docs/openapi.json`, and `kos-mock
+/// print-openapi`).
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
 pub fn router() -> Router<AppState> {
-    service_kit::http::openapi_route(ApiDoc::openapi)
+    service_kit::http::openapi_route(document)
 }
 
 #[cfg(test)]
