@@ -103,7 +103,7 @@ async fn killed_in_the_middle_of_200_changes_and_restarted_every_request_is_answ
     assert_eq!(total, 200);
 
     // Kill it once some, not all, requests are done.
-    let done = eventually(Duration::from_secs(60), "some orders", || async {
+    let done = eventually("some orders", Duration::from_secs(60), || async {
         let n = orders(&pool).await;
         (n >= 30).then_some(n)
     })
@@ -113,7 +113,7 @@ async fn killed_in_the_middle_of_200_changes_and_restarted_every_request_is_answ
     let at_kill = orders(&pool).await;
 
     let second = serve(&config);
-    eventually(Duration::from_secs(120), "every order", || async {
+    eventually("every order", Duration::from_secs(120), || async {
         (orders(&pool).await == total).then_some(())
     })
     .await;
@@ -121,8 +121,8 @@ async fn killed_in_the_middle_of_200_changes_and_restarted_every_request_is_answ
 
     // Every request answered on the broker; all answers to a request identical.
     let answers = eventually(
-        Duration::from_secs(60),
         "every answer on the broker",
+        Duration::from_secs(60),
         || async {
             let results = read_topic(&brokers(), &topics.kos_results()).await;
             let mut by_request: HashMap<String, Vec<Received>> = HashMap::new();
@@ -136,7 +136,7 @@ async fn killed_in_the_middle_of_200_changes_and_restarted_every_request_is_answ
     .await;
     for (id, list) in &answers {
         assert!(
-            list.iter().all(|a| a.bytes == list[0].bytes),
+            list.iter().all(|a| a.payload == list[0].payload),
             "answers to {id} differ"
         );
         assert_eq!(list[0].json["event_type"], "ProductChangeExecuted", "{id}");
@@ -159,7 +159,7 @@ async fn killed_in_the_middle_of_200_changes_and_restarted_every_request_is_answ
     .unwrap();
     assert_eq!(per_line.len(), LINES as usize);
     assert!(per_line.iter().all(|(_, n)| *n == PER_LINE as i64));
-    eventually(Duration::from_secs(30), "the outbox to drain", || async {
+    eventually("the outbox to drain", Duration::from_secs(30), || async {
         (kos_mock::outbox::backlog(&pool).await.unwrap() == 0).then_some(())
     })
     .await;

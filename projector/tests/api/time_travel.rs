@@ -11,23 +11,11 @@ use events::topics::partition_for;
 use events::{codec, event_id_for, Envelope, EventPayload};
 use projector::time_travel::{self, AsOfError, LineState};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use serde_json::Value;
 use service_kit::auth::{Role, SystemClock, Tokens};
 use uuid::Uuid;
 
-use crate::helpers::{brokers, spawn_app, test_config, wait_until, TestApp, PARTITIONS};
-
-/// A producer set up like every producer of the system: keyed messages go where
-/// Kafka's default partitioner puts them.
-fn producer() -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("enable.idempotence", "true")
-        .set("partitioner", "murmur2_random")
-        .create()
-        .unwrap()
-}
+use crate::helpers::{producer, spawn_app, test_config, wait_until, TestApp, PARTITIONS};
 
 /// Publishes an event keyed by its aggregate id; checks it landed on the partition
 /// time travel will read.

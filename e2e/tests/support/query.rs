@@ -1,17 +1,95 @@
-//! `spawn_app()`: a projector (consuming) and a query-service connected as the query role.
+//! The query side in one process: a projector (consuming) in a fresh namespace and a
+//! query-service connected to its schema as the query role; events produced as the command
+//! side and KOS publish them (`test-support`'s builders, re-exported here).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::Parser;
 use events::topics::Topics;
 use query_service::configuration::Config;
 use query_service::startup::Application;
 use rdkafka::producer::FutureProducer;
 use reqwest::Response;
 use service_kit::auth::{Role, SystemClock, Tokens};
+use service_kit::redis_conn::RedisConn;
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::events_helpers::{self as h, publish};
+pub use test_support::fixtures::*;
+use test_support::{brokers, client_with_token, database_url, redis_target, Namespace, PARTITIONS};
+pub use test_support::{producer, publish, wait_until};
+
+/// A fresh projector configuration: its own schema, key prefix, topic prefix, group and
+/// query role (rate limits off: polling in tests would trip them).
+pub fn projector_config() -> projector::configuration::Config {
+    if std::env::var("TEST_LOG").is_ok() {
+        service_kit::telemetry::init_logging("info");
+    }
+    let ns = Namespace::new();
+    let mut config = projector::configuration::Cli::try_parse_from(["projector"])
+        .unwrap()
+        .config;
+    config.http_addr = "127.0.0.1:0".parse().unwrap();
+    config.database.url = database_url();
+    config.database.schema = ns.schema();
+    config.database.max_connections = 4;
+    config.query_role = ns.role();
+    config.query_role_login = true;
+    config.kafka.brokers = brokers();
+    config.kafka.topic_prefix = ns.topic_prefix();
+    config.kafka.topic_partitions = PARTITIONS;
+    (config.redis.url, config.redis.cluster) = redis_target();
+    config.redis.key_prefix = ns.key_prefix();
+    config.consumer_group = ns.group("projector");
+    config.hardening.per_ip_per_minute = 0;
+    config.hardening.per_customer_per_minute = 0;
+    config
+}
+
+/// A projector running in this process.
+pub struct Projector {
+    pub config: projector::configuration::Config,
+    pub pool: PgPool,
+    pub redis: RedisConn,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Projector {
+    pub async fn start(config: projector::configuration::Config) -> Self {
+        let app = projector::startup::Application::build(config.clone())
+            .await
+            .expect("projector builds");
+        let pool = app.pool().clone();
+        let redis = RedisConn::connect(&config.redis).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        Self {
+            config,
+            pool,
+            redis,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// Stops it and drops its namespace (schemas, query role, Redis keys).
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        test_support::namespace::cleanup(
+            &self.pool,
+            &self.config.database.schema,
+            &self.config.query_role,
+            &self.redis,
+            &self.config.redis.key_prefix,
+        )
+        .await;
+    }
+}
 
 pub struct TestApp {
     pub address: String,
@@ -21,7 +99,7 @@ pub struct TestApp {
     pub anonymous: reqwest::Client,
     /// Signs with the service's keys.
     pub tokens: Tokens,
-    pub projector: h::TestApp,
+    pub projector: Projector,
     pub config: Config,
     pub topics: Topics,
     pub producer: FutureProducer,
@@ -41,9 +119,9 @@ pub async fn spawn_app_with(min_position_wait_ms: u64) -> TestApp {
 
 /// A running projector in a fresh namespace and a query-service configuration for it
 /// (rate limits off: polling in tests would trip them; the limit has its own test).
-pub async fn test_config() -> (Config, h::TestApp) {
-    let pconfig = h::test_config();
-    let projector = h::spawn_app(pconfig.clone()).await;
+pub async fn test_config() -> (Config, Projector) {
+    let pconfig = projector_config();
+    let projector = Projector::start(pconfig.clone()).await;
     let mut config = Config::from_env().unwrap();
     config.http_addr = "127.0.0.1:0".parse().unwrap();
     let host = pconfig.database.url.split('@').nth(1).unwrap().to_owned();
@@ -57,7 +135,7 @@ pub async fn test_config() -> (Config, h::TestApp) {
     (config, projector)
 }
 
-pub async fn spawn_with_config(projector: h::TestApp, config: Config) -> TestApp {
+pub async fn spawn_with_config(projector: Projector, config: Config) -> TestApp {
     let app = Application::build(config.clone())
         .await
         .expect("query-service builds");
@@ -70,28 +148,20 @@ pub async fn spawn_with_config(projector: h::TestApp, config: Config) -> TestApp
         Arc::new(SystemClock),
     );
     let analyst = tokens.issue("analyst", Role::Analyst, vec![]).0;
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {analyst}").parse().unwrap(),
-    );
     let app = TestApp {
         address,
-        http: reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .unwrap(),
+        http: client_with_token(&analyst),
         anonymous: reqwest::Client::new(),
         tokens,
         topics: Topics::new(&config.kafka.topic_prefix),
         projector,
         config,
-        producer: h::producer(),
+        producer: producer(),
         shutdown,
         task: Some(task),
     };
     // The L1 cache turns on once the invalidation subscription is up.
-    h::wait_until(
+    wait_until(
         "the query-service is ready",
         Duration::from_secs(10),
         || async {
@@ -123,14 +193,14 @@ impl TestApp {
         events: &[events::product_change::ProductChangeEvent],
     ) {
         for (i, e) in events.iter().enumerate() {
-            let bytes = h::line_event(line, first + i as u64, e);
+            let bytes = line_event(line, first + i as u64, e);
             publish(&self.producer, &self.topics.product_change(), line, &bytes).await;
         }
     }
 
     pub async fn kos_facts(&self, facts: &[(u64, events::kos::KosFact)]) {
         for (sequence, fact) in facts {
-            let bytes = h::kos_event(*sequence, fact);
+            let bytes = kos_event(*sequence, fact);
             publish(
                 &self.producer,
                 &self.topics.kos_billing(),
@@ -159,7 +229,7 @@ impl TestApp {
 
     /// Waits until `path` answers `status`.
     pub async fn wait_for_status(&self, path: &str, status: u16) {
-        h::wait_until(
+        wait_until(
             &format!("GET {path} answers {status}"),
             Duration::from_secs(30),
             || async { self.get(path).await.status().as_u16() == status },
