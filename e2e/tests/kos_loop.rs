@@ -4,7 +4,7 @@
 //! (Moved from kos-mock's tests: it runs two services.)
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,8 @@ use serde_json::{json, Value};
 use service_kit::auth::Role;
 use sqlx::PgPool;
 use test_support::{
-    brokers, client_with_token, database_url, line, read_topic, wait_until, Namespace, PARTITIONS,
+    brokers, client_with_token, database_url, line, read_topic, wait_until, Namespace, Running,
+    PARTITIONS,
 };
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -25,16 +26,6 @@ use uuid::Uuid;
 struct Kos {
     success_rate: &'static str,
     latency_ms: (u64, u64),
-}
-
-/// Kills the child on drop, so a failing test leaves no process behind.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 struct World {
@@ -67,12 +58,9 @@ impl World {
             .unwrap()
             .config;
         config.http_addr = "127.0.0.1:0".parse().unwrap();
-        config.database.url = database_url();
+        ns.database(&mut config.database, 8);
         config.database.schema = format!("{}_cmd", ns.schema());
-        config.database.max_connections = 8;
-        config.kafka.brokers = brokers();
-        config.kafka.topic_prefix = ns.topic_prefix();
-        config.kafka.topic_partitions = PARTITIONS;
+        ns.kafka(&mut config.kafka);
         config.relay.poll_interval_ms = 20;
         config.kos.answer_timeout_secs = kos_answer_timeout.as_secs();
         config.kos.timeout_sweep_ms = 100;

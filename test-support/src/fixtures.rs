@@ -19,8 +19,19 @@ pub fn at(minute: u32) -> chrono::DateTime<Utc> {
 }
 
 /// The envelope of the `sequence`-th event of aggregate `kind`/`id` (its event id the
-/// system's, for that aggregate and sequence).
+/// system's, for that aggregate and sequence), occurring now.
 pub fn envelope<E: EventPayload>(kind: &str, id: &str, sequence: u64, event: &E) -> Envelope {
+    envelope_at(kind, id, sequence, Utc::now(), event)
+}
+
+/// [`envelope`], occurring `at`.
+pub fn envelope_at<E: EventPayload>(
+    kind: &str,
+    id: &str,
+    sequence: u64,
+    at: chrono::DateTime<Utc>,
+    event: &E,
+) -> Envelope {
     let event_id = event_id_for(kind, id, sequence);
     Envelope {
         event_id,
@@ -28,7 +39,7 @@ pub fn envelope<E: EventPayload>(kind: &str, id: &str, sequence: u64, event: &E)
         event_version: event.event_version(),
         aggregate_id: id.to_owned(),
         sequence,
-        occurred_at: Utc::now(),
+        occurred_at: at,
         correlation_id: event_id,
         causation_id: event_id,
         payload: event.to_payload(),

@@ -1,7 +1,7 @@
 //! What the integration tests of every crate share, once: the test environment
 //! ([`env`]), a namespace per test ([`namespace`]), polling with a deadline ([`wait`]),
-//! publishing to and reading back a topic ([`topic`]), HTTP clients ([`http`]) and the
-//! event and fact builders ([`fixtures`]).
+//! publishing to and reading back a topic ([`topic`]), HTTP clients ([`http`]), the
+//! event and fact builders ([`fixtures`]) and child processes ([`process`]).
 //!
 //! A dev-dependency only, and on no service crate: whatever is specific to one service
 //! (`spawn_app`, `test_config`, `TestApp`) stays in that crate's tests.
@@ -10,6 +10,7 @@ pub mod env;
 pub mod fixtures;
 pub mod http;
 pub mod namespace;
+pub mod process;
 pub mod topic;
 pub mod wait;
 
@@ -17,5 +18,6 @@ pub use env::{brokers, database_url, redis_cluster_url, redis_target, redis_url}
 pub use fixtures::line;
 pub use http::client_with_token;
 pub use namespace::Namespace;
+pub use process::Running;
 pub use topic::{producer, publish, read_topic, Received, PARTITIONS};
 pub use wait::{eventually, wait_until};

@@ -3,9 +3,14 @@
 //! again and again against the same servers.
 
 use redis::AsyncCommands;
-use service_kit::redis_conn::RedisConn;
+use service_kit::database::{DatabaseConfig, DatabaseDefaults};
+use service_kit::kafka::KafkaConfig;
+use service_kit::redis_conn::{RedisConfig, RedisConn};
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::env::{brokers, database_url, redis_target};
+use crate::topic::PARTITIONS;
 
 /// The names of one test's resources, all made from one fresh id.
 #[derive(Debug, Clone)]
@@ -50,6 +55,33 @@ impl Namespace {
     /// The query role: `q_<id>`.
     pub fn role(&self) -> String {
         format!("q_{}", self.id)
+    }
+
+    /// A service's database settings: the test database, this namespace's schema, a pool
+    /// of `max_connections`.
+    pub fn database<D: DatabaseDefaults>(
+        &self,
+        database: &mut DatabaseConfig<D>,
+        max_connections: u32,
+    ) {
+        database.url = database_url();
+        database.schema = self.schema();
+        database.max_connections = max_connections;
+    }
+
+    /// A service's broker settings: the test broker, this namespace's topic prefix,
+    /// [`PARTITIONS`] partitions a topic.
+    pub fn kafka(&self, kafka: &mut KafkaConfig) {
+        kafka.brokers = brokers();
+        kafka.topic_prefix = self.topic_prefix();
+        kafka.topic_partitions = PARTITIONS;
+    }
+
+    /// A service's Redis settings: the test Redis ([`redis_target`]: the single node, or
+    /// the cluster when the test command asks for it), this namespace's key prefix.
+    pub fn redis(&self, redis: &mut RedisConfig) {
+        (redis.url, redis.cluster) = redis_target();
+        redis.key_prefix = self.key_prefix();
     }
 }
 

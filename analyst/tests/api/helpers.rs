@@ -11,9 +11,7 @@ use sqlx::PgPool;
 pub use test_support::fixtures::*;
 pub use test_support::namespace::redis_json;
 pub use test_support::topic::publish_at;
-pub use test_support::{
-    brokers, database_url, producer, publish, redis_target, Namespace, PARTITIONS,
-};
+pub use test_support::{producer, publish, Namespace};
 
 /// A fresh configuration: its own schema, key prefix, topic prefix, group and role.
 pub fn test_config() -> Config {
@@ -23,16 +21,11 @@ pub fn test_config() -> Config {
     let ns = Namespace::new();
     let mut config = Cli::try_parse_from(["projector"]).unwrap().config;
     config.http_addr = "127.0.0.1:0".parse().unwrap();
-    config.database.url = database_url();
-    config.database.schema = ns.schema();
-    config.database.max_connections = 4;
+    ns.database(&mut config.database, 4);
+    ns.kafka(&mut config.kafka);
+    ns.redis(&mut config.redis);
     config.query_role = ns.role();
     config.query_role_login = true;
-    config.kafka.brokers = brokers();
-    config.kafka.topic_prefix = ns.topic_prefix();
-    config.kafka.topic_partitions = PARTITIONS;
-    (config.redis.url, config.redis.cluster) = redis_target();
-    config.redis.key_prefix = ns.key_prefix();
     config.consumer_group = ns.group("projector");
     // Tests poll from one address; the limits have their own test.
     config.hardening.per_ip_per_minute = 0;

@@ -102,30 +102,26 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let ns = Namespace::new();
     let mut config = Cli::try_parse_from(["command-service"]).unwrap().config;
     config.http_addr = "127.0.0.1:0".parse().unwrap();
-    config.database.url = database_url();
-    config.database.schema = ns.schema();
-    config.database.max_connections = 8;
+    ns.database(&mut config.database, 8);
+    ns.kafka(&mut config.kafka);
+    ns.redis(&mut config.redis);
     config.kafka.brokers = options.brokers;
-    config.kafka.topic_prefix = ns.topic_prefix();
     // Its own KOS-inbox group: one group shared by every parallel test stalled whenever
     // a member left it uncleanly (the group then waits out that member's session).
     config.kos.consumer_group = ns.group("command");
-    config.kafka.topic_partitions = PARTITIONS;
     config.relay.enabled = options.relay;
     config.relay.poll_interval_ms = 20;
     config.relay.delivery_timeout_ms = 5_000;
     config.kos.answer_timeout_secs = options.kos_timeout.as_secs();
     config.kos.timeout_sweep_ms = 100;
-    match options.redis_url {
-        Some(url) => config.redis.url = url,
-        None => (config.redis.url, config.redis.cluster) = redis_target(),
+    if let Some(url) = options.redis_url {
+        (config.redis.url, config.redis.cluster) = (url, false);
     }
     if options.redis_cluster {
         config.redis.url = redis_cluster_url();
         config.redis.cluster = true;
     }
     config.redis.timeout_ms = 300;
-    config.redis.key_prefix = ns.key_prefix();
     config.hardening.per_ip_per_minute = options.rate_limit_per_ip;
     config.hardening.per_customer_per_minute = options.rate_limit_per_customer;
     config.hardening.trusted_proxy_hops = options.trusted_proxy_hops;

@@ -17,7 +17,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 pub use test_support::fixtures::*;
-use test_support::{brokers, client_with_token, database_url, redis_target, Namespace, PARTITIONS};
+use test_support::{client_with_token, Namespace};
 pub use test_support::{producer, publish, wait_until};
 
 /// A fresh projector configuration: its own schema, key prefix, topic prefix, group and
@@ -31,16 +31,11 @@ pub fn projector_config() -> projector::configuration::Config {
         .unwrap()
         .config;
     config.http_addr = "127.0.0.1:0".parse().unwrap();
-    config.database.url = database_url();
-    config.database.schema = ns.schema();
-    config.database.max_connections = 4;
+    ns.database(&mut config.database, 4);
+    ns.kafka(&mut config.kafka);
+    ns.redis(&mut config.redis);
     config.query_role = ns.role();
     config.query_role_login = true;
-    config.kafka.brokers = brokers();
-    config.kafka.topic_prefix = ns.topic_prefix();
-    config.kafka.topic_partitions = PARTITIONS;
-    (config.redis.url, config.redis.cluster) = redis_target();
-    config.redis.key_prefix = ns.key_prefix();
     config.consumer_group = ns.group("projector");
     config.hardening.per_ip_per_minute = 0;
     config.hardening.per_customer_per_minute = 0;
@@ -117,21 +112,32 @@ pub async fn spawn_app_with(min_position_wait_ms: u64) -> TestApp {
     spawn_with_config(projector, config).await
 }
 
-/// A running projector in a fresh namespace and a query-service configuration for it
-/// (rate limits off: polling in tests would trip them; the limit has its own test).
+/// query-service's configuration for the read side `projector` writes: its schema, as
+/// the query role (with its password if it has one), the same broker and Redis (rate
+/// limits off: polling in tests would trip them; the limit has its own test).
+pub fn query_config(projector: &projector::configuration::Config) -> Config {
+    let mut config = Config::from_env().unwrap();
+    config.http_addr = "127.0.0.1:0".parse().unwrap();
+    let host = projector.database.url.split('@').nth(1).unwrap().to_owned();
+    let role = match &projector.query_role_password {
+        Some(password) => format!("{}:{password}", projector.query_role),
+        None => projector.query_role.clone(),
+    };
+    config.database.url = format!("postgres://{role}@{host}");
+    config.database.schema = projector.database.schema.clone();
+    config.database.max_connections = 4;
+    config.kafka = projector.kafka.clone();
+    config.redis = projector.redis.clone();
+    config.hardening.per_ip_per_minute = 0;
+    config.hardening.per_customer_per_minute = 0;
+    config
+}
+
+/// A running projector in a fresh namespace and a query-service configuration for it.
 pub async fn test_config() -> (Config, Projector) {
     let pconfig = projector_config();
     let projector = Projector::start(pconfig.clone()).await;
-    let mut config = Config::from_env().unwrap();
-    config.http_addr = "127.0.0.1:0".parse().unwrap();
-    let host = pconfig.database.url.split('@').nth(1).unwrap().to_owned();
-    config.database.url = format!("postgres://{}@{host}", pconfig.query_role);
-    config.database.schema = pconfig.database.schema.clone();
-    config.database.max_connections = 4;
-    config.kafka = pconfig.kafka.clone();
-    config.redis = pconfig.redis.clone();
-    config.hardening.per_ip_per_minute = 0;
-    config.hardening.per_customer_per_minute = 0;
+    let config = query_config(&pconfig);
     (config, projector)
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use test_support::{brokers, database_url, redis_url, wait_until, Namespace, PARTITIONS};
+use test_support::{wait_until, Namespace};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -64,7 +64,6 @@ impl Stack {
     /// the read side has projected them: `customers` get their demo passwords.
     pub async fn start(customers: &[&str]) -> Stack {
         let ns = Namespace::new();
-        let prefix = ns.topic_prefix();
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
 
@@ -73,14 +72,10 @@ impl Stack {
             .unwrap()
             .config;
         kos.http_addr = "127.0.0.1:0".parse().unwrap();
-        kos.database.url = database_url();
+        ns.database(&mut kos.database, 4);
         kos.database.schema = format!("{}_kos", ns.schema());
-        kos.database.max_connections = 4;
-        kos.kafka.brokers = brokers();
-        kos.redis.url = redis_url();
-        kos.redis.key_prefix = ns.key_prefix();
-        kos.kafka.topic_prefix = prefix.clone();
-        kos.kafka.topic_partitions = PARTITIONS;
+        ns.kafka(&mut kos.kafka);
+        ns.redis(&mut kos.redis);
         kos.kos.consumer_group = ns.group("kos");
         kos.kos.latency_min_ms = 10;
         kos.kos.latency_max_ms = 50;
@@ -100,16 +95,12 @@ impl Stack {
             .unwrap()
             .config;
         command.http_addr = "127.0.0.1:0".parse().unwrap();
-        command.database.url = database_url();
+        ns.database(&mut command.database, 6);
         command.database.schema = format!("{}_cmd", ns.schema());
-        command.database.max_connections = 6;
-        command.kafka.brokers = brokers();
-        command.kafka.topic_prefix = prefix.clone();
-        command.kafka.topic_partitions = PARTITIONS;
+        ns.kafka(&mut command.kafka);
+        ns.redis(&mut command.redis);
         command.relay.poll_interval_ms = 20;
         command.kos.consumer_group = ns.group("command");
-        command.redis.url = redis_url();
-        command.redis.key_prefix = ns.key_prefix();
         // Cheap hashes: these tests are about the flow, not the password cost.
         command.auth.argon2_memory_kib = 1024;
         command.auth.argon2_iterations = 1;
@@ -136,19 +127,15 @@ impl Stack {
             .unwrap()
             .config;
         projector.http_addr = "127.0.0.1:0".parse().unwrap();
-        projector.database.url = database_url();
+        ns.database(&mut projector.database, 4);
         projector.database.schema = format!("{}_read", ns.schema());
-        projector.database.max_connections = 4;
+        ns.kafka(&mut projector.kafka);
+        ns.redis(&mut projector.redis);
         projector.query_role = ns.role();
         projector.query_role_login = true;
         // A password, as a server that requires them (the production-shaped profile's)
         // refuses a login role without one; a trusting local server ignores it.
         projector.query_role_password = Some(Uuid::new_v4().simple().to_string());
-        projector.kafka.brokers = brokers();
-        projector.kafka.topic_prefix = prefix.clone();
-        projector.kafka.topic_partitions = PARTITIONS;
-        projector.redis.url = redis_url();
-        projector.redis.key_prefix = ns.key_prefix();
         projector.consumer_group = ns.group("projector");
         projector.event_store_schema = command.database.schema.clone();
         projector.metrics.metrics_addr = Some(any_port());
@@ -165,20 +152,7 @@ impl Stack {
             projector_app.run_until_stopped(shutdown.clone()),
         ));
 
-        let mut query = query_service::configuration::Config::from_env().unwrap();
-        query.http_addr = "127.0.0.1:0".parse().unwrap();
-        let host = database_url().split('@').nth(1).unwrap().to_owned();
-        query.database.url = format!(
-            "postgres://{}:{}@{host}",
-            projector.query_role,
-            projector.query_role_password.as_deref().unwrap()
-        );
-        query.database.schema = projector.database.schema.clone();
-        query.database.max_connections = 4;
-        query.kafka = projector.kafka.clone();
-        query.redis = projector.redis.clone();
-        query.hardening.per_ip_per_minute = 0;
-        query.hardening.per_customer_per_minute = 0;
+        let mut query = super::query::query_config(&projector);
         query.metrics.metrics_addr = Some(any_port());
         let query_app = query_service::startup::Application::build(query)
             .await

@@ -2,11 +2,13 @@
 //! request is answered, all answers to one request are identical, none is executed twice.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chrono::TimeDelta;
 use uuid::Uuid;
+
+use test_support::Running;
 
 use crate::helpers::*;
 
@@ -39,16 +41,6 @@ fn kos_mock(config: &kos_mock::configuration::Config, args: &[&str]) -> Command 
             Stdio::null()
         });
     command
-}
-
-/// Kills the child on drop, so a failing test leaves no process behind.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn serve(config: &kos_mock::configuration::Config) -> Running {

@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use test_support::{
-    brokers, client_with_token, database_url, eventually, line, producer, publish, read_topic,
-    redis_url, Namespace, Received, PARTITIONS,
+    brokers, client_with_token, eventually, line, producer, publish, read_topic, Namespace,
+    Received, PARTITIONS,
 };
 
 pub struct Options {
@@ -60,14 +60,9 @@ pub fn test_config(options: &Options) -> Config {
     let ns = Namespace::new();
     let mut config = Cli::try_parse_from(["kos-mock"]).unwrap().config;
     config.http_addr = "127.0.0.1:0".parse().unwrap();
-    config.database.url = database_url();
-    config.database.schema = ns.schema();
-    config.database.max_connections = 8;
-    config.redis.url = redis_url();
-    config.redis.key_prefix = ns.key_prefix();
-    config.kafka.brokers = brokers();
-    config.kafka.topic_prefix = ns.topic_prefix();
-    config.kafka.topic_partitions = PARTITIONS;
+    ns.database(&mut config.database, 8);
+    ns.redis(&mut config.redis);
+    ns.kafka(&mut config.kafka);
     config.kos.consumer_group = ns.group("kos");
     config.kos.latency_min_ms = options.latency_ms.0;
     config.kos.latency_max_ms = options.latency_ms.1;
