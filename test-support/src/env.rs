@@ -36,3 +36,11 @@ pub fn redis_target() -> (String, bool) {
         (redis_url(), false)
     }
 }
+
+/// `TEST_LOG` set: the in-process services log at `info` (or as `RUST_LOG` says), JSON
+/// lines; the first call of a test binary sets it up, later ones do nothing.
+pub fn init_logging() {
+    if std::env::var("TEST_LOG").is_ok() {
+        service_kit::telemetry::init_logging("info");
+    }
+}

@@ -15,9 +15,7 @@ pub use test_support::{producer, publish, Namespace};
 
 /// A fresh configuration: its own schema, key prefix, topic prefix, group and role.
 pub fn test_config() -> Config {
-    if std::env::var("TEST_LOG").is_ok() {
-        service_kit::telemetry::init_logging("info");
-    }
+    test_support::env::init_logging();
     let ns = Namespace::new();
     let mut config = Cli::try_parse_from(["projector"]).unwrap().config;
     config.http_addr = "127.0.0.1:0".parse().unwrap();

@@ -96,9 +96,7 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
-    if std::env::var("TEST_LOG").is_ok() {
-        service_kit::telemetry::init_logging("info");
-    }
+    test_support::env::init_logging();
     let ns = Namespace::new();
     let mut config = Cli::try_parse_from(["command-service"]).unwrap().config;
     config.http_addr = "127.0.0.1:0".parse().unwrap();

@@ -23,9 +23,7 @@ pub use test_support::{producer, publish, wait_until};
 /// A fresh projector configuration: its own schema, key prefix, topic prefix, group and
 /// query role (rate limits off: polling in tests would trip them).
 pub fn projector_config() -> projector::configuration::Config {
-    if std::env::var("TEST_LOG").is_ok() {
-        service_kit::telemetry::init_logging("info");
-    }
+    test_support::env::init_logging();
     let ns = Namespace::new();
     let mut config = projector::configuration::Cli::try_parse_from(["projector"])
         .unwrap()

@@ -84,9 +84,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 
 /// Starts kos-mock with `config` (a restart when the schema already exists).
 pub async fn start(config: Config) -> TestApp {
-    if std::env::var("TEST_LOG").is_ok() {
-        service_kit::telemetry::init_logging("info");
-    }
+    test_support::env::init_logging();
     let app = Application::build(config.clone())
         .await
         .expect("app builds");
