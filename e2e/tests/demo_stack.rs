@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
-use e2e::{wait_until, Stack};
+mod support;
+
 use serde_json::{json, Value};
+use support::stack::Stack;
+use test_support::wait_until;
 
 /// KOS's bills are snake_case documents; the API's are camelCase. Same fields otherwise.
 fn camel_case(value: &Value) -> Value {

@@ -1,14 +1,8 @@
 //! A replay into a fresh namespace and the switch, with query-service serving throughout.
 //! (Moved from query-service's tests: the replay is the analyst's, and e2e may depend on
-//! every crate; the harness is still the projector's and query-service's.)
+//! every crate; the harness is e2e's query side, `support/query.rs`.)
 
-/// The projector's harness (configuration, event builders, producer, waits), reused.
-#[path = "../../projector/tests/api/helpers.rs"]
-mod events_helpers;
-/// query-service's harness: a projector and a query-service in their own namespace.
-#[allow(dead_code)] // not every helper is used here
-#[path = "../../query-service/tests/api/helpers.rs"]
-mod helpers;
+mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,8 +12,7 @@ use analyst::replay::{self, ReplayOptions};
 use projector::namespace::Control;
 use uuid::Uuid;
 
-use crate::events_helpers::{self as h};
-use crate::helpers::{spawn_app, TestApp};
+use crate::support::query::{self as h, spawn_app, TestApp};
 
 /// Publishes a line's history: registration, two bills (one paid), a completed and a
 /// failed change. Returns how many events (the apply_log rows they make).

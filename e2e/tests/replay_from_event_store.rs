@@ -2,14 +2,16 @@
 //! broker's retention has removed the topic's beginning) builds the same views as the
 //! broker's copy of the same events did live.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use analyst::compare::{compare, dump};
 use analyst::replay::{self, HistorySource, ReplayOptions};
-use e2e::Stack;
 use read_model::namespace::ActiveNamespace;
 use serde_json::json;
 use service_kit::redis_conn::RedisConn;
+use support::stack::Stack;
 
 /// Asks for a change to a premium plan and waits until the read side shows it COMPLETED.
 async fn change_to_premium(stack: &Stack, customer: &str) -> String {

@@ -1,8 +1,8 @@
 //! The OpenAPI document served on `/api-docs/openapi.json` is complete enough to generate
 //! a client from: every operation's 200 answer has a schema, every API operation names
 //! its problem codes, and every schema it refers to is in the document. Fetched from the
-//! route alone (no database, Redis or broker needed); `tests/api/auth.rs` checks that the
-//! running service serves it to anyone.
+//! route alone (no database, Redis or broker needed); `e2e/tests/query_api/auth.rs`
+//! checks that the running service serves it to anyone.
 
 use axum::body::Body;
 use axum::http::Request;

@@ -12,11 +12,7 @@ use service_kit::bounded_reader::{
     BoundedReader, Bounds, Ended, EndedBy, Error, Flow, PartitionPlan, Plan,
 };
 use service_kit::kafka::{admin, ensure_topics, KafkaConfig};
-use uuid::Uuid;
-
-fn brokers() -> String {
-    std::env::var("PHONEBILL_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:29092".into())
-}
+use test_support::{brokers, Namespace};
 
 fn kafka() -> KafkaConfig {
     use clap::Parser;
@@ -32,7 +28,7 @@ fn kafka() -> KafkaConfig {
 
 /// A new topic of `partitions` partitions, named for this test alone.
 async fn topic(partitions: i32) -> String {
-    let name = format!("test-{}.bounded", Uuid::new_v4().simple());
+    let name = Namespace::new().group("bounded");
     let admin = admin(&kafka(), "bounded-reader-test").unwrap();
     ensure_topics(&admin, std::slice::from_ref(&name), partitions)
         .await
@@ -274,10 +270,7 @@ async fn given_a_topic_that_does_not_exist_when_planned_then_it_says_so() {
     let reader = reader();
 
     let error = reader
-        .plan(
-            &format!("test-{}.missing", Uuid::new_v4().simple()),
-            Bounds::default(),
-        )
+        .plan(&Namespace::new().group("missing"), Bounds::default())
         .unwrap_err();
 
     assert!(matches!(error, Error::NoTopic(_)), "{error}");

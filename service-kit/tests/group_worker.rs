@@ -2,7 +2,6 @@
 //! its own topic prefix and consumer group.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,6 +14,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use service_kit::group_worker::{GroupWorker, Handler, Ordering, Run, Settings, Verdict};
 use service_kit::kafka::{self, KafkaConfig};
+use test_support::{brokers, wait_until, Namespace};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -38,12 +38,10 @@ struct Bench {
 
 impl Bench {
     async fn new(partitions: i32) -> Self {
-        let id = Uuid::new_v4().simple().to_string();
-        let brokers = std::env::var("PHONEBILL_TEST_KAFKA_BROKERS")
-            .unwrap_or_else(|_| "127.0.0.1:29092".into());
-        let kafka = Cli::parse_from(["test", "--kafka-brokers", &brokers]).kafka;
-        let topic = format!("test-{id}.input");
-        let dead_letter_topic = format!("test-{id}.dead-letter");
+        let ns = Namespace::new();
+        let kafka = Cli::parse_from(["test", "--kafka-brokers", &brokers()]).kafka;
+        let topic = ns.group("input");
+        let dead_letter_topic = ns.group("dead-letter");
         let admin = kafka::admin(&kafka, "group-worker-test").unwrap();
         kafka::ensure_topics(&admin, std::slice::from_ref(&topic), partitions)
             .await
@@ -59,7 +57,7 @@ impl Bench {
             kafka,
             topic,
             dead_letter_topic,
-            group: format!("test-{id}.worker"),
+            group: ns.group("worker"),
             producer,
         }
     }
@@ -157,18 +155,6 @@ fn start<H: Handler>(
     (stop, running)
 }
 
-async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn text(bytes: Option<&[u8]>) -> String {
     String::from_utf8_lossy(bytes.unwrap_or_default()).into_owned()
 }
@@ -229,7 +215,7 @@ async fn given_many_keys_on_few_partitions_when_consumed_by_key_then_each_keys_o
         ..Recorder::default()
     });
     let (stop, running) = start(bench.worker(Ordering::key(8)), recorder.clone());
-    eventually("every message handled", || async {
+    wait_until("every message handled", DEADLINE, || async {
         recorder.seen.lock().unwrap().len() >= 120
     })
     .await;
@@ -281,7 +267,7 @@ async fn given_a_failing_handler_when_it_is_retried_then_no_offset_is_committed_
     let (stop, running) = start(bench.worker(Ordering::partition(Run::ONE)), flaky.clone());
 
     // When it has been retried a few times, then nothing is committed
-    eventually("retries", || async {
+    wait_until("retries", DEADLINE, || async {
         flaky.attempts.load(AtomicOrdering::SeqCst) >= 4
     })
     .await;
@@ -290,9 +276,11 @@ async fn given_a_failing_handler_when_it_is_retried_then_no_offset_is_committed_
 
     // When the handler passes, then the message is done once and its offset committed
     flaky.pass.store(true, AtomicOrdering::SeqCst);
-    eventually("the offset committed past the message", || async {
-        bench.committed().await == Some(1)
-    })
+    wait_until(
+        "the offset committed past the message",
+        DEADLINE,
+        || async { bench.committed().await == Some(1) },
+    )
     .await;
     assert_eq!(*flaky.done.lock().unwrap(), ["first"]);
     stop.cancel();
@@ -338,7 +326,7 @@ async fn given_a_dead_verdict_then_the_message_lands_on_the_dead_letter_topic_wi
         bench.worker(Ordering::partition(Run::up_to(8))),
         picky.clone(),
     );
-    eventually("every offset committed", || async {
+    wait_until("every offset committed", DEADLINE, || async {
         bench.committed().await == Some(3)
     })
     .await;
@@ -401,7 +389,7 @@ async fn given_a_worker_stopped_while_a_message_fails_when_a_new_worker_joins_th
         tried_stuck: AtomicBool::new(false),
     });
     let (stop, running) = start(bench.worker(Ordering::partition(Run::ONE)), first.clone());
-    eventually("the stuck message tried", || async {
+    wait_until("the stuck message tried", DEADLINE, || async {
         first.tried_stuck.load(AtomicOrdering::SeqCst)
     })
     .await;
@@ -412,7 +400,7 @@ async fn given_a_worker_stopped_while_a_message_fails_when_a_new_worker_joins_th
     assert_eq!(bench.committed().await, Some(5));
     let second = Arc::new(Recorder::default());
     let (stop, running) = start(bench.worker(Ordering::partition(Run::ONE)), second.clone());
-    eventually("the rest handled", || async {
+    wait_until("the rest handled", DEADLINE, || async {
         second.seen.lock().unwrap().len() >= 5
     })
     .await;
@@ -421,7 +409,7 @@ async fn given_a_worker_stopped_while_a_message_fails_when_a_new_worker_joins_th
     // is skipped
     assert_eq!(*first.done.lock().unwrap(), ["m0", "m1", "m2", "m3", "m4"]);
     assert_eq!(second.payloads(), ["m5", "m6", "m7", "m8", "m9"]);
-    eventually("everything committed", || async {
+    wait_until("everything committed", DEADLINE, || async {
         bench.committed().await == Some(10)
     })
     .await;
@@ -432,7 +420,7 @@ async fn given_a_worker_stopped_while_a_message_fails_when_a_new_worker_joins_th
     bench.produce("line-1", "m10").await;
     let third = Arc::new(Recorder::default());
     let (stop, running) = start(bench.worker(Ordering::key(4)), third.clone());
-    eventually("the new message handled", || async {
+    wait_until("the new message handled", DEADLINE, || async {
         !third.seen.lock().unwrap().is_empty()
     })
     .await;

@@ -11,28 +11,18 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use events::Envelope;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use service_kit::kafka::{ensure_topics, Admin};
 use service_kit::outbox::{
     Outbox, OutboxError, OutboxPublisher, OutboxSession, Outgoing, PublisherSettings, Record,
 };
 use sqlx::PgPool;
+use test_support::topic::read_topic_blocking;
+use test_support::{brokers, database_url, Namespace, PARTITIONS};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-
-const PARTITIONS: i32 = 3;
-
-fn brokers() -> String {
-    std::env::var("PHONEBILL_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into())
-}
-
-fn database_url() -> String {
-    std::env::var("PHONEBILL_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/phonebill".into())
-}
 
 fn kafka() -> ClientConfig {
     let mut config = ClientConfig::new();
@@ -120,8 +110,8 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
-        let id = Uuid::new_v4().simple().to_string();
-        let pool = service_kit::database::connect(&database_url(), &format!("test_{id}"), 4)
+        let ns = Namespace::new();
+        let pool = service_kit::database::connect(&database_url(), &ns.schema(), 4)
             .await
             .expect("PostgreSQL is reachable");
         sqlx::query(
@@ -131,7 +121,7 @@ impl Fixture {
         .execute(&pool)
         .await
         .unwrap();
-        let topic = format!("test-{id}.outbox");
+        let topic = ns.group("outbox");
         let admin: Admin = kafka().create().unwrap();
         ensure_topics(&admin, std::slice::from_ref(&topic), PARTITIONS)
             .await
@@ -196,45 +186,14 @@ impl Fixture {
 
     /// Every message on the topic: (key, sequence, event id), in partition order.
     fn read_topic(&self) -> Vec<(String, u64, Uuid)> {
-        let mut config = kafka();
-        config
-            .set("group.id", format!("reader-{}", Uuid::new_v4()))
-            .set("enable.auto.commit", "false");
-        let consumer: BaseConsumer = config.create().unwrap();
-        let mut assignment = TopicPartitionList::new();
-        let mut ends = HashMap::new();
-        for p in 0..PARTITIONS {
-            let (_, high) = consumer
-                .fetch_watermarks(&self.topic, p, Duration::from_secs(10))
-                .unwrap();
-            if high > 0 {
-                ends.insert(p, high);
-                assignment
-                    .add_partition_offset(&self.topic, p, Offset::Beginning)
-                    .unwrap();
-            }
-        }
-        let mut messages = Vec::new();
-        if ends.is_empty() {
-            return messages;
-        }
-        consumer.assign(&assignment).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !ends.is_empty() {
-            assert!(Instant::now() < deadline, "topic not read to its end");
-            let Some(m) = consumer.poll(Duration::from_millis(100)) else {
-                continue;
-            };
-            let m = m.unwrap();
-            let envelope = events::codec::decode_envelope(m.payload().unwrap()).unwrap();
-            let key = std::str::from_utf8(m.key().unwrap()).unwrap().to_owned();
-            assert_eq!(key, envelope.aggregate_id, "keyed by its aggregate");
-            messages.push((key, envelope.sequence, envelope.event_id));
-            if ends.get(&m.partition()) == Some(&(m.offset() + 1)) {
-                ends.remove(&m.partition());
-            }
-        }
-        messages
+        read_topic_blocking(&brokers(), &self.topic)
+            .into_iter()
+            .map(|m| {
+                let envelope = events::codec::decode_envelope(&m.payload).unwrap();
+                assert_eq!(m.key, envelope.aggregate_id, "keyed by its aggregate");
+                (m.key, envelope.sequence, envelope.event_id)
+            })
+            .collect()
     }
 }
 

@@ -22,61 +22,21 @@ use events::codec::encode;
 use events::kos::{KosFact, KosResult, ORDER_AGGREGATE};
 use events::topics::Topics;
 use events::{event_id_for, Envelope, EventPayload};
-use rdkafka::message::Headers;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message};
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use rdkafka::producer::FutureProducer;
+use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use service_kit::auth::{ManualClock, Role, Tokens};
-use service_kit::bounded_reader::{self, BoundedReader, Bounds, Flow};
 use sqlx::PgPool;
+use test_support::wait_until;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub const PARTITIONS: i32 = 3;
-
-pub fn brokers() -> String {
-    std::env::var("PHONEBILL_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
-pub fn database_url() -> String {
-    std::env::var("PHONEBILL_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/phonebill".into())
-}
-
-/// The three-shard Redis Cluster the test command starts (`infra/local/stack test`).
-pub fn redis_cluster_url() -> String {
-    std::env::var("PHONEBILL_TEST_REDIS_CLUSTER_URL").unwrap_or_else(|_| {
-        "redis://127.0.0.1:17001,redis://127.0.0.1:17002,redis://127.0.0.1:17003".into()
-    })
-}
-
-pub fn redis_url() -> String {
-    std::env::var("PHONEBILL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// `PHONEBILL_TEST_REDIS_CLUSTER=true`: the tests use the Redis Cluster (the test command
-/// runs this suite both ways). The URL and whether it is a cluster.
-pub fn redis_target() -> (String, bool) {
-    if std::env::var("PHONEBILL_TEST_REDIS_CLUSTER").is_ok_and(|v| v == "true") {
-        (redis_cluster_url(), true)
-    } else {
-        (redis_url(), false)
-    }
-}
-
-pub fn client_with_token(token: &str) -> reqwest::Client {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        AUTHORIZATION,
-        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
-}
+pub use test_support::topic::publish;
+pub use test_support::{
+    brokers, client_with_token, database_url, line, read_topic, redis_cluster_url, redis_target,
+    Namespace, Received, PARTITIONS,
+};
 
 pub struct TestApp {
     pub address: String,
@@ -136,36 +96,30 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
-    if std::env::var("TEST_LOG").is_ok() {
-        service_kit::telemetry::init_logging("info");
-    }
-    let id = Uuid::new_v4().simple().to_string();
+    test_support::env::init_logging();
+    let ns = Namespace::new();
     let mut config = Cli::try_parse_from(["command-service"]).unwrap().config;
     config.http_addr = "127.0.0.1:0".parse().unwrap();
-    config.database.url = database_url();
-    config.database.schema = format!("test_{id}");
-    config.database.max_connections = 8;
+    ns.database(&mut config.database, 8);
+    ns.kafka(&mut config.kafka);
+    ns.redis(&mut config.redis);
     config.kafka.brokers = options.brokers;
-    config.kafka.topic_prefix = format!("test-{id}.");
     // Its own KOS-inbox group: one group shared by every parallel test stalled whenever
     // a member left it uncleanly (the group then waits out that member's session).
-    config.kos.consumer_group = format!("test-{id}.command");
-    config.kafka.topic_partitions = PARTITIONS;
+    config.kos.consumer_group = ns.group("command");
     config.relay.enabled = options.relay;
     config.relay.poll_interval_ms = 20;
     config.relay.delivery_timeout_ms = 5_000;
     config.kos.answer_timeout_secs = options.kos_timeout.as_secs();
     config.kos.timeout_sweep_ms = 100;
-    match options.redis_url {
-        Some(url) => config.redis.url = url,
-        None => (config.redis.url, config.redis.cluster) = redis_target(),
+    if let Some(url) = options.redis_url {
+        (config.redis.url, config.redis.cluster) = (url, false);
     }
     if options.redis_cluster {
         config.redis.url = redis_cluster_url();
         config.redis.cluster = true;
     }
     config.redis.timeout_ms = 300;
-    config.redis.key_prefix = format!("test-{id}:");
     config.hardening.per_ip_per_minute = options.rate_limit_per_ip;
     config.hardening.per_customer_per_minute = options.rate_limit_per_customer;
     config.hardening.trusted_proxy_hops = options.trusted_proxy_hops;
@@ -241,14 +195,7 @@ impl Kos {
             .ok()
             .and_then(|v| v["aggregate_id"].as_str().map(str::to_owned))
             .unwrap_or_default();
-        self.producer
-            .send(
-                FutureRecord::to(topic).key(&key).payload(bytes),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .expect("KOS stand-in publishes");
+        publish(&self.producer, topic, &key, bytes).await;
     }
 
     /// KOS answers a request on `kos.product-change-results`.
@@ -288,14 +235,7 @@ impl Kos {
 
     async fn publish_keyed(&self, topic: &str, key: &str, envelope: &Envelope) {
         let bytes = encode(envelope);
-        self.producer
-            .send(
-                FutureRecord::to(topic).key(key).payload(&bytes),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .expect("KOS stand-in publishes");
+        publish(&self.producer, topic, key, &bytes).await;
     }
 }
 
@@ -313,10 +253,6 @@ pub fn valid_change(n: u32) -> Value {
     json!({"lineNumber": line(n), "currentProductCode": current, "targetProductCode": target})
 }
 
-pub fn line(n: u32) -> String {
-    format!("010-{:04}-{:04}", n / 10000, n % 10000)
-}
-
 impl TestApp {
     /// Polls `check` until it holds, failing the test after 90 seconds (generous: the
     /// whole suite runs in parallel against one broker).
@@ -325,11 +261,7 @@ impl TestApp {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while !check().await {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until(what, Duration::from_secs(90), check).await
     }
 
     /// The line's events of one request, as stored: (event type, payload body).
@@ -467,68 +399,6 @@ impl TestApp {
         .execute(&self.pool)
         .await;
     }
-}
-
-/// One message as read back from the broker.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub partition: i32,
-    pub offset: i64,
-    pub key: String,
-    pub headers: HashMap<String, String>,
-    /// The value parsed as JSON (`Null` if it is not JSON).
-    pub json: Value,
-    pub raw: Vec<u8>,
-}
-
-/// Reads everything on `topic` up to its current end with a plain consumer (fresh
-/// group, from the earliest offset).
-pub async fn read_topic(brokers: &str, topic: &str) -> Vec<Received> {
-    let brokers = brokers.to_owned();
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || read_topic_blocking(&brokers, &topic))
-        .await
-        .unwrap()
-}
-
-fn read_topic_blocking(brokers: &str, topic: &str) -> Vec<Received> {
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", brokers);
-    let reader = BoundedReader::new(&client).unwrap();
-    let plan = match reader.plan(topic, Bounds::default()) {
-        Ok(plan) => plan,
-        Err(bounded_reader::Error::NoTopic(_)) => return Vec::new(),
-        Err(e) => panic!("planning a read of {topic}: {e}"),
-    };
-    let mut received = Vec::new();
-    reader
-        .read(&plan, |message| {
-            let headers = message
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| {
-                            (
-                                h.key.to_owned(),
-                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            received.push(Received {
-                partition: message.partition(),
-                offset: message.offset(),
-                key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-                headers,
-                json: serde_json::from_slice(message.payload().unwrap_or_default())
-                    .unwrap_or(Value::Null),
-                raw: message.payload().unwrap_or_default().to_vec(),
-            });
-            Ok::<_, bounded_reader::Error>(Flow::Continue)
-        })
-        .unwrap();
-    received
 }
 
 /// Asserts every event id appears once, and each line's sequences are 1, 2, 3... in

@@ -227,7 +227,7 @@ async fn an_undecodable_kos_message_is_dead_lettered_and_later_answers_still_app
 
     let dead = read_topic(&app.config.kafka.brokers, &app.topics.dead_letter()).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
-    assert_eq!(dead[0].raw, garbage, "the original bytes are kept");
+    assert_eq!(dead[0].payload, garbage, "the original bytes are kept");
     assert_eq!(
         dead[0].headers.get("dlq-source-topic"),
         Some(&app.topics.kos_results())

@@ -168,7 +168,10 @@ async fn a_duplicated_and_redelivered_request_is_executed_once_and_answered_alik
     produce_request(&producer, &app.topics, &request).await;
 
     let answers = app.wait_for_answers(id, 2).await;
-    assert_eq!(answers[0].bytes, answers[1].bytes, "the two answers differ");
+    assert_eq!(
+        answers[0].payload, answers[1].payload,
+        "the two answers differ"
+    );
     assert_eq!(answers[0].json["event_type"], "ProductChangeExecuted");
     let order = app.wait_for_order(id).await;
     assert_eq!(order["executions"], 1);
@@ -181,7 +184,7 @@ async fn a_duplicated_and_redelivered_request_is_executed_once_and_answered_alik
     config.seed_demo = false;
     let app = start(config).await;
     let answers = app.wait_for_answers(id, 4).await;
-    assert!(answers.iter().all(|a| a.bytes == answers[0].bytes));
+    assert!(answers.iter().all(|a| a.payload == answers[0].payload));
     let order = app.order(id).await.unwrap();
     assert_eq!(order["executions"], 1);
     assert_eq!(order["deliveries"], 4);
@@ -194,7 +197,7 @@ async fn an_undecodable_message_is_dead_lettered_and_the_next_request_is_still_a
     let app = spawn_app().await;
     let producer = producer();
     let topic = app.topics.product_change();
-    produce(&producer, &topic, &line(5), b"{not json").await;
+    publish(&producer, &topic, &line(5), b"{not json").await;
     let mut bad_payload = change_request(&line(5), "5G-STANDARD-001", "5G-PREMIUM-001", TTL);
     bad_payload.payload = json!({"request_id": "not-a-uuid"});
     produce_request(&producer, &app.topics, &bad_payload).await;
@@ -206,13 +209,13 @@ async fn an_undecodable_message_is_dead_lettered_and_the_next_request_is_still_a
     produce_request(&producer, &app.topics, &good).await;
 
     app.wait_for_answers(request_id(&good), 1).await;
-    let dead = eventually(Duration::from_secs(30), "two dead letters", || async {
+    let dead = eventually("two dead letters", Duration::from_secs(30), || async {
         let dead = read_topic(&brokers(), &app.topics.dead_letter()).await;
         (dead.len() >= 2).then_some(dead)
     })
     .await;
     assert_eq!(dead.len(), 2);
-    assert_eq!(dead[0].bytes, b"{not json");
+    assert_eq!(dead[0].payload, b"{not json");
     for d in &dead {
         assert_eq!(d.key, line(5));
         assert_eq!(d.headers["dlq-source-topic"], topic);

@@ -2,11 +2,13 @@
 //! request is answered, all answers to one request are identical, none is executed twice.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chrono::TimeDelta;
 use uuid::Uuid;
+
+use test_support::Running;
 
 use crate::helpers::*;
 
@@ -39,16 +41,6 @@ fn kos_mock(config: &kos_mock::configuration::Config, args: &[&str]) -> Command 
             Stdio::null()
         });
     command
-}
-
-/// Kills the child on drop, so a failing test leaves no process behind.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn serve(config: &kos_mock::configuration::Config) -> Running {
@@ -103,7 +95,7 @@ async fn killed_in_the_middle_of_200_changes_and_restarted_every_request_is_answ
     assert_eq!(total, 200);
 
     // Kill it once some, not all, requests are done.
-    let done = eventually(Duration::from_secs(60), "some orders", || async {
+    let done = eventually("some orders", Duration::from_secs(60), || async {
         let n = orders(&pool).await;
         (n >= 30).then_some(n)
     })
@@ -113,7 +105,7 @@ async fn killed_in_the_middle_of_200_changes_and_restarted_every_request_is_answ
     let at_kill = orders(&pool).await;
 
     let second = serve(&config);
-    eventually(Duration::from_secs(120), "every order", || async {
+    eventually("every order", Duration::from_secs(120), || async {
         (orders(&pool).await == total).then_some(())
     })
     .await;
@@ -121,8 +113,8 @@ async fn killed_in_the_middle_of_200_changes_and_restarted_every_request_is_answ
 
     // Every request answered on the broker; all answers to a request identical.
     let answers = eventually(
-        Duration::from_secs(60),
         "every answer on the broker",
+        Duration::from_secs(60),
         || async {
             let results = read_topic(&brokers(), &topics.kos_results()).await;
             let mut by_request: HashMap<String, Vec<Received>> = HashMap::new();
@@ -136,7 +128,7 @@ async fn killed_in_the_middle_of_200_changes_and_restarted_every_request_is_answ
     .await;
     for (id, list) in &answers {
         assert!(
-            list.iter().all(|a| a.bytes == list[0].bytes),
+            list.iter().all(|a| a.payload == list[0].payload),
             "answers to {id} differ"
         );
         assert_eq!(list[0].json["event_type"], "ProductChangeExecuted", "{id}");
@@ -159,7 +151,7 @@ async fn killed_in_the_middle_of_200_changes_and_restarted_every_request_is_answ
     .unwrap();
     assert_eq!(per_line.len(), LINES as usize);
     assert!(per_line.iter().all(|(_, n)| *n == PER_LINE as i64));
-    eventually(Duration::from_secs(30), "the outbox to drain", || async {
+    eventually("the outbox to drain", Duration::from_secs(30), || async {
         (kos_mock::outbox::backlog(&pool).await.unwrap() == 0).then_some(())
     })
     .await;

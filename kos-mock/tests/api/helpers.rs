@@ -5,9 +5,8 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use clap::Parser;
@@ -16,30 +15,17 @@ use events::topics::Topics;
 use events::{codec, event_id_for, Envelope, EventPayload};
 use kos_mock::configuration::{Cli, Config};
 use kos_mock::startup::Application;
-use rdkafka::message::Headers;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::producer::FutureProducer;
 use serde_json::Value;
 use service_kit::auth::{Role, SystemClock, Tokens};
-use service_kit::bounded_reader::{self, BoundedReader, Bounds, Flow};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub const PARTITIONS: i32 = 3;
-
-pub fn brokers() -> String {
-    std::env::var("PHONEBILL_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("PHONEBILL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-pub fn database_url() -> String {
-    std::env::var("PHONEBILL_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/phonebill".into())
-}
+pub use test_support::{
+    brokers, client_with_token, eventually, line, producer, publish, read_topic, Namespace,
+    Received, PARTITIONS,
+};
 
 pub struct Options {
     pub seed_demo: bool,
@@ -71,18 +57,13 @@ pub struct TestApp {
 
 /// A fresh configuration: its own schema, topic prefix and consumer group.
 pub fn test_config(options: &Options) -> Config {
-    let id = Uuid::new_v4().simple().to_string();
+    let ns = Namespace::new();
     let mut config = Cli::try_parse_from(["kos-mock"]).unwrap().config;
     config.http_addr = "127.0.0.1:0".parse().unwrap();
-    config.database.url = database_url();
-    config.database.schema = format!("test_{id}");
-    config.database.max_connections = 8;
-    config.redis.url = redis_url();
-    config.redis.key_prefix = format!("test-{id}:");
-    config.kafka.brokers = brokers();
-    config.kafka.topic_prefix = format!("test-{id}.");
-    config.kafka.topic_partitions = PARTITIONS;
-    config.kos.consumer_group = format!("kos-{id}");
+    ns.database(&mut config.database, 8);
+    ns.redis(&mut config.redis);
+    ns.kafka(&mut config.kafka);
+    config.kos.consumer_group = ns.group("kos");
     config.kos.latency_min_ms = options.latency_ms.0;
     config.kos.latency_max_ms = options.latency_ms.1;
     config.kos.success_rate = options.success_rate;
@@ -103,9 +84,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 
 /// Starts kos-mock with `config` (a restart when the schema already exists).
 pub async fn start(config: Config) -> TestApp {
-    if std::env::var("TEST_LOG").is_ok() {
-        service_kit::telemetry::init_logging("info");
-    }
+    test_support::env::init_logging();
     let app = Application::build(config.clone())
         .await
         .expect("app builds");
@@ -139,22 +118,6 @@ pub fn tokens(config: &Config) -> Tokens {
         config.jwt.keys(false).unwrap(),
         Arc::new(SystemClock),
     )
-}
-
-pub fn client_with_token(token: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().unwrap(),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
-}
-
-pub fn line(n: u32) -> String {
-    format!("010-{:04}-{:04}", n / 10000, n % 10000)
 }
 
 /// A `ProductChangeSentToKos` as the command side sends it, with `answer_by` `ttl` away.
@@ -199,51 +162,14 @@ pub fn request_id(envelope: &Envelope) -> Uuid {
     Uuid::parse_str(envelope.payload["request_id"].as_str().unwrap()).unwrap()
 }
 
-/// The command side's producer.
-pub fn producer() -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("enable.idempotence", "true")
-        .set("partitioner", "murmur2_random")
-        .create()
-        .unwrap()
-}
-
-pub async fn produce(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
-    producer
-        .send(
-            FutureRecord::to(topic).key(key).payload(payload),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .expect("the broker takes the message");
-}
-
 pub async fn produce_request(producer: &FutureProducer, topics: &Topics, envelope: &Envelope) {
-    produce(
+    publish(
         producer,
         &topics.product_change(),
         &envelope.aggregate_id,
         &codec::encode(envelope),
     )
     .await;
-}
-
-/// Waits until `check` gives a value, or fails after `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 impl TestApp {
@@ -302,7 +228,7 @@ impl TestApp {
     }
 
     pub async fn wait_for_order(&self, request_id: Uuid) -> Value {
-        eventually(Duration::from_secs(30), "KOS's order", || {
+        eventually("KOS's order", Duration::from_secs(30), || {
             self.order(request_id)
         })
         .await
@@ -310,7 +236,7 @@ impl TestApp {
 
     /// Waits until every committed fact and result is on the broker.
     pub async fn wait_until_published(&self) {
-        eventually(Duration::from_secs(30), "the outbox to drain", || async {
+        eventually("the outbox to drain", Duration::from_secs(30), || async {
             let left = kos_mock::outbox::backlog(&self.pool).await.unwrap();
             (left == 0).then_some(())
         })
@@ -349,7 +275,7 @@ impl TestApp {
 
     /// Waits until the results topic holds at least `n` answers for `request_id`.
     pub async fn wait_for_answers(&self, request_id: Uuid, n: usize) -> Vec<Received> {
-        eventually(Duration::from_secs(30), "KOS's answer", || async {
+        eventually("KOS's answer", Duration::from_secs(30), || async {
             let answers = self.answers_for(request_id).await;
             (answers.len() >= n).then_some(answers)
         })
@@ -373,73 +299,7 @@ impl TestApp {
 }
 
 pub async fn drop_schema(pool: &PgPool, config: &Config) {
-    let _ = sqlx::query(&format!(
-        "DROP SCHEMA \"{}\" CASCADE",
-        config.database.schema
-    ))
-    .execute(pool)
-    .await;
-}
-
-/// One message as read back from the broker.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub partition: i32,
-    pub offset: i64,
-    pub key: String,
-    pub headers: HashMap<String, String>,
-    pub json: Value,
-    pub bytes: Vec<u8>,
-}
-
-/// Reads everything on `topic` up to its end with a plain consumer (fresh group, from
-/// the earliest offset).
-pub async fn read_topic(brokers: &str, topic: &str) -> Vec<Received> {
-    let brokers = brokers.to_owned();
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || read_topic_blocking(&brokers, &topic))
-        .await
-        .unwrap()
-}
-
-fn read_topic_blocking(brokers: &str, topic: &str) -> Vec<Received> {
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", brokers);
-    let reader = BoundedReader::new(&client).unwrap();
-    let plan = match reader.plan(topic, Bounds::default()) {
-        Ok(plan) => plan,
-        Err(bounded_reader::Error::NoTopic(_)) => return Vec::new(),
-        Err(e) => panic!("planning a read of {topic}: {e}"),
-    };
-    let mut received = Vec::new();
-    reader
-        .read(&plan, |message| {
-            let headers = message
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| {
-                            (
-                                h.key.to_owned(),
-                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let bytes = message.payload().unwrap_or_default().to_vec();
-            received.push(Received {
-                partition: message.partition(),
-                offset: message.offset(),
-                key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-                headers,
-                json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-                bytes,
-            });
-            Ok::<_, bounded_reader::Error>(Flow::Continue)
-        })
-        .unwrap();
-    received
+    test_support::namespace::drop_schema(pool, &config.database.schema).await;
 }
 
 /// Asserts every event id appears once (repeats of one event are byte-identical), and
@@ -453,7 +313,7 @@ pub fn assert_facts_in_order(messages: &[Received]) {
         assert_eq!(m.key, m.json["aggregate_id"].as_str().unwrap());
         if let Some(seen) = first.get(&id) {
             assert_eq!(
-                seen.bytes, m.bytes,
+                seen.payload, m.payload,
                 "event {id} republished with other content"
             );
             continue;

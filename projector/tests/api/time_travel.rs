@@ -8,26 +8,16 @@ use chrono::{DateTime, Utc};
 use events::kos::{self, KosFact};
 use events::product_change::{self as pc, ProductChangeEvent};
 use events::topics::partition_for;
-use events::{codec, event_id_for, Envelope, EventPayload};
+use events::{codec, Envelope};
 use projector::time_travel::{self, AsOfError, LineState};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use serde_json::Value;
 use service_kit::auth::{Role, SystemClock, Tokens};
 use uuid::Uuid;
 
-use crate::helpers::{brokers, spawn_app, test_config, wait_until, TestApp, PARTITIONS};
+use test_support::fixtures::envelope_at as envelope;
 
-/// A producer set up like every producer of the system: keyed messages go where
-/// Kafka's default partitioner puts them.
-fn producer() -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("enable.idempotence", "true")
-        .set("partitioner", "murmur2_random")
-        .create()
-        .unwrap()
-}
+use crate::helpers::{producer, spawn_app, test_config, wait_until, TestApp, PARTITIONS};
 
 /// Publishes an event keyed by its aggregate id; checks it landed on the partition
 /// time travel will read.
@@ -47,21 +37,6 @@ async fn publish(producer: &FutureProducer, topic: &str, envelope: &Envelope) {
         delivery.partition,
         partition_for(&envelope.aggregate_id, PARTITIONS)
     );
-}
-
-fn envelope<E: EventPayload>(kind: &str, id: &str, seq: u64, at: DateTime<Utc>, e: &E) -> Envelope {
-    let event_id = event_id_for(kind, id, seq);
-    Envelope {
-        event_id,
-        event_type: e.event_type().to_owned(),
-        event_version: e.event_version(),
-        aggregate_id: id.to_owned(),
-        sequence: seq,
-        occurred_at: at,
-        correlation_id: event_id,
-        causation_id: event_id,
-        payload: e.to_payload(),
-    }
 }
 
 fn registered(line: &str, product: &str) -> KosFact {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use query_service::views::refill;
 use redis::AsyncCommands;
 
-use crate::events_helpers::{bill, line, payment, registered, wait_until};
 use crate::helpers::spawn_app;
+use crate::helpers::{bill, line, payment, registered, wait_until};
 
 #[tokio::test]
 async fn given_a_projected_bill_when_queried_then_it_is_served_with_an_etag_and_revalidates_to_304()

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::events_helpers::{completed, failed, line, product, registered, requested, sent};
+use crate::helpers::{completed, failed, line, product, registered, requested, sent};
 use crate::helpers::{spawn_app, spawn_app_with};
 
 #[tokio::test]
@@ -59,7 +59,7 @@ async fn given_a_line_with_changes_then_summary_available_products_and_filtered_
     ])
     .await;
     // The catalog is there before the line's changes (as in production).
-    crate::events_helpers::wait_until(
+    crate::helpers::wait_until(
         "the catalog is projected",
         std::time::Duration::from_secs(30),
         || async {

@@ -1,9 +1,10 @@
 //! The product-change loop closed through the broker: command-service (in process) and
-//! kos-mock (the real binary, so it can be stopped and killed) share one topic prefix and
-//! nothing else. Each test has its own schemas, topics and consumer groups.
+//! kos-mock (its binary, `e2e-kos-mock`, so it can be stopped and killed) share one topic
+//! prefix and nothing else. Each test has its own schemas, topics and consumer groups.
+//! (Moved from kos-mock's tests: it runs two services.)
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,55 +12,20 @@ use clap::Parser;
 use command_service::startup::Application;
 use events::schema::SchemaSet;
 use events::topics::Topics;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use service_kit::auth::Role;
 use sqlx::PgPool;
+use test_support::{
+    brokers, client_with_token, database_url, line, read_topic, wait_until, Namespace, Running,
+    PARTITIONS,
+};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-
-const PARTITIONS: i32 = 3;
-
-fn brokers() -> String {
-    std::env::var("PHONEBILL_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
-fn database_url() -> String {
-    std::env::var("PHONEBILL_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/phonebill".into())
-}
-
-fn client_with_token(token: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().unwrap(),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
-}
-
-fn line(n: u32) -> String {
-    format!("010-{:04}-{:04}", n / 10000, n % 10000)
-}
 
 /// KOS's behaviour for one test.
 struct Kos {
     success_rate: &'static str,
     latency_ms: (u64, u64),
-}
-
-/// Kills the child on drop, so a failing test leaves no process behind.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 struct World {
@@ -82,9 +48,9 @@ impl World {
     /// kos-mock seeded with the demo data and serving, and command-service whose
     /// reference data has been built from kos-mock's facts.
     async fn start(kos: Kos, kos_answer_timeout: Duration) -> World {
-        let id = Uuid::new_v4().simple().to_string();
-        let topics = Topics::new(format!("test-{id}."));
-        let kos_schema = format!("test_{id}_kos");
+        let ns = Namespace::new();
+        let topics = Topics::new(ns.topic_prefix());
+        let kos_schema = format!("{}_kos", ns.schema());
         let kos_pool = service_kit::database::connect(&database_url(), &kos_schema, 4)
             .await
             .unwrap();
@@ -92,16 +58,13 @@ impl World {
             .unwrap()
             .config;
         config.http_addr = "127.0.0.1:0".parse().unwrap();
-        config.database.url = database_url();
-        config.database.schema = format!("test_{id}_cmd");
-        config.database.max_connections = 8;
-        config.kafka.brokers = brokers();
-        config.kafka.topic_prefix = format!("test-{id}.");
-        config.kafka.topic_partitions = PARTITIONS;
+        ns.database(&mut config.database, 8);
+        config.database.schema = format!("{}_cmd", ns.schema());
+        ns.kafka(&mut config.kafka);
         config.relay.poll_interval_ms = 20;
         config.kos.answer_timeout_secs = kos_answer_timeout.as_secs();
         config.kos.timeout_sweep_ms = 100;
-        config.kos.consumer_group = format!("command-{id}");
+        config.kos.consumer_group = ns.group("command");
         // The loop tests drive many changes from one address; limits are tested elsewhere.
         config.hardening.per_ip_per_minute = 0;
         config.hardening.per_customer_per_minute = 0;
@@ -119,10 +82,10 @@ impl World {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         let mut world = World {
-            topic_prefix: format!("test-{id}."),
+            topic_prefix: ns.topic_prefix(),
             topics,
             kos_schema,
-            kos_group: format!("kos-{id}"),
+            kos_group: ns.group("kos"),
             kos_behaviour: kos,
             kos_pool,
             kos: None,
@@ -154,7 +117,7 @@ impl World {
     }
 
     fn kos_mock(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kos-mock"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_e2e-kos-mock"));
         command
             .args(args)
             .env("PHONEBILL_HTTP_ADDR", "127.0.0.1:0")
@@ -226,11 +189,7 @@ impl World {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while !check().await {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_until(what, Duration::from_secs(90), check).await
     }
 
     /// The command side's reference product of a line.
@@ -311,9 +270,9 @@ impl World {
             self.topics.kos_results(),
             self.topics.kos_billing(),
         ] {
-            let messages = read_topic(&topic).await;
+            let messages = read_topic(&brokers(), &topic).await;
             assert!(!messages.is_empty(), "nothing on {topic}");
-            for bytes in &messages {
+            for bytes in messages.iter().map(|m| &m.payload) {
                 let json: Value = serde_json::from_slice(bytes)
                     .unwrap_or_else(|e| panic!("{topic}: not JSON ({e})"));
                 schemas
@@ -339,50 +298,6 @@ impl World {
                 .await;
         }
     }
-}
-
-/// Reads a topic to the end of every partition (fresh group, from the beginning).
-async fn read_topic(topic: &str) -> Vec<Vec<u8>> {
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers())
-            .set("group.id", format!("test-reader-{}", Uuid::new_v4()))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .create()
-            .unwrap();
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .unwrap();
-        let partitions = metadata.topics()[0].partitions().len() as i32;
-        let mut assignment = TopicPartitionList::new();
-        for p in 0..partitions {
-            assignment
-                .add_partition_offset(&topic, p, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&assignment).unwrap();
-        let mut open: std::collections::HashSet<i32> = (0..partitions).collect();
-        let mut values = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !open.is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "could not read {topic} to its end"
-            );
-            match consumer.poll(Duration::from_millis(200)) {
-                None => {}
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                    open.remove(&p);
-                }
-                Some(other) => values.push(other.unwrap().payload().unwrap_or_default().to_vec()),
-            }
-        }
-        values
-    })
-    .await
-    .unwrap()
 }
 
 /// Demo lines' products: odd lines are KT, even lines LGU (see kos-mock's demo set).

@@ -9,7 +9,7 @@ use service_kit::auth::{KeySet, ManualClock, RedisRevocations, Role, Tokens};
 use service_kit::redis_conn::RedisConn;
 use uuid::Uuid;
 
-use crate::events_helpers::{bill, line, registered, requested, sent, wait_until};
+use crate::helpers::{bill, line, registered, requested, sent, wait_until};
 use crate::helpers::{spawn_app, spawn_with_config, test_config, TestApp};
 
 /// Every API route of query-service, on `line` (and change request `request`).

@@ -1,17 +1,88 @@
-//! `spawn_app()`: a projector (consuming) and a query-service connected as the query role.
+//! The query side in one process: a projector (consuming) in a fresh namespace and a
+//! query-service connected to its schema as the query role; events produced as the command
+//! side and KOS publish them (`test-support`'s builders, re-exported here).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::Parser;
 use events::topics::Topics;
 use query_service::configuration::Config;
 use query_service::startup::Application;
 use rdkafka::producer::FutureProducer;
 use reqwest::Response;
 use service_kit::auth::{Role, SystemClock, Tokens};
+use service_kit::redis_conn::RedisConn;
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::events_helpers::{self as h, publish};
+pub use test_support::fixtures::*;
+use test_support::{client_with_token, Namespace};
+pub use test_support::{producer, publish, wait_until};
+
+/// A fresh projector configuration: its own schema, key prefix, topic prefix, group and
+/// query role (rate limits off: polling in tests would trip them).
+pub fn projector_config() -> projector::configuration::Config {
+    test_support::env::init_logging();
+    let ns = Namespace::new();
+    let mut config = projector::configuration::Cli::try_parse_from(["projector"])
+        .unwrap()
+        .config;
+    config.http_addr = "127.0.0.1:0".parse().unwrap();
+    ns.database(&mut config.database, 4);
+    ns.kafka(&mut config.kafka);
+    ns.redis(&mut config.redis);
+    config.query_role = ns.role();
+    config.query_role_login = true;
+    config.consumer_group = ns.group("projector");
+    config.hardening.per_ip_per_minute = 0;
+    config.hardening.per_customer_per_minute = 0;
+    config
+}
+
+/// A projector running in this process.
+pub struct Projector {
+    pub config: projector::configuration::Config,
+    pub pool: PgPool,
+    pub redis: RedisConn,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Projector {
+    pub async fn start(config: projector::configuration::Config) -> Self {
+        let app = projector::startup::Application::build(config.clone())
+            .await
+            .expect("projector builds");
+        let pool = app.pool().clone();
+        let redis = RedisConn::connect(&config.redis).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        Self {
+            config,
+            pool,
+            redis,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// Stops it and drops its namespace (schemas, query role, Redis keys).
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        test_support::namespace::cleanup(
+            &self.pool,
+            &self.config.database.schema,
+            &self.config.query_role,
+            &self.redis,
+            &self.config.redis.key_prefix,
+        )
+        .await;
+    }
+}
 
 pub struct TestApp {
     pub address: String,
@@ -21,7 +92,7 @@ pub struct TestApp {
     pub anonymous: reqwest::Client,
     /// Signs with the service's keys.
     pub tokens: Tokens,
-    pub projector: h::TestApp,
+    pub projector: Projector,
     pub config: Config,
     pub topics: Topics,
     pub producer: FutureProducer,
@@ -39,25 +110,36 @@ pub async fn spawn_app_with(min_position_wait_ms: u64) -> TestApp {
     spawn_with_config(projector, config).await
 }
 
-/// A running projector in a fresh namespace and a query-service configuration for it
-/// (rate limits off: polling in tests would trip them; the limit has its own test).
-pub async fn test_config() -> (Config, h::TestApp) {
-    let pconfig = h::test_config();
-    let projector = h::spawn_app(pconfig.clone()).await;
+/// query-service's configuration for the read side `projector` writes: its schema, as
+/// the query role (with its password if it has one), the same broker and Redis (rate
+/// limits off: polling in tests would trip them; the limit has its own test).
+pub fn query_config(projector: &projector::configuration::Config) -> Config {
     let mut config = Config::from_env().unwrap();
     config.http_addr = "127.0.0.1:0".parse().unwrap();
-    let host = pconfig.database.url.split('@').nth(1).unwrap().to_owned();
-    config.database.url = format!("postgres://{}@{host}", pconfig.query_role);
-    config.database.schema = pconfig.database.schema.clone();
+    let host = projector.database.url.split('@').nth(1).unwrap().to_owned();
+    let role = match &projector.query_role_password {
+        Some(password) => format!("{}:{password}", projector.query_role),
+        None => projector.query_role.clone(),
+    };
+    config.database.url = format!("postgres://{role}@{host}");
+    config.database.schema = projector.database.schema.clone();
     config.database.max_connections = 4;
-    config.kafka = pconfig.kafka.clone();
-    config.redis = pconfig.redis.clone();
+    config.kafka = projector.kafka.clone();
+    config.redis = projector.redis.clone();
     config.hardening.per_ip_per_minute = 0;
     config.hardening.per_customer_per_minute = 0;
+    config
+}
+
+/// A running projector in a fresh namespace and a query-service configuration for it.
+pub async fn test_config() -> (Config, Projector) {
+    let pconfig = projector_config();
+    let projector = Projector::start(pconfig.clone()).await;
+    let config = query_config(&pconfig);
     (config, projector)
 }
 
-pub async fn spawn_with_config(projector: h::TestApp, config: Config) -> TestApp {
+pub async fn spawn_with_config(projector: Projector, config: Config) -> TestApp {
     let app = Application::build(config.clone())
         .await
         .expect("query-service builds");
@@ -70,28 +152,20 @@ pub async fn spawn_with_config(projector: h::TestApp, config: Config) -> TestApp
         Arc::new(SystemClock),
     );
     let analyst = tokens.issue("analyst", Role::Analyst, vec![]).0;
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {analyst}").parse().unwrap(),
-    );
     let app = TestApp {
         address,
-        http: reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .unwrap(),
+        http: client_with_token(&analyst),
         anonymous: reqwest::Client::new(),
         tokens,
         topics: Topics::new(&config.kafka.topic_prefix),
         projector,
         config,
-        producer: h::producer(),
+        producer: producer(),
         shutdown,
         task: Some(task),
     };
     // The L1 cache turns on once the invalidation subscription is up.
-    h::wait_until(
+    wait_until(
         "the query-service is ready",
         Duration::from_secs(10),
         || async {
@@ -123,14 +197,14 @@ impl TestApp {
         events: &[events::product_change::ProductChangeEvent],
     ) {
         for (i, e) in events.iter().enumerate() {
-            let bytes = h::line_event(line, first + i as u64, e);
+            let bytes = line_event(line, first + i as u64, e);
             publish(&self.producer, &self.topics.product_change(), line, &bytes).await;
         }
     }
 
     pub async fn kos_facts(&self, facts: &[(u64, events::kos::KosFact)]) {
         for (sequence, fact) in facts {
-            let bytes = h::kos_event(*sequence, fact);
+            let bytes = kos_event(*sequence, fact);
             publish(
                 &self.producer,
                 &self.topics.kos_billing(),
@@ -159,7 +233,7 @@ impl TestApp {
 
     /// Waits until `path` answers `status`.
     pub async fn wait_for_status(&self, path: &str, status: u16) {
-        h::wait_until(
+        wait_until(
             &format!("GET {path} answers {status}"),
             Duration::from_secs(30),
             || async { self.get(path).await.status().as_u16() == status },
