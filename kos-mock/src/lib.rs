@@ -13,6 +13,7 @@
 pub mod billing;
 pub mod catalog;
 pub mod changes;
+pub mod cli;
 pub mod configuration;
 pub mod db;
 pub mod demo;

@@ -1,0 +1,39 @@
+//! The `kos-mock` command: what each subcommand does. In the library so that the
+//! end-to-end tests' copy of the binary (`e2e-kos-mock`, a test sees only its own
+//! package's binaries) runs exactly this.
+
+use crate::configuration::{Cli, Command};
+use crate::startup::Application;
+use crate::{db, demo};
+use tokio_util::sync::CancellationToken;
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::PrintOpenapi = command {
+        return service_kit::http::print_openapi(&crate::routes::openapi::document());
+    }
+    service_kit::telemetry::init_logging("info,sqlx::postgres::notice=warn");
+    let config = cli.config;
+    match command {
+        Command::Serve => {
+            let app = Application::build(config).await?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(service_kit::server::stop_on_signal(shutdown.clone()));
+            app.run_until_stopped(shutdown).await
+        }
+        Command::Migrate => {
+            config.check()?;
+            db::migrate(&db::connect(&config.database).await?).await?;
+            Ok(())
+        }
+        Command::SeedDemo => {
+            config.check()?;
+            let pool = db::connect(&config.database).await?;
+            db::migrate(&pool).await?;
+            let report = demo::seed_now(&pool, config.demo_customers).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::PrintOpenapi => unreachable!("answered above"),
+    }
+}
