@@ -3,16 +3,7 @@
 
 #[test]
 fn print_openapi_writes_the_served_document() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_command-service"))
-        .arg("print-openapi")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let printed = test_support::printed_openapi(env!("CARGO_BIN_EXE_command-service"));
     let served = serde_json::to_value(command_service::routes::openapi::document()).unwrap();
     assert_eq!(printed, served);
     for path in ["/api/v1/auth/login", "/api/v1/product-changes"] {

@@ -1,7 +1,6 @@
 //! The projector's OpenAPI document (`/api-docs/openapi.json`, and `projector
 //! print-openapi`): the analysts' time travel, the admins' parked events, health.
 
-use axum::Router;
 use service_kit::auth::BearerScheme;
 use utoipa::OpenApi;
 
@@ -9,10 +8,7 @@ use crate::{admin, analytics, startup};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(
-        title = "phonebill projector",
-        description = "The projector's own endpoints: a line as it stood at a past moment (analysts and admins), the parked events (admins), health. Every API path needs `Authorization: Bearer <token>` (from command-service's login). Errors are application/problem+json with a stable `code`."
-    ),
+    info(title = "phonebill projector", description = "The projector's own endpoints: a line as it stood at a past moment (analysts and admins), the parked events (admins), health. Every API path needs `Authorization: Bearer <token>` (from command-service's login). Errors are application/problem+json with a stable `code`."),
     paths(
         analytics::line_state,
         admin::list_parked,
@@ -26,9 +22,4 @@ struct ApiDoc;
 /// The service's OpenAPI document.
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
-}
-
-/// The document's route; it needs no state.
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    service_kit::http::openapi_route(document)
 }

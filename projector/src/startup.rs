@@ -190,7 +190,7 @@ impl Application {
         let health = Router::new()
             .route("/health/live", get(service_kit::health::live))
             .route("/health/ready", get(ready))
-            .merge(openapi::router());
+            .merge(service_kit::http::openapi_route(openapi::document));
         let router = telemetry::with_metrics(health, metrics_listener.beside_api())
             .with_state(state)
             .merge(RateLimit::apply(ip_limit, api))

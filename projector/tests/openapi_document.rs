@@ -5,16 +5,7 @@
 #[test]
 fn print_openapi_writes_the_served_document_with_every_answer_typed() {
     // Given: the binary's printed document and the library's
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_projector"))
-        .arg("print-openapi")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let printed = test_support::printed_openapi(env!("CARGO_BIN_EXE_projector"));
     let served = serde_json::to_value(projector::openapi::document()).unwrap();
 
     // Then: they are the same, and every route is there with a typed 200

@@ -25,7 +25,7 @@ fn refs<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
 
 #[tokio::test]
 async fn every_operation_of_the_openapi_document_has_a_schema_for_its_200_answer() {
-    let response = query_service::routes::openapi::router::<()>()
+    let response = service_kit::http::openapi_route::<()>(query_service::routes::openapi::document)
         .oneshot(
             Request::get("/api-docs/openapi.json")
                 .body(Body::empty())
@@ -96,16 +96,7 @@ async fn every_operation_of_the_openapi_document_has_a_schema_for_its_200_answer
 /// document the route serves, without a database, Redis or broker.
 #[test]
 fn print_openapi_writes_the_served_document() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_query-service"))
-        .arg("print-openapi")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let printed = test_support::printed_openapi(env!("CARGO_BIN_EXE_query-service"));
     let served = serde_json::to_value(query_service::routes::openapi::document()).unwrap();
     assert_eq!(printed, served);
 }

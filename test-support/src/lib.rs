@@ -18,6 +18,6 @@ pub use env::{brokers, database_url, redis_cluster_url, redis_target, redis_url}
 pub use fixtures::line;
 pub use http::client_with_token;
 pub use namespace::Namespace;
-pub use process::Running;
+pub use process::{printed_openapi, Running};
 pub use topic::{producer, publish, read_topic, Received, PARTITIONS};
 pub use wait::{eventually, wait_until};

@@ -12,3 +12,18 @@ impl Drop for Running {
         let _ = self.0.wait();
     }
 }
+
+/// What `<binary> print-openapi` writes: the service's OpenAPI document, printed without
+/// a database, Redis or broker (the web app's client check and the API reference read it).
+pub fn printed_openapi(binary: &str) -> serde_json::Value {
+    let output = std::process::Command::new(binary)
+        .arg("print-openapi")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{binary} print-openapi: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}

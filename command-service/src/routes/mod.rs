@@ -63,7 +63,7 @@ pub fn router(
     let router = Router::new()
         .merge(RateLimit::apply(ip_limit, api))
         .merge(service_kit::health::router(metrics_beside_api))
-        .merge(openapi::router())
+        .merge(service_kit::http::openapi_route(openapi::document))
         .layer(service_kit::http::ObserveLayer::new(timeout))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state);

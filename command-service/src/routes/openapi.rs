@@ -1,16 +1,11 @@
-use axum::Router;
 use service_kit::auth::BearerScheme;
 use utoipa::OpenApi;
 
-use super::AppState;
 use super::{auth, product_changes};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(
-        title = "phonebill command-service",
-        description = "Product-change commands and login. Every endpoint but login needs `Authorization: Bearer <token>`. Errors are application/problem+json with a stable `code`."
-    ),
+    info(title = "phonebill command-service", description = "Product-change commands and login. Every endpoint but login needs `Authorization: Bearer <token>`. Errors are application/problem+json with a stable `code`."),
     paths(
         product_changes::request_change,
         product_changes::validate_change,
@@ -28,8 +23,4 @@ struct ApiDoc;
 /// `command-service print-openapi`).
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
-}
-
-pub fn router() -> Router<AppState> {
-    service_kit::http::openapi_route(document)
 }

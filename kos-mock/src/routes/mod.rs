@@ -46,7 +46,7 @@ pub fn router(
             admin::router().route_layer(middleware::from_fn_with_state(auth, access::admins_only)),
         )
         .merge(service_kit::health::router(metrics_beside_api))
-        .merge(openapi::router())
+        .merge(service_kit::http::openapi_route(openapi::document))
         .layer(service_kit::http::ObserveLayer::new(timeout))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

@@ -1,16 +1,11 @@
-use axum::Router;
 use service_kit::auth::BearerScheme;
 use utoipa::OpenApi;
 
 use super::admin;
-use super::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(
-        title = "phonebill kos-mock",
-        description = "Admin API of the simulated KOS back office. KOS itself integrates through the broker alone (see schemas/). Every path needs `Authorization: Bearer <token>` with an admin token from command-service's login (401 UNAUTHENTICATED without a valid one, 403 FORBIDDEN for another role). Errors are application/problem+json with a stable `code`."
-    ),
+    info(title = "phonebill kos-mock", description = "Admin API of the simulated KOS back office. KOS itself integrates through the broker alone (see schemas/). Every path needs `Authorization: Bearer <token>` with an admin token from command-service's login (401 UNAUTHENTICATED without a valid one, 403 FORBIDDEN for another role). Errors are application/problem+json with a stable `code`."),
     paths(
         admin::add_customer,
         admin::register_line,
@@ -37,10 +32,6 @@ struct ApiDoc;
 /// print-openapi`).
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
-}
-
-pub fn router() -> Router<AppState> {
-    service_kit::http::openapi_route(document)
 }
 
 #[cfg(test)]

@@ -91,7 +91,7 @@ pub fn router(
     let router = Router::new()
         .merge(RateLimit::apply(ip_limit, api))
         .merge(health::router(metrics_beside_api))
-        .merge(openapi::router())
+        .merge(service_kit::http::openapi_route(openapi::document))
         .fallback(|| async {
             AppError::refused(ProblemCode::RouteNotFound, "no such resource").into_response()
         })
