@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 use service_kit::auth::Authenticator;
 use service_kit::hardening::{Hardened, RateLimit, RedisCounts};
-use service_kit::health::Up;
+use service_kit::health::{Readiness, Up};
 use service_kit::http::ObserveLayer;
 use service_kit::kafka::{self, Admin};
 use service_kit::redis_conn::RedisConn;
@@ -416,16 +416,8 @@ async fn watch_switch(
     }
 }
 
-/// `/health/ready`: 200 when PostgreSQL, Redis and the broker all answer, else 503.
-// The answers' fields are in the order of the `json!` bodies they replaced (serde_json
-// sorts an object's keys), so the bytes are the same.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Readiness {
-    pub checks: ReadinessChecks,
-    /// `UP` when every check is.
-    pub status: Up,
-}
-
+/// The projector's readiness checks.
+// In sorted order, as the `json!` body they replaced: the same bytes.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReadinessChecks {
     pub kafka: Up,
@@ -436,37 +428,23 @@ pub struct ReadinessChecks {
 /// `/health/ready`: 200 when PostgreSQL, Redis and the broker all answer, else 503.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses(
-        (status = 200, description = "PostgreSQL, Redis and the broker answer", body = Readiness),
-        (status = 503, description = "One of them does not", body = Readiness)))]
-pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+        (status = 200, description = "PostgreSQL, Redis and the broker answer", body = Readiness<ReadinessChecks>),
+        (status = 503, description = "One of them does not", body = Readiness<ReadinessChecks>)))]
+pub(crate) async fn ready(
+    State(state): State<AppState>,
+) -> (StatusCode, Json<Readiness<ReadinessChecks>>) {
     let database = sqlx::query("SELECT 1")
         .execute(&state.processor.load().pool)
         .await
         .is_ok();
-    let mut redis = state.redis.clone();
-    let redis_up = tokio::time::timeout(
-        Duration::from_secs(1),
-        redis::cmd("PING").query_async::<String>(&mut redis),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
+    let redis_up = state.redis.answers(Duration::from_secs(1)).await;
     let broker = kafka::reachable(&state.admin, Duration::from_secs(2)).await;
-    let all = database && redis_up && broker;
-    (
-        if all {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        Json(Readiness {
-            checks: ReadinessChecks {
-                kafka: broker.into(),
-                postgres: database.into(),
-                redis: redis_up.into(),
-            },
-            status: all.into(),
-        }),
-    )
+    let checks = ReadinessChecks {
+        kafka: broker.into(),
+        postgres: database.into(),
+        redis: redis_up.into(),
+    };
+    Readiness::answer(checks, database && redis_up && broker)
 }
 
 #[cfg(test)]

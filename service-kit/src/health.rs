@@ -63,37 +63,50 @@ pub async fn live() -> Json<Liveness> {
     Json(Liveness { status: Up::Up })
 }
 
-/// `/health/ready` of a service that needs PostgreSQL and the broker.
-// Fields in sorted order, as the `json!` body this replaced: the same bytes.
+/// `/health/ready`'s answer: each dependency's state (`C`, the service's checks) and
+/// whether the service can answer.
+// Fields in sorted order, as the `json!` bodies this replaced: the same bytes.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Readiness {
-    pub checks: ReadinessChecks,
-    /// `UP` when every check is (the answer is then 200, else 503).
+pub struct Readiness<C> {
+    pub checks: C,
+    /// `UP` when the service can answer (the answer is then 200, else 503).
     pub status: Up,
 }
 
+impl<C> Readiness<C> {
+    /// 200 when `ready`, else 503, with the checks.
+    pub fn answer(checks: C, ready: bool) -> (StatusCode, Json<Self>) {
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        let status_up = ready.into();
+        (
+            status,
+            Json(Readiness {
+                checks,
+                status: status_up,
+            }),
+        )
+    }
+}
+
+/// The checks of a service that needs PostgreSQL and the broker.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReadinessChecks {
     pub kafka: Up,
     pub postgres: Up,
 }
 
-async fn ready(State(health): State<Health>) -> (StatusCode, Json<Readiness>) {
+async fn ready(State(health): State<Health>) -> (StatusCode, Json<Readiness<ReadinessChecks>>) {
     let database = sqlx::query("SELECT 1").execute(&health.pool).await.is_ok();
     let broker = kafka::reachable(&health.admin, Duration::from_secs(2)).await;
-    let status = if database && broker {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    let checks = ReadinessChecks {
+        kafka: broker.into(),
+        postgres: database.into(),
     };
-    let answer = Readiness {
-        checks: ReadinessChecks {
-            kafka: broker.into(),
-            postgres: database.into(),
-        },
-        status: (database && broker).into(),
-    };
-    (status, Json(answer))
+    Readiness::answer(checks, database && broker)
 }
 
 #[cfg(test)]

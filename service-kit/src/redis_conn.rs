@@ -70,6 +70,14 @@ pub enum RedisConn {
 }
 
 impl RedisConn {
+    /// Whether Redis answers a PING within `timeout` (the readiness checks).
+    pub async fn answers(&self, timeout: Duration) -> bool {
+        let mut conn = self.clone();
+        tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(&mut conn))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// Connects (the single-node manager then reconnects by itself after an outage).
     pub async fn connect(config: &RedisConfig) -> redis::RedisResult<Self> {
         let timeout = Duration::from_millis(config.timeout_ms);

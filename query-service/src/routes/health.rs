@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
-pub use service_kit::health::{Liveness, Up};
+pub use service_kit::health::{Liveness, Readiness, Up};
 use service_kit::kafka;
 use utoipa::ToSchema;
 
@@ -21,15 +21,8 @@ pub fn router(with_metrics: bool) -> Router<AppState> {
     service_kit::telemetry::with_metrics(router, with_metrics)
 }
 
-/// Whether the service can answer queries, and each dependency's state.
-// Fields in the order of the `json!` body this replaced (sorted: the same bytes).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Readiness {
-    pub checks: ReadinessChecks,
-    /// `UP` when PostgreSQL answers (the answer is then 200, else 503).
-    pub status: Up,
-}
-
+/// query-service's readiness checks: ready when PostgreSQL answers.
+// In sorted order, as the `json!` body they replaced: the same bytes.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReadinessChecks {
     /// Only carries bill-inquiry records, which may be dropped.
@@ -49,37 +42,23 @@ pub async fn live() -> Json<Liveness> {
 
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses(
-        (status = 200, description = "Ready: PostgreSQL answers (Redis or the broker may be down)", body = Readiness),
-        (status = 503, description = "Not ready: PostgreSQL does not answer", body = Readiness)))]
-pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+        (status = 200, description = "Ready: PostgreSQL answers (Redis or the broker may be down)", body = Readiness<ReadinessChecks>),
+        (status = 503, description = "Not ready: PostgreSQL does not answer", body = Readiness<ReadinessChecks>)))]
+pub async fn ready(
+    State(state): State<AppState>,
+) -> (StatusCode, Json<Readiness<ReadinessChecks>>) {
     let database = state.views.database_reachable().await;
-    let mut redis = state.views.redis();
-    let redis_up = tokio::time::timeout(
-        Duration::from_secs(1),
-        redis::cmd("PING").query_async::<String>(&mut redis),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
+    let redis_up = state.views.redis().answers(Duration::from_secs(1)).await;
     let broker = kafka::reachable(&state.admin, Duration::from_secs(2)).await;
+    let checks = ReadinessChecks {
+        kafka: broker.into(),
+        l1: state.views.l1_live().into(),
+        postgres: database.into(),
+        redis: redis_up.into(),
+    };
     // Redis down is degraded, not unready: queries are answered from PostgreSQL. The
     // broker only carries inquiry records, which may be dropped.
-    let status = if database {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(Readiness {
-            checks: ReadinessChecks {
-                kafka: broker.into(),
-                l1: state.views.l1_live().into(),
-                postgres: database.into(),
-                redis: redis_up.into(),
-            },
-            status: database.into(),
-        }),
-    )
+    Readiness::answer(checks, database)
 }
 
 #[cfg(test)]
