@@ -8,7 +8,6 @@ use command_service::reference::ReferenceData;
 use command_service::startup::Application;
 use service_kit::auth::{Role, SystemClock, Tokens};
 use service_kit::telemetry;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -21,8 +20,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let app = Application::build(config).await?;
-            let shutdown = CancellationToken::new();
-            tokio::spawn(service_kit::server::stop_on_signal(shutdown.clone()));
+            let shutdown = service_kit::server::shutdown_on_signal();
             app.run_until_stopped(shutdown).await
         }
         Command::Migrate => {

@@ -5,7 +5,6 @@
 use crate::configuration::{Cli, Command};
 use crate::startup::Application;
 use crate::{db, demo};
-use tokio_util::sync::CancellationToken;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve);
@@ -17,8 +16,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
             let app = Application::build(config).await?;
-            let shutdown = CancellationToken::new();
-            tokio::spawn(service_kit::server::stop_on_signal(shutdown.clone()));
+            let shutdown = service_kit::server::shutdown_on_signal();
             app.run_until_stopped(shutdown).await
         }
         Command::Migrate => {

@@ -2,7 +2,6 @@ use clap::Parser;
 use projector::configuration::{Cli, Command};
 use projector::startup::{self, Application};
 use service_kit::telemetry;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -19,8 +18,7 @@ async fn main() -> anyhow::Result<()> {
         Command::PrintOpenapi => service_kit::http::print_openapi(&projector::openapi::document()),
         Command::Run => {
             let app = Application::build(config).await?;
-            let shutdown = CancellationToken::new();
-            tokio::spawn(service_kit::server::stop_on_signal(shutdown.clone()));
+            let shutdown = service_kit::server::shutdown_on_signal();
             app.run_until_stopped(shutdown).await
         }
         Command::Migrate => {

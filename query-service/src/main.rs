@@ -1,7 +1,6 @@
 use query_service::configuration::{Cli, Command};
 use query_service::startup::Application;
 use service_kit::telemetry;
-use tokio_util::sync::CancellationToken;
 
 // glibc's malloc was an eighth of the bill query path's CPU (arena locks, consolidation);
 // mimalloc's thread-local free lists take most of that away.
@@ -17,7 +16,6 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init_logging("info,sqlx::postgres::notice=warn");
     let config = cli.config;
     let app = Application::build(config).await?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(service_kit::server::stop_on_signal(shutdown.clone()));
+    let shutdown = service_kit::server::shutdown_on_signal();
     app.run_until_stopped(shutdown).await
 }

@@ -172,9 +172,17 @@ fn listening_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpLi
     Ok(socket.into())
 }
 
+/// A token cancelled on SIGTERM (Kubernetes stopping the pod) or Ctrl-C: what every
+/// service's `run_until_stopped` is given, so each drains the same way.
+pub fn shutdown_on_signal() -> tokio_util::sync::CancellationToken {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    shutdown
+}
+
 /// Cancels `shutdown` on SIGTERM (Kubernetes stopping the pod) or Ctrl-C, so every
 /// service drains the same way: stop accepting, finish what is in hand, commit offsets.
-pub async fn stop_on_signal(shutdown: tokio_util::sync::CancellationToken) {
+async fn stop_on_signal(shutdown: tokio_util::sync::CancellationToken) {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler installs");
     tokio::select! {
