@@ -78,9 +78,14 @@ impl Namespace {
     }
 
     /// A service's Redis settings: the test Redis ([`redis_target`]: the single node, or
-    /// the cluster when the test command asks for it), this namespace's key prefix.
+    /// the cluster when the test command asks for it), this namespace's key prefix. A
+    /// cluster the service's own settings name (`PHONEBILL_REDIS_CLUSTER`, as the
+    /// production-shaped profile sets it, with the cluster in `PHONEBILL_TEST_REDIS_URL`)
+    /// stays one.
     pub fn redis(&self, redis: &mut RedisConfig) {
-        (redis.url, redis.cluster) = redis_target();
+        let (url, cluster) = redis_target();
+        redis.url = url;
+        redis.cluster |= cluster;
         redis.key_prefix = self.key_prefix();
     }
 }
