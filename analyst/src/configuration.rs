@@ -100,9 +100,13 @@ pub struct ReplayArgs {
     /// Events held in memory between bulk writes.
     #[arg(long, default_value_t = 20_000)]
     pub flush_every: usize,
-    /// No progress bar.
+    /// No progress bar (nor, off a terminal, progress lines).
     #[arg(long)]
     pub quiet: bool,
+    /// Print what would be read (each topic's source, partitions and offsets, the events
+    /// to read) as JSON and stop: nothing is created or written.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Where product-change events come from: `auto` reads the broker, or the event store
     /// when the broker no longer holds the topic's beginning.
     #[arg(long, value_enum, default_value_t = crate::replay::HistorySource::Auto)]

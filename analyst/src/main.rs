@@ -54,6 +54,11 @@ async fn run_replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
         source: args.source,
         max_events: args.max_events,
     };
+    if args.dry_run {
+        let plan = replay::dry_run(config, &options).await?;
+        println!("{}", serde_json::to_string(&plan)?);
+        return Ok(());
+    }
     let report = replay::run(config, options).await?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())

@@ -39,6 +39,7 @@ use serde_json::json;
 use service_kit::bounded_reader::{BoundedReader, Bounds, Plan};
 use service_kit::redis_conn::RedisConn;
 use sqlx::PgPool;
+use std::io::IsTerminal;
 use tokio::sync::mpsc;
 
 use projector::configuration::Config;
@@ -161,6 +162,8 @@ pub struct ReplayReport {
     pub complete: bool,
     pub switched_from: Option<String>,
     pub dropped: Option<String>,
+    /// The process's peak resident memory (Linux `VmHWM`), MiB.
+    pub peak_rss_mib: Option<f64>,
 }
 
 impl ReplayReport {
@@ -171,7 +174,77 @@ impl ReplayReport {
         self.prepare_seconds = (prepared - started).as_secs_f64();
         self.apply_seconds = (applied_at - prepared).as_secs_f64();
         self.events_per_second = self.messages as f64 / self.seconds;
+        self.peak_rss_mib = peak_rss_mib();
     }
+}
+
+/// The process's peak resident memory so far (Linux `VmHWM`), MiB; `None` elsewhere.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some((kib / 1024.0 * 10.0).round() / 10.0)
+}
+
+/// What a replay would read, planned without writing anything: each topic's source and
+/// partitions' offsets, and the events to read. A replay resumed with `--id` reads less
+/// (from where it stopped); the plan is from the window's start.
+#[derive(Debug, Serialize)]
+pub struct ReplayPlan {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub topics: Vec<PlannedTopic>,
+    pub estimated_events: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlannedTopic {
+    pub topic: String,
+    /// `broker`, or `event-store` when the broker no longer holds the beginning.
+    pub source: &'static str,
+    /// (partition, first offset to read, first offset not to read).
+    pub partitions: Vec<(i32, i64, i64)>,
+    pub events: u64,
+}
+
+/// `replay --dry-run`: the plan of [`run`], nothing created or written.
+pub async fn dry_run(config: &Config, options: &ReplayOptions) -> anyhow::Result<ReplayPlan> {
+    config.check()?;
+    let sources = plan(config, options, &HashMap::new()).await?;
+    let planned = |source: &'static str, (topic, plan): &(String, TopicPlan)| PlannedTopic {
+        topic: topic.clone(),
+        source,
+        partitions: plan
+            .broker
+            .partitions
+            .iter()
+            .map(|p| (p.partition, p.start, p.end))
+            .collect(),
+        events: match source {
+            "broker" => plan.total,
+            _ => plan.ends.iter().map(|(_, e)| *e as u64).sum(),
+        },
+    };
+    let topics = (sources.broker.iter().map(|t| planned("broker", t)))
+        .chain(
+            sources
+                .event_store
+                .iter()
+                .map(|t| planned("event-store", t)),
+        )
+        .collect();
+    Ok(ReplayPlan {
+        since: options.since,
+        until: options.until,
+        topics,
+        estimated_events: sources.estimate,
+    })
 }
 
 /// The topics a replay reads.
@@ -196,6 +269,7 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
     let mut readers = Readers::spawn(config, &target.base_pool, sources, window, &processor);
     let prepared = Instant::now();
     let bar = progress_bar(options.progress, estimate);
+    let _progress_lines = ProgressLines::start(options.progress, &bar, &target.id);
     let Target {
         control,
         id,
@@ -628,6 +702,12 @@ fn progress_bar(enabled: bool, estimate: u64) -> ProgressBar {
     if !enabled {
         return ProgressBar::hidden();
     }
+    if !std::io::stderr().is_terminal() {
+        // Counted all the same: [`ProgressLines`] reports it.
+        let bar = ProgressBar::hidden();
+        bar.set_length(estimate);
+        return bar;
+    }
     let bar = ProgressBar::with_draw_target(Some(estimate), ProgressDrawTarget::stderr_with_hz(4));
     bar.set_style(
         ProgressStyle::with_template(
@@ -636,6 +716,45 @@ fn progress_bar(enabled: bool, estimate: u64) -> ProgressBar {
         .expect("valid template"),
     );
     bar
+}
+
+/// Progress as JSON lines on stderr every [`ProgressLines::EVERY`] when stderr is not a
+/// terminal (a Job's log, a pipe), where the bar is not drawn. Stops when dropped.
+struct ProgressLines(Option<tokio::task::JoinHandle<()>>);
+
+impl ProgressLines {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn start(enabled: bool, bar: &ProgressBar, id: &str) -> Self {
+        if !enabled || std::io::stderr().is_terminal() {
+            return ProgressLines(None);
+        }
+        let (bar, id) = (bar.clone(), id.to_owned());
+        let started = Instant::now();
+        ProgressLines(Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Self::EVERY).await;
+                let seconds = started.elapsed().as_secs_f64();
+                let line = json!({
+                    "replay": id,
+                    "events": bar.position(),
+                    "estimatedEvents": bar.length(),
+                    "seconds": (seconds * 10.0).round() / 10.0,
+                    "eventsPerSecond": (bar.position() as f64 / seconds).round(),
+                    "peakRssMib": peak_rss_mib(),
+                });
+                eprintln!("{line}");
+            }
+        })))
+    }
+}
+
+impl Drop for ProgressLines {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
 }
 
 /// Where the views of a finished replay are built from.

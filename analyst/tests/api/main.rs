@@ -4,5 +4,6 @@
 
 mod helpers;
 
+mod dry_run;
 mod export;
 mod window_replay;
