@@ -9,34 +9,15 @@ use std::time::{Duration, Instant};
 use analyst::compare::{compare, dump};
 use analyst::replay::{self, HistorySource, ReplayOptions};
 use read_model::namespace::ActiveNamespace;
-use serde_json::json;
 use service_kit::redis_conn::RedisConn;
 use support::stack::Stack;
-
-/// Asks for a change to a premium plan and waits until the read side shows it COMPLETED.
-async fn change_to_premium(stack: &Stack, customer: &str) -> String {
-    let (token, lines) = stack.login(customer).await;
-    let line = &lines[0];
-    let (current, target) = stack.premium_offer(&token, line).await;
-    let (status, accepted) = stack
-        .command(
-            &token,
-            "/api/v1/product-changes",
-            &json!({"lineNumber": line, "currentProductCode": current, "targetProductCode": target}),
-        )
-        .await;
-    assert_eq!(status, 202, "{accepted}");
-    let request_id = accepted["requestId"].as_str().unwrap().to_owned();
-    stack.wait_completed(&token, &request_id).await;
-    request_id
-}
 
 #[tokio::test]
 async fn a_replay_reading_product_changes_from_the_event_store_rebuilds_the_live_views() {
     // Given: two customers' changes went through command-service, KOS and the projector.
     let stack = Stack::start(&["CUST0003", "CUST0004"]).await;
-    change_to_premium(&stack, "CUST0003").await;
-    change_to_premium(&stack, "CUST0004").await;
+    stack.change_to_premium("CUST0003").await;
+    stack.change_to_premium("CUST0004").await;
     let config = stack.projector.clone();
     let redis = RedisConn::connect(&config.redis).await.unwrap();
     let live_schema = config.database.schema.clone();

@@ -108,7 +108,7 @@ pub fn router(state: AnalyticsState) -> Router {
         (status = 400, description = "INVALID_AT (missing, not RFC 3339, or in the future), INVALID_LINE_NUMBER", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "FORBIDDEN: not an analyst or admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "LINE_NOT_FOUND: no event of the line before `at`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "HISTORY_INCOMPLETE: the topic no longer holds the line's first events", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "HISTORY_INCOMPLETE: the broker no longer holds the line's first KOS facts (its product changes are then read from the event store)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "TIME_TRAVEL_BUSY (with Retry-After), BROKER_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json"),
         TokenProblems),
     security(("bearer" = [])))]

@@ -168,8 +168,10 @@ impl Application {
         processor.update_parked_gauge().await;
         let worker = build_worker(&ns_config)?;
         let auth = authenticator(&config, redis.clone()).await?;
-        let analytics =
-            AnalyticsState::new(auth.clone(), TimeTravel::new(&config, processor.decoder()));
+        let analytics = AnalyticsState::new(
+            auth.clone(),
+            TimeTravel::new(&config, processor.decoder(), pool.clone()),
+        );
         let current = Arc::new(ArcSwap::from_pointee(processor));
         let counts_conn = redis.clone();
         let ip_limit = config.hardening.ip_rate_limit_with(|| {

@@ -266,6 +266,25 @@ impl Stack {
         .await;
     }
 
+    /// Asks for a change of the customer's first line to a premium plan and waits until
+    /// the read side shows it COMPLETED: the line, the plan and the request id.
+    pub async fn change_to_premium(&self, customer: &str) -> (String, String, String) {
+        let (token, lines) = self.login(customer).await;
+        let line = lines[0].clone();
+        let (current, target) = self.premium_offer(&token, &line).await;
+        let (status, accepted) = self
+            .command(
+                &token,
+                "/api/v1/product-changes",
+                &serde_json::json!({"lineNumber": line, "currentProductCode": current, "targetProductCode": target}),
+            )
+            .await;
+        assert_eq!(status, 202, "{accepted}");
+        let request_id = accepted["requestId"].as_str().unwrap().to_owned();
+        self.wait_completed(&token, &request_id).await;
+        (line, target, request_id)
+    }
+
     /// POST a JSON body to command-service with `token`: status and body.
     pub async fn command(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
         let response = self

@@ -10,6 +10,7 @@
 //!
 //! Nothing is written anywhere: each request reads and folds afresh.
 
+pub mod event_store;
 pub mod fold;
 pub mod reader;
 
@@ -22,6 +23,9 @@ use rdkafka::ClientConfig;
 use serde::Serialize;
 
 pub use fold::{line_as_of, LineState};
+
+pub use event_store::EventStore;
+use sqlx::PgPool;
 
 use crate::configuration::Config;
 use crate::processor::Decoder;
@@ -47,6 +51,8 @@ pub enum AsOfError {
     NotFound { line: String, at: DateTime<Utc> },
     #[error(transparent)]
     Read(#[from] reader::ReadError),
+    #[error("event store: {0}")]
+    EventStore(#[from] sqlx::Error),
     #[error("reading task: {0}")]
     Task(String),
 }
@@ -59,6 +65,9 @@ pub struct ReadStats {
     pub line_events: u64,
     pub rejected: u64,
     pub millis: u64,
+    /// The broker no longer held the beginning of the line's product changes: they were
+    /// read from the command side's event store.
+    pub from_event_store: bool,
 }
 
 /// What time travel needs: broker settings, topic names and the live decoder.
@@ -67,18 +76,24 @@ pub struct TimeTravel {
     client: ClientConfig,
     topics: Topics,
     decoder: Decoder,
+    event_store: EventStore,
 }
 
 impl TimeTravel {
     /// `decoder`: the processor's (`Processor::decoder`), so the compiled schemas are
-    /// shared; the CLI makes its own.
-    pub fn new(config: &Config, decoder: Decoder) -> Self {
+    /// shared; the CLI makes its own. `pool` may read the command side's `events` table
+    /// (schema `PHONEBILL_EVENT_STORE_SCHEMA`), for lines whose beginning the broker lost.
+    pub fn new(config: &Config, decoder: Decoder, pool: PgPool) -> Self {
         // The reader gives it a throwaway group id of its own, never joined.
         let client = service_kit::kafka::client_config(&config.kafka, "projector-as-of");
         Self {
             client,
             topics: Topics::new(&config.kafka.topic_prefix),
             decoder,
+            event_store: EventStore {
+                pool,
+                schema: config.event_store_schema.clone(),
+            },
         }
     }
 
@@ -115,12 +130,27 @@ impl TimeTravel {
             read(self.topics.product_change())
         );
         let kos = kos.map_err(|e| AsOfError::Task(e.to_string()))??;
-        let changes = changes.map_err(|e| AsOfError::Task(e.to_string()))??;
+        let changes = changes.map_err(|e| AsOfError::Task(e.to_string()))?;
+        // Retention removed the beginning of the line's product changes: the event store,
+        // their source of truth, still has them.
+        let (changes, from_event_store) = match changes {
+            Err(reader::ReadError::Truncated {
+                topic, partition, ..
+            }) => {
+                let read = self
+                    .event_store
+                    .read_line(&self.decoder, &topic, partition, line, at)
+                    .await?;
+                (read, true)
+            }
+            other => (other?, false),
+        };
         let stats = ReadStats {
             messages: kos.messages + changes.messages,
             line_events: (kos.events.len() + changes.events.len()) as u64,
             rejected: kos.rejected + changes.rejected,
             millis: started.elapsed().as_millis() as u64,
+            from_event_store,
         };
         tracing::debug!(line, %at, ?stats, "time travel");
         let state = line_as_of(line, at, kos.events.into_iter().chain(changes.events)).ok_or_else(
@@ -149,7 +179,12 @@ pub async fn as_of(
     at: DateTime<Utc>,
 ) -> Result<(LineState, ReadStats), AsOfError> {
     let decoder = Decoder::new(Topics::new(&config.kafka.topic_prefix));
-    TimeTravel::new(config, decoder).line_as_of(line, at).await
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy(&config.database.url)?;
+    TimeTravel::new(config, decoder, pool)
+        .line_as_of(line, at)
+        .await
 }
 
 #[cfg(test)]
