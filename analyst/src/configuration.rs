@@ -72,6 +72,9 @@ pub struct ExportArgs {
     pub line: Option<String>,
     #[arg(long, value_enum)]
     pub format: crate::export::Format,
+    /// Parquet's page compression.
+    #[arg(long, value_enum, default_value_t = crate::export::ParquetCompression::Zstd)]
+    pub compression: crate::export::ParquetCompression,
     /// The file to write (replaced when the export completes).
     #[arg(long)]
     pub out: std::path::PathBuf,

@@ -99,6 +99,7 @@ async fn run_export(config: &Config, args: ExportArgs) -> anyhow::Result<()> {
         event_types: args.event_types,
         line: args.line,
         format: args.format,
+        compression: args.compression,
         out: args.out,
     };
     let report = export::run(config, options).await?;

@@ -16,11 +16,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use parquet::basic::{Compression, LogicalType, Repetition, TimeUnit, Type as Physical};
+use parquet::basic::{Compression, LogicalType, Repetition, TimeUnit, Type as Physical, ZstdLevel};
 use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DataType, DoubleType, Int64Type};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::{SerializedColumnWriter, SerializedFileWriter};
 use parquet::schema::types::Type;
+
+use super::ParquetCompression;
 use serde_json::Value;
 
 use super::record::{flatten, text, Column, Kind};
@@ -54,11 +56,21 @@ pub fn write_csv(records: &Path, columns: &[Column], out: &Path) -> anyhow::Resu
     Ok(())
 }
 
-pub fn write_parquet(records: &Path, columns: &[Column], out: &Path) -> anyhow::Result<()> {
+pub fn write_parquet(
+    records: &Path,
+    columns: &[Column],
+    out: &Path,
+    compression: ParquetCompression,
+) -> anyhow::Result<()> {
     let schema = Arc::new(schema(columns)?);
+    let compression = match compression {
+        ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::default()),
+        ParquetCompression::Snappy => Compression::SNAPPY,
+        ParquetCompression::None => Compression::UNCOMPRESSED,
+    };
     let properties = Arc::new(
         WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
+            .set_compression(compression)
             .set_created_by(format!("phonebill projector {}", env!("CARGO_PKG_VERSION")))
             .build(),
     );

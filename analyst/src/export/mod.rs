@@ -47,6 +47,18 @@ pub enum Format {
     Parquet,
 }
 
+/// How a Parquet file's pages are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ParquetCompression {
+    /// Smaller files; what analysts' tools read by default.
+    #[default]
+    Zstd,
+    /// Faster to write, larger.
+    Snappy,
+    None,
+}
+
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
     /// The topic's name without the configured prefix.
@@ -58,6 +70,8 @@ pub struct ExportOptions {
     /// Keep only this line's events (aggregate id or message key).
     pub line: Option<String>,
     pub format: Format,
+    /// Parquet only.
+    pub compression: ParquetCompression,
     pub out: PathBuf,
 }
 
@@ -112,7 +126,9 @@ fn export(
         match options.format {
             Format::Jsonl => {}
             Format::Csv => formats::write_csv(&records, &columns, &partial)?,
-            Format::Parquet => formats::write_parquet(&records, &columns, &partial)?,
+            Format::Parquet => {
+                formats::write_parquet(&records, &columns, &partial, options.compression)?
+            }
         }
         std::fs::rename(&partial, out)
             .with_context(|| format!("renaming {} to {}", partial.display(), out.display()))?;
@@ -264,6 +280,7 @@ mod tests {
             event_types: event_types.iter().map(|t| (*t).to_owned()).collect(),
             line: line.map(str::to_owned),
             format: Format::Jsonl,
+            compression: ParquetCompression::default(),
             out: "out.jsonl".into(),
         }
     }

@@ -73,6 +73,7 @@ fn options(format: Format, out: &Path) -> ExportOptions {
         event_types: vec![],
         line: None,
         format,
+        compression: Default::default(),
         out: out.to_owned(),
     }
 }
@@ -376,5 +377,49 @@ async fn given_a_topic_that_does_not_exist_then_the_export_says_so_and_leaves_no
         "{error:#}"
     );
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn given_each_parquet_compression_then_the_file_uses_it_and_holds_the_same_rows() {
+    use analyst::export::ParquetCompression;
+    use parquet::basic::Compression;
+    let config = test_config();
+    publish_billing_history(&config).await;
+    let dir = scratch();
+    let mut rows_by_compression = vec![];
+    for (choice, expected) in [
+        (ParquetCompression::Zstd, "ZSTD"),
+        (ParquetCompression::Snappy, "SNAPPY"),
+        (ParquetCompression::None, "UNCOMPRESSED"),
+    ] {
+        // When: exported with this compression
+        let out = dir.join(format!("billing-{expected}.parquet"));
+        let mut export = options(Format::Parquet, &out);
+        export.compression = choice;
+        run_export(&config, export).await;
+
+        // Then: every column chunk is compressed so
+        let reader = SerializedFileReader::new(std::fs::File::open(&out).unwrap()).unwrap();
+        let meta = reader.metadata();
+        assert!(meta.num_row_groups() > 0);
+        for group in meta.row_groups() {
+            for column in group.columns() {
+                let name = match column.compression() {
+                    Compression::ZSTD(_) => "ZSTD",
+                    Compression::SNAPPY => "SNAPPY",
+                    Compression::UNCOMPRESSED => "UNCOMPRESSED",
+                    other => panic!("{other:?}"),
+                };
+                assert_eq!(name, expected);
+            }
+        }
+        let mut ids = ids_in(Format::Parquet, &out);
+        ids.sort();
+        rows_by_compression.push(ids);
+    }
+    // and the rows are the same whichever it was
+    assert!(!rows_by_compression[0].is_empty());
+    assert!(rows_by_compression.windows(2).all(|w| w[0] == w[1]));
     std::fs::remove_dir_all(&dir).unwrap();
 }
