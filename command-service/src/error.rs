@@ -1,7 +1,6 @@
 //! One error type for the crate and its one mapping onto the shared problem model
 //! (`service_kit::problem`): every problem carries a stable `code` clients may match on.
 
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use events::product_change::{FailedCheck, Precheck};
@@ -105,10 +104,6 @@ impl AppError {
             },
             other => Problem::new(code, other.to_string()),
         }
-    }
-
-    pub fn status(&self) -> StatusCode {
-        self.code().status()
     }
 }
 

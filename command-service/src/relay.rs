@@ -136,6 +136,7 @@ impl Outbox for EventStoreOutbox {
             cursor,
             saved: cursor,
             last_save: Instant::now(),
+            pending: metrics::gauge!("phonebill_outbox_pending"),
         })
     }
 }
@@ -154,6 +155,8 @@ pub struct RelaySession {
     /// What the outbox_cursor row holds.
     saved: OutboxPosition,
     last_save: Instant,
+    /// The backlog as the last read saw it (at most a batch): what the HPA scales on.
+    pending: metrics::Gauge,
 }
 
 #[async_trait]
@@ -170,8 +173,7 @@ impl OutboxSession for RelaySession {
             .bind(<Line as cqrs_es::Aggregate>::TYPE)
             .fetch_all(&self.pool)
             .await?;
-        // The backlog as this read saw it (at most a batch): what the HPA scales on.
-        metrics::gauge!("phonebill_outbox_pending").set(rows.len() as f64);
+        self.pending.set(rows.len() as f64);
         rows.into_iter()
             .map(|row| {
                 let event = row.into_event()?;

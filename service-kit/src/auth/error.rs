@@ -1,6 +1,6 @@
 //! Why a caller was refused, and the problem each answer carries.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 use crate::problem::{Problem, ProblemCode};
@@ -31,10 +31,6 @@ impl AuthError {
             AuthError::ForbiddenRole => ProblemCode::Forbidden,
             AuthError::RateLimited { .. } => ProblemCode::RateLimited,
         }
-    }
-
-    pub fn status(&self) -> StatusCode {
-        self.code().status()
     }
 
     /// The problem, with `WWW-Authenticate` on 401 and `Retry-After` on 429.
