@@ -40,6 +40,45 @@ pub enum Command {
     /// Write one topic's events, as the broker holds them, to a JSONL, CSV or Parquet
     /// file (analysts); prints a JSON report. Needs the broker only.
     Export(ExportArgs),
+    /// Prove that nothing was lost: compare every line's committed events (the event
+    /// store) with what the projector applied and what its views show. Prints a summary,
+    /// or the JSON report with `--json`; exits 1 when a line is divergent.
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReconcileArgs {
+    /// The first line number checked (inclusive); from the first line when absent.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// The last line number checked (inclusive).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// At most this many lines.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// The event store position the report is as of (default: its last position when the
+    /// run starts). Events committed after it do not make a line behind.
+    #[arg(long)]
+    pub position: Option<i64>,
+    /// Seconds a line that is not equal may take to catch up before it is reported.
+    #[arg(long, default_value_t = 10)]
+    pub wait_secs: u64,
+    /// Check the ledgers only, not the change requests against their events.
+    #[arg(long)]
+    pub no_views: bool,
+    /// Also check every Redis view present against the read tables.
+    #[arg(long)]
+    pub redis: bool,
+    /// A namespace other than the active one.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Print the JSON report instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress spinner.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Args)]

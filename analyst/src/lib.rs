@@ -6,9 +6,11 @@
 //!
 //! Reading order: [`replay`] (rebuild into a fresh namespace, switch), [`compare`] (a
 //! namespace's views against the active one's), [`export`] (a topic into a JSONL, CSV or
-//! Parquet file), [`configuration`] (the subcommands over the projector's `Config`).
+//! Parquet file), [`reconcile`] (the event store against a namespace's views, line by
+//! line), [`configuration`] (the subcommands over the projector's `Config`).
 
 pub mod compare;
 pub mod configuration;
 pub mod export;
+pub mod reconcile;
 pub mod replay;

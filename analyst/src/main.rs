@@ -1,5 +1,5 @@
-use analyst::configuration::{AsOfArgs, Cli, Command, ExportArgs, ReplayArgs};
-use analyst::{compare, export, replay};
+use analyst::configuration::{AsOfArgs, Cli, Command, ExportArgs, ReconcileArgs, ReplayArgs};
+use analyst::{compare, export, reconcile, replay};
 use clap::Parser;
 use projector::configuration::Config;
 use projector::startup;
@@ -38,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Compare { id } => run_compare(&config, &id).await,
         Command::AsOf(args) => run_as_of(&config, args).await,
         Command::Export(args) => run_export(&config, args).await,
+        Command::Reconcile(args) => run_reconcile(&config, args).await,
     }
 }
 
@@ -104,5 +105,19 @@ async fn run_export(config: &Config, args: ExportArgs) -> anyhow::Result<()> {
     };
     let report = export::run(config, options).await?;
     println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// Exits 1 when a line is divergent.
+async fn run_reconcile(config: &Config, args: ReconcileArgs) -> anyhow::Result<()> {
+    let report = reconcile::run(config, &args).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.summary());
+    }
+    if report.divergent > 0 {
+        std::process::exit(1);
+    }
     Ok(())
 }

@@ -1,7 +1,8 @@
-//! The operators' endpoints on the projector: the parked events and retrying them. Admins
-//! only (the pod is reachable from the gateway's subnet since the analytics route).
+//! The operators' endpoints on the projector: the parked events and retrying them, and a
+//! reconciliation of a range of lines. Admins only (the pod is reachable from the
+//! gateway's subnet since the analytics route).
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
@@ -10,12 +11,14 @@ use service_kit::problem::{Problem, ProblemCode, TokenProblems};
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
+use crate::reconcile::{self, Report};
 use crate::startup::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/parked", get(list_parked))
         .route("/admin/parked/retry", post(retry_parked))
+        .route("/admin/reconciliation", get(reconciliation))
 }
 
 /// `GET /admin/parked`: the parked events (at most 1,000), by aggregate and sequence.
@@ -106,6 +109,58 @@ pub(crate) async fn retry_parked(
         applied: report.applied,
         still_parked: report.still_parked,
     }))
+}
+
+/// `GET /admin/reconciliation`: which lines to reconcile.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct ReconcileParams {
+    /// The first line number (inclusive); from the first line when absent.
+    pub from: Option<String>,
+    /// The last line number (inclusive).
+    pub to: Option<String>,
+    /// At most this many lines (default 1,000, at most 10,000; the command
+    /// `phonebill-analyst reconcile` has no limit).
+    pub limit: Option<u64>,
+    /// Seconds a line that is not equal may take to catch up before it is reported
+    /// (default 5, at most 20).
+    pub wait_secs: Option<u64>,
+}
+
+/// Reconciles a range of lines of the active namespace: the event store against the
+/// projector's apply log, the change requests and the Redis views.
+#[utoipa::path(get, path = "/admin/reconciliation", tag = "admin", params(ReconcileParams),
+    responses(
+        (status = 200, description = "Each line equal, behind or divergent, with the totals per partition", body = Report),
+        (status = 403, description = "FORBIDDEN: not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "READ_MODEL_UNAVAILABLE, AUTH_UNAVAILABLE, TIMEOUT", body = Problem, content_type = "application/problem+json"),
+        TokenProblems),
+    security(("bearer" = [])))]
+pub(crate) async fn reconciliation(
+    caller: Caller,
+    State(state): State<AppState>,
+    Query(params): Query<ReconcileParams>,
+) -> Result<Json<Report>, Problem> {
+    caller.require_admin().map_err(|e| e.problem())?;
+    let options = reconcile::Options {
+        from: params.from,
+        to: params.to,
+        limit: Some(params.limit.unwrap_or(1_000).clamp(1, 10_000)),
+        wait: std::time::Duration::from_secs(params.wait_secs.unwrap_or(5).min(20)),
+        ..Default::default()
+    };
+    let sources = state
+        .processor
+        .load()
+        .reconcile_sources(&state.event_store_schema, state.partitions);
+    let report = reconcile::run(&sources, &options, |_| {})
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "reconciliation failed");
+            unavailable()
+        })?;
+    Ok(Json(report))
 }
 
 fn unavailable() -> Problem {

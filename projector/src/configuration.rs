@@ -142,6 +142,20 @@ pub struct Config {
     #[arg(long, env = "PHONEBILL_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     pub request_timeout_ms: u64,
 
+    /// How often the continuous reconciliation checks its next sample of lines, in
+    /// seconds (0: never). See `reconcile::sampler`.
+    #[arg(long, env = "PHONEBILL_RECONCILE_EVERY_SECS", default_value_t = 30)]
+    pub reconcile_every_secs: u64,
+
+    /// Lines per sample of the continuous reconciliation.
+    #[arg(long, env = "PHONEBILL_RECONCILE_SAMPLE_LINES", default_value_t = 200)]
+    pub reconcile_sample_lines: usize,
+
+    /// How long the continuous reconciliation waits for a line that is not equal to
+    /// catch up before it counts it, in seconds.
+    #[arg(long, env = "PHONEBILL_RECONCILE_WAIT_SECS", default_value_t = 10)]
+    pub reconcile_wait_secs: u64,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "PHONEBILL_BODY_LIMIT_BYTES", default_value_t = 16 * 1024)]
     pub body_limit_bytes: usize,

@@ -8,11 +8,12 @@ use crate::{admin, analytics, startup};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "phonebill projector", description = "The projector's own endpoints: a line as it stood at a past moment (analysts and admins), the parked events (admins), health. Every API path needs `Authorization: Bearer <token>` (from command-service's login). Errors are application/problem+json with a stable `code`."),
+    info(title = "phonebill projector", description = "The projector's own endpoints: a line as it stood at a past moment (analysts and admins), the parked events and a reconciliation of lines (admins), health. Every API path needs `Authorization: Bearer <token>` (from command-service's login). Errors are application/problem+json with a stable `code`."),
     paths(
         analytics::line_state,
         admin::list_parked,
         admin::retry_parked,
+        admin::reconciliation,
         startup::ready
     ),
     modifiers(&BearerScheme)

@@ -231,6 +231,20 @@ impl Processor {
         }
     }
 
+    /// Where a reconciliation of this processor's namespace reads, Redis views included.
+    pub fn reconcile_sources(
+        &self,
+        event_store_schema: &str,
+        partitions: i32,
+    ) -> crate::reconcile::Sources {
+        crate::reconcile::Sources {
+            pool: self.pool.clone(),
+            event_store_schema: event_store_schema.to_owned(),
+            redis: Some((self.redis.clone(), self.prefix.clone())),
+            partitions,
+        }
+    }
+
     /// Decodes by topic (see [`Decoder::decode`]).
     pub fn decode(&self, msg: &Incoming) -> Result<Decoded, DecodeError> {
         self.decoder.decode(msg)
@@ -359,6 +373,10 @@ impl Processor {
                 Outcome::Applied
             };
             return Ok((outcome, vec![]));
+        }
+        #[cfg(feature = "fault-injection")]
+        if crate::faults::is_lost(decoded.envelope().event_id) {
+            return Ok((Outcome::Duplicate, vec![]));
         }
         let (aggregate_type, aggregate_id) = decoded.aggregate();
         let sequence = decoded.envelope().sequence as i64;

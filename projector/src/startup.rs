@@ -62,6 +62,10 @@ pub(crate) struct AppState {
     /// The parked endpoints are for admins: since the analytics route, the pod is
     /// reachable from the gateway's subnet.
     auth: Authenticator,
+    /// Where the reconciliation endpoint reads the event store, and the topic's
+    /// partitions it rolls lines up into.
+    pub(crate) event_store_schema: String,
+    pub(crate) partitions: i32,
 }
 
 impl axum::extract::FromRef<AppState> for Authenticator {
@@ -182,6 +186,8 @@ impl Application {
             redis,
             admin,
             auth,
+            event_store_schema: config.event_store_schema.clone(),
+            partitions: config.kafka.topic_partitions,
         };
         // The admin and analyst endpoints behind the per-IP limit; everything inside the
         // timeout, the body limit, CORS and the security headers, as on the other services.
@@ -245,6 +251,11 @@ impl Application {
             self.current.clone(),
             shutdown.clone(),
         ));
+        let reconciliation = tokio::spawn(crate::reconcile::sampler::run(
+            self.config.clone(),
+            self.current.clone(),
+            shutdown.clone(),
+        ));
         let pool_gauges = tokio::spawn(read_model::report_pool(
             self.pool.clone(),
             Duration::from_secs(5),
@@ -254,6 +265,7 @@ impl Application {
         service_kit::server::serve(self.listener, self.router, shutdown.clone()).await?;
         shutdown.cancel();
         consumer.await?;
+        reconciliation.await?;
         metrics.await?;
         pool_gauges.abort();
         self.pool.close().await;

@@ -139,6 +139,9 @@ impl Stack {
         projector.consumer_group = ns.group("projector");
         projector.event_store_schema = command.database.schema.clone();
         projector.metrics.metrics_addr = Some(any_port());
+        // The continuous reconciliation runs in every test of the whole system.
+        projector.reconcile_every_secs = 1;
+        projector.reconcile_wait_secs = 2;
         let projector_app = projector::startup::Application::build(projector.clone())
             .await
             .expect("projector builds");

@@ -210,6 +210,13 @@ pub(crate) struct Memory {
     inquiries: HashSet<Uuid>,
 }
 
+impl Memory {
+    /// The change requests written, by id.
+    pub(crate) fn into_requests(self) -> HashMap<Uuid, ChangeRequestView> {
+        self.requests
+    }
+}
+
 impl Store for Memory {
     async fn line(&mut self, line: &str) -> Result<Option<LineView>, ApplyError> {
         Ok(self.lines.get(line).and_then(|r| r.view.clone()))

@@ -1,0 +1,71 @@
+//! `phonebill-analyst reconcile`: the event store against a namespace's views, line by
+//! line (see `projector::reconcile`), with a progress spinner on a terminal.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use projector::configuration::Config;
+use projector::reconcile::{self, Options, Report, Sources};
+use projector::startup;
+use service_kit::redis_conn::RedisConn;
+
+use crate::configuration::ReconcileArgs;
+
+/// Reconciles the lines `args` name in the active namespace (or `--namespace`).
+pub async fn run(config: &Config, args: &ReconcileArgs) -> anyhow::Result<Report> {
+    let (control, active, _) = startup::active_config(config).await?;
+    let ns = match &args.namespace {
+        None => active,
+        Some(id) => {
+            control
+                .get(id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no namespace `{id}`"))?
+                .ns
+        }
+    };
+    let pool = read_model::connect_read_only(&config.database.url, &ns.schema, 4).await?;
+    let redis = if args.redis {
+        Some((
+            RedisConn::connect(&config.redis).await?,
+            ns.key_prefix.clone(),
+        ))
+    } else {
+        None
+    };
+    let sources = Sources {
+        pool,
+        event_store_schema: config.event_store_schema.clone(),
+        redis,
+        partitions: config.kafka.topic_partitions,
+    };
+    let options = Options {
+        from: args.from.clone(),
+        to: args.to.clone(),
+        position: args.position,
+        wait: Duration::from_secs(args.wait_secs),
+        views: !args.no_views,
+        limit: args.limit,
+        ..Default::default()
+    };
+    let bar = spinner(!args.quiet);
+    let report = reconcile::run(&sources, &options, |done| bar.set_position(done)).await;
+    bar.finish_and_clear();
+    report
+}
+
+fn spinner(enabled: bool) -> ProgressBar {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "reconcile [{elapsed_precise}] {spinner} {human_pos} lines {per_sec}",
+        )
+        .expect("valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
+}

@@ -1,0 +1,238 @@
+//! Reconciliation catches what it is for: with the whole system running, a change
+//! request deleted from the read table, a corrupted request, a corrupted Redis view, an
+//! event lost between the relay and the projector and two events of a line delivered out
+//! of order are each reported for the right line, with the first differing sequence;
+//! the lines around them, changed at the same time, are equal. The command
+//! (`phonebill-analyst reconcile`), the admin endpoint and the projector's continuous
+//! check (its metric) all see it.
+
+mod support;
+
+use std::time::Duration;
+
+use analyst::configuration::ReconcileArgs;
+use events::stored::{StoredEvent, LINE_AGGREGATE_TYPE};
+use events::topics::Topics;
+use events::{codec, event_id_for};
+use projector::faults;
+use projector::reconcile::Report;
+use read_model::keys::View;
+use support::stack::Stack;
+use test_support::wait::wait_until;
+
+const CUSTOMERS: [&str; 8] = [
+    "CUST0001", "CUST0002", "CUST0003", "CUST0004", "CUST0005", "CUST0006", "CUST0007", "CUST0008",
+];
+
+fn args(wait_secs: u64, redis: bool) -> ReconcileArgs {
+    ReconcileArgs {
+        from: None,
+        to: None,
+        limit: None,
+        position: None,
+        wait_secs,
+        no_views: false,
+        redis,
+        namespace: None,
+        json: true,
+        quiet: true,
+    }
+}
+
+async fn reconcile(stack: &Stack, wait_secs: u64) -> Report {
+    analyst::reconcile::run(&stack.projector, &args(wait_secs, true))
+        .await
+        .expect("reconciliation runs")
+}
+
+/// How many events the event store holds for `line`.
+async fn events_of(stack: &Stack, line: &str) -> u64 {
+    let n: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM \"{}\".events WHERE aggregate_type = $1 AND aggregate_id = $2",
+        stack.projector.event_store_schema
+    ))
+    .bind(LINE_AGGREGATE_TYPE)
+    .bind(line)
+    .fetch_one(&stack.read_pool)
+    .await
+    .unwrap();
+    n as u64
+}
+
+/// The line's first line number (a customer's first line).
+async fn first_line(stack: &Stack, customer: &str) -> String {
+    stack.login(customer).await.1[0].clone()
+}
+
+#[tokio::test]
+async fn given_changes_under_way_and_five_kinds_of_damage_when_reconciled_then_exactly_the_damaged_lines_are_divergent_at_their_first_differing_sequence(
+) {
+    let stack = Stack::start(&CUSTOMERS).await;
+
+    // Given changes on six lines at once, reconciled while they are under way: nothing
+    // in flight is called a difference
+    let changes =
+        futures::future::join_all(CUSTOMERS[..6].iter().map(|c| stack.change_to_premium(c)));
+    let (done, during) = tokio::join!(changes, reconcile(&stack, 15));
+    assert_eq!(during.divergent, 0, "{}", during.summary());
+    let after = reconcile(&stack, 15).await;
+    assert_eq!(after.divergent, 0, "{}", after.summary());
+    assert_eq!(after.equal, after.lines, "{}", after.summary());
+    assert!(after.events_committed >= 18, "{}", after.summary());
+    let [deleted, corrupted, cached, ..] = [0, 1, 2, 3, 4, 5].map(|i| done[i].clone());
+
+    // When: a request is deleted from the read table ...
+    sqlx::query("DELETE FROM change_requests WHERE request_id = $1::uuid")
+        .bind(&deleted.2)
+        .execute(&stack.read_pool)
+        .await
+        .unwrap();
+    // ... another one's status is corrupted ...
+    sqlx::query(
+        "UPDATE change_requests SET doc = jsonb_set(doc, '{status}', '\"FAILED\"')
+          WHERE request_id = $1::uuid",
+    )
+    .bind(&corrupted.2)
+    .execute(&stack.read_pool)
+    .await
+    .unwrap();
+    // ... a line's Redis view is overwritten ...
+    let redis = service_kit::redis_conn::RedisConn::connect(&stack.projector.redis)
+        .await
+        .unwrap();
+    let mut conn = redis.clone();
+    let key = View::Line {
+        line: cached.0.clone(),
+    }
+    .redis_key(&stack.projector.redis.key_prefix);
+    let _: () = redis::AsyncCommands::set(&mut conn, &key, b"{\"corrupt\":true}".as_slice())
+        .await
+        .unwrap();
+    // ... a change's SentToKos never reaches the projector ...
+    let lost_line = first_line(&stack, CUSTOMERS[6]).await;
+    let lost_sequence = events_of(&stack, &lost_line).await + 2;
+    faults::lose(event_id_for(LINE_AGGREGATE_TYPE, &lost_line, lost_sequence));
+    // ... and another's reaches it only after the completion that followed it
+    let late_line = first_line(&stack, CUSTOMERS[7]).await;
+    let late_sequence = events_of(&stack, &late_line).await + 2;
+    let late_id = event_id_for(LINE_AGGREGATE_TYPE, &late_line, late_sequence);
+    faults::lose(late_id);
+    stack.change_to_premium(CUSTOMERS[6]).await;
+    stack.change_to_premium(CUSTOMERS[7]).await;
+    let projector = stack
+        .metrics
+        .iter()
+        .find(|(service, _, _)| *service == "projector")
+        .unwrap()
+        .clone();
+    let metrics_url = format!("{}/metrics", projector.2);
+    let passed_over = || async {
+        metric(&stack, &metrics_url, "phonebill_projector_events_total{event_type=\"ProductChangeSentToKos\",outcome=\"duplicate\"}").await
+    };
+    let before = passed_over().await;
+    faults::deliver(late_id);
+    redeliver(&stack, &late_line, late_sequence).await;
+    wait_until(
+        "the projector has had the late event",
+        Duration::from_secs(30),
+        || async { passed_over().await > before },
+    )
+    .await;
+
+    // Then: the five lines, and only they, are divergent where the damage is
+    let report = reconcile(&stack, 5).await;
+    let expected = [
+        (&deleted.0, Some(1)),
+        (&corrupted.0, Some(3)),
+        (&cached.0, None),
+        (&lost_line, Some(lost_sequence)),
+        (&late_line, Some(late_sequence)),
+    ];
+    assert_eq!(report.divergent, 5, "{}", report.summary());
+    for (line, first) in expected {
+        let found = report
+            .differences
+            .iter()
+            .find(|d| &d.line == line)
+            .unwrap_or_else(|| panic!("{line} not reported:\n{}", report.summary()));
+        assert_eq!(found.standing, "divergent", "{found:?}");
+        assert_eq!(found.first_difference, first, "{found:?}");
+    }
+    assert_eq!(report.equal, report.lines - 5, "{}", report.summary());
+
+    // ... the admin endpoint reports the same lines ...
+    let answer: serde_json::Value = stack
+        .http
+        .get(format!("{}/admin/reconciliation?waitSecs=2", projector.1))
+        .bearer_auth(&stack.kos_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["divergent"], 5, "{answer}");
+
+    // ... and the projector's continuous check counts them
+    wait_until(
+        "the continuous check reports five divergent lines",
+        Duration::from_secs(60),
+        || async {
+            metric(
+                &stack,
+                &metrics_url,
+                "phonebill_reconciliation_divergent_lines",
+            )
+            .await
+                == 5.0
+        },
+    )
+    .await;
+    stack.stop().await;
+}
+
+/// A sample's value on the metrics page (0 when absent).
+async fn metric(stack: &Stack, url: &str, sample: &str) -> f64 {
+    let text = stack
+        .http
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Publishes the line's event `sequence` again, as the relay published it.
+async fn redeliver(stack: &Stack, line: &str, sequence: u64) {
+    let row: (String, i64, String, String, serde_json::Value, serde_json::Value, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as(&format!(
+            "SELECT aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at
+               FROM \"{}\".events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+            stack.projector.event_store_schema
+        ))
+        .bind(LINE_AGGREGATE_TYPE)
+        .bind(line)
+        .bind(sequence as i64)
+        .fetch_one(&stack.read_pool)
+        .await
+        .unwrap();
+    let envelope = StoredEvent {
+        aggregate_id: row.0,
+        sequence: row.1,
+        event_type: row.2,
+        event_version: row.3,
+        payload: row.4,
+        metadata: row.5,
+        recorded_at: row.6,
+    }
+    .into_envelope()
+    .unwrap();
+    let topic = Topics::new(&stack.projector.kafka.topic_prefix).product_change();
+    let producer = test_support::topic::producer();
+    test_support::topic::publish(&producer, &topic, line, &codec::encode(&envelope)).await;
+}
