@@ -3,7 +3,9 @@
 the PrometheusRule the chart renders for production, against synthetic series.
 
 Each alert has one case that fires, with its labels and its summary, and one that does
-not (below the threshold, or not for long enough). The thresholds are the chart's values
+not (below the threshold, or not for long enough); the reconciliation alerts have more
+(TIMED_CASES): quiet while pending, firing once their `for` or threshold has passed,
+resolved when the series recovers. The thresholds are the chart's values
 (values.yaml `alerts`), so a changed threshold that these series no longer straddle
 fails here, as it should: the cases are then to be moved with it.
 """
@@ -41,6 +43,7 @@ def quiet(alert: str, at: str) -> dict:
 APP = {"app_kubernetes_io_name": "query-service"}
 POD = {"pod": "phonebill-query-service-7d9f-abcde", "container": "query-service"}
 LAG = {"group": "projector", "topic": "phonebill.product-change"}
+PROJECTOR = {"app_kubernetes_io_name": "projector"}
 RUNBOOK = "infra/README.md#{}"
 
 # (alert, series that fire it, when, its labels, its summary, series that do not fire it)
@@ -116,6 +119,67 @@ CASES = [
         # parked for ten minutes, then retried
         [series("phonebill_parked_lines", "1x10 0x20", app_kubernetes_io_name="projector")],
     ),
+    (
+        "PhonebillDivergentLines",
+        # one line found divergent at minute 3 and not found equal since
+        [series("phonebill_reconciliation_divergent_lines", "0x2 1x10", **PROJECTOR)],
+        "5m", {**PROJECTOR, "severity": "critical"},
+        "projector found lines whose views differ from the event store",
+        [series("phonebill_reconciliation_divergent_lines", "0x10", **PROJECTOR)],
+    ),
+    (
+        "PhonebillReconciliationLag",
+        [series("phonebill_reconciliation_oldest_lag_seconds", "400x20", **PROJECTOR)],
+        "10m", {**PROJECTOR, "severity": "warning"},
+        "projector: a sampled line's views are more than 300s behind the event store",
+        # behind, but by 250 s, under the threshold
+        [series("phonebill_reconciliation_oldest_lag_seconds", "250x20", **PROJECTOR)],
+    ),
+    (
+        "PhonebillReconciliationStalled",
+        # a pass every minute (the gauge is the unix time, promtool's clock starts at 0),
+        # then none after minute 5: eleven minutes without one at minute 16
+        [series("phonebill_reconciliation_last_pass_timestamp_seconds", "0+60x5 300x20", **PROJECTOR)],
+        "20m", {**PROJECTOR, "severity": "warning"},
+        "projector: the reconciliation check has not finished a pass for more than 600s",
+        # a slow check that still finishes a pass every eight minutes
+        [series("phonebill_reconciliation_last_pass_timestamp_seconds", "0x7 480x7 960x7", **PROJECTOR)],
+    ),
+]
+
+# More cases for the reconciliation alerts, where when they fire matters as much as
+# whether: (alert, series, when, fires with these labels or stays quiet (None), summary).
+DIVERGENT_AT_3M = [series("phonebill_reconciliation_divergent_lines", "0x2 1x10", **PROJECTOR)]
+BEHIND_AT_5M = [series("phonebill_reconciliation_oldest_lag_seconds", "0x4 400x20", **PROJECTOR)]
+TIMED_CASES = [
+    # found divergent at minute 3: pending for its `for` (1m), firing from minute 4
+    ("PhonebillDivergentLines", DIVERGENT_AT_3M, "3m", None, None),
+    ("PhonebillDivergentLines", DIVERGENT_AT_3M, "4m", {**PROJECTOR, "severity": "critical"},
+     "projector found lines whose views differ from the event store"),
+    # divergent from minute 3, found equal again at minute 7: resolved
+    ("PhonebillDivergentLines",
+     [series("phonebill_reconciliation_divergent_lines", "0x2 1x3 0x10", **PROJECTOR)], "8m", None, None),
+    # one replica sees a divergent line, the other none: it fires all the same
+    ("PhonebillDivergentLines",
+     [series("phonebill_reconciliation_divergent_lines", "0x10", pod="projector-a", **PROJECTOR),
+      series("phonebill_reconciliation_divergent_lines", "2x10", pod="projector-b", **PROJECTOR)],
+     "5m", {**PROJECTOR, "severity": "critical"},
+     "projector found lines whose views differ from the event store"),
+    # more than 300 s behind from minute 5: pending for its `for` (5m), firing from minute 10
+    ("PhonebillReconciliationLag", BEHIND_AT_5M, "9m", None, None),
+    ("PhonebillReconciliationLag", BEHIND_AT_5M, "10m", {**PROJECTOR, "severity": "warning"},
+     "projector: a sampled line's views are more than 300s behind the event store"),
+    # more than 300 s behind for four minutes only (its `for` is 5m), then caught up
+    ("PhonebillReconciliationLag",
+     [series("phonebill_reconciliation_oldest_lag_seconds", "0x5 400x3 0x12", **PROJECTOR)], "10m", None, None),
+    # last pass at minute 5: exactly ten minutes without one at minute 15 is not yet more
+    ("PhonebillReconciliationStalled",
+     [series("phonebill_reconciliation_last_pass_timestamp_seconds", "0+60x5 300x20", **PROJECTOR)],
+     "15m", None, None),
+    ("PhonebillReconciliationStalled",
+     [series("phonebill_reconciliation_last_pass_timestamp_seconds", "0+60x5 300x20", **PROJECTOR)],
+     "16m", {**PROJECTOR, "severity": "warning"},
+     "projector: the reconciliation check has not finished a pass for more than 600s"),
 ]
 
 
@@ -139,6 +203,13 @@ def test_the_alerts_fire_on_their_series_and_not_short_of_them(prod_objects: Obj
         expected["exp_alerts"][0]["exp_annotations"]["runbook"] = RUNBOOK.format(alert.lower())
         tests.append({"interval": "1m", "input_series": firing, "alert_rule_test": [expected]})
         tests.append({"interval": "1m", "input_series": short, "alert_rule_test": [quiet(alert, at)]})
+    for alert, input_series, at, labels, summary in TIMED_CASES:
+        if labels is None:
+            expected = quiet(alert, at)
+        else:
+            expected = fires(alert, at, labels, summary)
+            expected["exp_alerts"][0]["exp_annotations"]["runbook"] = RUNBOOK.format(alert.lower())
+        tests.append({"interval": "1m", "input_series": input_series, "alert_rule_test": [expected]})
     (tmp_path / "tests.yaml").write_text(
         yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": tests})
     )

@@ -28,6 +28,9 @@ ALERTS = [
     ("PhonebillConsumerLag", 1000, None, "10m", "warning", "event pipeline: consumer lag"),
     ("PhonebillDeadLetters", 0, "10m", None, "warning", "event pipeline: any dead letter"),
     ("PhonebillParkedLines", 0, None, "15m", "warning", "event pipeline: parked lines"),
+    ("PhonebillDivergentLines", 0, None, "1m", "critical", "reconciliation: any divergent line"),
+    ("PhonebillReconciliationLag", 300, None, "5m", "warning", "reconciliation: views behind > 300 s, 5 min"),
+    ("PhonebillReconciliationStalled", 600, None, None, "warning", "reconciliation: no pass for 10 min"),
 ]
 
 # Metrics that come from the platform (kube-state-metrics, cAdvisor), not from us.
@@ -147,7 +150,33 @@ def test_dashboard_has_the_business_and_technical_panels():
         "Bill inquiry success rate", "Product change success rate",  # business (8.2.2)
         "DB connection pool in use", "Cache hit ratio", "Consumer lag (messages)",  # technical
         "Error rate (5xx)", "Response time", "Dead letters and parked lines",
+        "Divergent lines", "Reconciliation lag (s)", "Lines checked per second",  # reconciliation
     } <= titles
+
+
+def test_every_alert_metric_is_on_the_dashboard(prod_objects: Objects):
+    """What an alert fires on can be seen on the dashboard (its history, other series)."""
+    charted = set()
+    for _, expr in targets(dashboard()):
+        charted |= {base_metric(m) for m in tree_facts(expr)["metrics"]}
+    for name, rule in _rules(prod_objects).items():
+        missing = {base_metric(m) for m in tree_facts(rule["expr"])["metrics"]} - charted
+        assert not missing, f"{name} reads {missing}, which no dashboard panel shows"
+
+
+def test_divergent_lines_stat_turns_red_above_zero(prod_values_merged: dict):
+    """Given the divergent-lines stat, when any line is divergent (the alert's threshold
+    is 0), then it is red; at 0 it is green."""
+    [panel] = [p for p in dashboard()["panels"] if p["title"] == "Divergent lines"]
+    assert panel["type"] == "stat"
+    [target] = panel["targets"]
+    assert "phonebill_reconciliation_divergent_lines" in tree_facts(target["expr"])["metrics"]
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps[0] == {"color": "green", "value": None}
+    threshold = prod_values_merged["alerts"]["divergentLines"]["threshold"]
+    red = [s["value"] for s in steps if s["color"] == "red"]
+    # an integer gauge: red from the first whole line above the alert's threshold
+    assert red == [threshold + 1], steps
 
 
 def test_dashboard_layout_has_no_overlap():
