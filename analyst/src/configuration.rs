@@ -26,8 +26,15 @@ pub enum Command {
     Replay(ReplayArgs),
     /// List the namespaces (JSON lines).
     Namespaces,
-    /// Make a built namespace the active one (query-service and projectors follow).
-    Switch { id: String },
+    /// Make a built namespace the active one (query-service and projectors follow),
+    /// once it reconciles with the event store: no line divergent (`--force` switches
+    /// anyway).
+    Switch {
+        id: String,
+        /// Switch even when lines of the namespace differ from the event store.
+        #[arg(long)]
+        force: bool,
+    },
     /// Drop a namespace that is not active (its schema and its Redis views).
     DropNamespace { id: String },
     /// Compare a namespace's views with the active namespace's (read tables and Redis
@@ -133,6 +140,9 @@ pub struct ReplayArgs {
     /// Switch to the new namespace when it is built (full replays only).
     #[arg(long)]
     pub switch: bool,
+    /// Switch even when lines of the new namespace differ from the event store.
+    #[arg(long, requires = "switch")]
+    pub force: bool,
     /// After the switch, drop the namespace that was active.
     #[arg(long, requires = "switch")]
     pub drop_old: bool,

@@ -19,8 +19,9 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Switch { id } => {
+        Command::Switch { id, force } => {
             let (control, _, _) = startup::active_config(&config).await?;
+            reconcile::gate(&config, &control, &id, force).await?;
             let previous = control.switch(&id).await?;
             println!(
                 "{}",
@@ -48,6 +49,7 @@ async fn run_replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
         since: args.since,
         until: args.until,
         switch: args.switch,
+        force: args.force,
         drop_old: args.drop_old,
         drop_grace: std::time::Duration::from_secs(args.drop_grace_secs),
         flush_every: args.flush_every,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use projector::configuration::Config;
+use projector::namespace::Control;
 use projector::reconcile::{self, Options, Report, Sources};
 use projector::startup;
 use service_kit::redis_conn::RedisConn;
@@ -53,6 +54,45 @@ pub async fn run(config: &Config, args: &ReconcileArgs) -> anyhow::Result<Report
     let report = reconcile::run(&sources, &options, |done| bar.set_position(done)).await;
     bar.finish_and_clear();
     report
+}
+
+/// The switch's gate: the namespace `id` must reconcile with the event store, its change
+/// requests included: no line divergent. Lines behind are events committed after the
+/// rebuild read its ends, which the live projectors apply to it after the switch. The
+/// event store is the truth the rebuild is held to, not the live namespace: a replay is
+/// often run because the live views went wrong. Refuses (with the first differences)
+/// unless `force`.
+pub async fn gate(config: &Config, control: &Control, id: &str, force: bool) -> anyhow::Result<()> {
+    let ns = control
+        .get(id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no namespace `{id}`"))?
+        .ns;
+    let pool = read_model::connect_read_only(&config.database.url, &ns.schema, 4).await?;
+    let sources = Sources {
+        pool: pool.clone(),
+        event_store_schema: config.event_store_schema.clone(),
+        redis: None,
+        partitions: config.kafka.topic_partitions,
+    };
+    let options = Options {
+        wait: Duration::ZERO,
+        ..Default::default()
+    };
+    let report = reconcile::run(&sources, &options, |_| {}).await?;
+    pool.close().await;
+    if report.divergent == 0 {
+        tracing::info!(namespace = %id, lines = report.lines, behind = report.behind, "the namespace reconciles with the event store");
+        return Ok(());
+    }
+    if force {
+        tracing::warn!(namespace = %id, divergent = report.divergent, "switching although the namespace differs from the event store (--force)\n{}", report.summary());
+        return Ok(());
+    }
+    anyhow::bail!(
+        "namespace `{id}` differs from the event store; not switching (--force switches anyway):\n{}",
+        report.summary()
+    )
 }
 
 fn spinner(enabled: bool) -> ProgressBar {

@@ -236,3 +236,57 @@ async fn redeliver(stack: &Stack, line: &str, sequence: u64) {
     let producer = test_support::topic::producer();
     test_support::topic::publish(&producer, &topic, line, &codec::encode(&envelope)).await;
 }
+
+#[tokio::test]
+async fn given_a_rebuilt_namespace_that_differs_from_the_event_store_when_switching_then_the_switch_is_refused_unless_forced(
+) {
+    // Given: a change went through, and a replay rebuilt the views in namespace `gate`
+    let stack = Stack::start(&["CUST0003"]).await;
+    let (line, _, request) = stack.change_to_premium("CUST0003").await;
+    let config = stack.projector.clone();
+    analyst::replay::run(
+        &config,
+        analyst::replay::ReplayOptions {
+            id: Some("gate".into()),
+            progress: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (control, _, _) = projector::startup::active_config(&config).await.unwrap();
+    let rebuilt = format!("{}_gate", config.database.schema);
+    let set_status = |status: &'static str| {
+        let sql = format!(
+            "UPDATE \"{rebuilt}\".change_requests SET doc = jsonb_set(doc, '{{status}}', to_jsonb($2::text))
+              WHERE request_id = $1::uuid"
+        );
+        let (pool, request) = (stack.read_pool.clone(), request.clone());
+        async move {
+            sqlx::query(&sql)
+                .bind(&request)
+                .bind(status)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+
+    // When the rebuilt request is corrupted, then the switch is refused, naming the line
+    set_status("FAILED").await;
+    let refused = analyst::reconcile::gate(&config, &control, "gate", false)
+        .await
+        .expect_err("a namespace that differs from the event store is not switched to");
+    assert!(refused.to_string().contains(&line), "{refused}");
+    // ... unless forced
+    analyst::reconcile::gate(&config, &control, "gate", true)
+        .await
+        .unwrap();
+
+    // When it is what its events make again, then the switch may go ahead
+    set_status("COMPLETED").await;
+    analyst::reconcile::gate(&config, &control, "gate", false)
+        .await
+        .unwrap();
+    stack.stop().await;
+}

@@ -58,6 +58,8 @@ pub struct ReplayOptions {
     pub until: Option<DateTime<Utc>>,
     /// Switch query-service and the live projector to the new namespace when done.
     pub switch: bool,
+    /// Switch even when the new namespace differs from the event store.
+    pub force: bool,
     /// After the switch, drop the namespace that was active (after `drop_grace`).
     pub drop_old: bool,
     pub drop_grace: Duration,
@@ -125,6 +127,7 @@ impl Default for ReplayOptions {
             since: None,
             until: None,
             switch: false,
+            force: false,
             drop_old: false,
             drop_grace: Duration::from_secs(10),
             flush_every: 20_000,
@@ -322,6 +325,7 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
     report.time(started, prepared, applied_at);
     report.finish_seconds = applied_at.elapsed().as_secs_f64();
     if options.switch {
+        crate::reconcile::gate(config, &control, &id, options.force).await?;
         switch_over(&control, &id, &options, &redis, &mut report).await?;
     }
     pool.close().await;
