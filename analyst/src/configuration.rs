@@ -77,6 +77,14 @@ pub struct ReconcileArgs {
     /// Also check every Redis view present against the read tables.
     #[arg(long)]
     pub redis: bool,
+    /// Also read the product-change topic to its end and check each line's messages
+    /// (what the relay published) against the event store.
+    #[arg(long)]
+    pub broker: bool,
+    /// Also check KOS's orders (kos-mock's schema in the same database) against the
+    /// changes sent to KOS.
+    #[arg(long)]
+    pub kos_schema: Option<String>,
     /// A namespace other than the active one.
     #[arg(long)]
     pub namespace: Option<String>,

@@ -26,7 +26,7 @@ pub async fn run(config: &Config, args: &ReconcileArgs) -> anyhow::Result<Report
                 .ns
         }
     };
-    let pool = read_model::connect_read_only(&config.database.url, &ns.schema, 4).await?;
+    let pool = read_model::connect_read_only(&config.database.url, &ns.schema, 8).await?;
     let redis = if args.redis {
         Some((
             RedisConn::connect(&config.redis).await?,
@@ -35,11 +35,19 @@ pub async fn run(config: &Config, args: &ReconcileArgs) -> anyhow::Result<Report
     } else {
         None
     };
+    let broker = args.broker.then(|| {
+        (
+            service_kit::kafka::client_config(&config.kafka, "phonebill-reconcile"),
+            events::topics::Topics::new(&config.kafka.topic_prefix).product_change(),
+        )
+    });
     let sources = Sources {
         pool,
         event_store_schema: config.event_store_schema.clone(),
         redis,
         partitions: config.kafka.topic_partitions,
+        kos_schema: args.kos_schema.clone(),
+        broker,
     };
     let options = Options {
         from: args.from.clone(),
@@ -74,6 +82,8 @@ pub async fn gate(config: &Config, control: &Control, id: &str, force: bool) -> 
         event_store_schema: config.event_store_schema.clone(),
         redis: None,
         partitions: config.kafka.topic_partitions,
+        kos_schema: None,
+        broker: None,
     };
     let options = Options {
         wait: Duration::ZERO,

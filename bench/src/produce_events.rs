@@ -2,6 +2,8 @@
 //! `kos.billing`, bills for every line, and product changes (requested, sent to KOS,
 //! completed) on `phonebill.product-change`, enveloped exactly as the relay and KOS
 //! publish them (keys = aggregate ids, murmur2 partitioner). Prints `produced=<n>`.
+//! With `--event-store-schema`, the product changes are also written to that schema's
+//! `events` table as the command side stores them (the reconciliation benchmark).
 
 use std::time::Duration;
 
@@ -28,6 +30,72 @@ struct Args {
     bills: u32,
     #[arg(long, default_value_t = 2)]
     changes: u32,
+    /// Also store the product changes in `<schema>.events` (made by `command-service
+    /// migrate`) of `--database-url`.
+    #[arg(long)]
+    event_store_schema: Option<String>,
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/phonebill")]
+    database_url: String,
+}
+
+/// aggregate_id, sequence, event_type, event_version, payload, metadata
+type StoredRow = (
+    String,
+    i64,
+    String,
+    String,
+    serde_json::Value,
+    serde_json::Value,
+);
+
+/// Product-change rows on their way to the event store, written in bulk.
+struct EventStore {
+    pool: sqlx::PgPool,
+    schema: String,
+    rows: Vec<StoredRow>,
+}
+
+impl EventStore {
+    fn push(&mut self, envelope: &Envelope, event: &ProductChangeEvent) {
+        let metadata = serde_json::json!({
+            "correlation_id": envelope.correlation_id.to_string(),
+            "causation_id": envelope.causation_id.to_string(),
+            "occurred_at": envelope.occurred_at.to_rfc3339(),
+        });
+        self.rows.push((
+            envelope.aggregate_id.clone(),
+            envelope.sequence as i64,
+            event.event_type().to_owned(),
+            event.event_version().to_string(),
+            serde_json::to_value(event).expect("events serialize"),
+            metadata,
+        ));
+    }
+
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        let rows = std::mem::take(&mut self.rows);
+        // The table's triggers name the schema's other tables unqualified.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!("SET LOCAL search_path TO \"{}\"", self.schema))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!(
+            "INSERT INTO \"{}\".events
+                 (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             SELECT 'Line', * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::json[], $6::json[])",
+            self.schema
+        ))
+        .bind(rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.2.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.3.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.4.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.5.clone()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
 }
 
 const PRODUCTS: [&str; 2] = ["5G-STANDARD-001", "5G-PREMIUM-001"];
@@ -43,6 +111,14 @@ async fn main() -> anyhow::Result<()> {
         .set("linger.ms", "20")
         .set("batch.num.messages", "2000")
         .create()?;
+    let mut store = match &args.event_store_schema {
+        Some(schema) => Some(EventStore {
+            pool: sqlx::PgPool::connect(&args.database_url).await?,
+            schema: schema.clone(),
+            rows: vec![],
+        }),
+        None => None,
+    };
     let mut pending = futures::stream::FuturesUnordered::new();
     let mut produced = 0u64;
     let mut send = |topic: String, key: String, bytes: Vec<u8>| {
@@ -109,16 +185,26 @@ async fn main() -> anyhow::Result<()> {
             let minute = c * 10;
             for event in changes(&line, request_id, from, to, minute) {
                 seq += 1;
+                let envelope = envelope("Line", &line, seq, &event);
+                if let Some(store) = store.as_mut() {
+                    store.push(&envelope, &event);
+                }
                 pending.push(send(
                     topics.product_change(),
                     line.clone(),
-                    line_event(&line, seq, &event),
+                    codec::encode(&envelope),
                 ));
             }
         }
         while pending.len() > 5_000 {
             pending.next().await.expect("pending")?;
         }
+        if let Some(store) = store.as_mut().filter(|s| s.rows.len() >= 5_000) {
+            store.flush().await?;
+        }
+    }
+    if let Some(store) = store.as_mut() {
+        store.flush().await?;
     }
     while let Some(r) = pending.next().await {
         r?;
@@ -207,10 +293,6 @@ fn bill(line: &str, month: &str) -> KosFact {
         },
         issued_at: at(0),
     })
-}
-
-fn line_event(line: &str, sequence: u64, event: &ProductChangeEvent) -> Vec<u8> {
-    codec::encode(&envelope("Line", line, sequence, event))
 }
 
 fn kos_event(sequence: u64, fact: &KosFact) -> Vec<u8> {

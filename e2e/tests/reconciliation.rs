@@ -1,8 +1,9 @@
 //! Reconciliation catches what it is for: with the whole system running, a change
 //! request deleted from the read table, a corrupted request, a corrupted Redis view, an
-//! event lost between the relay and the projector and two events of a line delivered out
-//! of order are each reported for the right line, with the first differing sequence;
-//! the lines around them, changed at the same time, are equal. The command
+//! event lost between the relay and the projector, an event delivered again out of
+//! order, and an order KOS holds for a change never sent are each reported for the right
+//! line, at the right stage, with the first differing sequence; the lines around them,
+//! changed at the same time, are equal. The command
 //! (`phonebill-analyst reconcile`), the admin endpoint and the projector's continuous
 //! check (its metric) all see it.
 
@@ -24,7 +25,7 @@ const CUSTOMERS: [&str; 8] = [
     "CUST0001", "CUST0002", "CUST0003", "CUST0004", "CUST0005", "CUST0006", "CUST0007", "CUST0008",
 ];
 
-fn args(wait_secs: u64, redis: bool) -> ReconcileArgs {
+fn args(stack: &Stack, wait_secs: u64, redis: bool) -> ReconcileArgs {
     ReconcileArgs {
         from: None,
         to: None,
@@ -33,6 +34,8 @@ fn args(wait_secs: u64, redis: bool) -> ReconcileArgs {
         wait_secs,
         no_views: false,
         redis,
+        broker: true,
+        kos_schema: Some(stack.kos_schema.clone()),
         namespace: None,
         json: true,
         quiet: true,
@@ -40,7 +43,7 @@ fn args(wait_secs: u64, redis: bool) -> ReconcileArgs {
 }
 
 async fn reconcile(stack: &Stack, wait_secs: u64) -> Report {
-    analyst::reconcile::run(&stack.projector, &args(wait_secs, true))
+    analyst::reconcile::run(&stack.projector, &args(stack, wait_secs, true))
         .await
         .expect("reconciliation runs")
 }
@@ -65,7 +68,7 @@ async fn first_line(stack: &Stack, customer: &str) -> String {
 }
 
 #[tokio::test]
-async fn given_changes_under_way_and_five_kinds_of_damage_when_reconciled_then_exactly_the_damaged_lines_are_divergent_at_their_first_differing_sequence(
+async fn given_changes_under_way_and_six_kinds_of_damage_when_reconciled_then_exactly_the_damaged_lines_are_divergent_at_their_first_differing_sequence(
 ) {
     let stack = Stack::start(&CUSTOMERS).await;
 
@@ -79,7 +82,7 @@ async fn given_changes_under_way_and_five_kinds_of_damage_when_reconciled_then_e
     assert_eq!(after.divergent, 0, "{}", after.summary());
     assert_eq!(after.equal, after.lines, "{}", after.summary());
     assert!(after.events_committed >= 18, "{}", after.summary());
-    let [deleted, corrupted, cached, ..] = [0, 1, 2, 3, 4, 5].map(|i| done[i].clone());
+    let [deleted, corrupted, cached, _, _, foreign] = [0, 1, 2, 3, 4, 5].map(|i| done[i].clone());
 
     // When: a request is deleted from the read table ...
     sqlx::query("DELETE FROM change_requests WHERE request_id = $1::uuid")
@@ -108,6 +111,17 @@ async fn given_changes_under_way_and_five_kinds_of_damage_when_reconciled_then_e
     let _: () = redis::AsyncCommands::set(&mut conn, &key, b"{\"corrupt\":true}".as_slice())
         .await
         .unwrap();
+    // ... KOS holds an order for a change never sent to it ...
+    sqlx::query(&format!(
+        "INSERT INTO \"{}\".orders (request_id, kos_order_id, line_number, outcome, message,
+                                    received_at, answered_at, result)
+         VALUES (gen_random_uuid(), 'KOS-FOREIGN', $1, 'EXECUTED', 'changed', now(), now(), '{{}}')",
+        stack.kos_schema
+    ))
+    .bind(&foreign.0)
+    .execute(&stack.kos_pool)
+    .await
+    .unwrap();
     // ... a change's SentToKos never reaches the projector ...
     let lost_line = first_line(&stack, CUSTOMERS[6]).await;
     let lost_sequence = events_of(&stack, &lost_line).await + 2;
@@ -139,28 +153,35 @@ async fn given_changes_under_way_and_five_kinds_of_damage_when_reconciled_then_e
     )
     .await;
 
-    // Then: the five lines, and only they, are divergent where the damage is
+    // Then: the six lines, and only they, are divergent where the damage is (the late
+    // event was published twice, so the broker's copy of its line is the first to differ)
     let report = reconcile(&stack, 5).await;
     let expected = [
-        (&deleted.0, Some(1)),
-        (&corrupted.0, Some(3)),
-        (&cached.0, None),
-        (&lost_line, Some(lost_sequence)),
-        (&late_line, Some(late_sequence)),
+        (&deleted.0, "views", Some(1)),
+        (&corrupted.0, "views", Some(3)),
+        (&cached.0, "redis", None),
+        (&foreign.0, "kos", None),
+        (&lost_line, "projector", Some(lost_sequence)),
+        (&late_line, "broker", Some(late_sequence)),
     ];
-    assert_eq!(report.divergent, 5, "{}", report.summary());
-    for (line, first) in expected {
+    assert_eq!(report.divergent, 6, "{}", report.summary());
+    for (line, stage, first) in expected {
         let found = report
             .differences
             .iter()
             .find(|d| &d.line == line)
             .unwrap_or_else(|| panic!("{line} not reported:\n{}", report.summary()));
         assert_eq!(found.standing, "divergent", "{found:?}");
+        assert_eq!(found.stage, Some(stage), "{found:?}");
         assert_eq!(found.first_difference, first, "{found:?}");
     }
-    assert_eq!(report.equal, report.lines - 5, "{}", report.summary());
+    assert_eq!(report.equal, report.lines - 6, "{}", report.summary());
+    // Eight changes of three events each, the lines with no change not being known
+    assert_eq!(report.events_committed, 24, "{}", report.summary());
+    assert_eq!(report.behind, 0, "{}", report.summary());
 
-    // ... the admin endpoint reports the same lines ...
+    // ... the admin endpoint and the continuous check (the read side's stages only:
+    // neither reads the broker nor KOS) report the other five ...
     let answer: serde_json::Value = stack
         .http
         .get(format!("{}/admin/reconciliation?waitSecs=2", projector.1))
@@ -173,7 +194,6 @@ async fn given_changes_under_way_and_five_kinds_of_damage_when_reconciled_then_e
         .unwrap();
     assert_eq!(answer["divergent"], 5, "{answer}");
 
-    // ... and the projector's continuous check counts them
     wait_until(
         "the continuous check reports five divergent lines",
         Duration::from_secs(60),

@@ -242,6 +242,8 @@ impl Processor {
             event_store_schema: event_store_schema.to_owned(),
             redis: Some((self.redis.clone(), self.prefix.clone())),
             partitions,
+            kos_schema: None,
+            broker: None,
         }
     }
 

@@ -32,6 +32,8 @@ pub struct Stack {
     pub metrics: Vec<(&'static str, String, String)>,
     pub http: reqwest::Client,
     pub kos_pool: PgPool,
+    /// kos-mock's schema (its `orders`).
+    pub kos_schema: String,
     /// The projector's configuration (its `event_store_schema` is command-service's
     /// schema, as deployed), for running `phonebill-analyst replay` against this stack.
     pub projector: projector::configuration::Config,
@@ -83,6 +85,7 @@ impl Stack {
         kos.kos.publish_poll_ms = 20;
         kos.seed_demo = true;
         kos.metrics.metrics_addr = Some(any_port());
+        let kos_schema = kos.database.schema.clone();
         let kos = kos_mock::startup::Application::build(kos)
             .await
             .expect("kos-mock builds");
@@ -176,6 +179,7 @@ impl Stack {
             metrics,
             http: reqwest::Client::new(),
             kos_pool,
+            kos_schema,
             projector: projector.clone(),
             read_pool: read_pool.clone(),
             shutdown,

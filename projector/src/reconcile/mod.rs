@@ -15,6 +15,7 @@
 //! wait bound passes before it is reported. [`judge`] is the pure decision; [`read`]
 //! the queries; [`sampler`] the projector's continuous check behind the metrics.
 
+pub mod broker;
 pub mod judge;
 pub mod read;
 pub mod sampler;
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use events::ledger::Ledger;
 use events::topics::partition_for;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use service_kit::redis_conn::RedisConn;
 use sqlx::PgPool;
@@ -43,6 +45,11 @@ pub struct Sources {
     pub redis: Option<(RedisConn, String)>,
     /// Partitions of the product-change topic, for the per-partition roll-up.
     pub partitions: i32,
+    /// KOS's schema (kos-mock's `orders`), when KOS's stage is checked: only where KOS
+    /// is ours to read (kos-mock), never the carrier's.
+    pub kos_schema: Option<String>,
+    /// The broker and the product-change topic, when the broker's stage is checked.
+    pub broker: Option<(rdkafka::ClientConfig, String)>,
 }
 
 /// What to reconcile.
@@ -114,6 +121,10 @@ pub struct Report {
     pub oldest_unexplained_lag_seconds: Option<f64>,
     pub views_checked: bool,
     pub redis_checked: bool,
+    pub kos_checked: bool,
+    /// The broker's read, when its stage was checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker: Option<BrokerRead>,
     pub elapsed_ms: u64,
     pub partitions: Vec<PartitionTotals>,
     /// The lines that are not equal (the first 1,000), in line order.
@@ -140,6 +151,9 @@ impl Report {
         }
         for d in self.differences.iter().take(20) {
             out.push_str(&format!("  {} {}", d.line, d.standing));
+            if let Some(stage) = d.stage {
+                out.push_str(&format!(" ({stage})"));
+            }
             if let Some(by) = d.behind_by {
                 out.push_str(&format!(" by {by}"));
             }
@@ -162,6 +176,18 @@ impl Report {
         }
         out
     }
+}
+
+/// What the broker's stage read.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerRead {
+    pub messages: u64,
+    /// Messages that were not an event envelope.
+    pub unreadable: u64,
+    /// Partitions whose beginning retention removed: their lines' broker stage is not
+    /// checked.
+    pub truncated_partitions: Vec<i32>,
 }
 
 /// A ledger as reports show it (`events::ledger::Ledger`).
@@ -187,6 +213,17 @@ pub async fn run(
         Some(p) => p,
         None => read::last_position(&sources.pool, &sources.event_store_schema).await?,
     };
+    // The broker first: the event store, read later, then holds at least what it has.
+    let published = match &sources.broker {
+        Some((client, topic)) => {
+            let (client, topic) = (client.clone(), topic.clone());
+            Some(
+                tokio::task::spawn_blocking(move || broker::Published::read(&client, &topic))
+                    .await??,
+            )
+        }
+        None => None,
+    };
     let mut reports: Vec<LineReport> = vec![];
     let (mut start, mut inclusive) = (options.from.clone().unwrap_or_default(), true);
     loop {
@@ -208,12 +245,28 @@ pub async fn run(
         let Some(last) = lines.last().cloned() else {
             break;
         };
-        reports.extend(check(sources, &lines, cut, options.views).await?);
+        reports.extend(check(sources, &lines, cut, options.views, published.as_ref()).await?);
         progress(reports.len() as u64);
         (start, inclusive) = (last, false);
     }
-    settle(sources, &mut reports, cut, options.views, options.wait).await?;
-    Ok(report(sources, options, cut, reports, started.elapsed()))
+    settle(
+        sources,
+        &mut reports,
+        cut,
+        options.views,
+        options.wait,
+        published.as_ref(),
+    )
+    .await?;
+    let mut out = report(sources, options, cut, reports, started.elapsed());
+    if let Some(p) = &published {
+        out.broker = Some(BrokerRead {
+            messages: p.messages,
+            unreadable: p.unreadable,
+            truncated_partitions: p.truncated(),
+        });
+    }
+    Ok(out)
 }
 
 /// Checks the lines of `reports` that are not equal (nor parked) again until they are or
@@ -224,6 +277,7 @@ pub async fn settle(
     cut: i64,
     views: bool,
     wait: Duration,
+    published: Option<&broker::Published>,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + wait;
     loop {
@@ -236,7 +290,7 @@ pub async fn settle(
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let again: BTreeMap<String, LineReport> = check(sources, &pending, cut, views)
+        let again: BTreeMap<String, LineReport> = check(sources, &pending, cut, views, published)
             .await?
             .into_iter()
             .map(|r| (r.line.clone(), r))
@@ -255,37 +309,73 @@ pub async fn check(
     lines: &[String],
     cut: i64,
     views: bool,
+    published: Option<&broker::Published>,
 ) -> anyhow::Result<Vec<LineReport>> {
-    // The projector first: the event store then holds at least what it applied.
+    // Every stage first: the event store then holds at least what any of them has.
     let projected = read::projected(&sources.pool, lines, views).await?;
+    let orders = match &sources.kos_schema {
+        Some(schema) => Some(read::kos_orders(&sources.pool, schema, lines).await?),
+        None => None,
+    };
     let committed =
         read::committed(&sources.pool, &sources.event_store_schema, lines, views).await?;
     let now = Utc::now();
     let mut out = Vec::with_capacity(lines.len());
     for line in lines {
         let events = committed.get(line).map(Vec::as_slice).unwrap_or_default();
-        let held = projected.get(line).cloned().unwrap_or_default();
-        let mut report = judge::judge(line, events, &held, cut, now);
-        if let (false, Some((redis, prefix))) = (report.is_divergent(), &sources.redis) {
-            if let Some(reason) = read::redis_difference(
-                &sources.pool,
-                redis,
-                prefix,
-                line,
-                held.requests.keys().copied(),
-            )
-            .await?
-            {
-                report.standing = "divergent";
-                report.behind_by = None;
-                report.lag_seconds = None;
-                report.reason = Some(reason);
+        let held = projected.get(line);
+        let stages = judge::Stages {
+            published: published.and_then(|p| p.of(line)),
+            kos: orders
+                .as_ref()
+                .map(|o| o.get(line).cloned().unwrap_or_default()),
+        };
+        let empty = judge::Projected::default();
+        out.push(judge::judge(
+            line,
+            events,
+            held.unwrap_or(&empty),
+            &stages,
+            cut,
+            now,
+        ));
+    }
+    if let Some((redis, prefix)) = &sources.redis {
+        // Each line's views are a few round trips: many lines at once.
+        let todo: Vec<(usize, String, Vec<uuid::Uuid>)> = out
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.is_divergent())
+            .map(|(i, r)| {
+                let requests = projected
+                    .get(&r.line)
+                    .map(|p| p.requests.keys().copied().collect())
+                    .unwrap_or_default();
+                (i, r.line.clone(), requests)
+            })
+            .collect();
+        let pool = &sources.pool;
+        let differences: Vec<(usize, Option<String>)> = futures::stream::iter(todo)
+            .map(|(i, line, requests)| async move {
+                let found =
+                    read::redis_difference(pool, redis, prefix, &line, requests.into_iter())
+                        .await?;
+                anyhow::Ok((i, found))
+            })
+            .buffer_unordered(REDIS_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (i, found) in differences {
+            if let Some(reason) = found {
+                out[i].divergent("redis", None, reason);
             }
         }
-        out.push(report);
     }
     Ok(out)
 }
+
+/// Lines whose Redis views are checked at once.
+const REDIS_CONCURRENCY: usize = 32;
 
 fn report(
     sources: &Sources,
@@ -306,6 +396,8 @@ fn report(
         oldest_unexplained_lag_seconds: None,
         views_checked: options.views,
         redis_checked: sources.redis.is_some(),
+        kos_checked: sources.kos_schema.is_some(),
+        broker: None,
         elapsed_ms: elapsed.as_millis() as u64,
         partitions: vec![],
         differences: vec![],

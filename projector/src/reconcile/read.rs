@@ -218,6 +218,26 @@ pub async fn committed(
     Ok(out)
 }
 
+/// KOS's orders for `lines` (kos-mock's `orders` in `schema`): line -> request id ->
+/// outcome.
+pub async fn kos_orders(
+    pool: &PgPool,
+    schema: &str,
+    lines: &[String],
+) -> Result<HashMap<String, HashMap<Uuid, String>>, sqlx::Error> {
+    let rows: Vec<(Uuid, String, String)> = sqlx::query_as(&format!(
+        "SELECT request_id, line_number, outcome FROM \"{schema}\".orders WHERE line_number = ANY($1)"
+    ))
+    .bind(lines)
+    .fetch_all(pool)
+    .await?;
+    let mut out: HashMap<String, HashMap<Uuid, String>> = HashMap::new();
+    for (request, line, outcome) in rows {
+        out.entry(line).or_default().insert(request, outcome);
+    }
+    Ok(out)
+}
+
 /// The first of the line's Redis views that differs from the read tables' rendering of
 /// it (a view absent from Redis is a cache miss, not a difference).
 pub async fn redis_difference(

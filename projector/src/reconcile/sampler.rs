@@ -77,9 +77,9 @@ impl Sampler {
             Some(last) if lines.len() == config.reconcile_sample_lines => last.clone(),
             _ => String::new(),
         };
-        let mut reports = check(&sources, &lines, cut, true).await?;
+        let mut reports = check(&sources, &lines, cut, true, None).await?;
         let wait = Duration::from_secs(config.reconcile_wait_secs);
-        settle(&sources, &mut reports, cut, true, wait).await?;
+        settle(&sources, &mut reports, cut, true, wait, None).await?;
         self.record(&reports);
         Ok(())
     }
