@@ -89,8 +89,9 @@ pub struct Config {
     pub database: DatabaseConfig,
 
     /// The command side's schema holding the event store (`events`), in the same
-    /// database. Only a replay reads it (SELECT on `events`), when the broker no longer
-    /// holds the beginning of `phonebill.product-change`.
+    /// database. Read (SELECT on `events`) by reconciliation, which holds every view to
+    /// it, and by a replay or time travel when the broker no longer holds the beginning
+    /// of `phonebill.product-change`.
     #[arg(
         long = "event-store-schema",
         env = "PHONEBILL_EVENT_STORE_SCHEMA",
