@@ -7,7 +7,6 @@
 //!   its answers on `kos.product-change-results`.
 //! - [`bill_inquiry`]: a bill was looked at (topic `phonebill.bill-inquiries`).
 //! - [`dead_letter`]: the headers a dead-lettered message carries.
-//! - [`ledger`]: count and running hash of an aggregate's events, per pipeline stage.
 //! - [`stored`]: an event store row as the envelope it is published as.
 //! - [`topics`]: topic names, with the configurable prefix that keeps test runs apart,
 //!   and `partition_for` (the partition a key lands on, as every producer here puts it).
@@ -22,7 +21,6 @@ pub mod codec;
 pub mod dead_letter;
 pub mod envelope;
 pub mod kos;
-pub mod ledger;
 pub mod product_change;
 #[cfg(feature = "validation")]
 pub mod schema;

@@ -9,8 +9,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::ledger::{Committed, Ledger, Standing};
 use chrono::{DateTime, Utc};
-use events::ledger::{Committed, Ledger, Standing};
 use events::product_change::ProductChangeEvent;
 use events::stored::LINE_AGGREGATE_TYPE;
 use events::{event_id_for, Envelope};

@@ -17,6 +17,7 @@
 
 pub mod broker;
 pub mod judge;
+pub mod ledger;
 pub mod read;
 pub mod sampler;
 
@@ -24,9 +25,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use events::ledger::Ledger;
 use events::topics::partition_for;
 use futures::{StreamExt, TryStreamExt};
+use ledger::Ledger;
 use serde::Serialize;
 use service_kit::redis_conn::RedisConn;
 use sqlx::PgPool;
@@ -190,7 +191,7 @@ pub struct BrokerRead {
     pub truncated_partitions: Vec<i32>,
 }
 
-/// A ledger as reports show it (`events::ledger::Ledger`).
+/// A ledger as reports show it ([`ledger::Ledger`]).
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // the document's shape only
 pub struct LedgerDoc {

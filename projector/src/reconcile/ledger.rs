@@ -114,7 +114,7 @@ impl Committed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event_id_for;
+    use events::event_id_for;
 
     fn ids(n: u64) -> Vec<Uuid> {
         (1..=n)
