@@ -258,29 +258,18 @@ async fn metric(stack: &Stack, url: &str, sample: &str) -> f64 {
 
 /// Publishes the line's event `sequence` again, as the relay published it.
 async fn redeliver(stack: &Stack, line: &str, sequence: u64) {
-    let row: (String, i64, String, String, serde_json::Value, serde_json::Value, chrono::DateTime<chrono::Utc>) =
-        sqlx::query_as(&format!(
-            "SELECT aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at
-               FROM \"{}\".events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
-            stack.projector.event_store_schema
-        ))
-        .bind(LINE_AGGREGATE_TYPE)
-        .bind(line)
-        .bind(sequence as i64)
-        .fetch_one(&stack.read_pool)
-        .await
-        .unwrap();
-    let envelope = StoredEvent {
-        aggregate_id: row.0,
-        sequence: row.1,
-        event_type: row.2,
-        event_version: row.3,
-        payload: row.4,
-        metadata: row.5,
-        recorded_at: row.6,
-    }
-    .into_envelope()
+    let stored: StoredEvent = sqlx::query_as(&format!(
+        "SELECT aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at
+           FROM \"{}\".events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+        stack.projector.event_store_schema
+    ))
+    .bind(LINE_AGGREGATE_TYPE)
+    .bind(line)
+    .bind(sequence as i64)
+    .fetch_one(&stack.read_pool)
+    .await
     .unwrap();
+    let envelope = stored.into_envelope().unwrap();
     let topic = Topics::new(&stack.projector.kafka.topic_prefix).product_change();
     let producer = test_support::topic::producer();
     test_support::topic::publish(&producer, &topic, line, &codec::encode(&envelope)).await;

@@ -552,17 +552,15 @@ mod tests {
         projected
     }
 
+    /// Judged at cut 40 (every event of `history`) and minute 10.
+    fn judged(events: &[CommittedEvent], projected: &Projected, stages: &Stages) -> LineReport {
+        judge(LINE, events, projected, stages, 40, at(10))
+    }
+
     #[test]
     fn a_line_projected_in_full_is_equal() {
         let (events, _) = history();
-        let report = judge(
-            LINE,
-            &events,
-            &projected_after(&events),
-            &Stages::default(),
-            40,
-            at(10),
-        );
+        let report = judged(&events, &projected_after(&events), &Stages::default());
         assert_eq!(report.standing, "equal", "{report:?}");
         assert_eq!(report.committed, report.projected);
         assert_eq!(report.committed.count, 4);
@@ -571,14 +569,7 @@ mod tests {
     #[test]
     fn a_line_projected_in_part_is_behind_by_what_it_lacks_and_for_how_long() {
         let (events, _) = history();
-        let report = judge(
-            LINE,
-            &events,
-            &projected_after(&events[..3]),
-            &Stages::default(),
-            40,
-            at(10),
-        );
+        let report = judged(&events, &projected_after(&events[..3]), &Stages::default());
         assert_eq!(report.standing, "behind");
         assert_eq!(report.behind_by, Some(1));
         assert_eq!(
@@ -609,7 +600,7 @@ mod tests {
         let (events, _) = history();
         let mut projected = projected_after(&events[..2]);
         projected.parked = Some(3);
-        let report = judge(LINE, &events, &projected, &Stages::default(), 40, at(10));
+        let report = judged(&events, &projected, &Stages::default());
         assert_eq!(report.standing, "behind");
         assert_eq!(report.unexplained_lag(), None);
     }
@@ -619,7 +610,7 @@ mod tests {
         let (events, _) = history();
         let mut projected = projected_after(&events);
         projected.applied.remove(&2);
-        let report = judge(LINE, &events, &projected, &Stages::default(), 40, at(10));
+        let report = judged(&events, &projected, &Stages::default());
         assert_eq!(report.standing, "divergent");
         assert_eq!(report.first_difference, Some(2));
     }
@@ -629,7 +620,7 @@ mod tests {
         let (events, _) = history();
         let mut projected = projected_after(&events);
         projected.applied.get_mut(&3).unwrap().1 = 2;
-        let report = judge(LINE, &events, &projected, &Stages::default(), 40, at(10));
+        let report = judged(&events, &projected, &Stages::default());
         assert_eq!(report.standing, "divergent");
         assert_eq!(report.first_difference, Some(3));
     }
@@ -639,7 +630,7 @@ mod tests {
         let (events, _) = history();
         let mut projected = projected_after(&events);
         projected.checkpoint = 5;
-        let report = judge(LINE, &events, &projected, &Stages::default(), 40, at(10));
+        let report = judged(&events, &projected, &Stages::default());
         assert_eq!(report.standing, "divergent");
         assert_eq!(report.first_difference, Some(5));
     }
@@ -649,7 +640,7 @@ mod tests {
         let (events, [_, b]) = history();
         let mut projected = projected_after(&events);
         projected.requests.remove(&b);
-        let report = judge(LINE, &events, &projected, &Stages::default(), 40, at(10));
+        let report = judged(&events, &projected, &Stages::default());
         assert_eq!(report.standing, "divergent");
         assert_eq!(report.first_difference, Some(3));
     }
@@ -659,7 +650,7 @@ mod tests {
         let (events, [a, _]) = history();
         let mut projected = projected_after(&events);
         projected.requests.get_mut(&a).unwrap()["status"] = "COMPLETED".into();
-        let report = judge(LINE, &events, &projected, &Stages::default(), 40, at(10));
+        let report = judged(&events, &projected, &Stages::default());
         assert_eq!(report.standing, "divergent");
         assert_eq!(report.first_difference, Some(2));
     }
@@ -672,7 +663,7 @@ mod tests {
             Uuid::from_u128(9),
             serde_json::json!({"status": "COMPLETED"}),
         );
-        let report = judge(LINE, &events, &projected, &Stages::default(), 40, at(10));
+        let report = judged(&events, &projected, &Stages::default());
         assert_eq!(report.standing, "divergent");
         assert_eq!(report.first_difference, None);
     }
@@ -701,7 +692,7 @@ mod tests {
             40,
             at(10),
         );
-        let behind = judge(LINE, &events, &projected, &on_broker(&[1, 2]), 40, at(10));
+        let behind = judged(&events, &projected, &on_broker(&[1, 2]));
         assert_eq!(equal.standing, "equal", "{equal:?}");
         assert_eq!(equal.published, Some(equal.committed));
         assert_eq!(

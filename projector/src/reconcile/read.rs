@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
 use events::event_id_for;
 use events::product_change::ProductChangeEvent;
 use events::stored::{StoredEvent, LINE_AGGREGATE_TYPE};
@@ -132,88 +131,58 @@ pub async fn projected(
     Ok(out)
 }
 
-type EventRow = (
-    String,
-    i64,
-    String,
-    String,
-    serde_json::Value,
-    serde_json::Value,
-    DateTime<Utc>,
-    i64,
-);
+/// An event store row and its position.
+#[derive(sqlx::FromRow)]
+struct PositionedRow {
+    #[sqlx(flatten)]
+    stored: StoredEvent,
+    position: i64,
+}
 
 /// Every committed event of `lines`, in sequence order; with the events themselves when
-/// the views are checked.
+/// the views are checked (otherwise their payloads are not even read).
 pub async fn committed(
     pool: &PgPool,
     event_store: &str,
     lines: &[String],
     views: bool,
 ) -> Result<HashMap<String, Vec<CommittedEvent>>, sqlx::Error> {
+    let rows: Vec<PositionedRow> = sqlx::query_as(&format!(
+        "SELECT aggregate_id, sequence, event_type, event_version,
+                CASE WHEN $3 THEN payload ELSE 'null'::json END AS payload,
+                CASE WHEN $3 THEN metadata ELSE '{{}}'::json END AS metadata,
+                recorded_at, position
+           FROM \"{event_store}\".events
+          WHERE aggregate_type = $1 AND aggregate_id = ANY($2)
+          ORDER BY aggregate_id, sequence"
+    ))
+    .bind(LINE_AGGREGATE_TYPE)
+    .bind(lines)
+    .bind(views)
+    .fetch_all(pool)
+    .await?;
     let mut out: HashMap<String, Vec<CommittedEvent>> = HashMap::new();
-    if views {
-        let rows: Vec<EventRow> = sqlx::query_as(&format!(
-            "SELECT aggregate_id, sequence, event_type, event_version, payload, metadata,
-                    recorded_at, position
-               FROM \"{event_store}\".events
-              WHERE aggregate_type = $1 AND aggregate_id = ANY($2)
-              ORDER BY aggregate_id, sequence"
-        ))
-        .bind(LINE_AGGREGATE_TYPE)
-        .bind(lines)
-        .fetch_all(pool)
-        .await?;
-        for (
-            aggregate_id,
-            sequence,
-            event_type,
-            event_version,
-            payload,
-            metadata,
-            recorded_at,
-            position,
-        ) in rows
-        {
-            let event = serde_json::from_value::<ProductChangeEvent>(payload.clone()).ok();
-            let stored = StoredEvent {
-                aggregate_id: aggregate_id.clone(),
-                sequence,
-                event_type,
-                event_version,
-                payload,
-                metadata,
-                recorded_at,
-            };
-            let event = match (stored.into_envelope(), event) {
+    for PositionedRow { stored, position } in rows {
+        let (line, sequence, recorded_at) = (
+            stored.aggregate_id.clone(),
+            stored.sequence,
+            stored.recorded_at,
+        );
+        let event = if views {
+            let event = serde_json::from_value::<ProductChangeEvent>(stored.payload.clone()).ok();
+            match (stored.into_envelope(), event) {
                 (Ok(envelope), Some(event)) => Some((envelope, event)),
                 _ => None,
-            };
-            out.entry(aggregate_id).or_default().push(CommittedEvent {
-                sequence: sequence.max(0) as u64,
-                position,
-                recorded_at,
-                event,
-            });
-        }
-    } else {
-        let rows: Vec<(String, i64, DateTime<Utc>, i64)> = sqlx::query_as(&format!(
-            "SELECT aggregate_id, sequence, recorded_at, position FROM \"{event_store}\".events
-              WHERE aggregate_type = $1 AND aggregate_id = ANY($2)
-              ORDER BY aggregate_id, sequence"
-        ))
-        .bind(LINE_AGGREGATE_TYPE)
-        .bind(lines)
-        .fetch_all(pool)
-        .await?;
-        for (line, sequence, recorded_at, position) in rows {
-            out.entry(line).or_default().push(CommittedEvent {
-                sequence: sequence.max(0) as u64,
-                position,
-                recorded_at,
-                event: None,
-            });
-        }
+            }
+        } else {
+            None
+        };
+        out.entry(line).or_default().push(CommittedEvent {
+            sequence: sequence.max(0) as u64,
+            position,
+            recorded_at,
+            event,
+        });
     }
     Ok(out)
 }
