@@ -158,8 +158,13 @@ pub struct ReplayArgs {
     #[arg(long, default_value_t = 10)]
     pub drop_grace_secs: u64,
     /// Events held in memory between bulk writes.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 5_000)]
     pub flush_every: usize,
+    /// Memory for the rows (views, checkpoints) kept between flushes, MiB; rows the
+    /// replay has passed leave it and are read back from PostgreSQL when needed. The
+    /// process needs about 100 MiB more (the readers' queues, a flush in flight).
+    #[arg(long, default_value_t = 32)]
+    pub memory_mib: usize,
     /// No progress bar (nor, off a terminal, progress lines).
     #[arg(long)]
     pub quiet: bool,

@@ -1,7 +1,8 @@
 //! The yardstick of the replay benchmark: a plain rdkafka consumer reading topics from
 //! the beginning to their end (partition EOF on every partition), doing nothing with
-//! the messages but touching their payloads. Prints `raw_events=<n> raw_seconds=<s>
-//! raw_rate=<n/s>`.
+//! the messages but touching their payloads (with `--decode`, also parsing each one's
+//! envelope: the least any reader of the events does). Prints `raw_events=<n>
+//! raw_seconds=<s> raw_rate=<n/s>` (`decode_` instead of `raw_` with `--decode`).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -18,6 +19,9 @@ struct Args {
     /// Topics to read (comma-separated), as the replay reads them.
     #[arg(long, value_delimiter = ',')]
     topics: Vec<String>,
+    /// Parse each message's envelope (JSON) too.
+    #[arg(long)]
+    decode: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,8 +32,8 @@ fn main() -> anyhow::Result<()> {
         .topics
         .iter()
         .map(|topic| {
-            let (brokers, topic) = (args.brokers.clone(), topic.clone());
-            std::thread::spawn(move || read_topic(&brokers, &topic))
+            let (brokers, topic, decode) = (args.brokers.clone(), topic.clone(), args.decode);
+            std::thread::spawn(move || read_topic(&brokers, &topic, decode))
         })
         .collect();
     let (mut events, mut bytes) = (0u64, 0u64);
@@ -39,14 +43,15 @@ fn main() -> anyhow::Result<()> {
         bytes += b;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let name = if args.decode { "decode" } else { "raw" };
     println!(
-        "raw_events={events} raw_bytes={bytes} raw_seconds={seconds:.3} raw_rate={:.0}",
+        "{name}_events={events} {name}_bytes={bytes} {name}_seconds={seconds:.3} {name}_rate={:.0}",
         events as f64 / seconds
     );
     Ok(())
 }
 
-fn read_topic(brokers: &str, topic: &str) -> anyhow::Result<(u64, u64)> {
+fn read_topic(brokers: &str, topic: &str, decode: bool) -> anyhow::Result<(u64, u64)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("raw-consume-{}", std::process::id()))
@@ -70,8 +75,13 @@ fn read_topic(brokers: &str, topic: &str) -> anyhow::Result<(u64, u64)> {
             }
             Some(Err(e)) => anyhow::bail!("consumer error: {e}"),
             Some(Ok(m)) => {
+                let payload = m.payload().unwrap_or_default();
+                if decode {
+                    // An inquiry message carries a batch of envelopes.
+                    events::codec::decode_envelopes(payload)?;
+                }
                 events += 1;
-                bytes += m.payload().map_or(0, |p| p.len() as u64);
+                bytes += payload.len() as u64;
             }
         }
     }

@@ -174,8 +174,8 @@ pub type RequestRow = (Uuid, String, DateTime<Utc>, serde_json::Value);
 /// (product code, operator, on sale, doc)
 pub type ProductRow = (String, String, bool, serde_json::Value);
 
-/// The read tables' contents every view is built from: read from PostgreSQL by
-/// [`load_rows`], or held in memory by a replay that wrote them.
+/// The read tables' contents views are built from: a slice of them read from
+/// PostgreSQL by [`load_slice`], or held in memory by a replay that wrote them.
 #[derive(Debug, Default)]
 pub struct Rows {
     pub bills: Vec<BillRow>,
@@ -186,50 +186,114 @@ pub struct Rows {
     pub positions: Vec<(String, i64)>,
 }
 
-/// The read tables' contents, for [`build_all`]. Lines, bills and requests are read in
-/// full: memory grows with the read model (a few hundred bytes per view).
-pub async fn load_rows(pool: &PgPool) -> Result<Rows, sqlx::Error> {
+/// The products, for [`build_line_views`] and [`build_product_views`].
+pub async fn load_products(pool: &PgPool) -> Result<Vec<ProductRow>, sqlx::Error> {
+    sqlx::query_as("SELECT product_code, operator, on_sale, doc FROM products")
+        .fetch_all(pool)
+        .await
+}
+
+/// The end of the slice of about `lines` lines after `after` (`""`: from the first):
+/// `None` when fewer are left, so the last slice runs to the end. Every table's rows of
+/// a line fall in one slice (the bounds are compared in one collation).
+pub async fn slice_end(
+    pool: &PgPool,
+    after: &str,
+    lines: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT line_number FROM lines WHERE line_number > $1 ORDER BY line_number
+         OFFSET $2 LIMIT 1",
+    )
+    .bind(after)
+    .bind(lines.max(1) - 1)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The rows of the lines in (`after`, `upto`] (`upto` `None`: to the end), without
+/// the products: what [`build_line_views`] needs for those lines, so the views of a read
+/// model of any size are built in slices of bounded memory.
+pub async fn load_slice(
+    pool: &PgPool,
+    after: &str,
+    upto: Option<&str>,
+) -> Result<Rows, sqlx::Error> {
+    let range = |column: &str| match upto {
+        Some(_) => format!("{column} > $1 AND {column} <= $2"),
+        None => format!("{column} > $1 AND $2::text IS NULL"),
+    };
+    let bills = format!(
+        "SELECT line_number, month, doc FROM bills WHERE {}",
+        range("line_number")
+    );
+    let lines = format!(
+        "SELECT line_number, doc FROM lines WHERE {}",
+        range("line_number")
+    );
+    let requests = format!(
+        "SELECT request_id, line_number, requested_at, doc FROM change_requests WHERE {}",
+        range("line_number")
+    );
+    let positions = format!(
+        "SELECT aggregate_id, sequence FROM applied WHERE aggregate_type = $3 AND {}",
+        range("aggregate_id")
+    );
     Ok(Rows {
-        bills: sqlx::query_as("SELECT line_number, month, doc FROM bills")
+        bills: sqlx::query_as(&bills)
+            .bind(after)
+            .bind(upto)
             .fetch_all(pool)
             .await?,
-        lines: sqlx::query_as("SELECT line_number, doc FROM lines")
+        lines: sqlx::query_as(&lines)
+            .bind(after)
+            .bind(upto)
             .fetch_all(pool)
             .await?,
-        requests: sqlx::query_as(
-            "SELECT request_id, line_number, requested_at, doc FROM change_requests",
-        )
-        .fetch_all(pool)
-        .await?,
-        products: sqlx::query_as("SELECT product_code, operator, on_sale, doc FROM products")
+        requests: sqlx::query_as(&requests)
+            .bind(after)
+            .bind(upto)
             .fetch_all(pool)
             .await?,
-        positions: sqlx::query_as(
-            "SELECT aggregate_id, sequence FROM applied WHERE aggregate_type = $1",
-        )
-        .bind(crate::LINE_AGGREGATE)
-        .fetch_all(pool)
-        .await?,
+        products: vec![],
+        positions: sqlx::query_as(&positions)
+            .bind(after)
+            .bind(upto)
+            .bind(crate::LINE_AGGREGATE)
+            .fetch_all(pool)
+            .await?,
     })
 }
 
 /// Every view of `rows`, as [`View::load`]'s queries build each one from the tables,
 /// handed to `emit` one by one (so they can be written while the rest is built).
-pub fn build_all(rows: Rows, mut emit: impl FnMut(View, Vec<u8>)) {
+pub fn build_all(mut rows: Rows, mut emit: impl FnMut(View, Vec<u8>)) {
+    let products = std::mem::take(&mut rows.products);
+    build_line_views(rows, &products, &mut emit);
+    build_product_views(products, &mut emit);
+}
+
+/// The views of the lines in `rows` (bills, months, line, requests, history,
+/// position), with the product names of `products`; `rows.products` is not read.
+pub fn build_line_views(rows: Rows, products: &[ProductRow], mut emit: impl FnMut(View, Vec<u8>)) {
     let Rows {
         bills,
         lines,
         requests,
-        products,
         positions,
+        ..
     } = rows;
     build_bills(bills, &mut emit);
-    build_lines(lines, &products, &mut emit);
+    build_lines(lines, products, &mut emit);
     build_requests(requests, &mut emit);
-    build_products(products, &mut emit);
     for (line, sequence) in positions {
         emit(View::Position { line }, sequence.to_string().into_bytes());
     }
+}
+
+/// Each operator's list of products on sale.
+pub fn build_product_views(products: Vec<ProductRow>, mut emit: impl FnMut(View, Vec<u8>)) {
+    build_products(products, &mut emit);
 }
 
 fn bytes(v: &serde_json::Value) -> Vec<u8> {

@@ -36,14 +36,16 @@ fn inert(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Rows per Parquet row group (and per batch held in memory).
-const ROW_GROUP: usize = 10_000;
+/// A Parquet row group is written once its records reach this size as JSON (they are
+/// held in memory until then, a few times larger parsed): groups of a size readers
+/// handle well whatever the records' width, and memory bounded by it.
+const ROW_GROUP_BYTES: usize = 8 << 20;
 
 pub fn write_csv(records: &Path, columns: &[Column], out: &Path) -> anyhow::Result<()> {
     let file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut csv = csv::Writer::from_writer(BufWriter::new(file));
     csv.write_record(columns.iter().map(|c| inert(&c.name).into_owned()))?;
-    for_each_record(records, |record| {
+    for_each_record(records, |record, _| {
         let flat = flatten(record);
         let cells = columns.iter().map(|c| match flat.get(&c.name) {
             Some(Value::String(s)) => inert(s).into_owned(),
@@ -76,7 +78,8 @@ pub fn write_parquet(
     );
     let file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut writer = SerializedFileWriter::new(BufWriter::new(file), schema, properties)?;
-    let mut batch: Vec<Value> = Vec::with_capacity(ROW_GROUP);
+    let mut batch: Vec<Value> = vec![];
+    let mut batch_bytes = 0;
     let mut write_group = |batch: &mut Vec<Value>| -> anyhow::Result<()> {
         if batch.is_empty() {
             return Ok(());
@@ -107,10 +110,12 @@ pub fn write_parquet(
         batch.clear();
         Ok(())
     };
-    for_each_record(records, |record| {
+    for_each_record(records, |record, bytes| {
         batch.push(record.clone());
-        if batch.len() >= ROW_GROUP {
+        batch_bytes += bytes;
+        if batch_bytes >= ROW_GROUP_BYTES {
             write_group(&mut batch)?;
+            batch_bytes = 0;
         }
         Ok(())
     })?;
@@ -170,14 +175,16 @@ fn schema(columns: &[Column]) -> anyhow::Result<Type> {
         .build()?)
 }
 
+/// Each record of the spool, with its size there (bytes of JSON).
 fn for_each_record(
     records: &Path,
-    mut each: impl FnMut(&Value) -> anyhow::Result<()>,
+    mut each: impl FnMut(&Value, usize) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let file = File::open(records).with_context(|| format!("opening {}", records.display()))?;
     for line in BufReader::new(file).lines() {
-        let record: Value = serde_json::from_str(&line?)?;
-        each(&record)?;
+        let line = line?;
+        let record: Value = serde_json::from_str(&line)?;
+        each(&record, line.len())?;
     }
     Ok(())
 }

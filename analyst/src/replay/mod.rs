@@ -18,6 +18,7 @@
 //!   goes on in the new namespace: events it applied to the old namespace after the
 //!   replay's ends reach the new one too (the checkpoints skip any seen twice).
 
+pub mod cache;
 pub mod event_store;
 pub mod reader;
 pub mod store;
@@ -48,7 +49,7 @@ use projector::processor::{Outcome, Processor};
 use projector::{db, startup};
 
 use crate::replay::reader::{Batch, Window};
-use crate::replay::store::MemStore;
+use crate::replay::store::{Budget, MemStore};
 
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
@@ -65,6 +66,8 @@ pub struct ReplayOptions {
     pub drop_grace: Duration,
     /// Events held in memory between bulk writes.
     pub flush_every: usize,
+    /// Memory for the rows kept across flushes (see [`store::Budget`]).
+    pub memory_bytes: usize,
     /// Draw the progress bar (on stderr, when it is a terminal).
     pub progress: bool,
     /// Where `phonebill.product-change`'s history is read from.
@@ -130,7 +133,8 @@ impl Default for ReplayOptions {
             force: false,
             drop_old: false,
             drop_grace: Duration::from_secs(10),
-            flush_every: 20_000,
+            flush_every: 5_000,
+            memory_bytes: 32 << 20,
             progress: true,
             source: HistorySource::Auto,
             max_events: None,
@@ -167,6 +171,9 @@ pub struct ReplayReport {
     pub dropped: Option<String>,
     /// The process's peak resident memory (Linux `VmHWM`), MiB.
     pub peak_rss_mib: Option<f64>,
+    /// Rows that left the replay's memory for its budget (read back from PostgreSQL
+    /// when needed again).
+    pub evicted_rows: u64,
 }
 
 impl ReplayReport {
@@ -281,7 +288,8 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
         progress,
         ..
     } = target;
-    let mut store = MemStore::new(pool.clone(), !resumed);
+    let budget = Budget::of_bytes(options.memory_bytes, estimate as usize);
+    let mut store = MemStore::new(pool.clone(), !resumed, budget);
     store.progress = progress;
     let mut report = ReplayReport {
         id: id.clone(),
@@ -301,6 +309,7 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
     )
     .await;
     readers.stop().await;
+    report.evicted_rows = store.evicted;
     let applied_at = Instant::now();
     report.complete = result?;
     if !report.complete {
@@ -472,7 +481,7 @@ impl Readers {
         window: Window,
         processor: &Processor,
     ) -> Self {
-        let (tx, rx) = mpsc::channel::<Batch>(8);
+        let (tx, rx) = mpsc::channel::<Batch>(2);
         let stop = Arc::new(AtomicBool::new(false));
         // The event store's snapshot is taken now, after the broker's ends were read.
         let event_store: Vec<_> = sources
@@ -586,8 +595,8 @@ async fn rebuild(
 }
 
 /// Fills Redis with the namespace's views (from memory when the whole replay fitted
-/// there, else from its tables) and waits for the last rows to be written. Returns how
-/// many views.
+/// there, else from its tables, a slice of lines at a time) and waits for the last rows
+/// to be written. Returns how many views.
 async fn publish_views(
     store: &mut MemStore,
     pool: &PgPool,
@@ -595,10 +604,10 @@ async fn publish_views(
     prefix: &str,
 ) -> anyhow::Result<u64> {
     let rows = match store.take_all() {
-        Some(memory) => Rows::Memory(memory),
+        Some(memory) => Rows::Memory(Box::new(memory)),
         None => {
             store.wait_written().await?;
-            Rows::Tables(read_model::keys::load_rows(pool).await?)
+            Rows::Tables(pool.clone())
         }
     };
     let views = fill_redis(redis, prefix, rows).await?;
@@ -763,32 +772,20 @@ impl Drop for ProgressLines {
 
 /// Where the views of a finished replay are built from.
 enum Rows {
-    Memory(store::InMemory),
-    Tables(read_model::keys::Rows),
+    Memory(Box<store::InMemory>),
+    Tables(PgPool),
 }
+
+/// Lines whose rows are read and built at once when the views come from the tables.
+const SLICE_LINES: i64 = 500;
 
 /// Writes every view of the namespace to Redis (pipelined), as the live projector would
 /// have after each event, replacing what the prefix held. The views are built on a
 /// blocking thread and written as they come. Returns how many.
 async fn fill_redis(redis: &RedisConn, prefix: &str, rows: Rows) -> anyhow::Result<u64> {
-    const CHUNK: usize = 1000;
     delete_views(redis, prefix).await?;
     let (tx, mut rx) = mpsc::channel::<Vec<(View, Vec<u8>)>>(8);
-    let builder = tokio::task::spawn_blocking(move || {
-        let rows = match rows {
-            Rows::Memory(memory) => memory.into_rows(),
-            Rows::Tables(rows) => rows,
-        };
-        let mut chunk = Vec::with_capacity(CHUNK);
-        read_model::keys::build_all(rows, |view, bytes| {
-            chunk.push((view, bytes));
-            if chunk.len() == CHUNK {
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                let _ = tx.blocking_send(full);
-            }
-        });
-        let _ = tx.blocking_send(chunk);
-    });
+    let builder = tokio::spawn(build_views(rows, tx));
     let chunks = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
     // Several pipelines in flight on the multiplexed connection: one at a time waited a
     // round trip per thousand views.
@@ -813,8 +810,65 @@ async fn fill_redis(redis: &RedisConn, prefix: &str, rows: Rows) -> anyhow::Resu
         .buffer_unordered(4)
         .try_fold(0u64, |sum, n| async move { Ok(sum + n) })
         .await?;
-    builder.await?;
+    builder.await??;
     Ok(written)
+}
+
+/// Views per chunk written to Redis.
+const VIEW_CHUNK: usize = 1000;
+
+/// Builds the views of `rows` on blocking threads and sends them in chunks. From the
+/// tables, a slice of lines is read and built at a time.
+async fn build_views(rows: Rows, tx: mpsc::Sender<Vec<(View, Vec<u8>)>>) -> anyhow::Result<()> {
+    use read_model::keys;
+    let pool = match rows {
+        Rows::Memory(memory) => {
+            tokio::task::spawn_blocking(move || {
+                send_views(&tx, |emit| keys::build_all(memory.into_rows(), emit))
+            })
+            .await?;
+            return Ok(());
+        }
+        Rows::Tables(pool) => pool,
+    };
+    let products = Arc::new(keys::load_products(&pool).await?);
+    let mut after = String::new();
+    loop {
+        let end = keys::slice_end(&pool, &after, SLICE_LINES).await?;
+        let rows = keys::load_slice(&pool, &after, end.as_deref()).await?;
+        let (tx, products) = (tx.clone(), products.clone());
+        tokio::task::spawn_blocking(move || {
+            send_views(&tx, |emit| keys::build_line_views(rows, &products, emit))
+        })
+        .await?;
+        match end {
+            Some(end) => after = end,
+            None => break,
+        }
+    }
+    let products = Arc::unwrap_or_clone(products);
+    tokio::task::spawn_blocking(move || {
+        send_views(&tx, |emit| keys::build_product_views(products, emit))
+    })
+    .await?;
+    Ok(())
+}
+
+/// Runs `build`, sending what it emits in chunks of [`VIEW_CHUNK`] (blocking while the
+/// writers are behind).
+fn send_views(
+    tx: &mpsc::Sender<Vec<(View, Vec<u8>)>>,
+    build: impl FnOnce(&mut dyn FnMut(View, Vec<u8>)),
+) {
+    let mut chunk = Vec::with_capacity(VIEW_CHUNK);
+    build(&mut |view, bytes| {
+        chunk.push((view, bytes));
+        if chunk.len() == VIEW_CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(VIEW_CHUNK));
+            let _ = tx.blocking_send(full);
+        }
+    });
+    let _ = tx.blocking_send(chunk);
 }
 
 #[cfg(test)]

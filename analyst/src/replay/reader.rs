@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use projector::processor::{Decoded, Incoming, Processor};
 
 /// Items per batch handed to the applier.
-const BATCH: usize = 1000;
+const BATCH: usize = 500;
 /// A partial batch is handed over once its oldest item is this old (looked at as
 /// messages arrive), so the applier and the progress bar keep up when the broker
 /// delivers slowly.

@@ -2,21 +2,31 @@
 //! upserts) every few thousand events, with the replay's progress in the same
 //! transaction, in the background while the next events are applied (one flush in
 //! flight at a time). Safe because a replay is the only writer of its namespace until the
-//! switch. Misses read PostgreSQL unless the namespace is known to be empty (a fresh
-//! replay), so a resumed replay continues from what was flushed.
+//! switch.
+//!
+//! Memory is bounded by a budget of rows ([`Budget`]): the rows live in two
+//! [`Generations`], and those the replay has passed leave memory once written. A miss
+//! reads PostgreSQL, unless the row was never written: a replay into an empty namespace
+//! notes every key it writes in a Bloom filter, so the first sight of a line, bill or
+//! request (most misses) costs no query. A resumed replay reads every miss from there.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 
 use chrono::{DateTime, Utc};
 use events::bill_inquiry::BillInquired;
+use fastbloom::BloomFilter;
 use read_model::keys::Rows;
 use read_model::views::{BillView, ChangeRequestView, LineView, ProductView};
 use read_model::LINE_AGGREGATE;
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use projector::processor::{self, Decoded, Incoming, Outcome};
 use projector::projections::{from_doc, to_doc, ApplyError, Store};
+
+use crate::replay::cache::Generations;
 
 type Agg = (String, String);
 
@@ -32,62 +42,117 @@ struct ParkedRow {
     reason: String,
 }
 
+/// A row's key as the Bloom filter of written rows knows it.
+#[derive(Hash)]
+enum Key<'a> {
+    Line(&'a str),
+    Request(Uuid),
+    Product(&'a str),
+    Bill(&'a str, &'a str),
+    Applied(&'a str, &'a str),
+    Parked(&'a str, &'a str),
+    Inquiry(Uuid),
+}
+
+/// How much a replay keeps in memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Rows (views, checkpoints, inquiry ids) held across flushes, both generations.
+    pub rows: usize,
+    /// Keys a fresh replay may write, about: sizes the Bloom filter (1 % false
+    /// positives at this count; more keys only mean more queries, never a wrong row).
+    pub expected_keys: usize,
+}
+
+impl Budget {
+    /// Memory a held row takes, about (a view's strings and document, the maps'
+    /// overhead): measured with `bench/replay.sh`, rounded up.
+    pub const BYTES_PER_ROW: usize = 1024;
+
+    /// The rows of `bytes`.
+    pub fn of_bytes(bytes: usize, expected_keys: usize) -> Self {
+        Self {
+            rows: bytes / Self::BYTES_PER_ROW,
+            expected_keys: expected_keys.max(1),
+        }
+    }
+}
+
 pub struct MemStore {
     pool: PgPool,
-    /// Nothing is in PostgreSQL that is not also here: a miss is an absence.
-    cold: bool,
-    /// Everything the namespace holds is here (cold from the start, never emptied).
+    /// Keys of every row this replay wrote, when it began in an empty namespace (`None`
+    /// when resumed: earlier rows are only in PostgreSQL). A key not in it is absent.
+    written: Option<BloomFilter>,
+    /// Everything the namespace holds is here (fresh, and nothing left memory yet).
     complete: bool,
-    lines: HashMap<String, LineRow>,
-    requests: HashMap<Uuid, Option<ChangeRequestView>>,
-    products: HashMap<String, Option<ProductView>>,
-    bills: HashMap<(String, String), Option<BillView>>,
-    applied: HashMap<Agg, i64>,
-    parked_max: HashMap<Agg, Option<i64>>,
+    budget: Budget,
+    lines: Generations<String, LineRow>,
+    requests: Generations<Uuid, Option<ChangeRequestView>>,
+    products: Generations<String, Option<ProductView>>,
+    bills: Generations<(String, String), Option<BillView>>,
+    applied: Generations<Agg, i64>,
+    parked_max: Generations<Agg, Option<i64>>,
+    seen_inquiries: Generations<Uuid, ()>,
     dirty_lines: HashSet<String>,
     dirty_requests: HashSet<Uuid>,
     dirty_products: HashSet<String>,
     dirty_bills: HashSet<(String, String)>,
     dirty_applied: HashSet<Agg>,
     inquiries: Vec<BillInquired>,
-    seen_inquiries: HashSet<Uuid>,
     apply_log: Vec<(Uuid, String, String, i64)>,
     parked: Vec<ParkedRow>,
     /// Next offset per (topic, partition), written with the rows.
     pub progress: HashMap<(String, i32), i64>,
     /// The flush being written in the background.
     writing: Option<tokio::task::JoinHandle<Result<(), sqlx::Error>>>,
+    /// Rows that left memory (the report's measure of the budget at work).
+    pub evicted: u64,
 }
 
-/// Entries kept across flushes before the cache is emptied (memory bound).
-const MAX_CACHED: usize = 500_000;
 /// Rows per bulk statement.
 const CHUNK: usize = 5_000;
 
 impl MemStore {
-    pub fn new(pool: PgPool, cold: bool) -> Self {
+    /// A store for a namespace that is empty (`fresh`) or holds a replay's earlier
+    /// flushes.
+    pub fn new(pool: PgPool, fresh: bool, budget: Budget) -> Self {
         Self {
             pool,
-            cold,
-            complete: cold,
-            lines: HashMap::new(),
-            requests: HashMap::new(),
-            products: HashMap::new(),
-            bills: HashMap::new(),
-            applied: HashMap::new(),
-            parked_max: HashMap::new(),
+            written: fresh
+                .then(|| BloomFilter::with_false_pos(0.01).expected_items(budget.expected_keys)),
+            complete: fresh,
+            budget,
+            lines: Generations::default(),
+            requests: Generations::default(),
+            products: Generations::default(),
+            bills: Generations::default(),
+            applied: Generations::default(),
+            parked_max: Generations::default(),
+            seen_inquiries: Generations::default(),
             dirty_lines: HashSet::new(),
             dirty_requests: HashSet::new(),
             dirty_products: HashSet::new(),
             dirty_bills: HashSet::new(),
             dirty_applied: HashSet::new(),
             inquiries: vec![],
-            seen_inquiries: HashSet::new(),
             apply_log: vec![],
             parked: vec![],
-            progress: HashMap::new(),
+            progress: Default::default(),
             writing: None,
+            evicted: 0,
         }
+    }
+
+    /// Notes that the row of `key` is written (with the next flush).
+    fn note(&mut self, key: Key<'_>) {
+        if let Some(written) = &mut self.written {
+            written.insert(&key);
+        }
+    }
+
+    /// Whether PostgreSQL may hold the row of `key` (a row not in memory).
+    fn may_be_stored(&self, key: Key<'_>) -> bool {
+        !self.complete && self.written.as_ref().is_none_or(|w| w.contains(&key))
     }
 
     /// The live projector's rules for one message (see `Processor::handle_decoded`):
@@ -124,6 +189,7 @@ impl MemStore {
         }
         match processor::apply(self, decoded).await {
             Ok(_) => {
+                self.note(Key::Applied(&agg.0, &agg.1));
                 self.applied.insert(agg.clone(), sequence);
                 self.dirty_applied.insert(agg.clone());
                 self.apply_log
@@ -139,8 +205,11 @@ impl MemStore {
     }
 
     fn park(&mut self, agg: Agg, sequence: i64, msg: &Incoming, reason: String) {
-        let max = self.parked_max.entry(agg.clone()).or_insert(None);
-        *max = Some(max.map_or(sequence, |m| m.max(sequence)));
+        self.note(Key::Parked(&agg.0, &agg.1));
+        // The parked maximum was looked up before any park (`parked_of`).
+        let max = self.parked_max.get(&agg).copied().flatten();
+        self.parked_max
+            .insert(agg.clone(), Some(max.map_or(sequence, |m| m.max(sequence))));
         self.parked.push(ParkedRow {
             aggregate: agg,
             sequence,
@@ -153,7 +222,7 @@ impl MemStore {
         if let Some(s) = self.applied.get(agg) {
             return Ok(*s);
         }
-        let s = if self.cold {
+        let s = if !self.may_be_stored(Key::Applied(&agg.0, &agg.1)) {
             0
         } else {
             sqlx::query_scalar(
@@ -173,7 +242,7 @@ impl MemStore {
         if let Some(p) = self.parked_max.get(agg) {
             return Ok(*p);
         }
-        let p = if self.cold {
+        let p = if !self.may_be_stored(Key::Parked(&agg.0, &agg.1)) {
             None
         } else {
             sqlx::query_scalar(
@@ -189,8 +258,8 @@ impl MemStore {
     }
 
     async fn load_line(&mut self, line: &str) -> Result<&mut LineRow, ApplyError> {
-        if !self.lines.contains_key(line) {
-            let row = if self.cold {
+        if !self.lines.contains(line) {
+            let row = if !self.may_be_stored(Key::Line(line)) {
                 LineRow {
                     view: None,
                     product_at: None,
@@ -214,15 +283,16 @@ impl MemStore {
             };
             self.lines.insert(line.to_owned(), row);
         }
-        Ok(self.lines.get_mut(line).expect("just inserted"))
+        Ok(self.lines.get(line).expect("just inserted"))
     }
 
     async fn doc<T: serde::de::DeserializeOwned>(
         &self,
+        key: Key<'_>,
         sql: &str,
         binds: &[&str],
     ) -> Result<Option<T>, ApplyError> {
-        if self.cold {
+        if !self.may_be_stored(key) {
             return Ok(None);
         }
         let mut q = sqlx::query_scalar::<_, serde_json::Value>(sql);
@@ -246,22 +316,34 @@ impl MemStore {
     pub async fn flush(&mut self) -> Result<(), sqlx::Error> {
         self.wait_written().await?;
         self.flush_behind();
-        let cached = self.lines.len() + self.requests.len() + self.bills.len() + self.applied.len();
-        if cached > MAX_CACHED {
-            // Everything is in PostgreSQL once this flush commits: start over, reading
-            // misses from there.
+        if self.recent_rows() > self.budget.rows / 2 {
+            // The rows of the generation dropped now are in PostgreSQL once this flush
+            // commits: misses read them from there.
             self.wait_written().await?;
-            self.lines.clear();
-            self.requests.clear();
-            self.products.clear();
-            self.bills.clear();
-            self.applied.clear();
-            self.parked_max.clear();
-            self.seen_inquiries.clear();
-            self.cold = false;
-            self.complete = false;
+            let dropped = self.lines.rotate()
+                + self.requests.rotate()
+                + self.products.rotate()
+                + self.bills.rotate()
+                + self.applied.rotate()
+                + self.parked_max.rotate()
+                + self.seen_inquiries.rotate();
+            if dropped > 0 {
+                self.complete = false;
+                self.evicted += dropped as u64;
+            }
         }
         Ok(())
+    }
+
+    /// Rows of the current generation.
+    fn recent_rows(&self) -> usize {
+        self.lines.recent()
+            + self.requests.recent()
+            + self.products.recent()
+            + self.bills.recent()
+            + self.applied.recent()
+            + self.parked_max.recent()
+            + self.seen_inquiries.recent()
     }
 
     /// Everything the namespace holds, taken out of the store, when it holds nothing
@@ -273,13 +355,13 @@ impl MemStore {
             return None;
         }
         self.complete = false;
-        self.cold = false;
+        self.written = None;
         Some(InMemory {
-            lines: std::mem::take(&mut self.lines),
-            requests: std::mem::take(&mut self.requests),
-            products: std::mem::take(&mut self.products),
-            bills: std::mem::take(&mut self.bills),
-            applied: std::mem::take(&mut self.applied),
+            lines: self.lines.take_all(),
+            requests: self.requests.take_all(),
+            products: self.products.take_all(),
+            bills: self.bills.take_all(),
+            applied: self.applied.take_all(),
         })
     }
 
@@ -310,46 +392,33 @@ impl MemStore {
         }
     }
 
-    /// The dirty rows as the bulk statements bind them; the dirty sets are emptied.
+    /// The dirty rows, copied for the flush; the dirty sets are emptied. The documents
+    /// are serialized by the flush, off the applier's thread.
     fn take_dirty(&mut self) -> DirtyRows {
         let mut rows = DirtyRows::default();
         for id in self.dirty_lines.drain() {
-            let row = &self.lines[&id];
+            let row = self.lines.get(&id).expect("a dirty row is held");
             if let Some(view) = &row.view {
-                rows.line_docs.push(to_doc(view));
-                rows.line_ats.push(row.product_at);
-                rows.line_ids.push(id);
+                rows.lines.push((view.clone(), row.product_at));
             }
         }
         for id in self.dirty_requests.drain() {
-            if let Some(r) = &self.requests[&id] {
-                rows.requests.push((
-                    r.request_id,
-                    r.line_number.clone(),
-                    r.status.clone(),
-                    r.requested_at,
-                    to_doc(r),
-                ));
+            if let Some(r) = self.requests.get(&id).expect("a dirty row is held") {
+                rows.requests.push(r.clone());
             }
         }
         for code in self.dirty_products.drain() {
-            if let Some(p) = &self.products[&code] {
-                rows.products.push((
-                    p.product_code.clone(),
-                    p.operator.clone(),
-                    p.on_sale,
-                    to_doc(p),
-                ));
+            if let Some(p) = self.products.get(&code).expect("a dirty row is held") {
+                rows.products.push(p.clone());
             }
         }
         for key in self.dirty_bills.drain() {
-            if let Some(b) = &self.bills[&key] {
-                rows.bills
-                    .push((b.line_number.clone(), b.month.clone(), to_doc(b)));
+            if let Some(b) = self.bills.get(&key).expect("a dirty row is held") {
+                rows.bills.push(b.clone());
             }
         }
         for agg in self.dirty_applied.drain() {
-            let sequence = self.applied[&agg];
+            let sequence = *self.applied.get(&agg).expect("a dirty row is held");
             rows.applied.push((agg, sequence));
         }
         rows.inquiries = std::mem::take(&mut self.inquiries);
@@ -406,17 +475,13 @@ impl InMemory {
     }
 }
 
-type RequestRow = (Uuid, String, String, DateTime<Utc>, serde_json::Value);
-
 /// One flush's rows, owned, so the transaction can run while the replay goes on.
 #[derive(Default)]
 struct DirtyRows {
-    line_ids: Vec<String>,
-    line_docs: Vec<serde_json::Value>,
-    line_ats: Vec<Option<DateTime<Utc>>>,
-    requests: Vec<RequestRow>,
-    products: Vec<(String, String, bool, serde_json::Value)>,
-    bills: Vec<(String, String, serde_json::Value)>,
+    lines: Vec<(LineView, Option<DateTime<Utc>>)>,
+    requests: Vec<ChangeRequestView>,
+    products: Vec<ProductView>,
+    bills: Vec<BillView>,
     applied: Vec<(Agg, i64)>,
     inquiries: Vec<BillInquired>,
     apply_log: Vec<(Uuid, String, String, i64)>,
@@ -424,8 +489,9 @@ struct DirtyRows {
     progress: Vec<(String, i32, i64)>,
 }
 
-/// `UNNEST` binds of one column of a chunk.
-fn column<T, U>(chunk: &[T], f: impl Fn(&T) -> U) -> Vec<U> {
+/// `UNNEST` binds of one column of a chunk. Documents are bound as [`Json`] of the
+/// views: serialized straight into the statement, with no `serde_json::Value` between.
+fn column<'a, T, U>(chunk: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
     chunk.iter().map(f).collect()
 }
 
@@ -440,17 +506,16 @@ impl DirtyRows {
 
     /// The read tables: lines, change requests, products, bills and bill inquiries.
     async fn write_tables(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        for start in (0..self.line_ids.len()).step_by(CHUNK) {
-            let end = (start + CHUNK).min(self.line_ids.len());
+        for chunk in self.lines.chunks(CHUNK) {
             sqlx::query(
                 "INSERT INTO lines (line_number, doc, product_at)
                  SELECT * FROM UNNEST($1::text[], $2::jsonb[], $3::timestamptz[])
                  ON CONFLICT (line_number) DO UPDATE
                     SET doc = EXCLUDED.doc, product_at = EXCLUDED.product_at",
             )
-            .bind(&self.line_ids[start..end])
-            .bind(&self.line_docs[start..end])
-            .bind(&self.line_ats[start..end])
+            .bind(column(chunk, |(v, _)| v.line_number.clone()))
+            .bind(column(chunk, |(v, _)| Json(v)))
+            .bind(column(chunk, |(_, at)| *at))
             .execute(&mut *conn)
             .await?;
         }
@@ -462,11 +527,11 @@ impl DirtyRows {
                  ON CONFLICT (request_id) DO UPDATE
                     SET status = EXCLUDED.status, doc = EXCLUDED.doc",
             )
-            .bind(column(chunk, |r| r.0))
-            .bind(column(chunk, |r| r.1.clone()))
-            .bind(column(chunk, |r| r.2.clone()))
-            .bind(column(chunk, |r| r.3))
-            .bind(column(chunk, |r| r.4.clone()))
+            .bind(column(chunk, |r| r.request_id))
+            .bind(column(chunk, |r| r.line_number.clone()))
+            .bind(column(chunk, |r| r.status.clone()))
+            .bind(column(chunk, |r| r.requested_at))
+            .bind(column(chunk, Json))
             .execute(&mut *conn)
             .await?;
         }
@@ -478,10 +543,10 @@ impl DirtyRows {
                     SET operator = EXCLUDED.operator, on_sale = EXCLUDED.on_sale,
                         doc = EXCLUDED.doc",
             )
-            .bind(column(chunk, |p| p.0.clone()))
-            .bind(column(chunk, |p| p.1.clone()))
-            .bind(column(chunk, |p| p.2))
-            .bind(column(chunk, |p| p.3.clone()))
+            .bind(column(chunk, |p| p.product_code.clone()))
+            .bind(column(chunk, |p| p.operator.clone()))
+            .bind(column(chunk, |p| p.on_sale))
+            .bind(column(chunk, Json))
             .execute(&mut *conn)
             .await?;
         }
@@ -491,9 +556,9 @@ impl DirtyRows {
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::jsonb[])
                  ON CONFLICT (line_number, month) DO UPDATE SET doc = EXCLUDED.doc",
             )
-            .bind(column(chunk, |b| b.0.clone()))
-            .bind(column(chunk, |b| b.1.clone()))
-            .bind(column(chunk, |b| b.2.clone()))
+            .bind(column(chunk, |b| b.line_number.clone()))
+            .bind(column(chunk, |b| b.month.clone()))
+            .bind(column(chunk, Json))
             .execute(&mut *conn)
             .await?;
         }
@@ -573,6 +638,7 @@ impl Store for MemStore {
         let row = self.load_line(&view.line_number).await?;
         row.view = Some(view.clone());
         self.dirty_lines.insert(view.line_number.clone());
+        self.note(Key::Line(&view.line_number));
         Ok(())
     }
 
@@ -596,6 +662,7 @@ impl Store for MemStore {
         let id_text = id.to_string();
         let r: Option<ChangeRequestView> = self
             .doc(
+                Key::Request(id),
                 "SELECT doc FROM change_requests WHERE request_id = $1::uuid",
                 &[&id_text],
             )
@@ -607,6 +674,7 @@ impl Store for MemStore {
     async fn put_request(&mut self, view: &ChangeRequestView) -> Result<(), ApplyError> {
         self.requests.insert(view.request_id, Some(view.clone()));
         self.dirty_requests.insert(view.request_id);
+        self.note(Key::Request(view.request_id));
         Ok(())
     }
 
@@ -615,7 +683,11 @@ impl Store for MemStore {
             return Ok(p.clone());
         }
         let p: Option<ProductView> = self
-            .doc("SELECT doc FROM products WHERE product_code = $1", &[code])
+            .doc(
+                Key::Product(code),
+                "SELECT doc FROM products WHERE product_code = $1",
+                &[code],
+            )
             .await?;
         self.products.insert(code.to_owned(), p.clone());
         Ok(p)
@@ -625,6 +697,7 @@ impl Store for MemStore {
         self.products
             .insert(view.product_code.clone(), Some(view.clone()));
         self.dirty_products.insert(view.product_code.clone());
+        self.note(Key::Product(&view.product_code));
         Ok(())
     }
 
@@ -635,6 +708,7 @@ impl Store for MemStore {
         }
         let b: Option<BillView> = self
             .doc(
+                Key::Bill(line, month),
                 "SELECT doc FROM bills WHERE line_number = $1 AND month = $2",
                 &[line, month],
             )
@@ -647,14 +721,16 @@ impl Store for MemStore {
         let key = (view.line_number.clone(), view.month.clone());
         self.bills.insert(key.clone(), Some(view.clone()));
         self.dirty_bills.insert(key);
+        self.note(Key::Bill(&view.line_number, &view.month));
         Ok(())
     }
 
     async fn add_inquiry(&mut self, e: &BillInquired) -> Result<bool, ApplyError> {
-        if !self.seen_inquiries.insert(e.inquiry_id) {
+        if self.seen_inquiries.get(&e.inquiry_id).is_some() {
             return Ok(false);
         }
-        if !self.cold {
+        self.seen_inquiries.insert(e.inquiry_id, ());
+        if self.may_be_stored(Key::Inquiry(e.inquiry_id)) {
             let known: Option<i32> =
                 sqlx::query_scalar("SELECT 1 FROM bill_inquiries WHERE inquiry_id = $1")
                     .bind(e.inquiry_id)
@@ -664,6 +740,7 @@ impl Store for MemStore {
                 return Ok(false);
             }
         }
+        self.note(Key::Inquiry(e.inquiry_id));
         self.inquiries.push(e.clone());
         Ok(true)
     }
