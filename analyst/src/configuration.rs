@@ -165,6 +165,10 @@ pub struct ReplayArgs {
     /// process needs about 100 MiB more (the readers' queues, a flush in flight).
     #[arg(long, default_value_t = 32)]
     pub memory_mib: usize,
+    /// Appliers side by side, each owning the partitions numbered alike modulo this
+    /// (per-line order is per partition).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
     /// No progress bar (nor, off a terminal, progress lines).
     #[arg(long)]
     pub quiet: bool,

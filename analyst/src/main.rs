@@ -60,6 +60,7 @@ async fn run_replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
         drop_grace: std::time::Duration::from_secs(args.drop_grace_secs),
         flush_every: args.flush_every,
         memory_bytes: args.memory_mib << 20,
+        workers: args.workers,
         progress: !args.quiet,
         source: args.source,
         max_events: args.max_events,

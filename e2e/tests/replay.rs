@@ -214,11 +214,18 @@ async fn given_changes_and_a_bill_cycle_when_replayed_and_switched_under_query_l
         200,
     )
     .await;
-    // ... and r1 equals a fresh replay of everything, made with memory for a few rows
-    // only (rows leave memory and are read back; the views are built from the tables).
-    let report = replay::run(&config, tiny_memory(options("r2")))
-        .await
-        .unwrap();
+    // ... and r1 equals a fresh replay of everything, made by two workers with memory
+    // for a few rows only (rows leave memory and are read back; the views are built
+    // from the tables).
+    let report = replay::run(
+        &config,
+        ReplayOptions {
+            workers: 2,
+            ..tiny_memory(options("r2"))
+        },
+    )
+    .await
+    .unwrap();
     // (Bill inquiries of the query loop are applied too.)
     assert!(report.applied as i64 >= expected, "{report:?}");
     assert!(report.evicted_rows > 0, "{report:?}");
@@ -281,11 +288,18 @@ async fn given_a_replay_stopped_part_way_when_run_again_with_its_id_then_it_goes
         .unwrap();
     assert_eq!(control.get("s1").await.unwrap().unwrap().state, "building");
 
-    // When: it runs again with the same id (with memory for a few rows: what the first
-    // run wrote is read back from PostgreSQL).
-    let second = replay::run(&config, tiny_memory(options("s1")))
-        .await
-        .unwrap();
+    // When: it runs again with the same id, by two workers (each going on from its
+    // partitions' progress) with memory for a few rows (what the first run wrote is
+    // read back from PostgreSQL).
+    let second = replay::run(
+        &config,
+        ReplayOptions {
+            workers: 2,
+            ..tiny_memory(options("s1"))
+        },
+    )
+    .await
+    .unwrap();
 
     // Then: it applied the rest, each event once, and equals the live views.
     assert!(second.complete, "{second:?}");

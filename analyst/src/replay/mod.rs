@@ -48,8 +48,8 @@ use projector::namespace::{delete_views, Control};
 use projector::processor::{Outcome, Processor};
 use projector::{db, startup};
 
-use crate::replay::reader::{Batch, Window};
-use crate::replay::store::{Budget, MemStore};
+use crate::replay::reader::{Batch, Item, Window};
+use crate::replay::store::{Budget, Catalog, MemStore};
 
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
@@ -66,8 +66,11 @@ pub struct ReplayOptions {
     pub drop_grace: Duration,
     /// Events held in memory between bulk writes.
     pub flush_every: usize,
-    /// Memory for the rows kept across flushes (see [`store::Budget`]).
+    /// Memory for the rows kept across flushes (see [`store::Budget`]), shared by the
+    /// workers.
     pub memory_bytes: usize,
+    /// Appliers side by side, each owning a share of the partitions.
+    pub workers: usize,
     /// Draw the progress bar (on stderr, when it is a terminal).
     pub progress: bool,
     /// Where `phonebill.product-change`'s history is read from.
@@ -135,6 +138,7 @@ impl Default for ReplayOptions {
             drop_grace: Duration::from_secs(10),
             flush_every: 5_000,
             memory_bytes: 32 << 20,
+            workers: 1,
             progress: true,
             source: HistorySource::Auto,
             max_events: None,
@@ -273,6 +277,11 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
         until_ms: options.until.map(|t| t.timestamp_millis()),
     };
     let sources = plan(config, &options, &target.progress).await?;
+    let partitions = (sources.broker.iter())
+        .chain(&sources.event_store)
+        .map(|(topic, plan)| (topic.clone(), plan.broker.partitions.len()))
+        .collect();
+    check_workers(&partitions, options.workers)?;
     let processor = startup::processor(&target.ns_config, target.pool.clone()).await?;
     let estimate = sources.estimate;
     let from_event_store = sources.event_store.iter().map(|(t, _)| t.clone()).collect();
@@ -288,9 +297,17 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
         progress,
         ..
     } = target;
-    let budget = Budget::of_bytes(options.memory_bytes, estimate as usize);
-    let mut store = MemStore::new(pool.clone(), !resumed, budget);
-    store.progress = progress;
+    let workers = options.workers.max(1);
+    let budget = Budget::of_bytes(options.memory_bytes / workers, estimate as usize / workers);
+    let catalog = Catalog::default();
+    let mut stores: Vec<MemStore> = (0..workers)
+        .map(|_| MemStore::new(pool.clone(), !resumed, budget, catalog.clone()))
+        .collect();
+    for ((topic, partition), next) in progress {
+        stores[worker_of(partition, workers)]
+            .progress
+            .insert((topic, partition), next);
+    }
     let mut report = ReplayReport {
         id: id.clone(),
         schema: ns.schema.clone(),
@@ -301,7 +318,7 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
     let mut ends: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     let result = rebuild(
         &mut readers.rx,
-        &mut store,
+        stores,
         &mut report,
         &mut ends,
         &bar,
@@ -309,23 +326,40 @@ pub async fn run(config: &Config, options: ReplayOptions) -> anyhow::Result<Repl
     )
     .await;
     readers.stop().await;
-    report.evicted_rows = store.evicted;
+    let (complete, mut stores) = result?;
+    report.complete = complete;
+    report.evicted_rows = stores.iter().map(|s| s.evicted).sum();
     let applied_at = Instant::now();
-    report.complete = result?;
     if !report.complete {
         // Stopped early: what was read is flushed with its progress; no views, no ends.
-        store.flush().await?;
-        store.wait_written().await?;
+        for store in &mut stores {
+            store.flush().await?;
+            store.wait_written().await?;
+        }
         bar.finish_and_clear();
         report.time(started, prepared, applied_at);
         pool.close().await;
         return Ok(report);
     }
     // The last rows go to PostgreSQL in the background while Redis is filled.
-    store.flush_behind();
+    for store in &mut stores {
+        store.flush_behind();
+    }
     bar.finish_and_clear();
+    let retried = report.parked > 0;
+    if retried {
+        // An event parked behind a fact read later (a line registered before its
+        // product was published, on another partition) is applied now that the whole
+        // history is read, as `projector retry-parked` would.
+        for store in &mut stores {
+            store.wait_written().await?;
+        }
+        let retry = processor.retry_parked().await?;
+        report.applied += retry.applied;
+        report.parked = retry.still_parked;
+    }
     let redis = RedisConn::connect(&config.redis).await?;
-    report.views = publish_views(&mut store, &pool, &redis, &ns.key_prefix).await?;
+    report.views = publish_views(&mut stores, retried, &pool, &redis, &ns.key_prefix).await?;
     record_ends(&pool, &ends).await?;
     let applied_total: i64 = sqlx::query_scalar("SELECT count(*) FROM apply_log")
         .fetch_one(&pool)
@@ -390,7 +424,8 @@ async fn open_namespace(config: &Config, options: &ReplayOptions) -> anyhow::Res
     let mut ns_config = config.clone();
     ns_config.database.schema = ns.schema.clone();
     ns_config.redis.key_prefix = ns.key_prefix.clone();
-    ns_config.database.max_connections = 2;
+    // Per worker: its flush and its reads; one more for the bookkeeping.
+    ns_config.database.max_connections = 1 + 2 * options.workers.max(1) as u32;
     let pool = startup::prepare_database(&ns_config).await?;
     control.grant().await?;
     let progress: Vec<(String, i32, i64)> =
@@ -539,41 +574,99 @@ impl Readers {
     }
 }
 
-/// Applies what the readers send, flushing every `flush_every` events; records each
-/// topic's ends as it is done. Ok(true): every topic was read to its end; Ok(false):
-/// stopped at `max_events`.
+/// Applies what the readers send: each partition's events go to one worker (`partition`
+/// modulo the workers: per-line order is per partition), each with its own store,
+/// flushing every `flush_every` events. Records each topic's end offsets. Returns whether
+/// everything was read (not stopped by `max_events`), and the stores.
 async fn rebuild(
     rx: &mut mpsc::Receiver<Batch>,
-    store: &mut MemStore,
+    stores: Vec<MemStore>,
+    report: &mut ReplayReport,
+    ends: &mut BTreeMap<String, BTreeMap<String, i64>>,
+    bar: &ProgressBar,
+    options: &ReplayOptions,
+) -> anyhow::Result<(bool, Vec<MemStore>)> {
+    let (txs, workers): (Vec<_>, Vec<_>) = stores
+        .into_iter()
+        .map(|store| {
+            let (tx, rx) = mpsc::channel::<Vec<Item>>(2);
+            let worker = tokio::spawn(apply_partitions(store, rx, options.flush_every));
+            (tx, worker)
+        })
+        .unzip();
+    let routed = route(rx, &txs, report, ends, bar, options).await;
+    drop(txs);
+    let mut stores = Vec::with_capacity(workers.len());
+    for worker in workers {
+        let (store, counts) = worker.await??;
+        report.applied += counts.applied;
+        report.duplicates += counts.duplicates;
+        report.parked += counts.parked;
+        report.rejected += counts.rejected;
+        report.outside_window += counts.outside_window;
+        stores.push(store);
+    }
+    Ok((routed?, stores))
+}
+
+/// Workers side by side need every topic split alike: a line's facts and its product
+/// changes (keyed by the line) then sit in partitions of the same number, which one
+/// worker owns.
+fn check_workers(partitions: &BTreeMap<String, usize>, workers: usize) -> anyhow::Result<()> {
+    if workers <= 1 {
+        return Ok(());
+    }
+    let mut distinct: Vec<usize> = partitions.values().copied().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    anyhow::ensure!(
+        distinct.len() <= 1,
+        "--workers {workers} needs every topic to have as many partitions (they have \
+         {partitions:?}): replay with --workers 1"
+    );
+    Ok(())
+}
+
+/// The worker of a partition.
+fn worker_of(partition: i32, workers: usize) -> usize {
+    partition.rem_euclid(workers as i32) as usize
+}
+
+/// Hands each batch's events to their partitions' workers; true when the readers reached
+/// their ends, false when stopped by `max_events`.
+async fn route(
+    rx: &mut mpsc::Receiver<Batch>,
+    txs: &[mpsc::Sender<Vec<Item>>],
     report: &mut ReplayReport,
     ends: &mut BTreeMap<String, BTreeMap<String, i64>>,
     bar: &ProgressBar,
     options: &ReplayOptions,
 ) -> anyhow::Result<bool> {
+    let send = |tx: &mpsc::Sender<Vec<Item>>, items: Vec<Item>| {
+        let tx = tx.clone();
+        async move {
+            tx.send(items)
+                .await
+                .map_err(|_| anyhow::anyhow!("a replay worker stopped"))
+        }
+    };
     while let Some(batch) = rx.recv().await {
         match batch {
             Batch::Items(items) => {
                 bar.inc(items.len() as u64);
                 report.messages += items.len() as u64;
-                for item in items {
-                    let key = (item.msg.topic.clone(), item.msg.partition);
-                    match &item.decoded {
-                        None => report.outside_window += 1,
-                        Some(Err(_)) => report.rejected += 1,
-                        Some(Ok(decoded)) => match store.handle(&item.msg, decoded).await? {
-                            Outcome::Applied => report.applied += 1,
-                            Outcome::Duplicate => report.duplicates += 1,
-                            Outcome::Parked => report.parked += 1,
-                            Outcome::Rejected { .. } => report.rejected += 1,
-                        },
+                if let [tx] = txs {
+                    send(tx, items).await?;
+                } else {
+                    let mut parts: Vec<Vec<Item>> = txs.iter().map(|_| vec![]).collect();
+                    for item in items {
+                        parts[worker_of(item.msg.partition, txs.len())].push(item);
                     }
-                    // Event-store rows have no offset (-1) and add no progress.
-                    if item.msg.offset >= 0 {
-                        store.progress.insert(key, item.msg.offset + 1);
+                    for (tx, part) in txs.iter().zip(parts) {
+                        if !part.is_empty() {
+                            send(tx, part).await?;
+                        }
                     }
-                }
-                if store.unflushed() >= options.flush_every {
-                    store.flush().await?;
                 }
                 if options.max_events.is_some_and(|max| report.messages >= max) {
                     return Ok(false);
@@ -594,24 +687,77 @@ async fn rebuild(
     Ok(true)
 }
 
+/// What a worker did with the events it was handed.
+#[derive(Default)]
+struct Counts {
+    applied: u64,
+    duplicates: u64,
+    parked: u64,
+    rejected: u64,
+    outside_window: u64,
+}
+
+/// One worker: applies its partitions' events to its store, in the order read, and
+/// records how far each partition was read.
+async fn apply_partitions(
+    mut store: MemStore,
+    mut rx: mpsc::Receiver<Vec<Item>>,
+    flush_every: usize,
+) -> anyhow::Result<(MemStore, Counts)> {
+    let mut counts = Counts::default();
+    while let Some(items) = rx.recv().await {
+        for item in items {
+            match &item.decoded {
+                None => counts.outside_window += 1,
+                Some(Err(_)) => counts.rejected += 1,
+                Some(Ok(decoded)) => match store.handle(&item.msg, decoded).await? {
+                    Outcome::Applied => counts.applied += 1,
+                    Outcome::Duplicate => counts.duplicates += 1,
+                    Outcome::Parked => counts.parked += 1,
+                    Outcome::Rejected { .. } => counts.rejected += 1,
+                },
+            }
+            // Event-store rows have no offset (-1) and add no progress.
+            if item.msg.offset >= 0 {
+                store
+                    .progress
+                    .insert((item.msg.topic, item.msg.partition), item.msg.offset + 1);
+            }
+        }
+        if store.unflushed() >= flush_every {
+            store.flush().await?;
+        }
+    }
+    Ok((store, counts))
+}
+
 /// Fills Redis with the namespace's views (from memory when the whole replay fitted
 /// there, else from its tables, a slice of lines at a time) and waits for the last rows
 /// to be written. Returns how many views.
 async fn publish_views(
-    store: &mut MemStore,
+    stores: &mut [MemStore],
+    retried: bool,
     pool: &PgPool,
     redis: &RedisConn,
     prefix: &str,
 ) -> anyhow::Result<u64> {
-    let rows = match store.take_all() {
+    let memory = match stores {
+        [store] if !retried => store.take_all(),
+        _ => None,
+    };
+    let rows = match memory {
         Some(memory) => Rows::Memory(Box::new(memory)),
         None => {
-            store.wait_written().await?;
+            for store in stores.iter_mut() {
+                store.wait_written().await?;
+            }
             Rows::Tables(pool.clone())
         }
     };
     let views = fill_redis(redis, prefix, rows).await?;
-    store.wait_written().await?;
+    for store in stores.iter_mut() {
+        store.wait_written().await?;
+    }
     Ok(views)
 }
 
@@ -876,6 +1022,29 @@ mod tests {
     use super::*;
 
     const PC: &str = "phonebill.product-change";
+
+    fn partitions(counts: &[(&str, usize)]) -> BTreeMap<String, usize> {
+        counts.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn workers_side_by_side_need_topics_split_alike_and_one_worker_takes_any() {
+        let alike = partitions(&[(PC, 12), ("kos.billing", 12), ("inquiries", 12)]);
+        let unlike = partitions(&[(PC, 12), ("kos.billing", 6), ("inquiries", 12)]);
+        assert!(check_workers(&alike, 4).is_ok());
+        assert!(check_workers(&unlike, 1).is_ok());
+        let refused = check_workers(&unlike, 2).unwrap_err().to_string();
+        assert!(refused.contains("--workers 1"), "{refused}");
+    }
+
+    #[test]
+    fn partitions_are_dealt_to_workers_by_their_number() {
+        assert_eq!(worker_of(5, 1), 0);
+        assert_eq!(
+            (0..6).map(|p| worker_of(p, 4)).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 0, 1]
+        );
+    }
 
     #[test]
     fn a_whole_log_is_read_from_the_broker_unless_the_event_store_is_asked_for() {

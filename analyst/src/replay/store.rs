@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use events::bill_inquiry::BillInquired;
@@ -47,11 +48,38 @@ struct ParkedRow {
 enum Key<'a> {
     Line(&'a str),
     Request(Uuid),
-    Product(&'a str),
     Bill(&'a str, &'a str),
     Applied(&'a str, &'a str),
     Parked(&'a str, &'a str),
     Inquiry(Uuid),
+}
+
+/// The product catalogue, shared by a replay's workers: every partition's lines refer
+/// to it. Held whole (a catalogue is small) and never evicted, so in a fresh replay a
+/// product not in it was never published.
+#[derive(Clone, Default)]
+pub struct Catalog(Arc<Mutex<HashMap<String, Option<ProductView>>>>);
+
+impl Catalog {
+    fn get(&self, code: &str) -> Option<Option<ProductView>> {
+        self.0.lock().expect("catalog lock").get(code).cloned()
+    }
+
+    fn insert(&self, code: String, view: Option<ProductView>) {
+        self.0.lock().expect("catalog lock").insert(code, view);
+    }
+
+    /// What was read for a product unless another worker put it in meanwhile: a
+    /// product's publication must never be overwritten by an earlier read of its
+    /// absence.
+    fn insert_read(&self, code: &str, read: Option<ProductView>) -> Option<ProductView> {
+        let mut products = self.0.lock().expect("catalog lock");
+        (products.entry(code.to_owned()).or_insert(read)).clone()
+    }
+
+    fn snapshot(&self) -> HashMap<String, Option<ProductView>> {
+        self.0.lock().expect("catalog lock").clone()
+    }
 }
 
 /// How much a replay keeps in memory.
@@ -88,7 +116,7 @@ pub struct MemStore {
     budget: Budget,
     lines: Generations<String, LineRow>,
     requests: Generations<Uuid, Option<ChangeRequestView>>,
-    products: Generations<String, Option<ProductView>>,
+    products: Catalog,
     bills: Generations<(String, String), Option<BillView>>,
     applied: Generations<Agg, i64>,
     parked_max: Generations<Agg, Option<i64>>,
@@ -115,7 +143,7 @@ const CHUNK: usize = 5_000;
 impl MemStore {
     /// A store for a namespace that is empty (`fresh`) or holds a replay's earlier
     /// flushes.
-    pub fn new(pool: PgPool, fresh: bool, budget: Budget) -> Self {
+    pub fn new(pool: PgPool, fresh: bool, budget: Budget, catalog: Catalog) -> Self {
         Self {
             pool,
             written: fresh
@@ -124,7 +152,7 @@ impl MemStore {
             budget,
             lines: Generations::default(),
             requests: Generations::default(),
-            products: Generations::default(),
+            products: catalog,
             bills: Generations::default(),
             applied: Generations::default(),
             parked_max: Generations::default(),
@@ -305,6 +333,19 @@ impl MemStore {
             .transpose()
     }
 
+    /// A product not in the catalogue: absent in a fresh replay, else as stored.
+    async fn read_product(&self, code: &str) -> Result<Option<ProductView>, ApplyError> {
+        if self.written.is_some() {
+            return Ok(None);
+        }
+        let doc: Option<serde_json::Value> =
+            sqlx::query_scalar("SELECT doc FROM products WHERE product_code = $1")
+                .bind(code)
+                .fetch_optional(&self.pool)
+                .await?;
+        doc.map(from_doc).transpose()
+    }
+
     /// Events held in memory since the last flush.
     pub fn unflushed(&self) -> usize {
         self.apply_log.len() + self.inquiries.len() + self.parked.len()
@@ -322,7 +363,6 @@ impl MemStore {
             self.wait_written().await?;
             let dropped = self.lines.rotate()
                 + self.requests.rotate()
-                + self.products.rotate()
                 + self.bills.rotate()
                 + self.applied.rotate()
                 + self.parked_max.rotate()
@@ -339,7 +379,6 @@ impl MemStore {
     fn recent_rows(&self) -> usize {
         self.lines.recent()
             + self.requests.recent()
-            + self.products.recent()
             + self.bills.recent()
             + self.applied.recent()
             + self.parked_max.recent()
@@ -359,7 +398,7 @@ impl MemStore {
         Some(InMemory {
             lines: self.lines.take_all(),
             requests: self.requests.take_all(),
-            products: self.products.take_all(),
+            products: self.products.snapshot(),
             bills: self.bills.take_all(),
             applied: self.applied.take_all(),
         })
@@ -409,7 +448,7 @@ impl MemStore {
         }
         for code in self.dirty_products.drain() {
             if let Some(p) = self.products.get(&code).expect("a dirty row is held") {
-                rows.products.push(p.clone());
+                rows.products.push(p);
             }
         }
         for key in self.dirty_bills.drain() {
@@ -680,24 +719,16 @@ impl Store for MemStore {
 
     async fn product(&mut self, code: &str) -> Result<Option<ProductView>, ApplyError> {
         if let Some(p) = self.products.get(code) {
-            return Ok(p.clone());
+            return Ok(p);
         }
-        let p: Option<ProductView> = self
-            .doc(
-                Key::Product(code),
-                "SELECT doc FROM products WHERE product_code = $1",
-                &[code],
-            )
-            .await?;
-        self.products.insert(code.to_owned(), p.clone());
-        Ok(p)
+        let read = self.read_product(code).await?;
+        Ok(self.products.insert_read(code, read))
     }
 
     async fn put_product(&mut self, view: &ProductView) -> Result<(), ApplyError> {
         self.products
             .insert(view.product_code.clone(), Some(view.clone()));
         self.dirty_products.insert(view.product_code.clone());
-        self.note(Key::Product(&view.product_code));
         Ok(())
     }
 
@@ -743,5 +774,40 @@ impl Store for MemStore {
         self.note(Key::Inquiry(e.inquiry_id));
         self.inquiries.push(e.clone());
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn product(code: &str) -> ProductView {
+        ProductView {
+            product_code: code.to_owned(),
+            name: "Plan".to_owned(),
+            operator: "MVNO-A".to_owned(),
+            monthly_fee: 33_000,
+            data_mb: None,
+            voice_minutes: None,
+            sms_count: None,
+            on_sale: true,
+        }
+    }
+
+    #[test]
+    fn a_workers_read_of_a_missing_product_never_hides_its_publication_by_another() {
+        // Given: one worker read P1 as absent while another published it.
+        let catalog = Catalog::default();
+        catalog.insert("P1".to_owned(), Some(product("P1")));
+
+        // When: the first worker records what it read.
+        let seen = catalog.insert_read("P1", None);
+
+        // Then: the publication stands, and is what the first worker goes on with.
+        assert_eq!(seen, Some(product("P1")));
+        assert_eq!(catalog.get("P1"), Some(Some(product("P1"))));
+        // A product nobody published is recorded as absent.
+        assert_eq!(catalog.insert_read("P2", None), None);
+        assert_eq!(catalog.get("P2"), Some(None));
     }
 }
