@@ -162,7 +162,8 @@ pub struct ReplayArgs {
     pub flush_every: usize,
     /// Memory for the rows (views, checkpoints) kept between flushes, MiB; rows the
     /// replay has passed leave it and are read back from PostgreSQL when needed. The
-    /// process needs about 100 MiB more (the readers' queues, a flush in flight).
+    /// process needs about 200 MiB more (the readers' queues, the Bloom filter of written
+    /// keys, a flush in flight per worker, the allocator's reserve).
     #[arg(long, default_value_t = 32)]
     pub memory_mib: usize,
     /// Appliers side by side, each owning the partitions numbered alike modulo this
