@@ -586,19 +586,36 @@ async fn rebuild(
     bar: &ProgressBar,
     options: &ReplayOptions,
 ) -> anyhow::Result<(bool, Vec<MemStore>)> {
-    let (txs, workers): (Vec<_>, Vec<_>) = stores
+    let mut workers = stores
         .into_iter()
-        .map(|store| {
-            let (tx, rx) = mpsc::channel::<Vec<Item>>(2);
-            let worker = tokio::spawn(apply_partitions(store, rx, options.flush_every));
-            (tx, worker)
-        })
-        .unzip();
-    let routed = route(rx, &txs, report, ends, bar, options).await;
-    drop(txs);
+        .map(|store| Worker::new(store, options.flush_every));
+    let (routed, workers) = if workers.len() == 1 {
+        // One worker applies in the routing task: no hand-over, no batches queued twice.
+        let worker = workers.next().expect("one worker");
+        let mut appliers = Appliers::One(Box::new(worker));
+        let routed = route(rx, &mut appliers, report, ends, bar, options).await;
+        let Appliers::One(worker) = appliers else {
+            unreachable!("one worker stays one")
+        };
+        (routed, vec![*worker])
+    } else {
+        let (txs, tasks): (Vec<_>, Vec<_>) = workers
+            .map(|worker| {
+                let (tx, rx) = mpsc::channel::<Vec<Item>>(2);
+                (tx, tokio::spawn(worker.run(rx)))
+            })
+            .unzip();
+        let mut appliers = Appliers::Many(txs);
+        let routed = route(rx, &mut appliers, report, ends, bar, options).await;
+        drop(appliers);
+        let mut workers = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            workers.push(task.await??);
+        }
+        (routed, workers)
+    };
     let mut stores = Vec::with_capacity(workers.len());
-    for worker in workers {
-        let (store, counts) = worker.await??;
+    for Worker { store, counts, .. } in workers {
         report.applied += counts.applied;
         report.duplicates += counts.duplicates;
         report.parked += counts.parked;
@@ -607,6 +624,33 @@ async fn rebuild(
         stores.push(store);
     }
     Ok((routed?, stores))
+}
+
+/// Where `route` hands events: the one worker itself, or the workers' queues.
+enum Appliers {
+    One(Box<Worker>),
+    Many(Vec<mpsc::Sender<Vec<Item>>>),
+}
+
+impl Appliers {
+    async fn take(&mut self, items: Vec<Item>) -> anyhow::Result<()> {
+        match self {
+            Appliers::One(worker) => worker.apply(items).await,
+            Appliers::Many(txs) => {
+                let mut parts: Vec<Vec<Item>> = txs.iter().map(|_| vec![]).collect();
+                for item in items {
+                    parts[worker_of(item.msg.partition, txs.len())].push(item);
+                }
+                for (tx, part) in txs.iter().zip(parts) {
+                    if !part.is_empty() {
+                        (tx.send(part).await)
+                            .map_err(|_| anyhow::anyhow!("a replay worker stopped"))?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Workers side by side need every topic split alike: a line's facts and its product
@@ -636,38 +680,18 @@ fn worker_of(partition: i32, workers: usize) -> usize {
 /// their ends, false when stopped by `max_events`.
 async fn route(
     rx: &mut mpsc::Receiver<Batch>,
-    txs: &[mpsc::Sender<Vec<Item>>],
+    appliers: &mut Appliers,
     report: &mut ReplayReport,
     ends: &mut BTreeMap<String, BTreeMap<String, i64>>,
     bar: &ProgressBar,
     options: &ReplayOptions,
 ) -> anyhow::Result<bool> {
-    let send = |tx: &mpsc::Sender<Vec<Item>>, items: Vec<Item>| {
-        let tx = tx.clone();
-        async move {
-            tx.send(items)
-                .await
-                .map_err(|_| anyhow::anyhow!("a replay worker stopped"))
-        }
-    };
     while let Some(batch) = rx.recv().await {
         match batch {
             Batch::Items(items) => {
                 bar.inc(items.len() as u64);
                 report.messages += items.len() as u64;
-                if let [tx] = txs {
-                    send(tx, items).await?;
-                } else {
-                    let mut parts: Vec<Vec<Item>> = txs.iter().map(|_| vec![]).collect();
-                    for item in items {
-                        parts[worker_of(item.msg.partition, txs.len())].push(item);
-                    }
-                    for (tx, part) in txs.iter().zip(parts) {
-                        if !part.is_empty() {
-                            send(tx, part).await?;
-                        }
-                    }
-                }
+                appliers.take(items).await?;
                 if options.max_events.is_some_and(|max| report.messages >= max) {
                     return Ok(false);
                 }
@@ -699,13 +723,31 @@ struct Counts {
 
 /// One worker: applies its partitions' events to its store, in the order read, and
 /// records how far each partition was read.
-async fn apply_partitions(
-    mut store: MemStore,
-    mut rx: mpsc::Receiver<Vec<Item>>,
+struct Worker {
+    store: MemStore,
+    counts: Counts,
     flush_every: usize,
-) -> anyhow::Result<(MemStore, Counts)> {
-    let mut counts = Counts::default();
-    while let Some(items) = rx.recv().await {
+}
+
+impl Worker {
+    fn new(store: MemStore, flush_every: usize) -> Self {
+        Self {
+            store,
+            counts: Counts::default(),
+            flush_every,
+        }
+    }
+
+    /// Applies what arrives on `rx` until the router is done.
+    async fn run(mut self, mut rx: mpsc::Receiver<Vec<Item>>) -> anyhow::Result<Self> {
+        while let Some(items) = rx.recv().await {
+            self.apply(items).await?;
+        }
+        Ok(self)
+    }
+
+    async fn apply(&mut self, items: Vec<Item>) -> anyhow::Result<()> {
+        let (store, counts) = (&mut self.store, &mut self.counts);
         for item in items {
             match &item.decoded {
                 None => counts.outside_window += 1,
@@ -724,11 +766,11 @@ async fn apply_partitions(
                     .insert((item.msg.topic, item.msg.partition), item.msg.offset + 1);
             }
         }
-        if store.unflushed() >= flush_every {
+        if store.unflushed() >= self.flush_every {
             store.flush().await?;
         }
+        Ok(())
     }
-    Ok((store, counts))
 }
 
 /// Fills Redis with the namespace's views (from memory when the whole replay fitted
