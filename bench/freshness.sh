@@ -2,8 +2,10 @@
 # Freshness: the time from a product change's 202 to the change being visible in the
 # query API, over FRESH_CHANGES changes (default 1,000) made by FRESH_CLIENTS clients
 # (default 8) on distinct lines, after FRESH_WARMUP changes made the same way and not
-# counted (default 1,000: a Kafka broker started for the run spends its first minute
-# compiling its hot paths, measured at ~9 ms of its CPU per change against ~2 ms warm). Each client reads its change back from query-service
+# counted (default 10,000, about half a minute: a Kafka broker started for the run spends
+# its first minute compiling its hot paths; its CPU per change measured 2.2-2.8 ms after
+# 1,000 warm-up changes, 1.5 ms after 5,000, 0.8 ms after 10,000, 0.6-0.9 ms on a broker
+# that had run for minutes; see RESULTS.md). Each client reads its change back from query-service
 # with the 202's `position` as `minPosition` (query-service answers as soon as the
 # projection has it) before making its next change. The whole write and read path runs:
 # command-service (relay) -> broker -> projector -> Redis -> query-service.
@@ -22,7 +24,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${PHONEBILL_CACHE:-$HOME/.cache/phonebill}"
 TARGET="${CARGO_TARGET_DIR:-$CACHE/target}"
 CHANGES="${FRESH_CHANGES:-1000}"
-WARMUP="${FRESH_WARMUP:-1000}"
+WARMUP="${FRESH_WARMUP:-10000}"
 CLIENTS="${FRESH_CLIENTS:-8}"
 PG="${PHONEBILL_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/phonebill}"
 BROKERS="${PHONEBILL_KAFKA_BROKERS:?the broker to use}"
