@@ -118,10 +118,7 @@ impl KosMessages {
                 Ok(decoded) => decoded,
                 Err(e) => return Ok(dead(e)),
             };
-            let trace = Trace {
-                correlation_id: envelope.correlation_id,
-                causation_id: envelope.event_id,
-            };
+            let trace = Trace::here(envelope.correlation_id, envelope.event_id);
             match self.changes.record_kos_result(result, trace).await {
                 Ok(()) => Ok(Handled::Applied),
                 Err(AppError::UnknownRequest(id)) => Ok(Handled::Dead(Verdict::dead(

@@ -57,10 +57,7 @@ impl TimeoutSweeper {
         .fetch_all(&self.pool)
         .await?;
         for (request_id, line_number) in &due {
-            let trace = Trace {
-                correlation_id: *request_id,
-                causation_id: *request_id,
-            };
+            let trace = Trace::here(*request_id, *request_id);
             self.changes
                 .time_out(*request_id, line_number, trace)
                 .await?;

@@ -15,7 +15,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::PrintOpenapi) = cli.command {
         return service_kit::http::print_openapi(&command_service::routes::openapi::document());
     }
-    telemetry::init_logging("info,sqlx::postgres::notice=warn");
+    let _telemetry = telemetry::init("command-service", "info,sqlx::postgres::notice=warn");
     let config = cli.config;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {

@@ -34,11 +34,25 @@ use group_commit::{ChangeCommand, Decider, GroupCommit};
 pub type LineStore = PersistedEventStore<EventRepository, Line>;
 type LineContext = EventStoreAggregateContext<Line>;
 
-/// Who asked, for the envelope's correlation and causation ids.
-#[derive(Debug, Clone, Copy)]
+/// Who asked, for the envelope's correlation and causation ids, and the W3C trace
+/// context the events are stored under (the relay's publish continues it).
+#[derive(Debug, Clone)]
 pub struct Trace {
     pub correlation_id: Uuid,
     pub causation_id: Uuid,
+    pub traceparent: Option<String>,
+}
+
+impl Trace {
+    /// Ids for events caused by `causation_id`, in the trace of the current span.
+    pub fn here(correlation_id: Uuid, causation_id: Uuid) -> Self {
+        Self {
+            correlation_id,
+            causation_id,
+            traceparent: service_kit::traces::traceparent(&tracing::Span::current())
+                .map(|(parent, _)| parent),
+        }
+    }
 }
 
 /// The answer to a request: its id and what the line recorded for it.
@@ -112,7 +126,7 @@ impl ProductChanges {
             result: result.clone(),
             received_at: Utc::now(),
         };
-        (|| self.execute(&line, command(), trace))
+        (|| self.execute(&line, command(), trace.clone()))
             .retry(conflict_backoff())
             .when(|e| matches!(e, AppError::Conflict))
             .await
@@ -131,7 +145,7 @@ impl ProductChanges {
             line_number: line_number.to_owned(),
             now: Utc::now(),
         };
-        (|| self.execute(line_number, command(), trace))
+        (|| self.execute(line_number, command(), trace.clone()))
             .retry(conflict_backoff())
             .when(|e| matches!(e, AppError::Conflict))
             .await
@@ -166,7 +180,7 @@ impl ProductChanges {
             return Ok(());
         }
         self.store
-            .commit(events, context, metadata(trace))
+            .commit(events, context, metadata(&trace))
             .await
             .map_err(store_error)?;
         self.decider.committed.notify_one();
@@ -262,15 +276,19 @@ where
     }
 }
 
-fn metadata(trace: Trace) -> HashMap<String, String> {
-    HashMap::from([
+fn metadata(trace: &Trace) -> HashMap<String, String> {
+    let mut metadata = HashMap::from([
         (
             "correlation_id".to_owned(),
             trace.correlation_id.to_string(),
         ),
         ("causation_id".to_owned(), trace.causation_id.to_string()),
         ("occurred_at".to_owned(), Utc::now().to_rfc3339()),
-    ])
+    ]);
+    if let Some(parent) = &trace.traceparent {
+        metadata.insert(service_kit::traces::TRACEPARENT.to_owned(), parent.clone());
+    }
+    metadata
 }
 
 fn conflict_backoff() -> ExponentialBuilder {

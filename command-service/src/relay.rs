@@ -89,6 +89,8 @@ pub type Relay = OutboxPublisher<EventStoreOutbox>;
 pub struct OutboxEvent {
     pub position: OutboxPosition,
     pub envelope: Envelope,
+    /// The W3C `traceparent` the event was committed under, if traced.
+    pub trace: Option<String>,
 }
 
 /// The relay for `topic`; `kafka`: the service's client settings.
@@ -187,6 +189,7 @@ impl OutboxSession for RelaySession {
                     Record::envelope(&self.topic, &event.envelope.aggregate_id, &event.envelope)
                         .partition(partition)
                         .header(POSITION_HEADER, &format!("{tx}:{pos}"))
+                        .traced(event.trace.clone())
                 });
                 Ok(Outgoing {
                     row: event.position,
@@ -234,10 +237,17 @@ struct OutboxRow {
 impl OutboxRow {
     fn into_event(self) -> Result<OutboxEvent, OutboxError> {
         let position = (self.tx_id as u64, self.position);
+        let trace = self.stored.metadata[service_kit::traces::TRACEPARENT]
+            .as_str()
+            .map(str::to_owned);
         let envelope = self.stored.into_envelope().map_err(|reason| {
             OutboxError::BadRow(format!("{position:?} cannot be published: {reason}"))
         })?;
-        Ok(OutboxEvent { position, envelope })
+        Ok(OutboxEvent {
+            position,
+            envelope,
+            trace,
+        })
     }
 }
 

@@ -11,7 +11,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::PrintOpenapi = command {
         return service_kit::http::print_openapi(&crate::routes::openapi::document());
     }
-    service_kit::telemetry::init_logging("info,sqlx::postgres::notice=warn");
+    let _telemetry = service_kit::telemetry::init("kos-mock", "info,sqlx::postgres::notice=warn");
     let config = cli.config;
     match command {
         Command::Serve => {

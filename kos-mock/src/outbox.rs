@@ -119,10 +119,13 @@ pub async fn append_envelope(
     key: &str,
     envelope: &Envelope,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO outbox (topic, key, envelope) VALUES ($1, $2, $3)")
+    let trace =
+        service_kit::traces::traceparent(&tracing::Span::current()).map(|(parent, _)| parent);
+    sqlx::query("INSERT INTO outbox (topic, key, envelope, traceparent) VALUES ($1, $2, $3, $4)")
         .bind(topic.as_str())
         .bind(key)
         .bind(sqlx::types::Json(envelope))
+        .bind(trace)
         .execute(conn)
         .await?;
     Ok(())
@@ -182,22 +185,30 @@ impl OutboxSession for KosOutboxSession {
 
     /// The oldest unpublished rows.
     async fn next_batch(&mut self) -> Result<Vec<Outgoing<i64>>, OutboxError> {
-        let rows: Vec<(i64, String, String, sqlx::types::Json<Envelope>)> = sqlx::query_as(
-            "SELECT id, topic, key, envelope FROM outbox WHERE NOT published ORDER BY id LIMIT $1",
+        type Row = (
+            i64,
+            String,
+            String,
+            sqlx::types::Json<Envelope>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, topic, key, envelope, traceparent FROM outbox WHERE NOT published
+              ORDER BY id LIMIT $1",
         )
         .bind(BATCH)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, topic, key, envelope)| {
+            .map(|(id, topic, key, envelope, trace)| {
                 let topic = match topic.as_str() {
                     "results" => self.topics.kos_results(),
                     _ => self.topics.kos_billing(),
                 };
                 Outgoing {
                     row: id,
-                    record: Some(Record::envelope(topic, key, &envelope.0)),
+                    record: Some(Record::envelope(topic, key, &envelope.0).traced(trace)),
                 }
             })
             .collect())

@@ -5,7 +5,7 @@ use service_kit::telemetry;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init_logging("info,sqlx::postgres::notice=warn");
+    let _telemetry = telemetry::init("projector", "info,sqlx::postgres::notice=warn");
     let cli = Cli::try_parse().unwrap_or_else(|e| {
         if let Some(name) = projector::configuration::moved_to_analyst(&e) {
             eprintln!("`projector {name}` is now `phonebill-analyst {name}` (the analyst tools)");

@@ -22,6 +22,7 @@ use read_model::keys::View;
 use redis::AsyncCommands;
 use service_kit::redis_conn::RedisConn;
 use sqlx::{PgConnection, PgPool};
+use tracing::Instrument;
 
 use crate::projections::{self, ApplyError, Store};
 use events::schema::SchemaSet;
@@ -56,6 +57,30 @@ impl Incoming {
                 })
                 .unwrap_or_default(),
         }
+    }
+}
+
+impl Incoming {
+    /// The span of applying this message: a child of the trace its headers carry (each
+    /// event of a run in its own change's trace; the run's span links them all).
+    fn apply_span(&self) -> tracing::Span {
+        let span = tracing::info_span!("apply", otel.name = %format_args!("{} apply", self.topic),
+            messaging.destination.partition.id = self.partition, messaging.kafka.offset = self.offset);
+        if span.is_disabled() {
+            return span;
+        }
+        let header = |name: &str| {
+            self.headers
+                .iter()
+                .find(|(key, _)| key == name)
+                .and_then(|(_, value)| std::str::from_utf8(value).ok())
+        };
+        service_kit::traces::continue_trace(
+            &span,
+            header(service_kit::traces::TRACEPARENT),
+            header(service_kit::traces::TRACESTATE),
+        );
+        span
     }
 }
 
@@ -266,11 +291,13 @@ impl Processor {
         let mut outcomes = Vec::with_capacity(msgs.len());
         let mut views = vec![];
         for msg in msgs {
-            let (outcome, touched) = self.apply_message(msg).await?;
+            let (outcome, touched) = self.apply_message(msg).instrument(msg.apply_span()).await?;
             outcomes.push(outcome);
             views.extend(touched);
         }
-        self.refresh(&views).await?;
+        self.refresh(&views)
+            .instrument(tracing::info_span!("refresh views", views = views.len()))
+            .await?;
         Ok(outcomes)
     }
 

@@ -13,7 +13,7 @@ async fn main() -> anyhow::Result<()> {
     if cli.command == Some(Command::PrintOpenapi) {
         return service_kit::http::print_openapi(&query_service::routes::openapi::document());
     }
-    telemetry::init_logging("info,sqlx::postgres::notice=warn");
+    let _telemetry = telemetry::init("query-service", "info,sqlx::postgres::notice=warn");
     let config = cli.config;
     let app = Application::build(config).await?;
     let shutdown = service_kit::server::shutdown_on_signal();

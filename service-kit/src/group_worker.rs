@@ -45,6 +45,7 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::dead_letter::DeadLetters;
 
@@ -338,8 +339,11 @@ impl<H: Handler> Core<H> {
     /// false if shutdown came first (nothing of them may be stored).
     async fn process(&self, messages: &[OwnedMessage]) -> bool {
         let topic = messages[0].topic();
+        let span = crate::traces::consume_span(self.name(), messages);
         let Some(verdicts) = self
-            .until_done("handling", topic, || self.handler.handle(messages))
+            .until_done("handling", topic, || {
+                self.handler.handle(messages).instrument(span.clone())
+            })
             .await
         else {
             return false;

@@ -109,7 +109,16 @@ where
             .unwrap_or("unmatched");
         let route = intern(route);
         let method = request.method().clone();
-        let span = tracing::info_span!("http", %method, %route, %correlation_id);
+        let span = tracing::info_span!("http", %method, %route, %correlation_id,
+            otel.name = %format_args!("{method} {route}"), otel.kind = "server",
+            http.response.status_code = tracing::field::Empty);
+        // A caller's W3C trace context: this request continues its trace.
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        crate::traces::continue_trace(
+            &span,
+            header(crate::traces::TRACEPARENT),
+            header(crate::traces::TRACESTATE),
+        );
         let started = Instant::now();
         // Called here, after our own poll_ready: the inner service is ready now.
         let response = self.inner.call(request).instrument(span.clone());
@@ -131,6 +140,7 @@ where
                 }
             };
             let status = response.status();
+            span.record("http.response.status_code", status.as_u16());
             let elapsed = started.elapsed();
             let (requests, duration) = request_metrics(route, &method, status);
             requests.increment(1);

@@ -12,6 +12,8 @@
 //! - [`bounded_reader`]: a topic read between planned offsets (replay, export, time travel).
 //! - [`database`]: a PostgreSQL pool bound to one schema (each service owns a schema).
 //! - [`telemetry`]: JSON logs and the Prometheus recorder.
+//! - [`traces`]: OpenTelemetry traces over OTLP and the W3C trace context carried through
+//!   HTTP, the outbox rows and Kafka headers.
 //! - [`http`]: the `observe` layer (correlation id, deadline, request metrics).
 //! - [`problem`]: every stable problem code and the `application/problem+json` document.
 //! - [`auth`]: access tokens (issue, verify, rotate, revoke), the [`auth::Caller`]
@@ -41,6 +43,7 @@ pub mod secret;
 pub mod server;
 pub mod sharded;
 pub mod telemetry;
+pub mod traces;
 
 /// `PHONEBILL_ENV`: production refuses development defaults (keys, passwords).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

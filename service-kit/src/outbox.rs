@@ -61,6 +61,10 @@ pub struct Record {
     pub key: String,
     pub payload: Vec<u8>,
     pub headers: OwnedHeaders,
+    /// The W3C `traceparent` the row was stored under: the publish span continues that
+    /// trace, and the message carries the publish span's context (or this one, when
+    /// traces are off here) in its `traceparent` header.
+    pub trace: Option<String>,
 }
 
 impl Record {
@@ -95,7 +99,14 @@ impl Record {
             key: key.into(),
             payload: codec::encode(envelope),
             headers,
+            trace: None,
         }
+    }
+
+    /// The trace context the row was stored under ([`Record::trace`]).
+    pub fn traced(mut self, traceparent: Option<String>) -> Self {
+        self.trace = traceparent;
+        self
     }
 
     pub fn partition(mut self, partition: i32) -> Self {
@@ -323,7 +334,7 @@ impl<S: OutboxSession> Leading<S> {
                     let mut out = FutureRecord::to(&r.topic)
                         .key(&r.key)
                         .payload(&r.payload)
-                        .headers(r.headers.clone());
+                        .headers(with_trace(r, self.name));
                     if let Some(p) = r.partition {
                         out = out.partition(p);
                     }
@@ -364,5 +375,33 @@ impl<S: OutboxSession> Leading<S> {
         metrics::histogram!("phonebill_outbox_batch_seconds", "outbox" => self.name)
             .record(started.elapsed().as_secs_f64());
         Ok(rows)
+    }
+}
+
+/// `record`'s headers with its trace context: a producer span continuing the trace the
+/// row was stored under (kept short: it marks the hand-over to the broker), whose context
+/// the message carries on.
+fn with_trace(record: &Record, outbox: &str) -> OwnedHeaders {
+    let Some(stored) = record.trace.as_deref() else {
+        return record.headers.clone();
+    };
+    let span = tracing::info_span!("publish", otel.name = %format_args!("{} publish", record.topic),
+        otel.kind = "producer", messaging.system = "kafka",
+        messaging.destination.name = %record.topic, outbox);
+    crate::traces::continue_trace(&span, Some(stored), None);
+    let (parent, state) = match crate::traces::traceparent(&span) {
+        Some((parent, state)) => (parent, state),
+        None => (stored.to_owned(), None),
+    };
+    let headers = record.headers.clone().insert(Header {
+        key: crate::traces::TRACEPARENT,
+        value: Some(&parent),
+    });
+    match state {
+        Some(state) => headers.insert(Header {
+            key: crate::traces::TRACESTATE,
+            value: Some(&state),
+        }),
+        None => headers,
     }
 }

@@ -1,19 +1,81 @@
-//! JSON logs (one object per line, with span fields such as the correlation id) and the
-//! Prometheus recorder.
+//! JSON logs (one object per line, with span fields such as the correlation id), the
+//! OpenTelemetry trace exporter when the environment asks for one ([`crate::traces`]),
+//! and the Prometheus recorder.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::EnvFilter;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-/// Installs the JSON log subscriber once; later calls (tests) are no-ops.
-pub fn init_logging(default_filter: &str) {
+/// What traces record when exported (`PHONEBILL_TRACE_FILTER`, an `EnvFilter`, else
+/// this): the services' own spans, not the libraries' (the exporter's HTTP client
+/// among them, whose spans would feed themselves).
+const TRACE_FILTER: &str = "info,sqlx=warn,rdkafka=warn,hyper=warn,hyper_util=warn,h2=warn,reqwest=warn,tower=warn,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off";
+
+/// Keeps the trace exporter for the life of the process; dropping it exports the spans
+/// still queued (within the SDK's shutdown timeout).
+#[must_use = "dropping it stops the trace exporter"]
+pub struct Telemetry {
+    traces: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported.
+    pub fn traces_on(&self) -> bool {
+        self.traces.is_some()
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.traces.take() {
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+/// Installs the JSON log subscriber (`RUST_LOG`, else `default_filter`) and, when
+/// `OTEL_EXPORTER_OTLP_*ENDPOINT` is set, the trace exporter for `service`; once per
+/// process, later calls (tests) install nothing. Each has its own filter: logs at
+/// `warn` still export the services' `info` spans.
+pub fn init(service: &str, default_filter: &str) -> Telemetry {
     let filter =
         EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt::layer()
         .json()
         .with_current_span(true)
         .with_span_list(false)
-        .with_env_filter(filter)
-        .try_init();
+        .with_filter(filter);
+    let provider = if crate::traces::enabled_by_env() {
+        match crate::traces::provider(service) {
+            Ok(provider) => Some(provider),
+            Err(e) => {
+                eprintln!("traces are off: the OTLP exporter did not start: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let traces = provider.as_ref().map(|provider| {
+        let filter = EnvFilter::try_from_env("PHONEBILL_TRACE_FILTER")
+            .unwrap_or_else(|_| EnvFilter::new(TRACE_FILTER));
+        crate::traces::layer(provider).with_filter(filter)
+    });
+    let installed = tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
+        .try_init()
+        .is_ok();
+    Telemetry {
+        traces: provider.filter(|_| installed),
+    }
+}
+
+/// Installs the JSON log subscriber once, without traces (tools and tests).
+pub fn init_logging(default_filter: &str) {
+    let _ = init("", default_filter);
 }
 
 /// The process-wide Prometheus recorder (installed on first use).

@@ -261,7 +261,7 @@ impl Decider {
             &line.context.aggregate_id,
             line.context.current_sequence,
             sink.collect().await,
-            &metadata(command.trace),
+            &metadata(&command.trace),
         )
         .map_err(|e| store_error(e.into()))?;
         Ok((record, events))
@@ -435,6 +435,7 @@ mod tests {
                 trace: Trace {
                     correlation_id: Uuid::nil(),
                     causation_id: Uuid::nil(),
+                    traceparent: None,
                 },
             },
             answer,

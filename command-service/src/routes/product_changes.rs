@@ -123,10 +123,7 @@ pub(super) async fn request_change(
 ) -> Result<Response, AppError> {
     let (line, request) = body.parse()?;
     caller.may_change_line(line.as_str())?;
-    let trace = Trace {
-        correlation_id,
-        causation_id: Uuid::new_v4(),
-    };
+    let trace = Trace::here(correlation_id, Uuid::new_v4());
     let decision = state
         .changes
         .request(

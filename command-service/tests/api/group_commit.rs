@@ -35,6 +35,7 @@ fn command(body: &Value) -> ChangeCommand {
         trace: Trace {
             correlation_id: Uuid::new_v4(),
             causation_id: Uuid::new_v4(),
+            traceparent: None,
         },
     }
 }
