@@ -403,6 +403,21 @@ def test_production_configuration_shape(prod_objects: Objects):
     assert not {"PHONEBILL_DATABASE_URL", "PHONEBILL_REDIS_URL", "PHONEBILL_KAFKA_SASL_PASSWORD"} & set(cm)
 
 
+def test_traces_are_off_until_a_collector_is_given_then_every_service_exports_at_the_sampling_ratio(
+    prod_objects: Objects,
+):
+    # Given the production values: no OTLP endpoint, no OTEL_* settings.
+    cm = prod_objects.get("ConfigMap", "phonebill-config")["data"]
+    assert not [k for k in cm if k.startswith("OTEL_")]
+    # When a collector is given: every service (they all read this ConfigMap) exports.
+    values = prod_values({"traces": {"otlpEndpoint": "http://otel-collector.monitoring:4318"}})
+    traced = Objects(render(values)).get("ConfigMap", "phonebill-config")["data"]
+    assert traced["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.monitoring:4318"
+    assert traced["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+    assert traced["OTEL_TRACES_SAMPLER_ARG"] == "0.1"
+    assert "deployment.environment.name=production" in traced["OTEL_RESOURCE_ATTRIBUTES"]
+
+
 @pytest.mark.parametrize("svc", SERVICES)
 def test_secrets_come_from_key_vault(prod_objects: Objects, svc):
     dep = prod_objects.get("Deployment", component(svc))
