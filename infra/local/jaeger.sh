@@ -15,8 +15,9 @@
 #
 # Everything listens on 127.0.0.1 only: OTLP/HTTP (POST /v1/traces), OTLP/gRPC, and the
 # query service on UI_PORT (GET /api/services, /api/traces?service=S, /api/traces/ID,
-# /api/v3/...). The query service's gRPC API takes an ephemeral loopback port, and the
-# collector's own metrics are off, so instances never collide on ports of their own.
+# /api/v3/...; a v3 search needs query.num_traces, or it fails on "search depth"). The
+# query service's gRPC API takes an ephemeral loopback port, and the collector's own
+# metrics are off, so instances never collide on ports of their own.
 # Settings (environment): PHONEBILL_JAEGER_MAX_TRACES (traces kept, oldest dropped first;
 # default 10000).
 set -euo pipefail

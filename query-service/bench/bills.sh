@@ -117,7 +117,10 @@ if [ -n "${CALLGRIND:-}" ]; then
   QUERY_ERR=$CALLGRIND_DIR/valgrind.log
   READY_TRIES=1200   # starting under valgrind takes a while
 fi
-PHONEBILL_DATABASE_URL="postgres://$ROLE@$HOSTPART" PHONEBILL_HTTP_ADDR=127.0.0.1:$QPORT \
+# QUERY_ENV: extra NAME=value settings for query-service alone (bench/traces.sh turns
+# the trace exporter on with them).
+read -r -a QUERY_ENV_ARGS <<<"${QUERY_ENV:-}"
+env "${QUERY_ENV_ARGS[@]}" PHONEBILL_DATABASE_URL="postgres://$ROLE@$HOSTPART" PHONEBILL_HTTP_ADDR=127.0.0.1:$QPORT \
   "${QUERY_CMD[@]}" 2>>"$QUERY_ERR" &
 PIDS+=($!); QUERY_PID=$!
 URL="http://127.0.0.1:$QPORT/api/v1/bills?lineNumber=$LINE&month=$MONTH"
@@ -194,6 +197,10 @@ recorded=$(awk '/^phonebill_bill_inquiries_recorded_total/ {print $2}' <<<"$METR
 dropped=$(awk '/^phonebill_bill_inquiries_dropped_total/ {print $2}' <<<"$METRICS")
 l1=$(awk '/^phonebill_cache_requests_total.*layer="l1".*result="hit"/ {print $2}' <<<"$METRICS")
 echo "query-service: peak RSS $(rss $QUERY_PID); inquiries recorded ${recorded:-0}, dropped ${dropped:-0}; L1 hits ${l1:-0}"
+spans() { awk -v o="outcome=\"$1\"" 'index($0, "phonebill_trace_spans_total") == 1 && index($0, o) {print $2}' <<<"$METRICS"; }
+if grep -q '^phonebill_trace_spans_total' <<<"$METRICS"; then
+  echo "TRACES ended=$(spans ended) exported=$(spans exported) export_failed=$(spans export_failed)"
+fi
 
 # The projector runs after the measurement (on this 2-core box it would otherwise take
 # CPU from the server under test; in production it is its own pod): it consumes the
