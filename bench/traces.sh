@@ -30,7 +30,7 @@ for round in $(seq "$ROUNDS"); do
     row=$(awk -v c="$CONNS" '$1 == c && $5 == "|" {print $2, $4}' <<<"$out")
     spans=$(grep '^TRACES' <<<"$out" || true)
     [ -n "$row" ] || { echo "no result row in:"; echo "$out"; exit 1; } >&2
-    if [ "$mode" = on ] && [ -z "$spans" ]; then
+    if [ "$mode" = on ] && [ -z "$spans" ] && [ "$RATIO" != 0 ]; then
       echo "tracing was on but query-service counted no spans" >&2; exit 1
     fi
     echo "round $round, tracing $mode: $row ${spans:+($spans)}" | sed -E 's/: ([0-9.]+) ([0-9.]+)/: \1 queries\/s, p99 \2 ms/'

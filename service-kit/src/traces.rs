@@ -65,9 +65,13 @@ where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    // Without the code location and thread name on every span: each is attributes made
+    // per span (a thread name is an allocation), on the request's path.
     tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("phonebill"))
         .with_tracked_inactivity(false)
+        .with_location(false)
+        .with_threads(false)
 }
 
 /// The W3C context of `span` as (`traceparent`, `tracestate`); `None` when traces are off
