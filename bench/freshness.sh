@@ -39,6 +39,7 @@ cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   psql "$PG" -qc "DROP SCHEMA IF EXISTS ${ID}_cmd CASCADE" -c "DROP SCHEMA IF EXISTS ${ID}_read CASCADE" \
+    -c "DROP SCHEMA IF EXISTS ${ID}_read_control CASCADE" \
     -c "DROP ROLE IF EXISTS $ROLE" >/dev/null 2>&1 || true
   redis-cli -u "$REDIS_URL" --scan --pattern "$ID:*" | xargs -r -d '\n' redis-cli -u "$REDIS_URL" del >/dev/null || true
   rm -rf "$RUN"

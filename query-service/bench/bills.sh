@@ -93,7 +93,9 @@ cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -f "${BODY:-}"
-  psql -q "$DB" -c "DROP SCHEMA IF EXISTS \"$SCHEMA\" CASCADE" -c "DROP ROLE IF EXISTS \"$ROLE\"" >/dev/null 2>&1 || true
+  # The projector's control schema (which read namespace is active) is <schema>_control.
+  psql -q "$DB" -c "DROP SCHEMA IF EXISTS \"$SCHEMA\" CASCADE" -c "DROP SCHEMA IF EXISTS \"${SCHEMA}_control\" CASCADE" \
+    -c "DROP ROLE IF EXISTS \"$ROLE\"" >/dev/null 2>&1 || true
   redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --scan --pattern "${PREFIX}*" | xargs -r -d '\n' redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" del >/dev/null || true
 }
 trap cleanup EXIT
