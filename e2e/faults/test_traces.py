@@ -11,13 +11,11 @@ Needs PHONEBILL_TEST_KAFKA_BROKERS, the services' binaries and Jaeger's
 (infra/local/stack test builds them). Run alone: python3 -m unittest -v test_traces
 """
 
-import json
 import os
 import shutil
 import subprocess
 import tempfile
 import unittest
-import urllib.request
 import uuid
 
 from harness import ROOT, Stack, free_port, http, wait_until
@@ -41,12 +39,8 @@ class Jaeger:
 
     def trace(self, trace_id):
         """The trace's spans as (span id, parent span id, service, operation, kind)."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.ui}/api/traces/{trace_id}",
-                                        timeout=5) as answer:
-                data = json.load(answer).get("data") or []
-        except OSError:
-            return []
+        status, body = http("GET", f"http://127.0.0.1:{self.ui}/api/traces/{trace_id}", timeout=5)
+        data = (body or {}).get("data") or [] if status == 200 else []
         spans = []
         for trace in data:
             for span in trace["spans"]:

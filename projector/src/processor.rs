@@ -58,9 +58,7 @@ impl Incoming {
                 .unwrap_or_default(),
         }
     }
-}
 
-impl Incoming {
     /// The span of applying this message: a child of the trace its headers carry (each
     /// event of a run in its own change's trace; the run's span links them all).
     fn apply_span(&self) -> tracing::Span {
@@ -69,17 +67,12 @@ impl Incoming {
         if span.is_disabled() {
             return span;
         }
-        let header = |name: &str| {
+        let (parent, state) = service_kit::traces::in_headers(
             self.headers
                 .iter()
-                .find(|(key, _)| key == name)
-                .and_then(|(_, value)| std::str::from_utf8(value).ok())
-        };
-        service_kit::traces::continue_trace(
-            &span,
-            header(service_kit::traces::TRACEPARENT),
-            header(service_kit::traces::TRACESTATE),
+                .map(|(key, value)| (key.as_str(), Some(value.as_slice()))),
         );
+        service_kit::traces::continue_trace(&span, parent, state);
         span
     }
 }

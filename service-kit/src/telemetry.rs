@@ -40,13 +40,6 @@ impl Drop for Telemetry {
 /// process, later calls (tests) install nothing. Each has its own filter: logs at
 /// `warn` still export the services' `info` spans.
 pub fn init(service: &str, default_filter: &str) -> Telemetry {
-    let filter =
-        EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let logs = tracing_subscriber::fmt::layer()
-        .json()
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_filter(filter);
     let provider = if crate::traces::enabled_by_env() {
         match crate::traces::provider(service) {
             Ok(provider) => Some(provider),
@@ -58,6 +51,22 @@ pub fn init(service: &str, default_filter: &str) -> Telemetry {
     } else {
         None
     };
+    install(default_filter, provider)
+}
+
+/// Installs the JSON log subscriber once, without traces (tools and tests).
+pub fn init_logging(default_filter: &str) {
+    let _ = install(default_filter, None);
+}
+
+fn install(default_filter: &str, provider: Option<SdkTracerProvider>) -> Telemetry {
+    let filter =
+        EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt::layer()
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_filter(filter);
     let traces = provider.as_ref().map(|provider| {
         let filter = EnvFilter::try_from_env("PHONEBILL_TRACE_FILTER")
             .unwrap_or_else(|_| EnvFilter::new(TRACE_FILTER));
@@ -71,11 +80,6 @@ pub fn init(service: &str, default_filter: &str) -> Telemetry {
     Telemetry {
         traces: provider.filter(|_| installed),
     }
-}
-
-/// Installs the JSON log subscriber once, without traces (tools and tests).
-pub fn init_logging(default_filter: &str) {
-    let _ = init("", default_filter);
 }
 
 /// The process-wide Prometheus recorder (installed on first use).

@@ -114,21 +114,30 @@ pub fn link(span: &tracing::Span, traceparent: Option<&str>) {
     }
 }
 
-/// The W3C context a Kafka message carries in its headers.
-pub fn of_message<M: rdkafka::Message>(message: &M) -> (Option<&str>, Option<&str>) {
-    use rdkafka::message::Headers;
+/// The W3C context (`traceparent`, `tracestate`) among a message's headers, as pairs
+/// of name and bytes (a consumed Kafka message's, or a copy of them).
+pub fn in_headers<'a>(
+    headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+) -> (Option<&'a str>, Option<&'a str>) {
     let (mut parent, mut state) = (None, None);
-    if let Some(headers) = message.headers() {
-        for header in headers.iter() {
-            let value = header.value.and_then(|v| std::str::from_utf8(v).ok());
-            match header.key {
-                TRACEPARENT => parent = value,
-                TRACESTATE => state = value,
-                _ => {}
-            }
+    for (key, value) in headers {
+        let value = value.and_then(|v| std::str::from_utf8(v).ok());
+        match key {
+            TRACEPARENT => parent = value,
+            TRACESTATE => state = value,
+            _ => {}
         }
     }
     (parent, state)
+}
+
+/// The W3C context a Kafka message carries in its headers.
+pub fn of_message<M: rdkafka::Message>(message: &M) -> (Option<&str>, Option<&str>) {
+    use rdkafka::message::Headers;
+    match message.headers() {
+        Some(headers) => in_headers(headers.iter().map(|h| (h.key, h.value))),
+        None => (None, None),
+    }
 }
 
 /// The span of `consumer` processing `messages`, one partition's run: the child of the
