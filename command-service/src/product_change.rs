@@ -49,8 +49,7 @@ impl Trace {
         Self {
             correlation_id,
             causation_id,
-            traceparent: service_kit::traces::traceparent(&tracing::Span::current())
-                .map(|(parent, _)| parent),
+            traceparent: service_kit::traces::traceparent_here().map(|(parent, _)| parent),
         }
     }
 }

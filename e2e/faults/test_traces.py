@@ -5,7 +5,9 @@ query API out), when a customer requests a product change with a W3C `traceparen
 then Jaeger holds one trace with that id in which the spans follow the change's path,
 each the descendant of the one before: command-service's HTTP span, its relay's publish,
 kos-mock's consume, kos-mock's publish of the answer, command-service's KOS inbox
-consume, its relay's publish of the outcome, and the projector's apply of it.
+consume, its relay's publish of the outcome, and the projector's apply of it. A change
+whose caller did not sample its trace (`traceparent` flags 00) leaves no span in any
+service: the decision travels with it.
 
 Needs PHONEBILL_TEST_KAFKA_BROKERS, the services' binaries and Jaeger's
 (infra/local/stack test builds them). Run alone: python3 -m unittest -v test_traces
@@ -18,7 +20,7 @@ import tempfile
 import unittest
 import uuid
 
-from harness import ROOT, Stack, free_port, http, wait_until
+from harness import ROOT, Stack, free_port, http, psql, wait_until
 
 BROKERS = os.environ.get("PHONEBILL_TEST_KAFKA_BROKERS", "127.0.0.1:9092")
 JAEGER = os.path.join(ROOT, "infra", "local", "jaeger.sh")
@@ -90,13 +92,13 @@ class OneTracePerChange(unittest.TestCase):
         }).up()
         self.addCleanup(self.stack.down)
 
-    def test_a_product_change_is_one_trace_from_the_request_through_kos_to_the_projection(self):
+    def change(self, line, flags):
+        """Requests a change of `line` in a new trace whose sampled flag is `flags`; waits
+        for it to complete and returns the trace id."""
         stack = self.stack
-        line = stack.lines[0]
         current, target = wait_until(f"an offer for {line}", 30, lambda: stack.offer(line))
         trace_id = uuid.uuid4().hex
-        traceparent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
-
+        traceparent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-{flags}"
         status, body = http("POST", f"{stack.url('command-service')}/api/v1/product-changes",
                             {"lineNumber": line, "currentProductCode": current,
                              "targetProductCode": target},
@@ -107,6 +109,12 @@ class OneTracePerChange(unittest.TestCase):
         request_id = body["requestId"]
         wait_until(f"change {request_id} COMPLETED", 60,
                    lambda: stack.status(request_id) == "COMPLETED")
+        return trace_id
+
+    def test_a_change_is_one_trace_from_the_request_through_kos_to_the_projection_and_an_unsampled_one_leaves_none(self):
+        stack = self.stack
+        unsampled = self.change(stack.lines[1], "00")
+        trace_id = self.change(stack.lines[0], "01")
 
         topic = f"{stack.id}.phonebill.product-change"
         results = f"{stack.id}.kos.product-change-results"
@@ -130,6 +138,18 @@ class OneTracePerChange(unittest.TestCase):
                          ("kos-mock", "consumer"), ("kos-mock", "producer"),
                          ("command-service", "consumer")]:
             self.assertIn(expected, kinds)
+
+        # The unsampled change went the same way first; its spans would have been
+        # exported by now, as the sampled change's were.
+        self.assertEqual(self.jaeger.trace(unsampled), [],
+                         "a change whose caller did not sample it leaves no span")
+        # and its decision went with it: the events of its request and of KOS's answer
+        # (through kos-mock) are stored in its trace, the sampled flag off.
+        flags = [r[0] for r in psql(
+            f"SELECT split_part(metadata->>'traceparent', '-', 4) FROM {stack.id}_command.events"
+            f" WHERE split_part(metadata->>'traceparent', '-', 2) = '{unsampled}'")]
+        self.assertGreaterEqual(len(flags), 2, "the request's event and the answer's")
+        self.assertEqual(set(flags), {"00"})
 
 
 if __name__ == "__main__":

@@ -104,6 +104,14 @@ CASES = [
         [series("phonebill_consumer_lag", "500x30", partition="0", **LAG)],
     ),
     (
+        "PhonebillConsumerDelay",
+        [series("phonebill_consumer_lag_seconds", "0+60x40", partition="0", **LAG)],
+        "20m", {**LAG, "severity": "warning"},
+        "Consumer group projector has left a message of phonebill.product-change waiting for more than 120 s",
+        # a steady 60 s behind: slow, not stuck
+        [series("phonebill_consumer_lag_seconds", "60x40", partition="0", **LAG)],
+    ),
+    (
         "PhonebillDeadLetters",
         [series("phonebill_dead_letters_total", "0 0 0 1 1 1 1 1 1 1",
                 topic="kos.results", reason="decode", **APP)],

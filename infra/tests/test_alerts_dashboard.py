@@ -26,6 +26,7 @@ ALERTS = [
     ("PhonebillHighCPU", 0.85, "5m", "10m", "warning", "8.1.2 cpu_utilization > 85%, 10 min"),
     ("PhonebillHighMemory", 0.90, None, "5m", "warning", "8.1.2 memory_utilization > 90%, 5 min"),
     ("PhonebillConsumerLag", 1000, None, "10m", "warning", "event pipeline: consumer lag"),
+    ("PhonebillConsumerDelay", 120, None, "5m", "warning", "event pipeline: a message waiting > 120 s"),
     ("PhonebillDeadLetters", 0, "10m", None, "warning", "event pipeline: any dead letter"),
     ("PhonebillParkedLines", 0, None, "15m", "warning", "event pipeline: parked lines"),
     ("PhonebillDivergentLines", 0, None, "1m", "critical", "reconciliation: any divergent line"),

@@ -119,8 +119,7 @@ pub async fn append_envelope(
     key: &str,
     envelope: &Envelope,
 ) -> Result<(), sqlx::Error> {
-    let trace =
-        service_kit::traces::traceparent(&tracing::Span::current()).map(|(parent, _)| parent);
+    let trace = service_kit::traces::traceparent_here().map(|(parent, _)| parent);
     sqlx::query("INSERT INTO outbox (topic, key, envelope, traceparent) VALUES ($1, $2, $3, $4)")
         .bind(topic.as_str())
         .bind(key)

@@ -28,7 +28,8 @@
 //!   the same consumer reads it again); the stored offsets are committed synchronously.
 //! - **Metrics**, labelled by consumer name: `phonebill_consumer_messages_total`
 //!   (`topic`, `verdict`), `phonebill_dead_letters_total` (`topic`, `reason`),
-//!   `phonebill_consumer_retries_total` (`topic`), and `phonebill_consumer_lag`.
+//!   `phonebill_consumer_retries_total` (`topic`), `phonebill_consumer_lag` and
+//!   `phonebill_consumer_lag_seconds` ([`GroupContext`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Display;
@@ -49,29 +50,85 @@ use tracing::Instrument;
 
 use crate::dead_letter::DeadLetters;
 
-/// Publishes `phonebill_consumer_lag{group,topic,partition}` from librdkafka's statistics
-/// (`statistics.interval.ms`).
+/// Publishes, from librdkafka's statistics (`statistics.interval.ms`), per
+/// `{group,topic,partition}`:
+/// - `phonebill_consumer_lag`: messages on the broker this group has not committed;
+/// - `phonebill_consumer_lag_seconds`: how long the partition's oldest message not yet
+///   done has waited, bounded from above by the age (broker timestamp) of the last message
+///   this member finished there; 0 when none waits. It keeps growing while a consumer is
+///   stuck, where the message count may not move. Not published for a partition until
+///   this member has finished one of its messages; 0 once the partition is gone.
 pub struct GroupContext {
     group: String,
+    /// (topic, partition) → broker timestamp (ms) of the last message finished there.
+    finished: Mutex<HashMap<(String, i32), i64>>,
 }
 
 impl GroupContext {
     pub fn new(group: impl Into<String>) -> Self {
         Self {
             group: group.into(),
+            finished: Mutex::new(HashMap::new()),
         }
     }
+
+    /// Notes that `message` (the last of a run) is done.
+    fn finished(&self, message: &OwnedMessage) {
+        let Some(at) = message.timestamp().to_millis() else {
+            return;
+        };
+        let mut finished = self.finished.lock().expect("not poisoned");
+        let last = finished
+            .entry((message.topic().to_owned(), message.partition()))
+            .or_insert(at);
+        *last = (*last).max(at);
+    }
+
+    fn lag_seconds(&self, topic: &str, partition: i32, waiting: i64, now_ms: i64) -> Option<f64> {
+        let mut finished = self.finished.lock().expect("not poisoned");
+        let key = (topic.to_owned(), partition);
+        if waiting < 0 {
+            return finished.remove(&key).map(|_| 0.0);
+        }
+        let last = *finished.get(&key)?;
+        Some(lag_seconds(waiting, last, now_ms))
+    }
+}
+
+/// Seconds the oldest waiting message has waited, at most: none waiting, 0; else since
+/// `last_finished_ms`, the broker timestamp of the last message done before it.
+fn lag_seconds(waiting: i64, last_finished_ms: i64, now_ms: i64) -> f64 {
+    if waiting <= 0 {
+        return 0.0;
+    }
+    (now_ms - last_finished_ms).max(0) as f64 / 1000.0
 }
 
 impl ClientContext for GroupContext {
     fn stats(&self, statistics: Statistics) {
+        let now_ms = chrono::Utc::now().timestamp_millis();
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
-                if *partition < 0 || p.consumer_lag < 0 {
+                if *partition < 0 {
                     continue;
                 }
-                metrics::gauge!("phonebill_consumer_lag", "group" => self.group.clone(), "topic" => topic.clone(), "partition" => partition.to_string())
-                    .set(p.consumer_lag as f64);
+                let labels = [
+                    ("group", self.group.clone()),
+                    ("topic", topic.clone()),
+                    ("partition", partition.to_string()),
+                ];
+                // Against the offsets stored as done, not the last commit (500 ms later).
+                let waiting = if p.consumer_lag < 0 {
+                    -1
+                } else {
+                    p.consumer_lag_stored
+                };
+                if let Some(seconds) = self.lag_seconds(topic, *partition, waiting, now_ms) {
+                    metrics::gauge!("phonebill_consumer_lag_seconds", &labels).set(seconds);
+                }
+                if p.consumer_lag >= 0 {
+                    metrics::gauge!("phonebill_consumer_lag", &labels).set(p.consumer_lag as f64);
+                }
             }
         }
     }
@@ -372,6 +429,9 @@ impl<H: Handler> Core<H> {
             metrics::counter!("phonebill_dead_letters_total", "consumer" => self.name().to_owned(), "topic" => topic.to_owned(), "reason" => *kind)
                 .increment(1);
         }
+        if let Some(last) = messages.last() {
+            self.consumer.context().finished(last);
+        }
         let dead = verdicts
             .iter()
             .filter(|v| matches!(v, Verdict::Dead { .. }))
@@ -650,6 +710,53 @@ impl OffsetTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn message_at(partition: i32, offset: i64, at_ms: i64) -> OwnedMessage {
+        OwnedMessage::new(
+            None,
+            None,
+            "t".to_owned(),
+            rdkafka::Timestamp::CreateTime(at_ms),
+            partition,
+            offset,
+            None,
+        )
+    }
+
+    #[test]
+    fn lag_in_seconds_is_zero_when_nothing_waits_and_grows_from_the_last_finished_message() {
+        let context = GroupContext::new("g");
+        assert_eq!(
+            context.lag_seconds("t", 0, 5, 10_000),
+            None,
+            "unknown before this member finishes a message there"
+        );
+        context.finished(&message_at(0, 7, 4_000));
+        context.finished(&message_at(0, 6, 3_000));
+        assert_eq!(context.lag_seconds("t", 0, 0, 10_000), Some(0.0));
+        assert_eq!(context.lag_seconds("t", 0, 3, 10_000), Some(6.0));
+        assert_eq!(
+            context.lag_seconds("t", 0, 3, 70_000),
+            Some(66.0),
+            "while stuck"
+        );
+        assert_eq!(
+            context.lag_seconds("t", 1, 3, 70_000),
+            None,
+            "another partition"
+        );
+        assert_eq!(
+            context.lag_seconds("t", 0, -1, 70_000),
+            Some(0.0),
+            "a partition no longer assigned reports 0 once"
+        );
+        assert_eq!(context.lag_seconds("t", 0, 3, 70_000), None);
+        assert_eq!(
+            lag_seconds(2, 90_000, 80_000),
+            0.0,
+            "clocks apart: never negative"
+        );
+    }
 
     #[test]
     fn offsets_are_stored_only_up_to_the_lowest_unfinished() {

@@ -9,8 +9,10 @@ use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::future::Either;
 use futures::FutureExt;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 use crate::problem::{Problem, ProblemCode};
@@ -109,21 +111,36 @@ where
             .unwrap_or("unmatched");
         let route = intern(route);
         let method = request.method().clone();
-        // Each field is formatted into the span's attributes on every request the trace
-        // layer sees (sampled or not; RESULTS.md): only what finding a request needs. The
-        // status is in the request metrics and the log line, not on the span.
-        let span = tracing::info_span!("http", %route, %correlation_id,
-            otel.name = %format_args!("{method} {route}"), otel.kind = "server");
-        // A caller's W3C trace context: this request continues its trace.
+        // The sampling is decided first: a request left out of traces gets a span the
+        // trace layer never sees (logs only), and only a traced one pays for the
+        // OpenTelemetry span, its attributes formatted from these fields. The status is
+        // in the request metrics and the log line, not on the span.
         let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-        crate::traces::continue_trace(
-            &span,
+        let head = crate::traces::head(
             header(crate::traces::TRACEPARENT),
             header(crate::traces::TRACESTATE),
         );
+        let (span, unsampled) = match head {
+            crate::traces::Head::Sampled(parent) => {
+                let span = tracing::info_span!("http", %route, %correlation_id,
+                    otel.name = %format_args!("{method} {route}"), otel.kind = "server");
+                if let Some(parent) = parent {
+                    let _ = span.set_parent(parent);
+                }
+                (span, None)
+            }
+            crate::traces::Head::Unsampled(context) => {
+                (untraced_span(route, correlation_id), Some(context))
+            }
+            crate::traces::Head::Off => (untraced_span(route, correlation_id), None),
+        };
         let started = Instant::now();
         // Called here, after our own poll_ready: the inner service is ready now.
         let response = self.inner.call(request).instrument(span.clone());
+        let response = match unsampled {
+            Some(context) => Either::Left(crate::traces::unsampled(context, response)),
+            None => Either::Right(response),
+        };
         let timeout = self.timeout;
         Box::pin(async move {
             let _active = active;
@@ -157,6 +174,11 @@ where
             Ok(response)
         })
     }
+}
+
+/// A request's span for the logs alone (traces off, or the request not sampled).
+fn untraced_span(route: &'static str, correlation_id: Uuid) -> tracing::Span {
+    tracing::info_span!(target: crate::traces::UNTRACED, "http", %route, %correlation_id)
 }
 
 /// Counts a request in `http_server_active_requests` (the query-service HPA scales on

@@ -4,6 +4,7 @@
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -70,16 +71,18 @@ fn install(default_filter: &str, provider: Option<SdkTracerProvider>) -> Telemet
     let traces = provider.as_ref().map(|provider| {
         let filter = EnvFilter::try_from_env("PHONEBILL_TRACE_FILTER")
             .unwrap_or_else(|_| EnvFilter::new(TRACE_FILTER));
-        crate::traces::layer(provider).with_filter(filter)
+        crate::traces::layer(provider).with_filter(filter.and(crate::traces::Recorded))
     });
     let installed = tracing_subscriber::registry()
         .with(logs)
         .with(traces)
         .try_init()
         .is_ok();
-    Telemetry {
-        traces: provider.filter(|_| installed),
+    let traces = provider.filter(|_| installed);
+    if traces.is_some() {
+        crate::traces::start_head_sampling();
     }
+    Telemetry { traces }
 }
 
 /// The process-wide Prometheus recorder (installed on first use).

@@ -14,6 +14,13 @@
 //!   down costs that thread its export timeout, not a request. `phonebill_trace_spans_total`
 //!   counts spans `ended`, `exported` and `export_failed`; ended minus the other two (once
 //!   the queue has drained) is what the full queue dropped.
+//! - **Sampled at the head.** An HTTP request's sampling is decided before its span
+//!   exists ([`head`], with the configured sampler): a request left out makes no
+//!   OpenTelemetry span at all (its span has the [`UNTRACED`] target, which the trace
+//!   layer never sees, nor anything made inside it), yet carries a `traceparent` with the
+//!   sampled flag off to the events it causes, so every service downstream leaves that
+//!   change out too. Building a span the sampler then drops cost a bill query about half
+//!   its instructions again (RESULTS.md).
 //! - **Context as text.** [`traceparent`] reads the current span's context as the W3C
 //!   `traceparent` (and `tracestate`); [`continue_trace`] makes a span the child of such
 //!   a context. The same pair travels in HTTP headers, in an event's stored metadata
@@ -21,13 +28,22 @@
 
 use std::collections::HashMap;
 
+use std::sync::OnceLock;
+
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry::trace::{
+    Link, SpanContext, SpanKind, TraceContextExt, TraceFlags, TraceId, TracerProvider as _,
+};
+use opentelemetry::KeyValue;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter, SpanProcessor};
+use opentelemetry_sdk::trace::{
+    IdGenerator, RandomIdGenerator, SamplingDecision, SamplingResult, SdkTracerProvider,
+    ShouldSample, SpanData, SpanExporter, SpanProcessor,
+};
 use opentelemetry_sdk::Resource;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::{Context as LayerContext, Filter};
 
 /// The header (and metadata key) of the W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";
@@ -52,6 +68,7 @@ pub fn provider(service: &str) -> anyhow::Result<SdkTracerProvider> {
         resource = resource.with_service_name(service.to_owned());
     }
     Ok(SdkTracerProvider::builder()
+        .with_sampler(HeadDecided(configured_sampler()))
         .with_span_processor(Counted)
         .with_batch_exporter(CountedExporter(exporter))
         .with_resource(resource.build())
@@ -67,11 +84,157 @@ where
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     // Without the code location and thread name on every span: each is attributes made
     // per span (a thread name is an allocation), on the request's path.
+    // Nor is the span's context made current in OpenTelemetry's own context at every
+    // poll: the services read it from the span ([`traceparent`]).
     tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("phonebill"))
         .with_tracked_inactivity(false)
         .with_location(false)
         .with_threads(false)
+        .with_context_activation(false)
+}
+
+/// The target of an HTTP request's span when traces are off or the head sampler left the
+/// request out: the trace layer never sees it.
+pub const UNTRACED: &str = "service_kit::http::untraced";
+
+tokio::task_local! {
+    /// The context of the request being handled that was not sampled: what its effects
+    /// carry downstream ([`traceparent_here`]), and the sign that nothing made while it
+    /// runs goes to traces ([`Recorded`]).
+    static UNSAMPLED_REQUEST: SpanContext;
+}
+
+/// The sampler `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` configure (the SDK's
+/// own reading of them).
+fn configured_sampler() -> Box<dyn ShouldSample> {
+    opentelemetry_sdk::trace::Config::default().sampler
+}
+
+static HEAD_SAMPLER: OnceLock<Box<dyn ShouldSample>> = OnceLock::new();
+
+/// Turns on head sampling of HTTP requests ([`head`]); once the trace layer is installed.
+pub(crate) fn start_head_sampling() {
+    let _ = HEAD_SAMPLER.set(configured_sampler());
+}
+
+/// Where an HTTP request stands in traces, decided before its span is made.
+#[derive(Debug, Clone)]
+pub enum Head {
+    /// Traces are off.
+    Off,
+    /// Traced: the span continues `parent` (the caller's context), else starts a trace.
+    Sampled(Option<opentelemetry::Context>),
+    /// Left out: no span is recorded, and this context (the caller's trace, or a new
+    /// one, with the sampled flag off) is what the request's effects carry.
+    Unsampled(SpanContext),
+}
+
+/// The head decision for a request carrying `traceparent` and `tracestate`, by the
+/// configured sampler; [`Head::Off`] while traces are off.
+pub fn head(traceparent: Option<&str>, tracestate: Option<&str>) -> Head {
+    match HEAD_SAMPLER.get() {
+        Some(sampler) => head_by(sampler.as_ref(), traceparent, tracestate),
+        None => Head::Off,
+    }
+}
+
+/// The head decision of `sampler`: the one it would make for the request's server span.
+pub fn head_by(
+    sampler: &dyn ShouldSample,
+    traceparent: Option<&str>,
+    tracestate: Option<&str>,
+) -> Head {
+    let parent = extract(traceparent, tracestate);
+    let ids = RandomIdGenerator::default();
+    let trace_id = parent.as_ref().map_or_else(
+        || ids.new_trace_id(),
+        |cx| cx.span().span_context().trace_id(),
+    );
+    let sampled = sampler.should_sample(
+        parent.as_ref(),
+        trace_id,
+        "http",
+        &SpanKind::Server,
+        &[],
+        &[],
+    );
+    if !matches!(sampled.decision, SamplingDecision::Drop) {
+        return Head::Sampled(parent);
+    }
+    let state = parent
+        .as_ref()
+        .map(|cx| cx.span().span_context().trace_state().clone())
+        .unwrap_or_default();
+    Head::Unsampled(SpanContext::new(
+        trace_id,
+        ids.new_span_id(),
+        TraceFlags::default(),
+        false,
+        state,
+    ))
+}
+
+/// Runs `request` (an HTTP request's handling) as the unsampled request `context`.
+pub fn unsampled<F: std::future::Future>(
+    context: SpanContext,
+    request: F,
+) -> impl std::future::Future<Output = F::Output> {
+    UNSAMPLED_REQUEST.scope(context, request)
+}
+
+/// Samples a server span at the root as the HTTP layer's head decision already did ([`head`]:
+/// only requests it sampled make one); every other span as the configured sampler says.
+#[derive(Debug, Clone)]
+struct HeadDecided(Box<dyn ShouldSample>);
+
+impl ShouldSample for HeadDecided {
+    fn should_sample(
+        &self,
+        parent: Option<&opentelemetry::Context>,
+        trace_id: TraceId,
+        name: &str,
+        kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        let root = !parent.is_some_and(|cx| cx.span().span_context().is_valid());
+        if root && *kind == SpanKind::Server {
+            return SamplingResult {
+                decision: SamplingDecision::RecordAndSample,
+                attributes: vec![],
+                trace_state: Default::default(),
+            };
+        }
+        self.0
+            .should_sample(parent, trace_id, name, kind, attributes, links)
+    }
+}
+
+/// The trace layer's filter beside its `EnvFilter`: no span of a request the head left
+/// out, nor any span made while one is handled (it would otherwise start a trace of
+/// its own).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Recorded;
+
+impl<S> Filter<S> for Recorded {
+    fn enabled(&self, meta: &tracing::Metadata<'_>, _: &LayerContext<'_, S>) -> bool {
+        meta.target() != UNTRACED && !(meta.is_span() && UNSAMPLED_REQUEST.try_with(|_| ()).is_ok())
+    }
+
+    fn callsite_enabled(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        use tracing::subscriber::Interest;
+        if meta.target() == UNTRACED {
+            Interest::never()
+        } else if meta.is_span() {
+            Interest::sometimes()
+        } else {
+            Interest::always()
+        }
+    }
 }
 
 /// The W3C context of `span` as (`traceparent`, `tracestate`); `None` when traces are off
@@ -81,23 +244,40 @@ pub fn traceparent(span: &tracing::Span) -> Option<(String, Option<String>)> {
     if !cx.span().span_context().is_valid() {
         return None;
     }
+    inject(&cx)
+}
+
+/// The W3C context the current work passes on: the current span's, or, inside a request
+/// the head sampler left out, that request's (sampled flag off).
+pub fn traceparent_here() -> Option<(String, Option<String>)> {
+    traceparent(&tracing::Span::current()).or_else(|| {
+        let unsampled = UNSAMPLED_REQUEST.try_with(Clone::clone).ok()?;
+        inject(&opentelemetry::Context::new().with_remote_span_context(unsampled))
+    })
+}
+
+fn inject(cx: &opentelemetry::Context) -> Option<(String, Option<String>)> {
     let mut carrier = HashMap::new();
-    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
+    TraceContextPropagator::new().inject_context(cx, &mut carrier);
     let parent = carrier.remove(TRACEPARENT)?;
     let state = carrier.remove(TRACESTATE).filter(|s| !s.is_empty());
     Some((parent, state))
 }
 
-/// Makes `span` a child of the context in `traceparent` (and `tracestate`); an absent or
-/// malformed context leaves it a root. Call before the span is first entered.
-pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>, tracestate: Option<&str>) {
-    let Some(parent) = traceparent else { return };
-    let mut carrier = HashMap::from([(TRACEPARENT.to_owned(), parent.to_owned())]);
+/// The valid context in `traceparent` (and `tracestate`), if any.
+fn extract(traceparent: Option<&str>, tracestate: Option<&str>) -> Option<opentelemetry::Context> {
+    let mut carrier = HashMap::from([(TRACEPARENT.to_owned(), traceparent?.to_owned())]);
     if let Some(state) = tracestate {
         carrier.insert(TRACESTATE.to_owned(), state.to_owned());
     }
     let cx = TraceContextPropagator::new().extract(&carrier);
-    if cx.span().span_context().is_valid() {
+    cx.span().span_context().is_valid().then_some(cx)
+}
+
+/// Makes `span` a child of the context in `traceparent` (and `tracestate`); an absent or
+/// malformed context leaves it a root. Call before the span is first entered.
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>, tracestate: Option<&str>) {
+    if let Some(cx) = extract(traceparent, tracestate) {
         let _ = span.set_parent(cx);
     }
 }
@@ -105,12 +285,8 @@ pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>, tracestat
 /// Links `span` to the context in `traceparent` (a batch span and the traces of its
 /// messages); nothing when absent or malformed.
 pub fn link(span: &tracing::Span, traceparent: Option<&str>) {
-    let Some(parent) = traceparent else { return };
-    let carrier = HashMap::from([(TRACEPARENT.to_owned(), parent.to_owned())]);
-    let cx = TraceContextPropagator::new().extract(&carrier);
-    let linked = cx.span().span_context().clone();
-    if linked.is_valid() {
-        span.add_link(linked);
+    if let Some(cx) = extract(traceparent, None) {
+        span.add_link(cx.span().span_context().clone());
     }
 }
 
@@ -224,8 +400,10 @@ impl<E: SpanExporter> SpanExporter for CountedExporter<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_sdk::trace::InMemorySpanExporter;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler};
+    use tracing::Instrument;
     use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer;
 
     const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -284,6 +462,103 @@ mod tests {
             links[0].span_context.trace_id().to_string(),
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
+    }
+
+    const UNSAMPLED_PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+
+    fn ratio(r: f64) -> Sampler {
+        Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(r)))
+    }
+
+    #[test]
+    fn given_a_sampled_caller_then_the_request_is_traced_as_its_child_whatever_the_ratio() {
+        let Head::Sampled(Some(parent)) = head_by(&ratio(0.0), Some(PARENT), None) else {
+            panic!("a sampled parent is followed");
+        };
+        assert_eq!(
+            parent.span().span_context().trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+    }
+
+    #[test]
+    fn given_an_unsampled_caller_then_the_request_stays_out_of_its_trace_and_passes_the_flag_on() {
+        let Head::Unsampled(context) = head_by(&ratio(1.0), Some(UNSAMPLED_PARENT), None) else {
+            panic!("an unsampled parent is followed");
+        };
+        assert_eq!(
+            context.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert!(!context.is_sampled());
+        assert_ne!(context.span_id().to_string(), "00f067aa0ba902b7");
+    }
+
+    #[test]
+    fn given_no_caller_then_the_ratio_decides_and_a_request_left_out_gets_a_trace_id_of_its_own() {
+        assert!(matches!(
+            head_by(&ratio(1.0), None, None),
+            Head::Sampled(None)
+        ));
+        let Head::Unsampled(context) = head_by(&ratio(0.0), Some("garbage"), None) else {
+            panic!("ratio 0 samples no root");
+        };
+        assert!(context.is_valid() && !context.is_sampled());
+        assert!(
+            matches!(head(None, None), Head::Off),
+            "no trace layer installed"
+        );
+    }
+
+    #[test]
+    fn a_root_server_span_is_sampled_because_the_head_already_chose_it_and_others_by_the_ratio() {
+        let sampler = HeadDecided(Box::new(ratio(0.0)));
+        let decide = |kind: SpanKind| {
+            sampler
+                .should_sample(None, TraceId::from(7), "x", &kind, &[], &[])
+                .decision
+        };
+        assert_eq!(decide(SpanKind::Server), SamplingDecision::RecordAndSample);
+        assert_eq!(decide(SpanKind::Consumer), SamplingDecision::Drop);
+    }
+
+    #[test]
+    fn inside_an_unsampled_request_nothing_is_recorded_and_its_effects_carry_the_unsampled_context()
+    {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber =
+            tracing_subscriber::registry().with(layer(&provider).with_filter(Recorded));
+        let Head::Unsampled(context) = head_by(&ratio(1.0), Some(UNSAMPLED_PARENT), None) else {
+            panic!("an unsampled parent is followed");
+        };
+        let carried = tracing::subscriber::with_default(subscriber, || {
+            let request = tracing::info_span!(target: UNTRACED, "http");
+            let carried = futures::executor::block_on(unsampled(
+                context,
+                async {
+                    let inner = tracing::info_span!("inner");
+                    let _entered = inner.enter();
+                    traceparent_here()
+                }
+                .instrument(request),
+            ));
+            let _traced = tracing::info_span!("outside").entered();
+            carried
+        });
+        let _ = provider.force_flush();
+        let (parent, _) = carried.expect("the unsampled request's context");
+        assert!(parent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(parent.ends_with("-00"), "the sampled flag is off: {parent}");
+        let names: Vec<_> = exporter
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name.into_owned())
+            .collect();
+        assert_eq!(names, ["outside"], "only the span outside the request");
     }
 
     #[test]

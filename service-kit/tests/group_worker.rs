@@ -237,6 +237,71 @@ async fn given_many_keys_on_few_partitions_when_consumed_by_key_then_each_keys_o
     assert!(most > 1 && most <= 8, "{most} messages in hand at once");
 }
 
+/// Fails every attempt at a message `hold` until `pass` is set; the others pass.
+#[derive(Default)]
+struct Holds {
+    pass: AtomicBool,
+    done: AtomicUsize,
+}
+
+#[async_trait]
+impl Handler for Holds {
+    async fn handle(&self, messages: &[OwnedMessage]) -> anyhow::Result<Vec<Verdict>> {
+        let held = messages.iter().any(|m| text(m.payload()) == "hold");
+        if held && !self.pass.load(AtomicOrdering::SeqCst) {
+            anyhow::bail!("the database is away");
+        }
+        self.done.fetch_add(messages.len(), AtomicOrdering::SeqCst);
+        Ok(vec![Verdict::Done; messages.len()])
+    }
+}
+
+/// `phonebill_consumer_lag_seconds` of `group` on partition 0, as last published.
+fn lag_seconds(group: &str) -> Option<f64> {
+    let metrics = service_kit::telemetry::render(&service_kit::telemetry::metrics_handle());
+    let group = format!("group=\"{group}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("phonebill_consumer_lag_seconds{"))
+        .find(|l| l.contains(&group) && l.contains("partition=\"0\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn given_a_consumer_stuck_on_a_message_then_its_lag_in_seconds_grows_until_it_goes_on_and_then_is_zero(
+) {
+    // Given a message done, then one the handler keeps failing
+    let bench = Bench::new(1).await;
+    bench.produce("line-1", "first").await;
+    bench.produce("line-1", "hold").await;
+    let holds = Arc::new(Holds::default());
+    let (stop, running) = start(bench.worker(Ordering::partition(Run::ONE)), holds.clone());
+    wait_until("the first message done", DEADLINE, || async {
+        holds.done.load(AtomicOrdering::SeqCst) == 1
+    })
+    .await;
+
+    // Then its lag in seconds, published with the client's statistics, grows while stuck
+    let stuck = test_support::eventually("a lag in seconds", DEADLINE, || async {
+        lag_seconds(&bench.group).filter(|s| *s > 0.0)
+    })
+    .await;
+    wait_until("the lag growing", DEADLINE, || async {
+        lag_seconds(&bench.group).is_some_and(|s| s > stuck)
+    })
+    .await;
+
+    // When the handler goes on, the lag is zero once the statistics see it
+    holds.pass.store(true, AtomicOrdering::SeqCst);
+    wait_until("no lag", DEADLINE, || async {
+        lag_seconds(&bench.group) == Some(0.0)
+    })
+    .await;
+    assert_eq!(holds.done.load(AtomicOrdering::SeqCst), 2);
+    stop.cancel();
+    running.await.unwrap();
+}
+
 /// Fails every attempt until `pass` is set.
 #[derive(Default)]
 struct Flaky {
