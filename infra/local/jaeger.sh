@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Jaeger (v2, an OpenTelemetry Collector build) as the local trace viewer: OTLP in, the
-# query API and UI out, traces kept in memory only.
+# Jaeger (v2, an OpenTelemetry Collector build) as the local trace store: OTLP in, the
+# query API and the trace viewer (infra/local/trace-viewer) out, traces kept in memory only.
 #
 # The binary is built from source through the Go module proxy, once, into
 # $PHONEBILL_CACHE/tools/jaeger-<version>/bin/jaeger. Nothing else is downloaded.
@@ -27,6 +27,9 @@ set -euo pipefail
 JAEGER_VERSION="v1.75.0"
 JAEGER_HOME="${PHONEBILL_CACHE:-$HOME/.cache/phonebill}/tools/jaeger-$JAEGER_VERSION"
 JAEGER_BIN="$JAEGER_HOME/bin/jaeger"
+# Jaeger's Go module has no UI assets (its web UI is built separately, from a JavaScript
+# project not published to npm): the UI port serves this project's own viewer instead.
+JAEGER_VIEWER="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/trace-viewer"
 
 jaeger_log() { printf '\033[1m[jaeger]\033[0m %s\n' "$*" >&2; }
 
@@ -101,6 +104,9 @@ extensions:
     enable_tracing: false
     http:
       endpoint: 127.0.0.1:$ui_port
+    # The trace viewer (infra/local/trace-viewer) at /, on the query API's port.
+    ui:
+      assets_path: $JAEGER_VIEWER
     grpc:
       # An ephemeral loopback port: nothing here uses the gRPC query API.
       endpoint: 127.0.0.1:0

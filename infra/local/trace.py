@@ -42,6 +42,7 @@ def main():
         # The whole trace, not only the spans the search matched.
         trace = get(base, f"/api/traces/{trace_id}")["data"][0]
         print_tree(trace)
+    print(f"in the browser: {base}/#/?correlation={urllib.parse.quote(correlation_id)}")
     return 0
 
 
