@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What tracing costs the bill query path: warm bill queries (query-service/bench/bills.sh,
 # the same requests, tokens and Redis) with query-service's trace exporter off, then on
-# at the chart's default sampling (parentbased_traceidratio, TRACE_RATIO, default 0.1)
-# exporting to a local Jaeger, alternated TRACE_ROUNDS times (default 3) in one run;
+# at the chart's default sampling of reads (parentbased_traceidratio, TRACE_RATIO, default
+# 0.01) exporting to a local Jaeger, alternated TRACE_ROUNDS times (default 3) in one run;
 # prints each run, the medians and the ratio on/off of queries/s and p99.
 #
 # Run through the stack script, which installs what is missing, starts a broker and
@@ -13,7 +13,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ROUNDS="${TRACE_ROUNDS:-3}"
-RATIO="${TRACE_RATIO:-0.1}"
+RATIO="${TRACE_RATIO:-0.01}"
 ENDPOINT="${OTLP_ENDPOINT:?the OTLP/HTTP receiver of a Jaeger, e.g. http://127.0.0.1:14318}"
 export CONNS="${CONNS:-64}" DURATION="${DURATION:-15s}" BARE=0 CATCHUP_SECS=1
 

@@ -414,7 +414,7 @@ def test_traces_are_off_until_a_collector_is_given_then_every_service_exports_at
     traced = Objects(render(values)).get("ConfigMap", "phonebill-config")["data"]
     assert traced["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.monitoring:4318"
     assert traced["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
-    assert traced["OTEL_TRACES_SAMPLER_ARG"] == "0.1"
+    assert traced["OTEL_TRACES_SAMPLER_ARG"] == "0.01"
     assert "deployment.environment.name=production" in traced["OTEL_RESOURCE_ATTRIBUTES"]
 
 

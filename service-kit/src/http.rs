@@ -116,7 +116,13 @@ where
         // OpenTelemetry span, its attributes formatted from these fields. The status is
         // in the request metrics and the log line, not on the span.
         let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        let kind = if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            crate::traces::RequestKind::Read
+        } else {
+            crate::traces::RequestKind::Write
+        };
         let head = crate::traces::head(
+            kind,
             header(crate::traces::TRACEPARENT),
             header(crate::traces::TRACESTATE),
         );

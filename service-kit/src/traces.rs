@@ -15,7 +15,9 @@
 //!   counts spans `ended`, `exported` and `export_failed`; ended minus the other two (once
 //!   the queue has drained) is what the full queue dropped.
 //! - **Sampled at the head.** An HTTP request's sampling is decided before its span
-//!   exists ([`head`], with the configured sampler): a request left out makes no
+//!   exists ([`head`]): a caller's decision is followed; a new trace is kept always for
+//!   a write (a product change, a login: few, and each one someone may have to follow)
+//!   and by the configured sampler for a read (bill queries: many). A request left out makes no
 //!   OpenTelemetry span at all (its span has the [`UNTRACED`] target, which the trace
 //!   layer never sees, nor anything made inside it), yet carries a `traceparent` with the
 //!   sampled flag off to the events it causes, so every service downstream leaves that
@@ -130,22 +132,38 @@ pub enum Head {
     Unsampled(SpanContext),
 }
 
+/// What a request is, for its head decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// GET, HEAD, OPTIONS: many, alike; sampled by the configured ratio.
+    Read,
+    /// Anything else (a product change, a login): few, and each one a customer's action
+    /// someone may have to follow; a new trace is always kept.
+    Write,
+}
+
 /// The head decision for a request carrying `traceparent` and `tracestate`, by the
 /// configured sampler; [`Head::Off`] while traces are off.
-pub fn head(traceparent: Option<&str>, tracestate: Option<&str>) -> Head {
+pub fn head(kind: RequestKind, traceparent: Option<&str>, tracestate: Option<&str>) -> Head {
     match HEAD_SAMPLER.get() {
-        Some(sampler) => head_by(sampler.as_ref(), traceparent, tracestate),
+        Some(sampler) => head_by(sampler.as_ref(), kind, traceparent, tracestate),
         None => Head::Off,
     }
 }
 
-/// The head decision of `sampler`: the one it would make for the request's server span.
+/// The head decision of `sampler`: the one it would make for the request's server span,
+/// except that a write starting a trace is always kept (a caller's decision is followed
+/// for writes too).
 pub fn head_by(
     sampler: &dyn ShouldSample,
+    kind: RequestKind,
     traceparent: Option<&str>,
     tracestate: Option<&str>,
 ) -> Head {
     let parent = extract(traceparent, tracestate);
+    if parent.is_none() && kind == RequestKind::Write {
+        return Head::Sampled(None);
+    }
     let ids = RandomIdGenerator::default();
     let trace_id = parent.as_ref().map_or_else(
         || ids.new_trace_id(),
@@ -472,7 +490,9 @@ mod tests {
 
     #[test]
     fn given_a_sampled_caller_then_the_request_is_traced_as_its_child_whatever_the_ratio() {
-        let Head::Sampled(Some(parent)) = head_by(&ratio(0.0), Some(PARENT), None) else {
+        let Head::Sampled(Some(parent)) =
+            head_by(&ratio(0.0), RequestKind::Read, Some(PARENT), None)
+        else {
             panic!("a sampled parent is followed");
         };
         assert_eq!(
@@ -483,7 +503,12 @@ mod tests {
 
     #[test]
     fn given_an_unsampled_caller_then_the_request_stays_out_of_its_trace_and_passes_the_flag_on() {
-        let Head::Unsampled(context) = head_by(&ratio(1.0), Some(UNSAMPLED_PARENT), None) else {
+        let Head::Unsampled(context) = head_by(
+            &ratio(1.0),
+            RequestKind::Write,
+            Some(UNSAMPLED_PARENT),
+            None,
+        ) else {
             panic!("an unsampled parent is followed");
         };
         assert_eq!(
@@ -495,19 +520,23 @@ mod tests {
     }
 
     #[test]
-    fn given_no_caller_then_the_ratio_decides_and_a_request_left_out_gets_a_trace_id_of_its_own() {
-        assert!(matches!(
-            head_by(&ratio(1.0), None, None),
-            Head::Sampled(None)
-        ));
-        let Head::Unsampled(context) = head_by(&ratio(0.0), Some("garbage"), None) else {
+    fn given_no_caller_then_the_ratio_decides_for_a_read_and_one_left_out_gets_a_trace_id_of_its_own(
+    ) {
+        let read = RequestKind::Read;
+        let sampled = head_by(&ratio(1.0), read, None, None);
+        assert!(matches!(sampled, Head::Sampled(None)));
+        let Head::Unsampled(context) = head_by(&ratio(0.0), read, Some("garbage"), None) else {
             panic!("ratio 0 samples no root");
         };
         assert!(context.is_valid() && !context.is_sampled());
-        assert!(
-            matches!(head(None, None), Head::Off),
-            "no trace layer installed"
-        );
+        let off = head(read, None, None);
+        assert!(matches!(off, Head::Off), "no trace layer installed");
+    }
+
+    #[test]
+    fn given_no_caller_a_write_starts_a_kept_trace_whatever_the_ratio() {
+        let kept = head_by(&ratio(0.0), RequestKind::Write, None, None);
+        assert!(matches!(kept, Head::Sampled(None)));
     }
 
     #[test]
@@ -531,7 +560,12 @@ mod tests {
             .build();
         let subscriber =
             tracing_subscriber::registry().with(layer(&provider).with_filter(Recorded));
-        let Head::Unsampled(context) = head_by(&ratio(1.0), Some(UNSAMPLED_PARENT), None) else {
+        let Head::Unsampled(context) = head_by(
+            &ratio(1.0),
+            RequestKind::Write,
+            Some(UNSAMPLED_PARENT),
+            None,
+        ) else {
             panic!("an unsampled parent is followed");
         };
         let carried = tracing::subscriber::with_default(subscriber, || {
