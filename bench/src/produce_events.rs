@@ -13,6 +13,7 @@ use events::kos::{self, KosFact};
 use events::product_change::{self, ProductChangeEvent};
 use events::topics::Topics;
 use events::{codec, event_id_for, Envelope, EventPayload};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use uuid::Uuid;
@@ -121,13 +122,29 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut pending = futures::stream::FuturesUnordered::new();
     let mut produced = 0u64;
+    // Signed with KOS's development key, as kos-mock signs: the projector refuses KOS
+    // facts without it (the other topics' consumers ignore the headers).
+    let kos = service_kit::signed::Signer::local_dev();
     let mut send = |topic: String, key: String, bytes: Vec<u8>| {
         let producer = producer.clone();
         produced += 1;
+        let signature = kos.sign(key.as_bytes(), &bytes);
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: service_kit::signed::SIGNER,
+                value: Some(kos.kid()),
+            })
+            .insert(Header {
+                key: service_kit::signed::SIGNATURE,
+                value: Some(&signature),
+            });
         async move {
             producer
                 .send(
-                    FutureRecord::to(&topic).key(&key).payload(&bytes),
+                    FutureRecord::to(&topic)
+                        .key(&key)
+                        .payload(&bytes)
+                        .headers(headers),
                     Duration::from_secs(60),
                 )
                 .await

@@ -91,6 +91,10 @@ pub struct Config {
     #[command(flatten)]
     pub jwt: JwtConfig,
 
+    /// KOS's public keys: results and facts not signed by KOS are dead-lettered.
+    #[command(flatten)]
+    pub kos_keys: service_kit::signed::VerifyConfig,
+
     #[command(flatten)]
     pub hardening: HardeningConfig,
 
@@ -304,6 +308,7 @@ impl Config {
         )
         .map_err(ConfigError)?;
         let production = self.environment == Environment::Production;
+        self.kos_keys.verifier(production).map_err(ConfigError)?;
         self.hardening.check().map_err(ConfigError)?;
         if self.auth.max_failures < 1 || self.auth.lockout_secs < 1 {
             return Err(ConfigError(
@@ -356,6 +361,10 @@ mod tests {
         );
 
         config.kafka.sasl_password = Some("Endpoint=sb://x/;SharedAccessKey=y".into());
+        let refused = config.check().unwrap_err().0;
+        assert!(refused.contains("PHONEBILL_KOS_VERIFY_KEYS"), "{refused}");
+        config.kos_keys.kos_verify_keys =
+            Some("kos1:MCowBQYDK2VwAyEAt2z5bwnr5t4vLuOhEEyxPdbt59kjnA6phJxfuWv4L9E=".into());
         config.check().unwrap();
 
         config.database.url = "postgres://u@db:5432/phonebill".into();

@@ -9,8 +9,10 @@
 //! one at a time in offset order (partitions side by side), and an offset is stored only
 //! after its effect is committed, so a crash redelivers and never skips; both effects are
 //! idempotent (the aggregate remembers answers, the reference tables remember the last
-//! fact sequence). A message that cannot be decoded, or an answer to a request the line
-//! never sent, is judged dead: the worker copies it to the dead-letter topic and goes on.
+//! fact sequence). A message KOS did not sign ([`service_kit::signed`]: unsigned, or
+//! signed by a key not KOS's), one that cannot be decoded, or an answer to a request the
+//! line never sent, is judged dead: the worker copies it to the dead-letter topic with
+//! the reason and goes on; nothing of it is applied.
 //! Database trouble comes back as an error, which the worker waits out with backoff; it is
 //! never dead-lettered. This module holds the domain side only ([`KosMessages`]).
 
@@ -23,6 +25,7 @@ use events::topics::Topics;
 use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientConfig, Message};
 use service_kit::group_worker::{GroupWorker, Handler, Ordering, Run, Settings, Verdict};
+use service_kit::signed::Verifier;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::AppError;
@@ -47,6 +50,7 @@ impl KosInbox {
         topics: Topics,
         changes: ProductChanges,
         reference: ReferenceData,
+        kos: Verifier,
     ) -> Result<Self, rdkafka::error::KafkaError> {
         let settings = Settings::new(
             CONSUMER_GROUP,
@@ -60,6 +64,7 @@ impl KosInbox {
                 topics,
                 changes,
                 reference,
+                kos,
             }),
         })
     }
@@ -76,6 +81,7 @@ pub struct KosMessages {
     topics: Topics,
     changes: ProductChanges,
     reference: ReferenceData,
+    kos: Verifier,
 }
 
 /// What became of one message.
@@ -93,6 +99,11 @@ impl Handler for KosMessages {
         let mut verdicts = Vec::with_capacity(messages.len());
         for message in messages {
             let topic = message.topic();
+            if let Err(reason) = self.kos.check_message(message) {
+                tracing::warn!(topic, %reason, "a message on KOS's topic that KOS did not sign");
+                verdicts.push(Verdict::dead("unsigned", reason));
+                continue;
+            }
             let outcome = match self
                 .apply(topic, message.payload().unwrap_or_default())
                 .await?

@@ -80,6 +80,10 @@ fn kos_inbox(
         topics.clone(),
         changes.clone(),
         ReferenceData::new(pool.clone()),
+        config
+            .kos_keys
+            .verifier(config.environment == Environment::Production)
+            .map_err(anyhow::Error::msg)?,
     )?)
 }
 

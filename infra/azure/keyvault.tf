@@ -133,3 +133,38 @@ resource "azurerm_key_vault_secret" "jwt_signing_key" {
 
   depends_on = [azurerm_role_assignment.deployer_key_vault, azurerm_private_endpoint.key_vault]
 }
+
+# KOS's message signing key (service_kit::signed): the private half for kos-mock (Key
+# Vault), the public half for its consumers (helm_values output, a plain chart value).
+# Unlike the generated passwords, this key is in the Terraform state: its public half must
+# outlive the apply, which an ephemeral key cannot. The state is in the private storage
+# account only the deployer reaches.
+resource "tls_private_key" "kos_signing" {
+  algorithm = "ED25519"
+
+  lifecycle {
+    replace_triggered_by = [terraform_data.kos_signing_key_version]
+  }
+}
+
+resource "terraform_data" "kos_signing_key_version" {
+  input = var.kos_signing_key_version
+}
+
+locals {
+  # `kid:<base64 DER>` as the services read it: a PEM's body is the DER in base64.
+  kos_signing_key = format("kos%d:%s", var.kos_signing_key_version,
+  replace(replace(tls_private_key.kos_signing.private_key_pem, "/-----[A-Z ]+-----/", ""), "\n", ""))
+  kos_verify_key = format("kos%d:%s", var.kos_signing_key_version,
+  replace(replace(tls_private_key.kos_signing.public_key_pem, "/-----[A-Z ]+-----/", ""), "\n", ""))
+}
+
+resource "azurerm_key_vault_secret" "kos_signing_key" {
+  #checkov:skip=CKV_AZURE_41:rotated by the runbook with an overlap of public keys; an expiry date nobody renews would stop kos-mock from starting
+  name         = "phonebill-kos-signing-key"
+  key_vault_id = azurerm_key_vault.main.id
+  content_type = "text/plain"
+  value        = local.kos_signing_key
+
+  depends_on = [azurerm_role_assignment.deployer_key_vault, azurerm_private_endpoint.key_vault]
+}

@@ -19,6 +19,9 @@ output "helm_values" {
     ingress = {
       host = var.public_host
     }
+    kosSigning = {
+      verifyKeys = local.kos_verify_key
+    }
   })
 }
 

@@ -105,6 +105,12 @@ variable "jwt_signing_key_version" {
   default     = 1
 }
 
+variable "kos_signing_key_version" {
+  description = "Bump to generate a new KOS message signing key (its id is kos<version>); see the runbook for the overlap."
+  type        = number
+  default     = 1
+}
+
 variable "eventhubs_capacity" {
   description = "Event Hubs Standard throughput units (1 MB/s in, 2 MB/s out each)."
   type        = number

@@ -12,6 +12,10 @@ terraform {
       source  = "hashicorp/random"
       version = "~> 3.7" # ephemeral random_password
     }
+    tls = {
+      source  = "hashicorp/tls"
+      version = "~> 4.1" # ED25519 keys
+    }
   }
 
   # State lives in an Azure Storage account created once by hand (infra/README.md,

@@ -31,7 +31,8 @@ PROD_LIKE_SASL_USER='$ConnectionString'
 prod_like_certs() {
   local dir="$1"
   # Made once; made again when the certificate has less than a day left (30 days valid).
-  if [ -f "$dir/secrets.env" ] && openssl x509 -checkend 86400 -noout -in "$dir/server.pem" >/dev/null 2>&1; then
+  if [ -f "$dir/secrets.env" ] && [ -f "$dir/kos-signing-key" ] \
+     && openssl x509 -checkend 86400 -noout -in "$dir/server.pem" >/dev/null 2>&1; then
     return 0
   fi
   command -v openssl >/dev/null || apt_install openssl
@@ -62,7 +63,12 @@ prod_like_certs() {
       echo "PROD_LIKE_SASL_PASSWORD='Endpoint=sb://phonebill-local.servicebus.windows.net/;SharedAccessKeyName=phonebill;SharedAccessKey=$sas'"
     } >secrets.env
     echo "k1:$(openssl rand -hex 32)" >jwt-signing-key
-    chmod 600 secrets.env jwt-signing-key
+    # KOS's message signing key (kos-mock alone) and its public half (its consumers),
+    # as DER in base64 (service_kit::signed).
+    openssl genpkey -algorithm ed25519 -out kos.key 2>/dev/null
+    echo "kos1:$(openssl pkey -in kos.key -outform DER | base64 -w0)" >kos-signing-key
+    echo "PROD_LIKE_KOS_VERIFY_KEYS=kos1:$(openssl pkey -in kos.key -pubout -outform DER | base64 -w0)" >>secrets.env
+    chmod 600 secrets.env jwt-signing-key kos.key kos-signing-key
   )
 }
 
@@ -195,6 +201,8 @@ prod_like_env() { # DIR KAFKA_PORT
     PHONEBILL_REDIS_CLUSTER=true
     PHONEBILL_REDIS_URL="$(prod_like_redis_url)"
     PHONEBILL_JWT_SIGNING_KEY_FILE="$dir/jwt-signing-key"
+    PHONEBILL_KOS_SIGNING_KEY_FILE="$dir/kos-signing-key"
+    PHONEBILL_KOS_VERIFY_KEYS="$PROD_LIKE_KOS_VERIFY_KEYS"
   )
 }
 

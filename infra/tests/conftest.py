@@ -39,6 +39,7 @@ PROD_INPUTS = {
         }
     },
     "ingress": {"host": "phonebill.example.com"},
+    "kosSigning": {"verifyKeys": "kos1:MCowBQYDK2VwAyEAt2z5bwnr5t4vLuOhEEyxPdbt59kjnA6phJxfuWv4L9E="},
 }
 
 

@@ -164,6 +164,7 @@ def test_values_schema_rejects_a_misspelt_key():
         ("secrets.azureKeyVault.clientId", "secrets.azureKeyVault.clientId is required"),
         ("kafka.brokers", "kafka.brokers is required"),
         ("image.registry", "image.registry is required in production"),
+        ("kosSigning.verifyKeys", "kosSigning.verifyKeys is required in production"),
         ("ingress.host", "ingress.host is required"),
     ],
 )

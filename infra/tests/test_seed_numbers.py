@@ -16,7 +16,7 @@ import re
 
 import pytest
 
-from conftest import SERVICES, Objects, component, prod_values, quantity, render
+from conftest import PROD_INPUTS, SERVICES, Objects, component, prod_values, quantity, render
 
 # ---------------------------------------------------------------- the design
 
@@ -454,10 +454,26 @@ def test_secret_provider_class(prod_objects: Objects):
         "redis-url": "phonebill-redis-url",
         "kafka-sasl-password": "phonebill-eventhubs-connection-string",
         "jwt-signing-key": "phonebill-jwt-signing-key",
+        "kos-signing-key": "phonebill-kos-signing-key",
     }
     [synced] = spc["spec"]["secretObjects"]
     assert synced["secretName"] == "phonebill-secrets"
-    assert {d["key"] for d in synced["data"]} == {"database-url", "redis-url", "kafka-sasl-password"}
+    assert {d["key"] for d in synced["data"]} == {
+        "database-url", "redis-url", "kafka-sasl-password", "kos-signing-key"}
+
+
+def test_kos_signing_key_reaches_kos_alone_and_its_public_keys_the_consumers(prod_objects: Objects):
+    for svc in SERVICES:
+        pod = prod_objects.get("Deployment", component(svc))["spec"]["template"]["spec"]
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        if svc == "kos-mock":
+            assert env["PHONEBILL_KOS_SIGNING_KEY"]["valueFrom"]["secretKeyRef"] == {
+                "name": "phonebill-secrets", "key": "kos-signing-key"}
+        else:
+            assert "PHONEBILL_KOS_SIGNING_KEY" not in env, svc
+    cm = prod_objects.get("ConfigMap", "phonebill-config")["data"]
+    assert cm["PHONEBILL_KOS_VERIFY_KEYS"] == PROD_INPUTS["kosSigning"]["verifyKeys"]
+
 
 
 SECRET_LOOKING = re.compile(

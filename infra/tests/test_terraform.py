@@ -277,9 +277,22 @@ def test_the_signing_key_secret_is_a_kid_and_a_secret_as_the_services_read_it():
     assert generator["length"] >= 32 and generator["special"] is False
 
 
+def test_the_kos_signing_key_is_ed25519_as_the_services_read_it():
+    """service_kit::signed takes `kid:<base64 DER>`: PKCS#8 for the private key (Key
+    Vault, kos-mock), SubjectPublicKeyInfo for the public one (the chart's verifyKeys)."""
+    key = RESOURCES["tls_private_key"]["kos_signing"]
+    assert key["algorithm"] == "ED25519"
+    secret = RESOURCES["azurerm_key_vault_secret"]["kos_signing_key"]
+    assert secret["value"] == "${local.kos_signing_key}"
+    text = (AZURE / "keyvault.tf").read_text()
+    for half, pem in (("kos_signing_key", "private_key_pem"), ("kos_verify_key", "public_key_pem")):
+        assert re.search(rf'{half} = format\("kos%d:%s", var\.kos_signing_key_version,\s*'
+                         rf'replace\(replace\(tls_private_key\.kos_signing\.{pem}', text), half
+
+
 def test_helm_values_output_has_every_installation_input():
     expr = OUTPUTS["helm_values"]["value"]
-    for key in ("registry", "brokers", "azureKeyVault", "tenantId", "clientId", "host"):
+    for key in ("registry", "brokers", "azureKeyVault", "tenantId", "clientId", "host", "verifyKeys"):
         assert re.search(rf"'{key}'|\b{key}\b", expr), key
     assert ":9093" in expr
 

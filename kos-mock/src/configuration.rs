@@ -63,6 +63,10 @@ pub struct Config {
     #[command(flatten)]
     pub jwt: JwtConfig,
 
+    /// KOS's key, signing every result and fact it publishes.
+    #[command(flatten)]
+    pub signing: service_kit::signed::SigningConfig,
+
     #[command(flatten)]
     pub metrics: service_kit::telemetry::MetricsConfig,
 
@@ -203,6 +207,9 @@ impl Config {
             &self.jwt,
         )
         .map_err(ConfigError)?;
+        self.signing
+            .signer(self.is_production())
+            .map_err(ConfigError)?;
         let k = &self.kos;
         let sim = Simulation {
             latency_min_ms: k.latency_min_ms,
@@ -256,7 +263,7 @@ mod tests {
     }
 
     #[test]
-    fn production_refuses_the_development_token_key_and_a_plain_redis() {
+    fn production_refuses_the_development_keys_and_a_plain_redis() {
         let mut config = local();
         config.environment = Environment::Production;
         config.kafka.security_protocol = "sasl_ssl".into();
@@ -270,6 +277,10 @@ mod tests {
         assert!(refused.contains("PHONEBILL_JWT_SIGNING_KEY"), "{refused}");
 
         config.jwt.signing_key = Some("k1:0123456789abcdef0123456789abcdef".into());
+        let refused = config.check().unwrap_err().0;
+        assert!(refused.contains("PHONEBILL_KOS_SIGNING_KEY"), "{refused}");
+        config.signing.kos_signing_key =
+            Some("kos1:MC4CAQAwBQYDK2VwBCIEIAsY3szvfQ1IcxWSeZvS6SXb8Ax8sToSkAOVUSAVIKEx".into());
         config.check().unwrap();
 
         config.redis.url = "redis://cache:6379".into();
@@ -286,7 +297,14 @@ mod tests {
         config.redis.url = check::REDIS_URL.into();
         config.kafka.sasl_password = Some(check::SASL_PASSWORD.into());
         config.jwt.signing_key = Some(check::SIGNING_KEY.into());
+        config.signing.kos_signing_key =
+            Some("kos1:MC4CAQAwBQYDK2VwBCIEIAsY3szvfQ1IcxWSeZvS6SXb8Ax8sToSkAOVUSAVIKEx".into());
         let dump = format!("{config:?}");
-        check::assert_hidden(&Cli::command(), &[], &dump, &[]);
+        check::assert_hidden(
+            &Cli::command(),
+            &["kos_signing_key"],
+            &dump,
+            &["MC4CAQAwBQYDK2VwBCIEIAsY3szvfQ1IcxWSeZvS6SXb8Ax8sToSkAOVUSAVIKEx"],
+        );
     }
 }

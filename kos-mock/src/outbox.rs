@@ -22,6 +22,7 @@ use rdkafka::ClientConfig;
 use service_kit::outbox::{
     Outbox, OutboxError, OutboxPublisher, OutboxSession, Outgoing, PublisherSettings, Record,
 };
+use service_kit::signed::Signer;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -135,22 +136,26 @@ pub async fn append_envelope(
 pub struct KosOutbox {
     pool: PgPool,
     topics: Topics,
+    signer: Signer,
 }
 
 /// The publisher of KOS's outbox.
 pub type Publisher = OutboxPublisher<KosOutbox>;
 
-/// The publisher; `kafka`: the service's client settings.
+/// The publisher; `kafka`: the service's client settings; `signer`: KOS's key, which
+/// signs every message (its consumers refuse what it did not sign).
 pub fn publisher(
     pool: PgPool,
     kafka: &ClientConfig,
     topics: Topics,
+    signer: Signer,
     settings: PublisherSettings,
     committed: Arc<Notify>,
 ) -> Publisher {
     let outbox = KosOutbox {
         pool: pool.clone(),
         topics,
+        signer,
     };
     OutboxPublisher::new(outbox, pool, kafka, settings, committed)
 }
@@ -167,6 +172,7 @@ impl Outbox for KosOutbox {
         Ok(KosOutboxSession {
             pool: self.pool.clone(),
             topics: self.topics.clone(),
+            signer: self.signer.clone(),
         })
     }
 }
@@ -175,6 +181,7 @@ impl Outbox for KosOutbox {
 pub struct KosOutboxSession {
     pool: PgPool,
     topics: Topics,
+    signer: Signer,
 }
 
 #[async_trait]
@@ -207,7 +214,11 @@ impl OutboxSession for KosOutboxSession {
                 };
                 Outgoing {
                     row: id,
-                    record: Some(Record::envelope(topic, key, &envelope.0).traced(trace)),
+                    record: Some(
+                        Record::envelope(topic, key, &envelope.0)
+                            .traced(trace)
+                            .signed(&self.signer),
+                    ),
                 }
             })
             .collect())

@@ -70,10 +70,15 @@ impl Application {
         let client = kafka::client_config(&config.kafka, CLIENT_ID);
         let simulation = SimulationHandle::new(config.kos.simulation());
         let changes = Changes::new(pool.clone(), committed.clone(), simulation);
+        let signer = config
+            .signing
+            .signer(config.is_production())
+            .map_err(anyhow::Error::msg)?;
         let publisher = outbox::publisher(
             pool.clone(),
             &client,
             topics.clone(),
+            signer,
             PublisherSettings {
                 poll: config.kos.publish_poll(),
                 delivery_timeout_ms: config.kos.delivery_timeout_ms,

@@ -42,7 +42,8 @@ pub enum Command {
     /// Retry every parked aggregate once and exit (the same as `POST /admin/parked/retry`).
     RetryParked,
     /// Apply a JSONL file of KOS facts (envelopes as on `kos.billing`) without the broker,
-    /// exactly as if consumed (idempotent; seeding and benchmarks).
+    /// as if consumed but taken on the operator's word (no KOS signature; idempotent;
+    /// seeding and benchmarks).
     ApplyFacts {
         /// The JSONL file to read.
         file: std::path::PathBuf,
@@ -124,6 +125,11 @@ pub struct Config {
     #[arg(long, env = "PHONEBILL_CONSUMER_GROUP", default_value = "projector")]
     pub consumer_group: String,
 
+    /// KOS's public keys: facts on `kos.billing` not signed by KOS are dead-lettered
+    /// (live), and left out of a replay or time travel.
+    #[command(flatten)]
+    pub kos_keys: service_kit::signed::VerifyConfig,
+
     /// Access tokens of the analyst endpoints: the same keys, issuer and audience as
     /// command-service, which issues them (logouts followed from Redis, like
     /// query-service).
@@ -177,6 +183,7 @@ impl Config {
         )
         .map_err(anyhow::Error::msg)?;
         self.hardening.check().map_err(anyhow::Error::msg)?;
+        self.kos_verifier()?;
         if !is_identifier(&self.event_store_schema) {
             anyhow::bail!("PHONEBILL_EVENT_STORE_SCHEMA must be letters, digits and underscores");
         }
@@ -188,6 +195,13 @@ impl Config {
 
     pub fn is_production(&self) -> bool {
         self.environment == Environment::Production
+    }
+
+    /// What KOS's facts are checked against.
+    pub fn kos_verifier(&self) -> anyhow::Result<service_kit::signed::Verifier> {
+        self.kos_keys
+            .verifier(self.is_production())
+            .map_err(anyhow::Error::msg)
     }
 }
 
@@ -205,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn production_refuses_plain_transports_and_a_missing_signing_key() {
+    fn production_refuses_plain_transports_and_missing_keys() {
         let mut config = Cli::try_parse_from(["projector"]).unwrap().config;
         config.environment = Environment::Production;
         let refused = config.check().unwrap_err().to_string();
@@ -229,6 +243,10 @@ mod tests {
         let refused = config.check().unwrap_err().to_string();
         assert!(refused.contains("PHONEBILL_JWT_SIGNING_KEY"), "{refused}");
         config.jwt.signing_key = Some("k1:0123456789abcdef0123456789abcdef".into());
+        let refused = config.check().unwrap_err().to_string();
+        assert!(refused.contains("PHONEBILL_KOS_VERIFY_KEYS"), "{refused}");
+        config.kos_keys.kos_verify_keys =
+            Some("kos1:MCowBQYDK2VwAyEAt2z5bwnr5t4vLuOhEEyxPdbt59kjnA6phJxfuWv4L9E=".into());
         config.check().unwrap();
     }
 

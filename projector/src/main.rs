@@ -36,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::ApplyFacts { file } => {
             let pool = startup::prepare_database(&config).await?;
-            let processor = startup::processor(&config, pool).await?;
+            let processor = startup::processor(&config, pool).await?.vouched_for();
             let topic = events::topics::Topics::new(&config.kafka.topic_prefix).kos_billing();
             let text = std::fs::read_to_string(&file)?;
             for (n, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {

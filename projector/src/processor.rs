@@ -21,6 +21,7 @@ use events::{codec, DecodeError, Envelope};
 use read_model::keys::View;
 use redis::AsyncCommands;
 use service_kit::redis_conn::RedisConn;
+use service_kit::signed::Verifier;
 use sqlx::{PgConnection, PgPool};
 use tracing::Instrument;
 
@@ -146,19 +147,46 @@ pub struct Processor {
 pub struct Decoder {
     topics: Topics,
     schemas: Arc<SchemaSet>,
+    /// KOS's public keys: a fact on `kos.billing` must be signed by KOS. `None`: the
+    /// facts are an operator's own input ([`Processor::vouched_for`]).
+    kos: Option<Arc<Verifier>>,
 }
 
 impl Decoder {
-    pub fn new(topics: Topics) -> Self {
+    pub fn new(topics: Topics, kos: Verifier) -> Self {
         Self {
             topics,
             schemas: Arc::new(SchemaSet::load()),
+            kos: Some(Arc::new(kos)),
         }
     }
 
-    /// Decodes by topic; the event families of `kos.billing` and
-    /// `phonebill.product-change` are also checked against their JSON Schemas.
+    /// Whether the message came from its topic's producer: on `kos.billing`, a fact KOS
+    /// signed ([`service_kit::signed`]); every other topic passes.
+    pub fn check_producer(&self, msg: &Incoming) -> Result<(), String> {
+        let Some(kos) = self.kos.as_ref() else {
+            return Ok(());
+        };
+        if msg.topic != self.topics.kos_billing() {
+            return Ok(());
+        }
+        let headers = msg
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), Some(value.as_slice())));
+        kos.check(headers, msg.key.as_deref(), &msg.payload)
+    }
+
+    /// [`Decoder::check_producer`], then [`Decoder::decode_checked`].
     pub fn decode(&self, msg: &Incoming) -> Result<Decoded, DecodeError> {
+        self.check_producer(msg).map_err(DecodeError::Envelope)?;
+        self.decode_checked(msg)
+    }
+
+    /// Decodes a message whose producer was checked when it was received (a parked one,
+    /// kept without its headers) by topic; the event families of `kos.billing` and
+    /// `phonebill.product-change` are also checked against their JSON Schemas.
+    pub fn decode_checked(&self, msg: &Incoming) -> Result<Decoded, DecodeError> {
         // Parsed once: checked against the schema, then read into the typed event.
         let checked = |bytes: &[u8]| -> Result<serde_json::Value, DecodeError> {
             let value: serde_json::Value =
@@ -224,14 +252,28 @@ pub async fn lock_views(tx: &mut PgConnection, keys: &[String]) -> Result<(), sq
 }
 
 impl Processor {
-    pub fn new(pool: PgPool, redis: RedisConn, prefix: String, topics: Topics) -> Self {
+    pub fn new(
+        pool: PgPool,
+        redis: RedisConn,
+        prefix: String,
+        topics: Topics,
+        kos: Verifier,
+    ) -> Self {
         Self {
             pool,
             redis,
             channel: read_model::invalidation_channel(&prefix),
             prefix,
-            decoder: Decoder::new(topics),
+            decoder: Decoder::new(topics, kos),
         }
+    }
+
+    /// This processor for facts an operator vouches for (`projector apply-facts FILE`:
+    /// whoever may run it holds the database's credentials already): KOS's signature is
+    /// not asked for. Never for what comes from the broker.
+    pub fn vouched_for(mut self) -> Self {
+        self.decoder.kos = None;
+        self
     }
 
     /// This processor's decoder (its compiled schemas are shared, not copied).
@@ -302,7 +344,15 @@ impl Processor {
     /// message applied but not refreshed comes again as a duplicate, and a duplicate
     /// refreshes its views. `Err` is transient (retry the same message).
     pub async fn apply_message(&self, msg: &Incoming) -> anyhow::Result<(Outcome, Vec<View>)> {
-        let decoded = match self.decode(msg) {
+        if let Err(reason) = self.decoder.check_producer(msg) {
+            tracing::warn!(topic = %msg.topic, %reason, "a fact on KOS's topic that KOS did not sign");
+            let outcome = Outcome::Rejected {
+                kind: "unsigned",
+                reason,
+            };
+            return Ok((outcome, vec![]));
+        }
+        let decoded = match self.decoder.decode_checked(msg) {
             Ok(d) => d,
             Err(e) => {
                 let outcome = Outcome::Rejected {
@@ -574,7 +624,7 @@ impl Processor {
                     payload,
                     headers: vec![],
                 };
-                let Ok(decoded) = self.decode(&msg) else {
+                let Ok(decoded) = self.decoder.decode_checked(&msg) else {
                     // Decoded once, so only a changed contract gets here: keep it parked.
                     blocked = true;
                     report.still_parked += 1;

@@ -111,6 +111,7 @@ pub async fn processor(config: &Config, pool: PgPool) -> anyhow::Result<Processo
         redis,
         config.redis.key_prefix.clone(),
         Topics::new(&config.kafka.topic_prefix),
+        config.kos_verifier()?,
     ))
 }
 
@@ -167,6 +168,7 @@ impl Application {
             redis.clone(),
             config.redis.key_prefix.clone(),
             topics.clone(),
+            config.kos_verifier()?,
         )
         .for_namespace(pool.clone(), ns_config.redis.key_prefix.clone());
         processor.update_parked_gauge().await;

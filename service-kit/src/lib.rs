@@ -7,6 +7,8 @@
 //!   partition or per key, offsets stored after effects, retries, dead letters, lag
 //!   metrics); the services bring a handler with their domain logic only.
 //! - [`dead_letter`]: the dead-letter publisher (the original message with `dlq-*` headers).
+//! - [`signed`]: messages signed by their producer (KOS's results and facts), checked
+//!   by their consumers.
 //! - [`outbox`]: the outbox publisher (one leader, idempotent producer, delivered rows
 //!   recorded after the broker's acknowledgement).
 //! - [`bounded_reader`]: a topic read between planned offsets (replay, export, time travel).
@@ -42,6 +44,7 @@ pub mod redis_conn;
 pub mod secret;
 pub mod server;
 pub mod sharded;
+pub mod signed;
 pub mod telemetry;
 pub mod traces;
 

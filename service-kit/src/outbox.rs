@@ -114,6 +114,14 @@ impl Record {
         self
     }
 
+    /// Signed by `signer` ([`crate::signed`]): its key id and signature in headers.
+    pub fn signed(self, signer: &crate::signed::Signer) -> Self {
+        let signature = signer.sign(self.key.as_bytes(), &self.payload);
+        let kid = signer.kid().to_owned();
+        self.header(crate::signed::SIGNER, &kid)
+            .header(crate::signed::SIGNATURE, &signature)
+    }
+
     pub fn header(mut self, key: &str, value: &str) -> Self {
         self.headers = self.headers.insert(Header {
             key,

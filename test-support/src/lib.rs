@@ -19,5 +19,5 @@ pub use fixtures::line;
 pub use http::client_with_token;
 pub use namespace::Namespace;
 pub use process::{printed_openapi, Running};
-pub use topic::{producer, publish, read_topic, Received, PARTITIONS};
+pub use topic::{kos_signed, producer, publish, publish_signed, read_topic, Received, PARTITIONS};
 pub use wait::{eventually, wait_until};

@@ -9,6 +9,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
 use serde_json::Value;
 use service_kit::bounded_reader::{self, BoundedReader, Bounds, Flow};
+use service_kit::signed::{self, Signer};
 
 use crate::env::brokers;
 
@@ -27,25 +28,59 @@ pub fn producer() -> FutureProducer {
         .unwrap()
 }
 
-/// Publishes `bytes` under `key` with a `source: test` header; fails the test if the
-/// broker does not take it.
+/// Publishes `bytes` under `key` with a `source: test` header, signed with KOS's
+/// development key as kos-mock signs (consumers of KOS's topics check it; others ignore
+/// it); fails the test if the broker does not take it.
 pub async fn publish(producer: &FutureProducer, topic: &str, key: &str, bytes: &[u8]) {
-    let headers = OwnedHeaders::new().insert(Header {
-        key: "source",
-        value: Some("test"),
-    });
+    publish_signed(producer, topic, key, bytes, Some(&Signer::local_dev())).await;
+}
+
+/// Publishes as [`publish`] does, signed by `signer`, or not signed at all (a forgery).
+pub async fn publish_signed(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    bytes: &[u8],
+    signer: Option<&Signer>,
+) {
     send(
         producer,
         FutureRecord::to(topic)
             .key(key)
             .payload(bytes)
-            .headers(headers),
+            .headers(headers(key, bytes, signer)),
     )
     .await;
 }
 
-/// Publishes with the broker timestamp set: window tests stamp records in the past
-/// instead of waiting for time to pass.
+/// Headers signing a message of `key` and `bytes` with KOS's development key, as
+/// kos-mock signs (for a test's own producer).
+pub fn kos_signed(key: &str, bytes: &[u8]) -> OwnedHeaders {
+    headers(key, bytes, Some(&Signer::local_dev()))
+}
+
+fn headers(key: &str, bytes: &[u8], signer: Option<&Signer>) -> OwnedHeaders {
+    let headers = OwnedHeaders::new().insert(Header {
+        key: "source",
+        value: Some("test"),
+    });
+    let Some(signer) = signer else {
+        return headers;
+    };
+    let signature = signer.sign(key.as_bytes(), bytes);
+    headers
+        .insert(Header {
+            key: signed::SIGNER,
+            value: Some(signer.kid()),
+        })
+        .insert(Header {
+            key: signed::SIGNATURE,
+            value: Some(&signature),
+        })
+}
+
+/// Publishes (signed, as [`publish`]) with the broker timestamp set: window tests stamp
+/// records in the past instead of waiting for time to pass.
 pub async fn publish_at(
     producer: &FutureProducer,
     topic: &str,
@@ -58,6 +93,7 @@ pub async fn publish_at(
         FutureRecord::to(topic)
             .key(key)
             .payload(bytes)
+            .headers(kos_signed(key, bytes))
             .timestamp(at.timestamp_millis()),
     )
     .await;

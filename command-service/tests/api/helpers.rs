@@ -26,13 +26,14 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use service_kit::auth::{ManualClock, Role, Tokens};
+use service_kit::signed::Signer;
 use sqlx::PgPool;
 use test_support::wait_until;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub use test_support::topic::publish;
+pub use test_support::topic::publish_signed;
 pub use test_support::{
     brokers, client_with_token, database_url, line, read_topic, redis_cluster_url, redis_target,
     Namespace, Received, PARTITIONS,
@@ -173,10 +174,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 }
 
 /// Stands in for KOS: publishes on KOS's topics with a plain producer, enveloped exactly
-/// as on the wire.
+/// as on the wire and signed with KOS's development key, as kos-mock signs.
 pub struct Kos {
     producer: FutureProducer,
     topics: Topics,
+    signer: Option<Signer>,
 }
 
 impl Kos {
@@ -186,7 +188,21 @@ impl Kos {
             .set("enable.idempotence", "true")
             .create()
             .unwrap();
-        Self { producer, topics }
+        Self {
+            producer,
+            topics,
+            signer: Some(Signer::local_dev()),
+        }
+    }
+
+    /// Someone else with the broker's credentials publishing as KOS: signing with
+    /// `signer` (not KOS's key), or not at all.
+    pub fn impostor(&self, signer: Option<Signer>) -> Self {
+        Self {
+            producer: self.producer.clone(),
+            topics: self.topics.clone(),
+            signer,
+        }
     }
 
     /// Publishes bytes as they are (keyed by the envelope's aggregate id if it has one).
@@ -195,7 +211,7 @@ impl Kos {
             .ok()
             .and_then(|v| v["aggregate_id"].as_str().map(str::to_owned))
             .unwrap_or_default();
-        publish(&self.producer, topic, &key, bytes).await;
+        publish_signed(&self.producer, topic, &key, bytes, self.signer.as_ref()).await;
     }
 
     /// KOS answers a request on `kos.product-change-results`.
@@ -235,7 +251,7 @@ impl Kos {
 
     async fn publish_keyed(&self, topic: &str, key: &str, envelope: &Envelope) {
         let bytes = encode(envelope);
-        publish(&self.producer, topic, key, &bytes).await;
+        publish_signed(&self.producer, topic, key, &bytes, self.signer.as_ref()).await;
     }
 }
 

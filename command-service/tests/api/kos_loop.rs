@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use events::kos::{
-    KosFact, KosResult, LineProductChanged, LineResumed, LineSuspended, ProductChangeExecuted,
-    ProductChangeRefused, ProductWithdrawn,
+    Contract, KosFact, KosResult, LineProductChanged, LineRegistered, LineResumed, LineStatus,
+    LineSuspended, ProductChangeExecuted, ProductChangeRefused, ProductWithdrawn,
 };
 use serde_json::{json, Value};
+use service_kit::signed::Signer;
 use uuid::Uuid;
 
 use crate::helpers::{line, read_topic, spawn_app, spawn_app_with, valid_change, Options};
@@ -237,6 +238,90 @@ async fn an_undecodable_kos_message_is_dead_lettered_and_later_answers_still_app
         Some("command-service")
     );
     assert!(dead[0].headers["dlq-reason"].contains("not a valid envelope"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_result_or_fact_kos_did_not_sign_changes_nothing_and_is_dead_lettered_with_the_reason() {
+    // Given a change sent to KOS, and line 9 with its owner
+    let app = spawn_app().await;
+    let request_id = app.accepted_change(8).await;
+    let owner_of = |line: String| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT customer_id FROM ref_lines WHERE line_number = $1",
+            )
+            .bind(line)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let owner = owner_of(line(9)).await;
+
+    // When a pod holding the broker's credentials but not KOS's key answers the change
+    // (unsigned) and registers line 9 to another customer (signed with a key of its own,
+    // under KOS's key id), with a sequence ahead of any KOS will reach
+    app.kos
+        .impostor(None)
+        .answer(&executed(request_id, 8, "KOS-FORGED"))
+        .await;
+    let forger = Signer::parse(&format!("local-dev:{}", "A".repeat(43) + "=")).unwrap();
+    let stolen = KosFact::LineRegistered(LineRegistered {
+        line_number: line(9),
+        customer_id: "CUST-ATTACKER".into(),
+        customer_name: "Mallory".into(),
+        operator: "KT".into(),
+        status: LineStatus::Active,
+        product_code: "5G-PREMIUM-001".into(),
+        contract: Contract {
+            commitment_months: 0,
+            started_on: Utc::now().date_naive(),
+            ends_on: Utc::now().date_naive(),
+        },
+    });
+    app.kos
+        .impostor(Some(forger))
+        .fact(&stolen, 1_000_000_000)
+        .await;
+
+    // Then both go to the dead-letter topic with the reason
+    app.wait_for("two dead letters", || async {
+        read_topic(&app.config.kafka.brokers, &app.topics.dead_letter())
+            .await
+            .len()
+            == 2
+    })
+    .await;
+    let dead = read_topic(&app.config.kafka.brokers, &app.topics.dead_letter()).await;
+    let mut reasons: Vec<&str> = dead
+        .iter()
+        .map(|d| d.headers["dlq-reason"].as_str())
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            "the message is not signed",
+            "the message's signature does not match key `local-dev`"
+        ]
+    );
+    // and nothing changed: the line is its owner's, the change still waits for KOS
+    assert_eq!(owner_of(line(9)).await, owner);
+    let events = app.events_of(request_id).await;
+    assert!(
+        !types(&events)
+            .iter()
+            .any(|t| *t == "ProductChangeCompleted" || *t == "ProductChangeFailed"),
+        "{events:?}"
+    );
+    // and KOS's own answer still settles it
+    app.kos.answer(&executed(request_id, 8, "KOS-0010")).await;
+    app.wait_for("the change to complete", || async {
+        types(&app.events_of(request_id).await).contains(&"ProductChangeCompleted")
+    })
+    .await;
     app.stop().await;
 }
 

@@ -55,6 +55,8 @@ pub enum AsOfError {
     EventStore(#[from] sqlx::Error),
     #[error("reading task: {0}")]
     Task(String),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// How much was read to answer (for logs and the CLI's stderr).
@@ -178,7 +180,10 @@ pub async fn as_of(
     line: &str,
     at: DateTime<Utc>,
 ) -> Result<(LineState, ReadStats), AsOfError> {
-    let decoder = Decoder::new(Topics::new(&config.kafka.topic_prefix));
+    let kos = config
+        .kos_verifier()
+        .map_err(|e| AsOfError::Config(e.to_string()))?;
+    let decoder = Decoder::new(Topics::new(&config.kafka.topic_prefix), kos);
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect_lazy(&config.database.url)?;

@@ -152,6 +152,64 @@ fn inquiry_of(line: &str) -> events::bill_inquiry::BillInquired {
 }
 
 #[tokio::test]
+async fn given_facts_on_kos_topic_that_kos_did_not_sign_then_they_are_dead_lettered_unapplied_and_kos_own_facts_apply(
+) {
+    use service_kit::signed::Signer;
+    // Given a fact published without a signature, one signed with another key under
+    // KOS's key id, then one of KOS's own
+    let app = spawn_app(test_config()).await;
+    let producer = producer();
+    let topic = app.topics.kos_billing();
+    let forger = Signer::parse(&format!("local-dev:{}=", "A".repeat(43))).unwrap();
+    let unsigned = kos_event(1, &product("5G-FREE-001", 0));
+    let forged = kos_event(1, &product("5G-FREE-002", 0));
+    test_support::publish_signed(&producer, &topic, "5G-FREE-001", &unsigned, None).await;
+    test_support::publish_signed(&producer, &topic, "5G-FREE-002", &forged, Some(&forger)).await;
+    let genuine = kos_event(1, &product("5G-PREMIUM-001", 89000));
+    publish(&producer, &topic, "5G-PREMIUM-001", &genuine).await;
+
+    // Then KOS's fact is applied, the other two are not, and both are dead letters
+    wait_until("two dead letters", Duration::from_secs(30), || async {
+        read_topic(&app.topics.dead_letter()).await.len() == 2
+    })
+    .await;
+    let pool = app.pool.clone();
+    let products = || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT product_code FROM products ORDER BY 1")
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    wait_until(
+        "KOS's own fact applied",
+        Duration::from_secs(30),
+        || async { !products().await.is_empty() },
+    )
+    .await;
+    assert_eq!(products().await, ["5G-PREMIUM-001"]);
+    let dead = read_topic(&app.topics.dead_letter()).await;
+    let mut reasons: Vec<(&str, &str)> = dead
+        .iter()
+        .map(|d| (d.key.as_str(), d.headers["dlq-reason"].as_str()))
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            ("5G-FREE-001", "the message is not signed"),
+            (
+                "5G-FREE-002",
+                "the message's signature does not match key `local-dev`"
+            )
+        ]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn given_a_burst_of_bill_inquiries_with_a_repeat_and_a_malformed_one_then_each_is_recorded_once_and_the_malformed_one_is_dead_lettered(
 ) {
     use events::bill_inquiry;

@@ -71,15 +71,28 @@ impl TestProcessor {
         }
     }
 
+    /// A message as the broker would hand it over, signed with KOS's development key
+    /// as kos-mock signs (only KOS's topic is checked).
     pub fn incoming(&mut self, topic: String, bytes: Vec<u8>) -> Incoming {
         self.offset += 1;
+        let kos = service_kit::signed::Signer::local_dev();
+        let headers = vec![
+            (
+                service_kit::signed::SIGNER.to_owned(),
+                kos.kid().as_bytes().to_vec(),
+            ),
+            (
+                service_kit::signed::SIGNATURE.to_owned(),
+                kos.sign(b"", &bytes).into_bytes(),
+            ),
+        ];
         Incoming {
             topic,
             partition: 0,
             offset: self.offset,
             key: None,
             payload: bytes,
-            headers: vec![],
+            headers,
         }
     }
 

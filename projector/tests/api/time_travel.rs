@@ -27,7 +27,8 @@ async fn publish(producer: &FutureProducer, topic: &str, envelope: &Envelope) {
         .send(
             FutureRecord::to(topic)
                 .key(&envelope.aggregate_id)
-                .payload(&bytes),
+                .payload(&bytes)
+                .headers(test_support::kos_signed(&envelope.aggregate_id, &bytes)),
             Duration::from_secs(10),
         )
         .await

@@ -108,6 +108,7 @@ Checks that fail the render early with a clear message.
 {{- $_ := required "kafka.brokers is required" $v.kafka.brokers -}}
 {{- if eq $v.environment "production" -}}
 {{- $_ := required "image.registry is required in production (terraform output acr_login_server)" $v.image.registry -}}
+{{- $_ := required "kosSigning.verifyKeys is required in production (terraform output helm_values)" $v.kosSigning.verifyKeys -}}
 {{- if not (include "phonebill.kafkaUsesSasl" .) -}}
 {{- fail "production needs kafka.securityProtocol sasl_ssl (Event Hubs)" -}}
 {{- end -}}

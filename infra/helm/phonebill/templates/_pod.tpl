@@ -102,6 +102,12 @@ spec:
           valueFrom:
             secretKeyRef: {name: {{ $secretName }}, key: kafka-sasl-password}
         {{- end }}
+        {{- if eq .name "kos-mock" }}
+        # KOS's signing key: in KOS's container only (its consumers hold the public key).
+        - name: PHONEBILL_KOS_SIGNING_KEY
+          valueFrom:
+            secretKeyRef: {name: {{ $secretName }}, key: kos-signing-key}
+        {{- end }}
         {{- if $root.Values.kafka.staticMembership }}
         - name: PHONEBILL_KAFKA_INSTANCE_ID
           valueFrom:
