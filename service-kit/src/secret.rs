@@ -11,6 +11,22 @@ pub fn urls(value: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     fmt::Debug::fmt(&redacted.join(","), f)
 }
 
+/// A secret given as a file (as mounted from Key Vault; it wins) or as a value: the
+/// file's text, else the value, else `None`. `file_variable` names the file's setting in
+/// the error.
+pub fn file_or_value(
+    file: Option<&std::path::Path>,
+    value: Option<&str>,
+    file_variable: &str,
+) -> Result<Option<String>, String> {
+    match (file, value) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .map(Some)
+            .map_err(|e| format!("{file_variable} {} is not readable: {e}", path.display())),
+        (None, value) => Ok(value.map(str::to_owned)),
+    }
+}
+
 /// `Debug` of an optional secret: whether it is set, never what it is.
 pub fn option(value: &Option<String>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     match value {

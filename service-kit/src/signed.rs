@@ -218,7 +218,8 @@ fn key_bytes(bytes: &[u8], prefix: &[u8]) -> Option<[u8; 32]> {
 }
 
 /// Where KOS's signing key comes from (kos-mock).
-#[derive(Clone, Default, Args)]
+#[derive(Clone, Default, Args, educe::Educe)]
+#[educe(Debug)]
 pub struct SigningConfig {
     /// KOS's message signing key, `kid:<base64 Ed25519 seed or PKCS#8 DER>`.
     #[arg(
@@ -226,6 +227,7 @@ pub struct SigningConfig {
         env = "PHONEBILL_KOS_SIGNING_KEY",
         hide_env_values = true
     )]
+    #[educe(Debug(method(crate::secret::option)))]
     pub kos_signing_key: Option<String>,
 
     /// A file holding it (as mounted from Key Vault); wins over the variable.
@@ -233,35 +235,22 @@ pub struct SigningConfig {
     pub kos_signing_key_file: Option<PathBuf>,
 }
 
-impl std::fmt::Debug for SigningConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningConfig")
-            .field(
-                "kos_signing_key",
-                &self.kos_signing_key.as_ref().map(|_| "<redacted>"),
-            )
-            .field("kos_signing_key_file", &self.kos_signing_key_file)
-            .finish()
-    }
-}
-
 impl SigningConfig {
     /// The key from the file, else the variable, else (not in production) the
     /// development key.
     pub fn signer(&self, production: bool) -> Result<Signer, String> {
-        match (&self.kos_signing_key_file, &self.kos_signing_key) {
-            (Some(path), _) => Signer::parse(&std::fs::read_to_string(path).map_err(|e| {
-                format!(
-                    "PHONEBILL_KOS_SIGNING_KEY_FILE {} is not readable: {e}",
-                    path.display()
-                )
-            })?),
-            (None, Some(text)) => Signer::parse(text),
-            (None, None) if production => Err(
+        let given = crate::secret::file_or_value(
+            self.kos_signing_key_file.as_deref(),
+            self.kos_signing_key.as_deref(),
+            "PHONEBILL_KOS_SIGNING_KEY_FILE",
+        )?;
+        match given {
+            Some(text) => Signer::parse(&text),
+            None if production => Err(
                 "PHONEBILL_KOS_SIGNING_KEY(_FILE) is required in production (the development key is refused)"
                     .into(),
             ),
-            (None, None) => Ok(Signer::local_dev()),
+            None => Ok(Signer::local_dev()),
         }
     }
 }

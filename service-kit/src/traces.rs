@@ -484,6 +484,20 @@ mod tests {
 
     const UNSAMPLED_PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
 
+    /// The head decision for a write whose caller did not sample its trace.
+    fn unsampled_caller() -> SpanContext {
+        let head = head_by(
+            &ratio(1.0),
+            RequestKind::Write,
+            Some(UNSAMPLED_PARENT),
+            None,
+        );
+        let Head::Unsampled(context) = head else {
+            panic!("an unsampled parent is followed");
+        };
+        context
+    }
+
     fn ratio(r: f64) -> Sampler {
         Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(r)))
     }
@@ -503,14 +517,7 @@ mod tests {
 
     #[test]
     fn given_an_unsampled_caller_then_the_request_stays_out_of_its_trace_and_passes_the_flag_on() {
-        let Head::Unsampled(context) = head_by(
-            &ratio(1.0),
-            RequestKind::Write,
-            Some(UNSAMPLED_PARENT),
-            None,
-        ) else {
-            panic!("an unsampled parent is followed");
-        };
+        let context = unsampled_caller();
         assert_eq!(
             context.trace_id().to_string(),
             "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -560,14 +567,7 @@ mod tests {
             .build();
         let subscriber =
             tracing_subscriber::registry().with(layer(&provider).with_filter(Recorded));
-        let Head::Unsampled(context) = head_by(
-            &ratio(1.0),
-            RequestKind::Write,
-            Some(UNSAMPLED_PARENT),
-            None,
-        ) else {
-            panic!("an unsampled parent is followed");
-        };
+        let context = unsampled_caller();
         let carried = tracing::subscriber::with_default(subscriber, || {
             let request = tracing::info_span!(target: UNTRACED, "http");
             let carried = futures::executor::block_on(unsampled(

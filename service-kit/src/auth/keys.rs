@@ -133,19 +133,18 @@ impl JwtConfig {
     /// The keys from the file, else the variable, else (not in production) the
     /// development key.
     pub fn keys(&self, production: bool) -> Result<KeySet, String> {
-        let text = match (&self.signing_key_file, &self.signing_key) {
-            (Some(path), _) => std::fs::read_to_string(path).map_err(|e| {
-                format!(
-                    "PHONEBILL_JWT_SIGNING_KEY_FILE {} is not readable: {e}",
-                    path.display()
-                )
-            })?,
-            (None, Some(text)) => text.clone(),
-            (None, None) if production => return Err(
+        let given = crate::secret::file_or_value(
+            self.signing_key_file.as_deref(),
+            self.signing_key.as_deref(),
+            "PHONEBILL_JWT_SIGNING_KEY_FILE",
+        )?;
+        let text = match given {
+            Some(text) => text,
+            None if production => return Err(
                 "production needs PHONEBILL_JWT_SIGNING_KEY_FILE (or PHONEBILL_JWT_SIGNING_KEY)"
                     .into(),
             ),
-            (None, None) => LOCAL_DEV_KEY.to_owned(),
+            None => LOCAL_DEV_KEY.to_owned(),
         };
         if production && text.contains(LOCAL_DEV_KEY) {
             return Err("production may not sign with the development key".into());
