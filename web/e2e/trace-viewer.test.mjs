@@ -26,18 +26,18 @@ function freePort() {
 
 const hex = (bytes) => randomBytes(bytes).toString('hex');
 
-/** One OTLP/JSON resource's spans: `spans` as [name, id, parent id, kind, start µs, length µs]. */
-function resourceSpans(service, spans, traceId, correlationId) {
+/** One OTLP/JSON resource's spans: `spans` as [name, id, parent id, kind, start µs after
+ * `origin` (ns since the epoch), length µs]. */
+function resourceSpans(service, spans, traceId, correlationId, origin) {
   const kinds = { server: 2, producer: 4, consumer: 5 };
-  const base = BigInt(Date.now()) * 1_000_000n;
   return {
     resource: { attributes: [{ key: 'service.name', value: { stringValue: service } }] },
     scopeSpans: [{
       scope: { name: 'phonebill' },
       spans: spans.map(([name, id, parent, kind, start, length]) => ({
         traceId, spanId: id, parentSpanId: parent ?? '', name, kind: kinds[kind],
-        startTimeUnixNano: String(base + BigInt(start) * 1000n),
-        endTimeUnixNano: String(base + BigInt(start + length) * 1000n),
+        startTimeUnixNano: String(origin + BigInt(start) * 1000n),
+        endTimeUnixNano: String(origin + BigInt(start + length) * 1000n),
         attributes: parent ? [] : [{ key: 'correlation_id', value: { stringValue: correlationId } }],
       })),
     }],
@@ -65,6 +65,8 @@ test('a change\'s trace is found by its correlation id and drawn as a tree of it
   const traceId = hex(16);
   const correlationId = randomUUID();
   const [http, publish, consume] = [hex(8), hex(8), hex(8)];
+  // One time origin for both services' spans: the lengths asserted below depend on it.
+  const origin = BigInt(Date.now()) * 1_000_000n;
   const sent = await fetch(`http://127.0.0.1:${ports.otlp}/v1/traces`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -73,10 +75,10 @@ test('a change\'s trace is found by its correlation id and drawn as a tree of it
         resourceSpans('command-service', [
           ['POST /api/v1/product-changes', http, null, 'server', 0, 4000],
           ['phonebill.product-change publish', publish, http, 'producer', 3000, 200],
-        ], traceId, correlationId),
+        ], traceId, correlationId, origin),
         resourceSpans('kos-mock', [
           ['phonebill.product-change process', consume, publish, 'consumer', 9000, 1500],
-        ], traceId, correlationId),
+        ], traceId, correlationId, origin),
       ],
     }),
   });
