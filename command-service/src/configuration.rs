@@ -308,6 +308,7 @@ impl Config {
         )
         .map_err(ConfigError)?;
         let production = self.environment == Environment::Production;
+        self.jwt.signing_keys(production).map_err(ConfigError)?;
         self.kos_keys.verifier(production).map_err(ConfigError)?;
         self.hardening.check().map_err(ConfigError)?;
         if self.auth.max_failures < 1 || self.auth.lockout_secs < 1 {
@@ -353,7 +354,7 @@ mod tests {
         config.kafka.sasl_username = Some("$ConnectionString".into());
         config.database.url = "postgres://u@db:5432/phonebill?sslmode=require".into();
         config.redis.url = "rediss://:key@cache:6380".into();
-        config.jwt.signing_key = Some("k1:0123456789abcdef0123456789abcdef".into());
+        config.jwt.signing_key = Some(service_kit::secret::check::SIGNING_KEY.into());
         let err = config.check().unwrap_err();
         assert!(
             err.to_string().contains("PHONEBILL_KAFKA_SASL_PASSWORD"),

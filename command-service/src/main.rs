@@ -73,7 +73,7 @@ async fn credentials(config: &Config) -> anyhow::Result<Credentials> {
     db::migrate(&pool).await?;
     let keys = config
         .jwt
-        .keys(config.environment == Environment::Production)
+        .signing_keys(config.environment == Environment::Production)
         .map_err(anyhow::Error::msg)?;
     let tokens = Tokens::new(&config.jwt, keys, Arc::new(SystemClock));
     Ok(Credentials::new(

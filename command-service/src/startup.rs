@@ -99,7 +99,7 @@ impl Access {
     async fn build(config: &Config, pool: &PgPool, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let keys = config
             .jwt
-            .keys(config.environment == Environment::Production)
+            .signing_keys(config.environment == Environment::Production)
             .map_err(anyhow::Error::msg)?;
         let tokens = Tokens::new(&config.jwt, keys, clock.clone());
         let channel = channel_for(&config.database.schema);

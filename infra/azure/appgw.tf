@@ -21,8 +21,11 @@ resource "azurerm_user_assigned_identity" "app_gateway" {
   tags                = var.tags
 }
 
+# The certificate alone (a certificate's key is read as the secret of its name, the
+# fifth part of https://<vault>.vault.azure.net/secrets/<name>/<version>), not the vault.
 resource "azurerm_role_assignment" "app_gateway_key_vault" {
-  scope                = azurerm_key_vault.main.id
+  count                = var.tls_certificate_secret_id == null ? 0 : 1
+  scope                = "${azurerm_key_vault.main.id}/secrets/${split("/", var.tls_certificate_secret_id)[4]}"
   role_definition_name = "Key Vault Secrets User"
   principal_id         = azurerm_user_assigned_identity.app_gateway.principal_id
 }

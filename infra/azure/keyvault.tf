@@ -1,8 +1,10 @@
 # Design 7.4.1: Key Vault Premium (HSM-backed), private endpoint, RBAC. It holds the
-# four secrets the services read (through the Secrets Store CSI driver, see the
-# chart's SecretProviderClass) and the Application Gateway's TLS certificate.
-# The pods reach it as the user-assigned identity "phonebill-services" (design
-# 7.2.1), federated with each service's Kubernetes service account.
+# secrets the services read (through the Secrets Store CSI driver, see the chart's
+# SecretProviderClass per service) and the Application Gateway's TLS certificate.
+# Each service reaches it as a user-assigned identity of its own (design 7.2.1),
+# federated with that service's Kubernetes service account and allowed to read its own
+# secrets alone (local.secret_grants): a compromised query-service pod cannot read the
+# token signing key, nor any pod but kos-mock KOS's key.
 resource "azurerm_key_vault" "main" {
   #checkov:skip=CKV_AZURE_189:public access is off unless key_vault_allowed_ip_ranges lists the deployer's addresses, and then the firewall denies everyone else
   name                          = substr("kv-${var.name}-${var.environment}-${var.unique_suffix}", 0, 24)
@@ -50,34 +52,56 @@ resource "azurerm_role_assignment" "deployer_key_vault" {
   principal_id         = data.azurerm_client_config.current.object_id
 }
 
-resource "azurerm_user_assigned_identity" "workload" {
-  name                = "phonebill-services"
+resource "azurerm_user_assigned_identity" "services" {
+  for_each            = toset(local.services)
+  name                = "phonebill-${each.key}"
   location            = azurerm_resource_group.main.location
   resource_group_name = azurerm_resource_group.main.name
   tags                = var.tags
 }
 
-resource "azurerm_role_assignment" "workload_key_vault" {
-  scope                = azurerm_key_vault.main.id
-  role_definition_name = "Key Vault Secrets User"
-  principal_id         = azurerm_user_assigned_identity.workload.principal_id
-}
-
 resource "azurerm_federated_identity_credential" "services" {
   for_each                  = toset(local.services)
   name                      = "${var.kubernetes_namespace}-${each.key}"
-  user_assigned_identity_id = azurerm_user_assigned_identity.workload.id
+  user_assigned_identity_id = azurerm_user_assigned_identity.services[each.key].id
   audience                  = ["api://AzureADTokenExchange"]
   issuer                    = azurerm_kubernetes_cluster.main.oidc_issuer_url
   subject                   = "system:serviceaccount:${var.kubernetes_namespace}:${local.chart_fullname}-${each.key}"
 }
 
-# The secrets, named as the chart's secrets.azureKeyVault.objects expects.
-ephemeral "random_password" "jwt_signing_key" {
-  length  = 64
-  special = false
+locals {
+  # Which Key Vault secrets each service's identity may read: the chart's
+  # secrets.grants, by Key Vault name (a test keeps the two the same).
+  secret_grants = {
+    command-service = ["phonebill-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string", "phonebill-jwt-signing-key"]
+    query-service   = ["phonebill-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string"]
+    projector       = ["phonebill-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string"]
+    kos-mock        = ["phonebill-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string", "phonebill-kos-signing-key"]
+  }
+  secret_grant_pairs = merge([
+    for service, secrets in local.secret_grants : {
+      for secret in secrets : "${service}/${secret}" => { service = service, secret = secret }
+    }
+  ]...)
 }
 
+# Key Vault RBAC scoped to one secret: the identity reads that secret and no other.
+resource "azurerm_role_assignment" "service_secrets" {
+  for_each             = local.secret_grant_pairs
+  scope                = "${azurerm_key_vault.main.id}/secrets/${each.value.secret}"
+  role_definition_name = "Key Vault Secrets User"
+  principal_id         = azurerm_user_assigned_identity.services[each.value.service].principal_id
+
+  depends_on = [
+    azurerm_key_vault_secret.database_url,
+    azurerm_key_vault_secret.redis_url,
+    azurerm_key_vault_secret.eventhubs_connection_string,
+    azurerm_key_vault_secret.jwt_signing_key,
+    azurerm_key_vault_secret.kos_signing_key,
+  ]
+}
+
+# The secrets, named as the chart's secrets.azureKeyVault.objects expects.
 resource "azurerm_key_vault_secret" "database_url" {
   #checkov:skip=CKV_AZURE_41:rotated every 90 days by the runbook (design 7.4.1); an expiry date nobody renews would stop pods from mounting the secret
   name             = "phonebill-database-url"
@@ -121,15 +145,37 @@ resource "azurerm_key_vault_secret" "eventhubs_connection_string" {
   depends_on = [azurerm_role_assignment.deployer_key_vault, azurerm_private_endpoint.key_vault]
 }
 
+# The token signing key (service_kit::auth): the private half for command-service (Key
+# Vault), the public half for every service (helm_values output, a plain chart value,
+# and command-service's /.well-known/jwks.json). In the Terraform state for the same
+# reason as KOS's key below.
+resource "tls_private_key" "jwt_signing" {
+  algorithm = "ED25519"
+
+  lifecycle {
+    replace_triggered_by = [terraform_data.jwt_signing_key_version]
+  }
+}
+
+resource "terraform_data" "jwt_signing_key_version" {
+  input = var.jwt_signing_key_version
+}
+
+locals {
+  # `kid:<base64 DER>` as the services read it; the version is the kid, so tokens name
+  # the key that signed them. During a rotation the previous public keys stay listed.
+  jwt_signing_key = format("k%d:%s", var.jwt_signing_key_version,
+  replace(replace(tls_private_key.jwt_signing.private_key_pem, "/-----[A-Z ]+-----/", ""), "\n", ""))
+  jwt_verify_keys = join(",", concat([format("k%d:%s", var.jwt_signing_key_version,
+  replace(replace(tls_private_key.jwt_signing.public_key_pem, "/-----[A-Z ]+-----/", ""), "\n", ""))], var.jwt_previous_verify_keys))
+}
+
 resource "azurerm_key_vault_secret" "jwt_signing_key" {
-  #checkov:skip=CKV_AZURE_41:rotated every 90 days by the runbook (design 7.4.1); an expiry date nobody renews would stop pods from mounting the secret
+  #checkov:skip=CKV_AZURE_41:rotated by the runbook with an overlap of public keys; an expiry date nobody renews would stop command-service from starting
   name         = "phonebill-jwt-signing-key"
   key_vault_id = azurerm_key_vault.main.id
   content_type = "text/plain"
-  # `kid:secret`, as the services read it (a bare secret stops every pod at start); the
-  # version is the kid, so tokens name the key that signed them.
-  value_wo         = format("k%d:%s", var.jwt_signing_key_version, ephemeral.random_password.jwt_signing_key.result)
-  value_wo_version = var.jwt_signing_key_version
+  value        = local.jwt_signing_key
 
   depends_on = [azurerm_role_assignment.deployer_key_vault, azurerm_private_endpoint.key_vault]
 }

@@ -11,13 +11,16 @@ output "helm_values" {
     }
     secrets = {
       azureKeyVault = {
-        name     = azurerm_key_vault.main.name
-        tenantId = data.azurerm_client_config.current.tenant_id
-        clientId = azurerm_user_assigned_identity.workload.client_id
+        name      = azurerm_key_vault.main.name
+        tenantId  = data.azurerm_client_config.current.tenant_id
+        clientIds = { for service, identity in azurerm_user_assigned_identity.services : service => identity.client_id }
       }
     }
     ingress = {
       host = var.public_host
+    }
+    jwt = {
+      verifyKeys = local.jwt_verify_keys
     }
     kosSigning = {
       verifyKeys = local.kos_verify_key
@@ -41,8 +44,8 @@ output "key_vault_name" {
   value = azurerm_key_vault.main.name
 }
 
-output "workload_identity_client_id" {
-  value = azurerm_user_assigned_identity.workload.client_id
+output "service_identity_client_ids" {
+  value = { for service, identity in azurerm_user_assigned_identity.services : service => identity.client_id }
 }
 
 output "app_gateway_public_ip" {

@@ -100,9 +100,15 @@ variable "postgres_password_version" {
 }
 
 variable "jwt_signing_key_version" {
-  description = "Bump to generate a new JWT signing key in Key Vault (rotation; issued tokens stop verifying)."
+  description = "Bump to generate a new token signing key (its id is k<version>); see the runbook for the overlap."
   type        = number
   default     = 1
+}
+
+variable "jwt_previous_verify_keys" {
+  description = "Public keys of retired token signing keys still verified during a rotation (`k<n>:<base64 DER>` entries, from the previous helm_values); empty once their tokens have expired."
+  type        = list(string)
+  default     = []
 }
 
 variable "kos_signing_key_version" {

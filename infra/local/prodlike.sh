@@ -31,7 +31,7 @@ PROD_LIKE_SASL_USER='$ConnectionString'
 prod_like_certs() {
   local dir="$1"
   # Made once; made again when the certificate has less than a day left (30 days valid).
-  if [ -f "$dir/secrets.env" ] && [ -f "$dir/kos-signing-key" ] \
+  if [ -f "$dir/secrets.env" ] && [ -f "$dir/kos-signing-key" ] && [ -f "$dir/jwt.key" ] \
      && openssl x509 -checkend 86400 -noout -in "$dir/server.pem" >/dev/null 2>&1; then
     return 0
   fi
@@ -62,13 +62,16 @@ prod_like_certs() {
       echo "PROD_LIKE_QUERY_PASSWORD=$query_pw"
       echo "PROD_LIKE_SASL_PASSWORD='Endpoint=sb://phonebill-local.servicebus.windows.net/;SharedAccessKeyName=phonebill;SharedAccessKey=$sas'"
     } >secrets.env
-    echo "k1:$(openssl rand -hex 32)" >jwt-signing-key
-    # KOS's message signing key (kos-mock alone) and its public half (its consumers),
-    # as DER in base64 (service_kit::signed).
+    # The token signing key (command-service alone) and its public half (every service),
+    # and KOS's message signing key (kos-mock alone) and its public half (its
+    # consumers), as DER in base64 (service_kit::signed, service_kit::auth).
+    openssl genpkey -algorithm ed25519 -out jwt.key 2>/dev/null
+    echo "jwt1:$(openssl pkey -in jwt.key -outform DER | base64 -w0)" >jwt-signing-key
+    echo "PROD_LIKE_JWT_VERIFY_KEYS=jwt1:$(openssl pkey -in jwt.key -pubout -outform DER | base64 -w0)" >>secrets.env
     openssl genpkey -algorithm ed25519 -out kos.key 2>/dev/null
     echo "kos1:$(openssl pkey -in kos.key -outform DER | base64 -w0)" >kos-signing-key
     echo "PROD_LIKE_KOS_VERIFY_KEYS=kos1:$(openssl pkey -in kos.key -pubout -outform DER | base64 -w0)" >>secrets.env
-    chmod 600 secrets.env jwt-signing-key kos.key kos-signing-key
+    chmod 600 secrets.env jwt.key jwt-signing-key kos.key kos-signing-key
   )
 }
 
@@ -188,7 +191,9 @@ prod_like_kafka() {
 }
 
 # The environment of a service (or an in-process test stack) on this profile: the
-# transport settings exactly as the chart's production values set them.
+# transport settings exactly as the chart's production values set them. The private
+# keys are apart: the token key for command-service (PROD_LIKE_COMMAND_ENV), KOS's
+# message key for kos-mock (PROD_LIKE_KOS_ENV); every other service holds public keys.
 prod_like_env() { # DIR KAFKA_PORT
   local dir="$1" port="$2"
   PROD_LIKE_ENV=(
@@ -200,10 +205,11 @@ prod_like_env() { # DIR KAFKA_PORT
     PHONEBILL_KAFKA_SASL_PASSWORD="$PROD_LIKE_SASL_PASSWORD"
     PHONEBILL_REDIS_CLUSTER=true
     PHONEBILL_REDIS_URL="$(prod_like_redis_url)"
-    PHONEBILL_JWT_SIGNING_KEY_FILE="$dir/jwt-signing-key"
-    PHONEBILL_KOS_SIGNING_KEY_FILE="$dir/kos-signing-key"
+    PHONEBILL_JWT_VERIFY_KEYS="$PROD_LIKE_JWT_VERIFY_KEYS"
     PHONEBILL_KOS_VERIFY_KEYS="$PROD_LIKE_KOS_VERIFY_KEYS"
   )
+  PROD_LIKE_COMMAND_ENV=(PHONEBILL_JWT_SIGNING_KEY_FILE="$dir/jwt-signing-key")
+  PROD_LIKE_KOS_ENV=(PHONEBILL_KOS_SIGNING_KEY_FILE="$dir/kos-signing-key")
 }
 
 prod_like_stop() { # DIR BROKER_DIR

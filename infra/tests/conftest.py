@@ -35,10 +35,16 @@ PROD_INPUTS = {
         "azureKeyVault": {
             "name": "kv-phonebill-prod-x7k2",
             "tenantId": "00000000-0000-0000-0000-000000000001",
-            "clientId": "00000000-0000-0000-0000-000000000002",
+            "clientIds": {
+                "command-service": "00000000-0000-0000-0000-000000000011",
+                "query-service": "00000000-0000-0000-0000-000000000012",
+                "projector": "00000000-0000-0000-0000-000000000013",
+                "kos-mock": "00000000-0000-0000-0000-000000000014",
+            },
         }
     },
     "ingress": {"host": "phonebill.example.com"},
+    "jwt": {"verifyKeys": "jwt1:MCowBQYDK2VwAyEAt2z5bwnr5t4vLuOhEEyxPdbt59kjnA6phJxfuWv4L9E="},
     "kosSigning": {"verifyKeys": "kos1:MCowBQYDK2VwAyEAt2z5bwnr5t4vLuOhEEyxPdbt59kjnA6phJxfuWv4L9E="},
 }
 

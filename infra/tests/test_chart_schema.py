@@ -161,9 +161,10 @@ def test_values_schema_rejects_a_misspelt_key():
     "missing, message",
     [
         ("secrets.azureKeyVault.name", "secrets.azureKeyVault.name is required"),
-        ("secrets.azureKeyVault.clientId", "secrets.azureKeyVault.clientId is required"),
+        ("secrets.azureKeyVault.clientIds.projector", "secrets.azureKeyVault.clientIds.projector is required"),
         ("kafka.brokers", "kafka.brokers is required"),
         ("image.registry", "image.registry is required in production"),
+        ("jwt.verifyKeys", "jwt.verifyKeys is required in production"),
         ("kosSigning.verifyKeys", "kosSigning.verifyKeys is required in production"),
         ("ingress.host", "ingress.host is required"),
     ],

@@ -322,6 +322,21 @@ def test_network_policy(prod_objects: Objects, svc):
     assert seen == EGRESS
 
 
+def test_the_namespace_denies_what_no_policy_allows(prod_objects: Objects):
+    deny = prod_objects.get("NetworkPolicy", "phonebill-default-deny")
+    assert deny["metadata"]["namespace"] == "phonebill-prod"
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    # Every pod the chart runs is selected by a policy of its own, which allows its flows.
+    selected = {p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component")
+                or p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/name")
+                for p in prod_objects.all("NetworkPolicy") if p["spec"]["podSelector"]}
+    for kind in ("Deployment", "Job"):
+        for workload in prod_objects.all(kind):
+            labels = workload["spec"]["template"]["metadata"]["labels"]
+            assert {labels.get("app.kubernetes.io/component"), labels.get("app.kubernetes.io/name")} & selected, (
+                workload["metadata"]["name"])
+
+
 # ---------------------------------------------------------------- ingress
 
 def _ingress(objs: Objects) -> dict:
@@ -396,7 +411,9 @@ def test_production_configuration_shape(prod_objects: Objects):
     assert cm["PHONEBILL_KAFKA_CREATE_TOPICS"] == "false"
     assert cm["PHONEBILL_TOPIC_PARTITIONS"] == str(CONSUMER_PARTITIONS)
     assert cm["PHONEBILL_REDIS_CLUSTER"] == "true"
-    assert cm["PHONEBILL_JWT_SIGNING_KEY_FILE"] == "/var/run/secrets/phonebill/jwt-signing-key"
+    # Public keys only: the token key's private half is a file in command-service alone.
+    assert cm["PHONEBILL_JWT_VERIFY_KEYS"] == PROD_INPUTS["jwt"]["verifyKeys"]
+    assert not [k for k in cm if "SIGNING_KEY" in k]
     # Behind the ingress: the client is the last X-Forwarded-For entry, not the peer.
     assert cm["PHONEBILL_TRUSTED_PROXY_HOPS"] == "1"
     # No secret in the ConfigMap.
@@ -418,62 +435,89 @@ def test_traces_are_off_until_a_collector_is_given_then_every_service_exports_at
     assert "deployment.environment.name=production" in traced["OTEL_RESOURCE_ATTRIBUTES"]
 
 
+# What each service is given (values.yaml secrets.grants); nothing else reaches its pod.
+GRANTS = {
+    "command-service": {"database-url", "redis-url", "kafka-sasl-password", "jwt-signing-key"},
+    "query-service": {"database-url", "redis-url", "kafka-sasl-password"},
+    "projector": {"database-url", "redis-url", "kafka-sasl-password"},
+    "kos-mock": {"database-url", "redis-url", "kafka-sasl-password", "kos-signing-key"},
+}
+KEY_VAULT_NAMES = {
+    "database-url": "phonebill-database-url",
+    "redis-url": "phonebill-redis-url",
+    "kafka-sasl-password": "phonebill-eventhubs-connection-string",
+    "jwt-signing-key": "phonebill-jwt-signing-key",
+    "kos-signing-key": "phonebill-kos-signing-key",
+}
+
+
 @pytest.mark.parametrize("svc", SERVICES)
-def test_secrets_come_from_key_vault(prod_objects: Objects, svc):
+def test_secrets_come_from_key_vault_as_the_service_own_identity(prod_objects: Objects, svc):
     dep = prod_objects.get("Deployment", component(svc))
     pod = dep["spec"]["template"]["spec"]
     c = pod["containers"][0]
     env = {e["name"]: e for e in c["env"]}
     for name, key in [("PHONEBILL_DATABASE_URL", "database-url"), ("PHONEBILL_REDIS_URL", "redis-url"),
                       ("PHONEBILL_KAFKA_SASL_PASSWORD", "kafka-sasl-password")]:
-        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "phonebill-secrets", "key": key}
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": f"phonebill-secrets-{svc}", "key": key}
         assert "value" not in env[name]
     [vol] = [v for v in pod["volumes"] if v["name"] == "secrets"]
     assert vol["csi"]["driver"] == "secrets-store.csi.k8s.io"
-    assert vol["csi"]["volumeAttributes"]["secretProviderClass"] == "phonebill-key-vault"
+    assert vol["csi"]["volumeAttributes"]["secretProviderClass"] == f"{component(svc)}-key-vault"
     assert {"name": "secrets", "mountPath": "/var/run/secrets/phonebill", "readOnly": True} in c["volumeMounts"]
-    # Workload identity: labelled pod, annotated service account.
+    # Workload identity: labelled pod, its service account annotated with its own identity.
     assert dep["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"] == "true"
     sa = prod_objects.get("ServiceAccount", pod["serviceAccountName"])
-    assert sa["metadata"]["annotations"]["azure.workload.identity/client-id"] == "00000000-0000-0000-0000-000000000002"
+    assert sa["metadata"]["annotations"]["azure.workload.identity/client-id"] == (
+        PROD_INPUTS["secrets"]["azureKeyVault"]["clientIds"][svc])
 
 
-def test_secret_provider_class(prod_objects: Objects):
+@pytest.mark.parametrize("svc", SERVICES)
+def test_each_service_class_holds_its_grants_alone(prod_objects: Objects, svc):
     import yaml
 
-    [spc] = prod_objects.all("SecretProviderClass")
+    spc = prod_objects.get("SecretProviderClass", f"{component(svc)}-key-vault")
     params = spc["spec"]["parameters"]
     assert spc["spec"]["provider"] == "azure"
     assert params["usePodIdentity"] == "false"
     assert params["keyvaultName"] == "kv-phonebill-prod-x7k2"
-    assert params["clientID"] == "00000000-0000-0000-0000-000000000002"
+    assert params["clientID"] == PROD_INPUTS["secrets"]["azureKeyVault"]["clientIds"][svc]
     objects = {yaml.safe_load(o)["objectAlias"]: yaml.safe_load(o)["objectName"]
                for o in yaml.safe_load(params["objects"])["array"]}
-    assert objects == {
-        "database-url": "phonebill-database-url",
-        "redis-url": "phonebill-redis-url",
-        "kafka-sasl-password": "phonebill-eventhubs-connection-string",
-        "jwt-signing-key": "phonebill-jwt-signing-key",
-        "kos-signing-key": "phonebill-kos-signing-key",
-    }
+    assert objects == {alias: KEY_VAULT_NAMES[alias] for alias in GRANTS[svc]}
     [synced] = spc["spec"]["secretObjects"]
-    assert synced["secretName"] == "phonebill-secrets"
-    assert {d["key"] for d in synced["data"]} == {
-        "database-url", "redis-url", "kafka-sasl-password", "kos-signing-key"}
+    assert synced["secretName"] == f"phonebill-secrets-{svc}"
+    # The private keys stay files; the synced Secret holds what is read as variables.
+    assert {d["key"] for d in synced["data"]} == {"database-url", "redis-url", "kafka-sasl-password"}
+    assert len(prod_objects.all("SecretProviderClass")) == len(SERVICES)
 
 
-def test_kos_signing_key_reaches_kos_alone_and_its_public_keys_the_consumers(prod_objects: Objects):
+def test_each_private_key_reaches_its_signer_alone_and_the_public_keys_every_service(prod_objects: Objects):
+    signer_of = {"jwt-signing-key": "command-service", "kos-signing-key": "kos-mock"}
     for svc in SERVICES:
         pod = prod_objects.get("Deployment", component(svc))["spec"]["template"]["spec"]
         env = {e["name"]: e for e in pod["containers"][0]["env"]}
-        if svc == "kos-mock":
-            assert env["PHONEBILL_KOS_SIGNING_KEY"]["valueFrom"]["secretKeyRef"] == {
-                "name": "phonebill-secrets", "key": "kos-signing-key"}
-        else:
-            assert "PHONEBILL_KOS_SIGNING_KEY" not in env, svc
+        for key, signer in signer_of.items():
+            variable = "PHONEBILL_" + key.replace("-", "_").upper()
+            if svc == signer:
+                assert env[variable + "_FILE"]["value"] == f"/var/run/secrets/phonebill/{key}"
+            else:
+                assert variable + "_FILE" not in env and variable not in env, (svc, key)
     cm = prod_objects.get("ConfigMap", "phonebill-config")["data"]
     assert cm["PHONEBILL_KOS_VERIFY_KEYS"] == PROD_INPUTS["kosSigning"]["verifyKeys"]
+    assert cm["PHONEBILL_JWT_VERIFY_KEYS"] == PROD_INPUTS["jwt"]["verifyKeys"]
 
+
+def test_with_a_kubernetes_secret_a_pod_mounts_only_its_own_key_file(local_objects: Objects):
+    for svc in SERVICES:
+        pod = local_objects.get("Deployment", component(svc))["spec"]["template"]["spec"]
+        volumes = [v for v in pod["volumes"] if v["name"] == "secrets"]
+        keys = {"command-service": ["jwt-signing-key"], "kos-mock": ["kos-signing-key"]}.get(svc)
+        if keys is None:
+            assert not volumes, svc
+            continue
+        [vol] = volumes
+        assert [i["key"] for i in vol["secret"]["items"]] == keys, svc
 
 
 SECRET_LOOKING = re.compile(

@@ -248,8 +248,11 @@ def test_partitions_match_the_chart(prod_values_merged):
 
 def test_federated_service_accounts_are_the_charts(prod_objects: Objects):
     assert LOCALS["services"] == list(SERVICES)
-    subject = res("azurerm_federated_identity_credential", "services")["subject"]
-    assert subject == "system:serviceaccount:${var.kubernetes_namespace}:${local.chart_fullname}-${each.key}"
+    credential = res("azurerm_federated_identity_credential", "services")
+    assert credential["subject"] == "system:serviceaccount:${var.kubernetes_namespace}:${local.chart_fullname}-${each.key}"
+    # Each service account is federated with an identity of its own.
+    assert res("azurerm_user_assigned_identity", "services")["for_each"] == "${toset(local.services)}"
+    assert credential["user_assigned_identity_id"] == "${azurerm_user_assigned_identity.services[each.key].id}"
     namespace = VARIABLES["kubernetes_namespace"]
     release = VARIABLES["helm_release_name"]
     for svc in SERVICES:
@@ -265,16 +268,38 @@ def test_key_vault_secret_names_match_the_chart(prod_values_merged):
     assert tf_names == chart_names
 
 
-def test_the_signing_key_secret_is_a_kid_and_a_secret_as_the_services_read_it():
-    """service_kit::auth takes `kid:secret` entries with secrets of at least 32 bytes; a
-    bare secret stops every pod at start."""
+def test_each_identity_may_read_the_secrets_the_chart_grants_its_service_and_no_others(prod_values_merged):
+    """Key Vault RBAC per secret: the role assignment's scope is one secret, for one
+    service's identity, exactly as the chart's secrets.grants."""
+    objects = prod_values_merged["secrets"]["azureKeyVault"]["objects"]
+    chart = {svc: {objects[alias] for alias in grants}
+             for svc, grants in prod_values_merged["secrets"]["grants"].items()}
+    assert {svc: set(names) for svc, names in LOCALS["secret_grants"].items()} == chart
+    grant = res("azurerm_role_assignment", "service_secrets")
+    assert grant["scope"] == "${azurerm_key_vault.main.id}/secrets/${each.value.secret}"
+    assert grant["role_definition_name"] == "Key Vault Secrets User"
+    assert grant["principal_id"] == "${azurerm_user_assigned_identity.services[each.value.service].principal_id}"
+    # No identity reads the whole vault (the gateway reads its certificate alone).
+    gateway = res("azurerm_role_assignment", "app_gateway_key_vault")
+    assert gateway["scope"].startswith("${azurerm_key_vault.main.id}/secrets/${split(")
+    vault_wide = [r for r in RESOURCES["azurerm_role_assignment"].values()
+                  if r["scope"] == "${azurerm_key_vault.main.id}" and "Secrets User" in r["role_definition_name"]]
+    assert not vault_wide, vault_wide
+
+
+def test_the_token_signing_key_is_ed25519_as_the_services_read_it():
+    """service_kit::auth takes `kid:<base64 DER>`: PKCS#8 for the private key (Key Vault,
+    command-service), SubjectPublicKeyInfo for the public ones (the chart's jwt.verifyKeys,
+    with the retired keys still listed during a rotation)."""
+    key = RESOURCES["tls_private_key"]["jwt_signing"]
+    assert key["algorithm"] == "ED25519"
     secret = RESOURCES["azurerm_key_vault_secret"]["jwt_signing_key"]
-    value = secret["value_wo"]
-    assert re.search(r'format\(\\?"k%d:%s\\?", *var\.jwt_signing_key_version, *'
-                     r'ephemeral\.random_password\.jwt_signing_key\.result\)', value), value
-    assert secret["value_wo_version"] == "${var.jwt_signing_key_version}"
-    generator = EPHEMERAL["random_password"]["jwt_signing_key"]
-    assert generator["length"] >= 32 and generator["special"] is False
+    assert secret["value"] == "${local.jwt_signing_key}"
+    text = (AZURE / "keyvault.tf").read_text()
+    assert re.search(r'jwt_signing_key = format\("k%d:%s", var\.jwt_signing_key_version,\s*'
+                     r'replace\(replace\(tls_private_key\.jwt_signing\.private_key_pem', text)
+    assert re.search(r'jwt_verify_keys = join\(",", concat\(\[format\("k%d:%s", var\.jwt_signing_key_version,\s*'
+                     r'replace\(replace\(tls_private_key\.jwt_signing\.public_key_pem.*var\.jwt_previous_verify_keys', text)
 
 
 def test_the_kos_signing_key_is_ed25519_as_the_services_read_it():
@@ -292,7 +317,7 @@ def test_the_kos_signing_key_is_ed25519_as_the_services_read_it():
 
 def test_helm_values_output_has_every_installation_input():
     expr = OUTPUTS["helm_values"]["value"]
-    for key in ("registry", "brokers", "azureKeyVault", "tenantId", "clientId", "host", "verifyKeys"):
+    for key in ("registry", "brokers", "azureKeyVault", "tenantId", "clientIds", "host", "jwt", "verifyKeys"):
         assert re.search(rf"'{key}'|\b{key}\b", expr), key
     assert ":9093" in expr
 

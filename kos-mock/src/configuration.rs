@@ -274,9 +274,9 @@ mod tests {
         config.jwt.signing_key = None;
         config.jwt.signing_key_file = None;
         let refused = config.check().unwrap_err().0;
-        assert!(refused.contains("PHONEBILL_JWT_SIGNING_KEY"), "{refused}");
+        assert!(refused.contains("PHONEBILL_JWT_VERIFY_KEYS"), "{refused}");
 
-        config.jwt.signing_key = Some("k1:0123456789abcdef0123456789abcdef".into());
+        config.jwt.verify_keys = Some(service_kit::secret::check::VERIFY_KEY.into());
         let refused = config.check().unwrap_err().0;
         assert!(refused.contains("PHONEBILL_KOS_SIGNING_KEY"), "{refused}");
         config.signing.kos_signing_key =

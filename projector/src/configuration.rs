@@ -241,8 +241,8 @@ mod tests {
         config.jwt.signing_key = None;
         config.jwt.signing_key_file = None;
         let refused = config.check().unwrap_err().to_string();
-        assert!(refused.contains("PHONEBILL_JWT_SIGNING_KEY"), "{refused}");
-        config.jwt.signing_key = Some("k1:0123456789abcdef0123456789abcdef".into());
+        assert!(refused.contains("PHONEBILL_JWT_VERIFY_KEYS"), "{refused}");
+        config.jwt.verify_keys = Some(service_kit::secret::check::VERIFY_KEY.into());
         let refused = config.check().unwrap_err().to_string();
         assert!(refused.contains("PHONEBILL_KOS_VERIFY_KEYS"), "{refused}");
         config.kos_keys.kos_verify_keys =

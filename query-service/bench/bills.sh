@@ -71,18 +71,26 @@ esac
 export PHONEBILL_RATE_LIMIT_PER_IP_PER_MINUTE=$LIMIT PHONEBILL_RATE_LIMIT_PER_CUSTOMER_PER_MINUTE=$LIMIT \
        PHONEBILL_RATE_LIMIT_SHARED=$SHARED
 
-# The owner's access token, as command-service's login would issue it (HS256, the local
-# development key `local-dev`; query-service verifies it with the same default key).
+# The owner's access token, as command-service's login would issue it: EdDSA with the
+# local development key `local-dev` (query-service verifies it with that key's public
+# half). openssl signs; Python's standard library has no Ed25519.
 TOKEN=$(LINE=$LINE python3 - <<'PY'
-import base64, hashlib, hmac, json, os, time, uuid
+import base64, json, os, subprocess, tempfile, time, uuid
 def b64(data): return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-kid, secret = "local-dev", b"phonebill-local-development-signing-key-never-use-in-production"
+# The development seed as PKCS#8 DER (RFC 8410: a fixed prefix, then the 32 bytes).
+pkcs8 = bytes.fromhex("302e020100300506032b657004220420") + b"phonebill-jwt-local-dev-key-0001"
 now = int(time.time())
-header = {"alg": "HS256", "typ": "JWT", "kid": kid}
+header = {"alg": "EdDSA", "typ": "JWT", "kid": "local-dev"}
 claims = {"iss": "phonebill", "aud": "phonebill-api", "sub": "CUST001", "role": "customer",
           "lines": [os.environ["LINE"]], "iat": now, "exp": now + 1800, "jti": str(uuid.uuid4())}
 signing_input = b64(json.dumps(header).encode()) + "." + b64(json.dumps(claims).encode())
-signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+with tempfile.TemporaryDirectory() as d:
+    key, text = os.path.join(d, "key.der"), os.path.join(d, "text")
+    open(key, "wb").write(pkcs8)
+    open(text, "wb").write(signing_input.encode())
+    signature = subprocess.run(
+        ["openssl", "pkeyutl", "-sign", "-keyform", "DER", "-inkey", key, "-rawin", "-in", text],
+        check=True, capture_output=True).stdout
 print(signing_input + "." + b64(signature))
 PY
 )

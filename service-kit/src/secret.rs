@@ -88,7 +88,10 @@ pub mod check {
     pub const DATABASE_URL: &str = "postgres://phonebill_admin:db-secret@db:5432/phonebill";
     pub const REDIS_URL: &str = "rediss://:redis-secret@cache:6380";
     pub const SASL_PASSWORD: &str = "kafka-secret";
-    pub const SIGNING_KEY: &str = "k1:jwt-secret-jwt-secret-jwt-secret-00";
+    /// An Ed25519 seed, base64 (of `jwt-secret-jwt-secret-jwt-secret`).
+    pub const SIGNING_KEY: &str = "k1:and0LXNlY3JldC1qd3Qtc2VjcmV0LWp3dC1zZWNyZXQ=";
+    /// A public key (SubjectPublicKeyInfo DER, base64), for the services that verify.
+    pub const VERIFY_KEY: &str = "k1:MCowBQYDK2VwAyEAt2z5bwnr5t4vLuOhEEyxPdbt59kjnA6phJxfuWv4L9E=";
 
     /// Panics unless `command` hides the environment value of the four shared secret
     /// arguments and of `extra_ids`, and `dump` (the configuration's `Debug`, holding
@@ -112,7 +115,12 @@ pub mod check {
             .copied()
             .collect();
         assert!(shown.is_empty(), "--help would print these: {shown:?}");
-        let secrets = ["db-secret", "redis-secret", "kafka-secret", "jwt-secret"];
+        let secrets = [
+            "db-secret",
+            "redis-secret",
+            "kafka-secret",
+            "and0LXNlY3JldC1qd3Qtc2VjcmV0LWp3dC1zZWNyZXQ",
+        ];
         for secret in secrets.iter().chain(extra_secrets) {
             assert!(!dump.contains(secret), "{secret} in {dump}");
         }

@@ -36,10 +36,10 @@ const LOCAL_DEV_SEED: [u8; 32] = *b"phonebill-kos-local-dev-key-0001";
 
 // RFC 8410: an Ed25519 key in PKCS#8 (v1) and in SubjectPublicKeyInfo is this fixed
 // prefix followed by the 32 key bytes.
-const PKCS8_PREFIX: [u8; 16] = [
+pub(crate) const PKCS8_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
-const SPKI_PREFIX: [u8; 12] = [
+pub(crate) const SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 ];
 
@@ -190,7 +190,7 @@ fn signed_text(key: &[u8], payload: &[u8]) -> Vec<u8> {
 }
 
 /// `kid:<base64>` entries, decoded.
-fn entries(text: &str) -> impl Iterator<Item = Result<(String, Vec<u8>), String>> + '_ {
+pub(crate) fn entries(text: &str) -> impl Iterator<Item = Result<(String, Vec<u8>), String>> + '_ {
     text.split(['\n', ','])
         .map(str::trim)
         .filter(|e| !e.is_empty())
@@ -208,7 +208,7 @@ fn entries(text: &str) -> impl Iterator<Item = Result<(String, Vec<u8>), String>
 }
 
 /// The 32 key bytes: given as they are, or after the DER `prefix`.
-fn key_bytes(bytes: &[u8], prefix: &[u8]) -> Option<[u8; 32]> {
+pub(crate) fn key_bytes(bytes: &[u8], prefix: &[u8]) -> Option<[u8; 32]> {
     let raw = match bytes.len() {
         32 => bytes,
         n if n == prefix.len() + 32 && bytes.starts_with(prefix) => &bytes[prefix.len()..],

@@ -70,6 +70,11 @@ pub fn check_new_password(password: &str) -> Result<(), AppError> {
 }
 
 impl Credentials {
+    /// The public keys of the tokens this service issues.
+    pub fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
+        self.tokens.keys().jwks()
+    }
+
     pub fn new(pool: PgPool, passwords: Passwords, tokens: Tokens, config: &AuthConfig) -> Self {
         Self {
             clock: tokens.clock().clone(),

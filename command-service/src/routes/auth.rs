@@ -25,6 +25,29 @@ pub fn router() -> Router<AppState> {
             "/api/v1/auth/customers/{customer_id}/password",
             put(set_password),
         )
+        .route("/.well-known/jwks.json", get(jwks))
+}
+
+/// The public keys that verify this service's tokens (RFC 7517, Ed25519 as RFC 8037):
+/// the current key and, during a rotation, the previous one. Public: anyone may check a
+/// token; only this service can make one.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    responses(
+        (status = 200, description = "A JSON Web Key Set", body = Object, content_type = "application/json")
+    )
+)]
+pub(super) async fn jwks(
+    State(state): State<AppState>,
+) -> (
+    [(axum::http::HeaderName, &'static str); 1],
+    Json<jsonwebtoken::jwk::JwkSet>,
+) {
+    (
+        [(axum::http::header::CACHE_CONTROL, "public, max-age=300")],
+        Json(state.credentials.jwks()),
+    )
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

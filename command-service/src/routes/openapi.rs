@@ -5,7 +5,7 @@ use super::{auth, product_changes};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "phonebill command-service", description = "Product-change commands and login. Every endpoint but login needs `Authorization: Bearer <token>`. Errors are application/problem+json with a stable `code`."),
+    info(title = "phonebill command-service", description = "Product-change commands and login. Every endpoint but login and the JWKS document needs `Authorization: Bearer <token>`. Errors are application/problem+json with a stable `code`."),
     paths(
         product_changes::request_change,
         product_changes::validate_change,
@@ -13,7 +13,8 @@ use super::{auth, product_changes};
         auth::logout,
         auth::logout_all,
         auth::me,
-        auth::set_password
+        auth::set_password,
+        auth::jwks
     ),
     modifiers(&BearerScheme)
 )]

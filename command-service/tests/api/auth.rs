@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use service_kit::auth::{
     FollowedRevocations, JwtConfig, KeySet, ManualClock, RedisRevocations, Revocations, Role,
-    Tokens, LOCAL_DEV_KEY,
+    Tokens, LOCAL_DEV_KID,
 };
 use service_kit::redis_conn::RedisConn;
 
@@ -67,6 +67,52 @@ async fn problem(response: reqwest::Response, status: u16, code: &str) -> Value 
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["code"], code, "{body}");
     body
+}
+
+#[tokio::test]
+async fn a_token_from_login_verifies_with_the_published_public_keys_alone() {
+    // Given a customer who logs in
+    let app = spawn_app().await;
+    set_password(&app, "CUST0006", PASSWORD).await;
+    let answer: Value = login(&app, "CUST0006", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = answer["accessToken"].as_str().unwrap();
+
+    // When anyone reads the service's JWKS document, without a token
+    let response = app
+        .anonymous
+        .get(format!("{}/.well-known/jwks.json", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let jwks: Value = response.json().await.unwrap();
+
+    // Then it holds Ed25519 public keys only, and they verify the token
+    let key = &jwks["keys"][0];
+    assert_eq!(
+        (&key["kty"], &key["crv"]),
+        (&json!("OKP"), &json!("Ed25519"))
+    );
+    assert!(
+        key.get("d").is_none(),
+        "no private part is published: {key}"
+    );
+    use base64::Engine;
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(key["x"].as_str().unwrap())
+        .unwrap();
+    let published = KeySet::verifying(&format!(
+        "{}:{}",
+        key["kid"].as_str().unwrap(),
+        base64::engine::general_purpose::STANDARD.encode(x)
+    ))
+    .unwrap();
+    let verifier = tokens_with(published, ManualClock::new(app_now(&app)));
+    assert_eq!(verifier.verify(token).unwrap().sub, "CUST0006");
 }
 
 #[tokio::test]
@@ -240,24 +286,16 @@ fn protected_routes() -> Vec<(Method, &'static str, Option<Value>)> {
     ]
 }
 
-fn tokens_with(keys: &str, clock: ManualClock) -> Tokens {
-    let config = JwtConfig {
-        signing_key: None,
-        signing_key_file: None,
-        issuer: "phonebill".into(),
-        audience: "phonebill-api".into(),
-        ttl_secs: 1800,
-    };
-    Tokens::new(&config, KeySet::parse(keys).unwrap(), Arc::new(clock))
+fn tokens_with(keys: KeySet, clock: ManualClock) -> Tokens {
+    Tokens::new(&JwtConfig::default(), keys, Arc::new(clock))
 }
 
 fn unsigned(claims: &Value) -> String {
     use base64::Engine;
     let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    let kid = LOCAL_DEV_KEY.split(':').next().unwrap();
     format!(
         "{}.{}.",
-        b64(&json!({"alg": "none", "typ": "JWT", "kid": kid})),
+        b64(&json!({"alg": "none", "typ": "JWT", "kid": LOCAL_DEV_KID})),
         b64(claims)
     )
 }
@@ -267,7 +305,7 @@ async fn every_protected_endpoint_refuses_a_missing_forged_unsigned_expired_or_l
     let app = spawn_app().await;
     let now = app_now(&app);
     let forged = tokens_with(
-        &LOCAL_DEV_KEY.replace("never-use", "NEVER-USE"),
+        KeySet::from_seed(LOCAL_DEV_KID, [0xff; 32]),
         ManualClock::new(now),
     )
     .issue("admin", Role::Admin, vec![])
@@ -277,7 +315,7 @@ async fn every_protected_endpoint_refuses_a_missing_forged_unsigned_expired_or_l
         "lines": [], "iat": now.timestamp(), "exp": now.timestamp() + 600, "jti": "x"
     }));
     let expired = tokens_with(
-        LOCAL_DEV_KEY,
+        KeySet::local_dev(),
         ManualClock::new(now - TimeDelta::minutes(31)),
     )
     .issue("admin", Role::Admin, vec![])

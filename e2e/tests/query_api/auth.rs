@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use service_kit::auth::{KeySet, ManualClock, RedisRevocations, Role, Tokens};
+use service_kit::auth::{KeySet, ManualClock, RedisRevocations, Role, Tokens, LOCAL_DEV_KID};
 use service_kit::redis_conn::RedisConn;
 use uuid::Uuid;
 
@@ -52,7 +52,7 @@ async fn every_query_route_answers_401_to_a_missing_forged_unsigned_expired_or_l
 
     let forged = Tokens::new(
         &app.config.jwt,
-        KeySet::parse("k1:ffffffffffffffffffffffffffffffff").unwrap(),
+        KeySet::from_seed(LOCAL_DEV_KID, [0xff; 32]),
         Arc::new(ManualClock::new(Utc::now())),
     )
     .issue("analyst", Role::Analyst, vec![])
@@ -70,7 +70,7 @@ async fn every_query_route_answers_401_to_a_missing_forged_unsigned_expired_or_l
     );
     let expired = Tokens::new(
         &app.config.jwt,
-        app.config.jwt.keys(false).unwrap(),
+        app.config.jwt.signing_keys(false).unwrap(),
         Arc::new(ManualClock::new(Utc::now() - TimeDelta::minutes(31))),
     )
     .issue("analyst", Role::Analyst, vec![])

@@ -148,7 +148,7 @@ pub async fn spawn_with_config(projector: Projector, config: Config) -> TestApp 
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let tokens = Tokens::new(
         &config.jwt,
-        config.jwt.keys(false).unwrap(),
+        config.jwt.signing_keys(false).unwrap(),
         Arc::new(SystemClock),
     );
     let analyst = tokens.issue("analyst", Role::Analyst, vec![]).0;

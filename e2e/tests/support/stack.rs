@@ -351,7 +351,7 @@ async fn set_passwords(config: &command_service::configuration::Config, customer
     let pool = config.database.connect().await.unwrap();
     let tokens = Tokens::new(
         &config.jwt,
-        config.jwt.keys(false).unwrap(),
+        config.jwt.signing_keys(false).unwrap(),
         std::sync::Arc::new(SystemClock),
     );
     let credentials = Credentials::new(

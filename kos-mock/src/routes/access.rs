@@ -23,7 +23,7 @@ pub fn authenticator(
     production: bool,
     redis: &RedisConfig,
 ) -> Result<Authenticator, String> {
-    let tokens = Tokens::new(jwt, jwt.keys(production)?, Arc::new(SystemClock));
+    let tokens = Tokens::new(jwt, jwt.verifying_keys(production)?, Arc::new(SystemClock));
     let logouts = Logouts {
         config: redis.clone(),
         store: OnceCell::new(),

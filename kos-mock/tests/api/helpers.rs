@@ -115,7 +115,7 @@ pub fn token(config: &Config, subject: &str, role: Role) -> String {
 pub fn tokens(config: &Config) -> Tokens {
     Tokens::new(
         &config.jwt,
-        config.jwt.keys(false).unwrap(),
+        config.jwt.signing_keys(false).unwrap(),
         Arc::new(SystemClock),
     )
 }

@@ -272,7 +272,7 @@ async fn a_lines_state_as_of_each_moment_shows_the_product_and_pending_change_of
     // The same answers from the analyst endpoint.
     let tokens = Tokens::new(
         &config.jwt,
-        config.jwt.keys(false).unwrap(),
+        config.jwt.signing_keys(false).unwrap(),
         Arc::new(SystemClock),
     );
     let (analyst, _) = tokens.issue("analyst", Role::Analyst, vec![]);
@@ -337,7 +337,7 @@ async fn the_state_endpoint_is_for_analysts_the_parked_endpoints_for_admins_and_
     .await;
     let tokens = Tokens::new(
         &config.jwt,
-        config.jwt.keys(false).unwrap(),
+        config.jwt.signing_keys(false).unwrap(),
         Arc::new(SystemClock),
     );
     let (analyst, _) = tokens.issue("analyst", Role::Analyst, vec![]);

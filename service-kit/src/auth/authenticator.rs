@@ -98,7 +98,7 @@ impl Authenticator {
     where
         C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
     {
-        let keys = jwt.keys(production).map_err(anyhow::Error::msg)?;
+        let keys = jwt.verifying_keys(production).map_err(anyhow::Error::msg)?;
         let tokens = Tokens::new(jwt, keys, Arc::new(SystemClock));
         let store = RedisRevocations::new(redis.clone(), key_prefix);
         let revocations = FollowedRevocations::start(store, redis_url).await?;

@@ -12,7 +12,8 @@ use super::{AuthError, Claims, Clock, JwtConfig, KeySet, Role};
 
 /// Tokens whose signature and claims were checked, by token text, per thread. A client
 /// sends the same token on every request of its session; checking it again (two base64
-/// decodes, two JSON parses, an HMAC) was a tenth of the bill query path. Expiry is still
+/// decodes, two JSON parses, an Ed25519 verification) would cost more than the rest of
+/// the bill query path. Expiry is still
 /// checked on every use, and the keys never change while the process runs, so an entry
 /// stays valid until its token expires. Per thread, as query-service's L1 and for the
 /// same reason: a shared cache's hit writes memory both cores use (its access record,
@@ -21,7 +22,7 @@ const VERIFIED_TOKENS: usize = 4096;
 
 type VerifiedTokens = ThreadLocal<RefCell<quick_cache::unsync::Cache<Box<str>, Arc<Claims>>>>;
 
-/// Issues and checks access tokens.
+/// Issues (given a private key) and checks access tokens.
 #[derive(Clone)]
 pub struct Tokens {
     keys: KeySet,
@@ -37,8 +38,8 @@ pub struct Tokens {
 
 impl Tokens {
     pub fn new(config: &JwtConfig, keys: KeySet, clock: Arc<dyn Clock>) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.algorithms = vec![Algorithm::HS256];
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.algorithms = vec![Algorithm::EdDSA];
         validation.set_issuer(&[&config.issuer]);
         validation.set_audience(&[&config.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
@@ -64,7 +65,15 @@ impl Tokens {
         self.ttl
     }
 
+    /// The public keys, for the JWKS document.
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+
     /// A signed token for `sub` with the current key, and its claims.
+    ///
+    /// # Panics
+    /// When these tokens were made from public keys only: only command-service issues.
     pub fn issue(&self, sub: &str, role: Role, lines: Vec<String>) -> (String, Claims) {
         let now = self.clock.now().timestamp();
         let claims = Claims {
@@ -77,11 +86,15 @@ impl Tokens {
             exp: now + self.ttl.num_seconds(),
             jti: Uuid::new_v4().to_string(),
         };
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(self.keys.current.clone());
-        let key = &self.keys.keys[&self.keys.current];
-        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
-            .expect("HS256 signing cannot fail");
+        let (kid, key) = self
+            .keys
+            .signing
+            .as_ref()
+            .expect("only a service given a private key issues tokens");
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.clone());
+        let token =
+            jsonwebtoken::encode(&header, &claims, key).expect("a parsed Ed25519 key always signs");
         (token, claims)
     }
 
@@ -108,13 +121,13 @@ impl Tokens {
     fn check_signature_and_claims(&self, token: &str) -> Result<Claims, AuthError> {
         let invalid = || AuthError::InvalidToken("the token is not valid");
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
-        if header.alg != Algorithm::HS256 {
+        if header.alg != Algorithm::EdDSA {
             return Err(invalid());
         }
         let key = header
             .kid
             .as_deref()
-            .and_then(|kid| self.keys.keys.get(kid))
+            .and_then(|kid| self.keys.verifying.get(kid))
             .ok_or_else(invalid)?;
         jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)
             .map(|data| data.claims)

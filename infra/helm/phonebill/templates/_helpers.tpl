@@ -62,13 +62,26 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
-{{/* Name of the Kubernetes Secret the env-var secrets are read from. */}}
+{{/* Name of the Kubernetes Secret a service's env-var secrets are read from: with Key
+Vault the one its own SecretProviderClass syncs. Call with (dict "root" $ "name" <service>). */}}
 {{- define "phonebill.secretName" -}}
-{{- if eq .Values.secrets.provider "azure-key-vault" -}}
-{{- .Values.secrets.azureKeyVault.syncedSecretName -}}
+{{- if eq .root.Values.secrets.provider "azure-key-vault" -}}
+{{- printf "%s-%s" .root.Values.secrets.azureKeyVault.syncedSecretName .name -}}
 {{- else -}}
-{{- .Values.secrets.kubernetes.secretName -}}
+{{- .root.Values.secrets.kubernetes.secretName -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The secrets a service is given (secrets.grants), as a JSON list; kafka-sasl-password
+only with SASL. Call with (dict "root" $ "name" <service>). */}}
+{{- define "phonebill.grants" -}}
+{{- $grants := list -}}
+{{- range (index .root.Values.secrets.grants .name | default list) -}}
+{{- if or (ne . "kafka-sasl-password") (include "phonebill.kafkaUsesSasl" $.root) -}}
+{{- $grants = append $grants . -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $grants -}}
 {{- end -}}
 
 {{- define "phonebill.kafkaUsesSasl" -}}
@@ -103,11 +116,16 @@ Checks that fail the render early with a clear message.
 {{- if eq $v.secrets.provider "azure-key-vault" -}}
 {{- $_ := required "secrets.azureKeyVault.name is required (terraform output key_vault_name)" $v.secrets.azureKeyVault.name -}}
 {{- $_ := required "secrets.azureKeyVault.tenantId is required (terraform output tenant_id)" $v.secrets.azureKeyVault.tenantId -}}
-{{- $_ := required "secrets.azureKeyVault.clientId is required (terraform output workload_identity_client_id)" $v.secrets.azureKeyVault.clientId -}}
+{{- range $name, $svc := $v.services -}}
+{{- if $svc.enabled -}}
+{{- $_ := required (printf "secrets.azureKeyVault.clientIds.%s is required (terraform output helm_values)" $name) (index $v.secrets.azureKeyVault.clientIds $name) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- $_ := required "kafka.brokers is required" $v.kafka.brokers -}}
 {{- if eq $v.environment "production" -}}
 {{- $_ := required "image.registry is required in production (terraform output acr_login_server)" $v.image.registry -}}
+{{- $_ := required "jwt.verifyKeys is required in production (terraform output helm_values)" $v.jwt.verifyKeys -}}
 {{- $_ := required "kosSigning.verifyKeys is required in production (terraform output helm_values)" $v.kosSigning.verifyKeys -}}
 {{- if not (include "phonebill.kafkaUsesSasl" .) -}}
 {{- fail "production needs kafka.securityProtocol sasl_ssl (Event Hubs)" -}}

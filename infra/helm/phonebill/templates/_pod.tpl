@@ -11,7 +11,14 @@ its own, so the service's Service, HPA and PDB do not count the Job's pod) and "
 {{- $svc := .svc -}}
 {{- $ctx := dict "root" $root "name" .name -}}
 {{- $podCtx := dict "root" $root "name" (.labelName | default .name) "component" .name -}}
-{{- $secretName := include "phonebill.secretName" $root -}}
+{{- $secretName := include "phonebill.secretName" $ctx -}}
+{{- $grants := include "phonebill.grants" $ctx | fromJsonArray -}}
+{{- $keyFiles := list -}}
+{{- range $grants -}}
+{{- if hasSuffix "-signing-key" . -}}
+{{- $keyFiles = append $keyFiles . -}}
+{{- end -}}
+{{- end -}}
 metadata:
   labels:
     {{- include "phonebill.labels" $podCtx | nindent 4 }}
@@ -91,22 +98,17 @@ spec:
         - configMapRef:
             name: {{ include "phonebill.fullname" $root }}-config
       env:
-        - name: PHONEBILL_DATABASE_URL
+        {{- /* The secrets this service is granted, and no others (secrets.grants). */}}
+        {{- range $grants }}
+        {{- if hasSuffix "-signing-key" . }}
+        {{- /* A private key: a file, in this service's pod alone. */}}
+        - name: {{ printf "PHONEBILL_%s_FILE" (. | replace "-" "_" | upper) }}
+          value: {{ printf "%s/%s" $v.secrets.mountPath . | quote }}
+        {{- else }}
+        - name: {{ printf "PHONEBILL_%s" (. | replace "-" "_" | upper) }}
           valueFrom:
-            secretKeyRef: {name: {{ $secretName }}, key: database-url}
-        - name: PHONEBILL_REDIS_URL
-          valueFrom:
-            secretKeyRef: {name: {{ $secretName }}, key: redis-url}
-        {{- if include "phonebill.kafkaUsesSasl" $root }}
-        - name: PHONEBILL_KAFKA_SASL_PASSWORD
-          valueFrom:
-            secretKeyRef: {name: {{ $secretName }}, key: kafka-sasl-password}
+            secretKeyRef: {name: {{ $secretName }}, key: {{ . }}}
         {{- end }}
-        {{- if eq .name "kos-mock" }}
-        # KOS's signing key: in KOS's container only (its consumers hold the public key).
-        - name: PHONEBILL_KOS_SIGNING_KEY
-          valueFrom:
-            secretKeyRef: {name: {{ $secretName }}, key: kos-signing-key}
         {{- end }}
         {{- if $root.Values.kafka.staticMembership }}
         - name: PHONEBILL_KAFKA_INSTANCE_ID
@@ -142,26 +144,33 @@ spec:
       securityContext:
         {{- toYaml $v.containerSecurityContext | nindent 8 }}
       volumeMounts:
+        {{- if or $keyFiles (eq $v.secrets.provider "azure-key-vault") }}
         - name: secrets
           mountPath: {{ $v.secrets.mountPath }}
           readOnly: true
+        {{- end }}
         - name: tmp
           mountPath: /tmp
   volumes:
+    {{- if eq $v.secrets.provider "azure-key-vault" }}
+    {{- /* Mounted in every pod: the driver syncs the service's Secret only while a pod
+    mounts its class. The class holds this service's grants alone. */}}
     - name: secrets
-      {{- if eq $v.secrets.provider "azure-key-vault" }}
       csi:
         driver: secrets-store.csi.k8s.io
         readOnly: true
         volumeAttributes:
-          secretProviderClass: {{ include "phonebill.fullname" $root }}-key-vault
-      {{- else }}
+          secretProviderClass: {{ include "phonebill.componentName" $ctx }}-key-vault
+    {{- else if $keyFiles }}
+    - name: secrets
       secret:
         secretName: {{ $secretName }}
         defaultMode: 0440
         items:
-          - {key: jwt-signing-key, path: jwt-signing-key}
-      {{- end }}
+          {{- range $keyFiles }}
+          - {key: {{ . }}, path: {{ . }}}
+          {{- end }}
+    {{- end }}
     - name: tmp
       emptyDir:
         sizeLimit: 64Mi
