@@ -74,8 +74,8 @@ locals {
   # secrets.grants, by Key Vault name (a test keeps the two the same).
   secret_grants = {
     command-service = ["phonebill-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string", "phonebill-jwt-signing-key"]
-    query-service   = ["phonebill-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string"]
-    projector       = ["phonebill-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string"]
+    query-service   = ["phonebill-query-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string"]
+    projector       = ["phonebill-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string", "phonebill-query-role-password"]
     kos-mock        = ["phonebill-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string", "phonebill-kos-signing-key"]
   }
   secret_grant_pairs = merge([
@@ -94,6 +94,8 @@ resource "azurerm_role_assignment" "service_secrets" {
 
   depends_on = [
     azurerm_key_vault_secret.database_url,
+    azurerm_key_vault_secret.query_database_url,
+    azurerm_key_vault_secret.query_role_password,
     azurerm_key_vault_secret.redis_url,
     azurerm_key_vault_secret.eventhubs_connection_string,
     azurerm_key_vault_secret.jwt_signing_key,
@@ -112,6 +114,42 @@ resource "azurerm_key_vault_secret" "database_url" {
     "postgres://%s:%s@%s:5432/%s?sslmode=require",
     azurerm_postgresql_flexible_server.main.administrator_login,
     ephemeral.random_password.postgres_admin.result,
+    azurerm_postgresql_flexible_server.main.fqdn,
+    azurerm_postgresql_flexible_server_database.phonebill.name,
+  )
+
+  depends_on = [azurerm_role_assignment.deployer_key_vault, azurerm_private_endpoint.key_vault]
+}
+
+# query-service's read-only login (design 7.2: least privilege). The projector, which owns
+# the read schema, creates the role with SELECT on the read tables alone and sets this
+# password on it (PHONEBILL_QUERY_ROLE_PASSWORD); query-service connects with the URL.
+# Both secrets take the one ephemeral value of an apply, and neither is in the state.
+ephemeral "random_password" "query_role" {
+  length  = 40
+  special = false
+}
+
+resource "azurerm_key_vault_secret" "query_role_password" {
+  #checkov:skip=CKV_AZURE_41:rotated every 90 days by the runbook (design 7.4.1); an expiry date nobody renews would stop pods from mounting the secret
+  name             = "phonebill-query-role-password"
+  key_vault_id     = azurerm_key_vault.main.id
+  content_type     = "text/plain"
+  value_wo_version = var.query_role_password_version
+  value_wo         = ephemeral.random_password.query_role.result
+
+  depends_on = [azurerm_role_assignment.deployer_key_vault, azurerm_private_endpoint.key_vault]
+}
+
+resource "azurerm_key_vault_secret" "query_database_url" {
+  #checkov:skip=CKV_AZURE_41:rotated every 90 days by the runbook (design 7.4.1); an expiry date nobody renews would stop pods from mounting the secret
+  name             = "phonebill-query-database-url"
+  key_vault_id     = azurerm_key_vault.main.id
+  content_type     = "text/uri"
+  value_wo_version = var.query_role_password_version
+  value_wo = format(
+    "postgres://phonebill_query:%s@%s:5432/%s?sslmode=require",
+    ephemeral.random_password.query_role.result,
     azurerm_postgresql_flexible_server.main.fqdn,
     azurerm_postgresql_flexible_server_database.phonebill.name,
   )

@@ -99,6 +99,12 @@ variable "postgres_password_version" {
   default     = 1
 }
 
+variable "query_role_password_version" {
+  description = "Bump to generate a new password for query-service's read-only login (phonebill_query): the projector sets it on the role at start, query-service reads the new URL."
+  type        = number
+  default     = 1
+}
+
 variable "jwt_signing_key_version" {
   description = "Bump to generate a new token signing key (its id is k<version>); see the runbook for the overlap."
   type        = number

@@ -438,17 +438,21 @@ def test_traces_are_off_until_a_collector_is_given_then_every_service_exports_at
 # What each service is given (values.yaml secrets.grants); nothing else reaches its pod.
 GRANTS = {
     "command-service": {"database-url", "redis-url", "kafka-sasl-password", "jwt-signing-key"},
-    "query-service": {"database-url", "redis-url", "kafka-sasl-password"},
-    "projector": {"database-url", "redis-url", "kafka-sasl-password"},
+    "query-service": {"query-database-url", "redis-url", "kafka-sasl-password"},
+    "projector": {"database-url", "redis-url", "kafka-sasl-password", "query-role-password"},
     "kos-mock": {"database-url", "redis-url", "kafka-sasl-password", "kos-signing-key"},
 }
 KEY_VAULT_NAMES = {
     "database-url": "phonebill-database-url",
+    "query-database-url": "phonebill-query-database-url",
+    "query-role-password": "phonebill-query-role-password",
     "redis-url": "phonebill-redis-url",
     "kafka-sasl-password": "phonebill-eventhubs-connection-string",
     "jwt-signing-key": "phonebill-jwt-signing-key",
     "kos-signing-key": "phonebill-kos-signing-key",
 }
+# Where each service's PHONEBILL_DATABASE_URL comes from: query-service's own read-only login.
+DATABASE_URL_KEY = {svc: "query-database-url" if svc == "query-service" else "database-url" for svc in GRANTS}
 
 
 @pytest.mark.parametrize("svc", SERVICES)
@@ -457,7 +461,7 @@ def test_secrets_come_from_key_vault_as_the_service_own_identity(prod_objects: O
     pod = dep["spec"]["template"]["spec"]
     c = pod["containers"][0]
     env = {e["name"]: e for e in c["env"]}
-    for name, key in [("PHONEBILL_DATABASE_URL", "database-url"), ("PHONEBILL_REDIS_URL", "redis-url"),
+    for name, key in [("PHONEBILL_DATABASE_URL", DATABASE_URL_KEY[svc]), ("PHONEBILL_REDIS_URL", "redis-url"),
                       ("PHONEBILL_KAFKA_SASL_PASSWORD", "kafka-sasl-password")]:
         assert env[name]["valueFrom"]["secretKeyRef"] == {"name": f"phonebill-secrets-{svc}", "key": key}
         assert "value" not in env[name]
@@ -488,7 +492,7 @@ def test_each_service_class_holds_its_grants_alone(prod_objects: Objects, svc):
     [synced] = spc["spec"]["secretObjects"]
     assert synced["secretName"] == f"phonebill-secrets-{svc}"
     # The private keys stay files; the synced Secret holds what is read as variables.
-    assert {d["key"] for d in synced["data"]} == {"database-url", "redis-url", "kafka-sasl-password"}
+    assert {d["key"] for d in synced["data"]} == {a for a in GRANTS[svc] if not a.endswith("-signing-key")}
     assert len(prod_objects.all("SecretProviderClass")) == len(SERVICES)
 
 
@@ -506,6 +510,22 @@ def test_each_private_key_reaches_its_signer_alone_and_the_public_keys_every_ser
     cm = prod_objects.get("ConfigMap", "phonebill-config")["data"]
     assert cm["PHONEBILL_KOS_VERIFY_KEYS"] == PROD_INPUTS["kosSigning"]["verifyKeys"]
     assert cm["PHONEBILL_JWT_VERIFY_KEYS"] == PROD_INPUTS["jwt"]["verifyKeys"]
+
+
+def test_query_service_connects_as_the_read_only_role_the_projector_keeps(prod_objects: Objects):
+    def env_of(svc):
+        pod = prod_objects.get("Deployment", component(svc))["spec"]["template"]["spec"]
+        return {e["name"]: e for e in pod["containers"][0]["env"]}
+
+    query, projector = env_of("query-service"), env_of("projector")
+    assert query["PHONEBILL_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "query-database-url"
+    assert "PHONEBILL_QUERY_ROLE_PASSWORD" not in query
+    # The projector (owner of the read schema) gives the role its password and LOGIN.
+    assert projector["PHONEBILL_QUERY_ROLE_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "phonebill-secrets-projector", "key": "query-role-password"}
+    assert projector["PHONEBILL_QUERY_ROLE_LOGIN"]["value"] == "true"
+    for svc in ("command-service", "kos-mock"):
+        assert "PHONEBILL_QUERY_ROLE_PASSWORD" not in env_of(svc), svc
 
 
 def test_with_a_kubernetes_secret_a_pod_mounts_only_its_own_key_file(local_objects: Objects):

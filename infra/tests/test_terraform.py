@@ -287,6 +287,16 @@ def test_each_identity_may_read_the_secrets_the_chart_grants_its_service_and_no_
     assert not vault_wide, vault_wide
 
 
+def test_query_service_login_is_the_read_only_role_with_the_password_the_projector_sets():
+    url = RESOURCES["azurerm_key_vault_secret"]["query_database_url"]
+    password = RESOURCES["azurerm_key_vault_secret"]["query_role_password"]
+    assert url["value_wo"].startswith('${format("postgres://phonebill_query:%s@%s:5432/%s?sslmode=require"')
+    assert "ephemeral.random_password.query_role.result" in url["value_wo"]
+    assert password["value_wo"] == "${ephemeral.random_password.query_role.result}"
+    for secret in (url, password):
+        assert secret["value_wo_version"] == "${var.query_role_password_version}"
+
+
 def test_the_token_signing_key_is_ed25519_as_the_services_read_it():
     """service_kit::auth takes `kid:<base64 DER>`: PKCS#8 for the private key (Key Vault,
     command-service), SubjectPublicKeyInfo for the public ones (the chart's jwt.verifyKeys,

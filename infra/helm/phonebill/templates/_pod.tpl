@@ -105,9 +105,19 @@ spec:
         - name: {{ printf "PHONEBILL_%s_FILE" (. | replace "-" "_" | upper) }}
           value: {{ printf "%s/%s" $v.secrets.mountPath . | quote }}
         {{- else }}
-        - name: {{ printf "PHONEBILL_%s" (. | replace "-" "_" | upper) }}
+        {{- $envName := printf "PHONEBILL_%s" (. | replace "-" "_" | upper) }}
+        {{- if eq . "query-database-url" }}
+        {{- /* query-service's own read-only login is its database URL. */}}
+        {{- $envName = "PHONEBILL_DATABASE_URL" }}
+        {{- end }}
+        - name: {{ $envName }}
           valueFrom:
             secretKeyRef: {name: {{ $secretName }}, key: {{ . }}}
+        {{- if eq . "query-role-password" }}
+        {{- /* The projector keeps query-service's read-only role able to log in with it. */}}
+        - name: PHONEBILL_QUERY_ROLE_LOGIN
+          value: "true"
+        {{- end }}
         {{- end }}
         {{- end }}
         {{- if $root.Values.kafka.staticMembership }}
