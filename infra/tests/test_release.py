@@ -174,7 +174,8 @@ def test_migrations_run_in_a_wave_before_the_workloads(prod_objects: Objects):
     # What the Jobs' pods need exists before them: wave -2.
     needed = prod_objects.all("ServiceAccount") + prod_objects.all("SecretProviderClass") + [
         prod_objects.get("ConfigMap", "phonebill-config")]
-    assert len(needed) == 6 and all(wave(o) == -2 for o in needed)
+    # One account and one SecretProviderClass per service, and the ConfigMap.
+    assert len(needed) == 2 * len(SERVICES) + 1 and all(wave(o) == -2 for o in needed)
     others = [o for o in prod_objects.docs if o not in needed and o["kind"] != "Job"]
     assert others and all(wave(o) == 0 for o in others)
 
