@@ -63,10 +63,7 @@ impl KeySet {
     /// Private keys, `kid:<base64 seed or PKCS#8 DER>` entries separated by commas or
     /// newlines: the first signs; the public half of every entry verifies.
     pub fn signing(text: &str) -> Result<Self, String> {
-        let mut set = Self {
-            signing: None,
-            verifying: HashMap::new(),
-        };
+        let mut set = Self::empty();
         for entry in entries(text) {
             let (kid, bytes) = entry?;
             let seed = key_bytes(&bytes, &PKCS8_PREFIX).ok_or_else(|| {
@@ -83,10 +80,7 @@ impl KeySet {
     /// Public keys only, `kid:<base64 key or SubjectPublicKeyInfo DER>` entries: these
     /// verify tokens and cannot make one.
     pub fn verifying(text: &str) -> Result<Self, String> {
-        let mut set = Self {
-            signing: None,
-            verifying: HashMap::new(),
-        };
+        let mut set = Self::empty();
         for entry in entries(text) {
             let (kid, bytes) = entry?;
             let public = key_bytes(&bytes, &SPKI_PREFIX)
@@ -102,10 +96,7 @@ impl KeySet {
 
     /// A signing set of one key, from its seed.
     pub fn from_seed(kid: &str, seed: [u8; 32]) -> Self {
-        let mut set = Self {
-            signing: None,
-            verifying: HashMap::new(),
-        };
+        let mut set = Self::empty();
         set.add_seed(kid, seed).expect("one key has no duplicate");
         set
     }
@@ -118,8 +109,15 @@ impl KeySet {
     /// The same public keys, without the power to sign.
     pub fn public_only(&self) -> Self {
         Self {
-            signing: None,
             verifying: self.verifying.clone(),
+            ..Self::empty()
+        }
+    }
+
+    fn empty() -> Self {
+        Self {
+            signing: None,
+            verifying: HashMap::new(),
         }
     }
 

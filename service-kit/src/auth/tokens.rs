@@ -65,7 +65,8 @@ impl Tokens {
         self.ttl
     }
 
-    /// The public keys, for the JWKS document.
+    /// The keys these tokens are checked (and, with a private key, issued) with: the
+    /// JWKS document and a verifier's public-only copy come from them.
     pub fn keys(&self) -> &KeySet {
         &self.keys
     }

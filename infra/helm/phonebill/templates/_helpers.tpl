@@ -73,11 +73,15 @@ Vault the one its own SecretProviderClass syncs. Call with (dict "root" $ "name"
 {{- end -}}
 
 {{/* The secrets a service is given (secrets.grants), as a JSON list; kafka-sasl-password
-only with SASL. Call with (dict "root" $ "name" <service>). */}}
+only with SASL. Call with (dict "root" $ "name" <service>), plus "as": "files" for the
+private keys alone (*-signing-key, mounted as files) or "variables" for the rest (read
+from the environment). */}}
 {{- define "phonebill.grants" -}}
 {{- $grants := list -}}
 {{- range (index .root.Values.secrets.grants .name | default list) -}}
-{{- if or (ne . "kafka-sasl-password") (include "phonebill.kafkaUsesSasl" $.root) -}}
+{{- $file := hasSuffix "-signing-key" . -}}
+{{- $wanted := or (not $.as) (and $file (eq $.as "files")) (and (not $file) (eq $.as "variables")) -}}
+{{- if and $wanted (or (ne . "kafka-sasl-password") (include "phonebill.kafkaUsesSasl" $.root)) -}}
 {{- $grants = append $grants . -}}
 {{- end -}}
 {{- end -}}

@@ -12,13 +12,8 @@ its own, so the service's Service, HPA and PDB do not count the Job's pod) and "
 {{- $ctx := dict "root" $root "name" .name -}}
 {{- $podCtx := dict "root" $root "name" (.labelName | default .name) "component" .name -}}
 {{- $secretName := include "phonebill.secretName" $ctx -}}
-{{- $grants := include "phonebill.grants" $ctx | fromJsonArray -}}
-{{- $keyFiles := list -}}
-{{- range $grants -}}
-{{- if hasSuffix "-signing-key" . -}}
-{{- $keyFiles = append $keyFiles . -}}
-{{- end -}}
-{{- end -}}
+{{- $variables := include "phonebill.grants" (merge (dict "as" "variables") $ctx) | fromJsonArray -}}
+{{- $keyFiles := include "phonebill.grants" (merge (dict "as" "files") $ctx) | fromJsonArray -}}
 metadata:
   labels:
     {{- include "phonebill.labels" $podCtx | nindent 4 }}
@@ -99,12 +94,12 @@ spec:
             name: {{ include "phonebill.fullname" $root }}-config
       env:
         {{- /* The secrets this service is granted, and no others (secrets.grants). */}}
-        {{- range $grants }}
-        {{- if hasSuffix "-signing-key" . }}
+        {{- range $keyFiles }}
         {{- /* A private key: a file, in this service's pod alone. */}}
         - name: {{ printf "PHONEBILL_%s_FILE" (. | replace "-" "_" | upper) }}
           value: {{ printf "%s/%s" $v.secrets.mountPath . | quote }}
-        {{- else }}
+        {{- end }}
+        {{- range $variables }}
         {{- $envName := printf "PHONEBILL_%s" (. | replace "-" "_" | upper) }}
         {{- if eq . "query-database-url" }}
         {{- /* query-service's own read-only login is its database URL. */}}
@@ -117,7 +112,6 @@ spec:
         {{- /* The projector keeps query-service's read-only role able to log in with it. */}}
         - name: PHONEBILL_QUERY_ROLE_LOGIN
           value: "true"
-        {{- end }}
         {{- end }}
         {{- end }}
         {{- if $root.Values.kafka.staticMembership }}
