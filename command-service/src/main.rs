@@ -7,6 +7,7 @@ use command_service::db;
 use command_service::reference::ReferenceData;
 use command_service::startup::Application;
 use service_kit::auth::{Role, SystemClock, Tokens};
+use service_kit::database::login::SchemaRights;
 use service_kit::telemetry;
 
 #[tokio::main]
@@ -24,7 +25,15 @@ async fn main() -> anyhow::Result<()> {
             app.run_until_stopped(shutdown).await
         }
         Command::Migrate => {
-            config.check()?;
+            // The migration step: as this service's own login, made first when the step
+            // is given the administrator's URL.
+            config
+                .database
+                .prepare_login(
+                    config.environment == Environment::Production,
+                    SchemaRights::Own,
+                )
+                .await?;
             db::migrate(&db::connect(&config.database).await?).await?;
             Ok(())
         }

@@ -52,8 +52,10 @@ resource "azurerm_role_assignment" "deployer_key_vault" {
   principal_id         = data.azurerm_client_config.current.object_id
 }
 
+# One identity per reader of secrets: each service, and each migration Job (which alone
+# reads the administrator's database URL).
 resource "azurerm_user_assigned_identity" "services" {
-  for_each            = toset(local.services)
+  for_each            = toset(keys(local.secret_grants))
   name                = "phonebill-${each.key}"
   location            = azurerm_resource_group.main.location
   resource_group_name = azurerm_resource_group.main.name
@@ -61,7 +63,7 @@ resource "azurerm_user_assigned_identity" "services" {
 }
 
 resource "azurerm_federated_identity_credential" "services" {
-  for_each                  = toset(local.services)
+  for_each                  = toset(keys(local.secret_grants))
   name                      = "${var.kubernetes_namespace}-${each.key}"
   user_assigned_identity_id = azurerm_user_assigned_identity.services[each.key].id
   audience                  = ["api://AzureADTokenExchange"]
@@ -73,10 +75,13 @@ locals {
   # Which Key Vault secrets each service's identity may read: the chart's
   # secrets.grants, by Key Vault name (a test keeps the two the same).
   secret_grants = {
-    command-service = ["phonebill-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string", "phonebill-jwt-signing-key"]
-    query-service   = ["phonebill-query-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string"]
-    projector       = ["phonebill-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string", "phonebill-query-role-password"]
-    kos-mock        = ["phonebill-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string", "phonebill-kos-signing-key"]
+    command-service         = ["phonebill-command-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string", "phonebill-jwt-signing-key"]
+    query-service           = ["phonebill-query-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string"]
+    projector               = ["phonebill-projector-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string"]
+    kos-mock                = ["phonebill-kos-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string", "phonebill-kos-signing-key"]
+    command-service-migrate = ["phonebill-database-url", "phonebill-command-database-url"]
+    projector-migrate       = ["phonebill-database-url", "phonebill-projector-database-url", "phonebill-query-role-password"]
+    kos-mock-migrate        = ["phonebill-database-url", "phonebill-kos-database-url"]
   }
   secret_grant_pairs = merge([
     for service, secrets in local.secret_grants : {
@@ -94,6 +99,7 @@ resource "azurerm_role_assignment" "service_secrets" {
 
   depends_on = [
     azurerm_key_vault_secret.database_url,
+    azurerm_key_vault_secret.service_database_url,
     azurerm_key_vault_secret.query_database_url,
     azurerm_key_vault_secret.query_role_password,
     azurerm_key_vault_secret.redis_url,
@@ -103,7 +109,8 @@ resource "azurerm_role_assignment" "service_secrets" {
   ]
 }
 
-# The secrets, named as the chart's secrets.azureKeyVault.objects expects.
+# The secrets, named as the chart's secrets.azureKeyVault.objects expects. This one is the
+# administrator's URL (database-admin-url): the migration Jobs' alone, never a service's.
 resource "azurerm_key_vault_secret" "database_url" {
   #checkov:skip=CKV_AZURE_41:rotated every 90 days by the runbook (design 7.4.1); an expiry date nobody renews would stop pods from mounting the secret
   name             = "phonebill-database-url"
@@ -121,9 +128,46 @@ resource "azurerm_key_vault_secret" "database_url" {
   depends_on = [azurerm_role_assignment.deployer_key_vault, azurerm_private_endpoint.key_vault]
 }
 
-# query-service's read-only login (design 7.2: least privilege). The projector, which owns
-# the read schema, creates the role with SELECT on the read tables alone and sets this
-# password on it (PHONEBILL_QUERY_ROLE_PASSWORD); query-service connects with the URL.
+# Each writing service's own login (design 7.2: least privilege): its migration Job makes
+# the role with this password and hands it the service's schema (PHONEBILL_DATABASE_ADMIN_URL
+# is the administrator's URL above, given to the migration Jobs alone); the service connects
+# with the URL. Write-only: no password is in the state.
+locals {
+  service_logins = {
+    command   = "phonebill_command"
+    projector = "phonebill_projector"
+    kos       = "phonebill_kos"
+  }
+}
+
+ephemeral "random_password" "service_login" {
+  for_each = local.service_logins
+  length   = 40
+  special  = false
+}
+
+resource "azurerm_key_vault_secret" "service_database_url" {
+  #checkov:skip=CKV_AZURE_41:rotated every 90 days by the runbook (design 7.4.1); an expiry date nobody renews would stop pods from mounting the secret
+  for_each         = local.service_logins
+  name             = "phonebill-${each.key}-database-url"
+  key_vault_id     = azurerm_key_vault.main.id
+  content_type     = "text/uri"
+  value_wo_version = var.service_login_password_version
+  value_wo = format(
+    "postgres://%s:%s@%s:5432/%s?sslmode=require",
+    each.value,
+    ephemeral.random_password.service_login[each.key].result,
+    azurerm_postgresql_flexible_server.main.fqdn,
+    azurerm_postgresql_flexible_server_database.phonebill.name,
+  )
+
+  depends_on = [azurerm_role_assignment.deployer_key_vault, azurerm_private_endpoint.key_vault]
+}
+
+# query-service's read-only login (design 7.2: least privilege). The projector's migration
+# Job creates the role and sets this password on it (PHONEBILL_QUERY_ROLE_PASSWORD); the
+# projector, which owns the read schema, grants it SELECT on the read tables alone;
+# query-service connects with the URL.
 # Both secrets take the one ephemeral value of an apply, and neither is in the state.
 ephemeral "random_password" "query_role" {
   length  = 40

@@ -99,8 +99,14 @@ variable "postgres_password_version" {
   default     = 1
 }
 
+variable "service_login_password_version" {
+  description = "Bump to generate new passwords for the logins of command-service, the projector and kos-mock (phonebill_command, phonebill_projector, phonebill_kos): the next release's migration Jobs set them, the services read the new URLs."
+  type        = number
+  default     = 1
+}
+
 variable "query_role_password_version" {
-  description = "Bump to generate a new password for query-service's read-only login (phonebill_query): the projector sets it on the role at start, query-service reads the new URL."
+  description = "Bump to generate a new password for query-service's read-only login (phonebill_query): the projector's migration Job sets it on the role, query-service reads the new URL."
   type        = number
   default     = 1
 }

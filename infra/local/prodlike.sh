@@ -31,7 +31,8 @@ PROD_LIKE_SASL_USER='$ConnectionString'
 prod_like_certs() {
   local dir="$1"
   # Made once; made again when the certificate has less than a day left (30 days valid).
-  if [ -f "$dir/secrets.env" ] && [ -f "$dir/kos-signing-key" ] && [ -f "$dir/jwt.key" ] \
+  if [ -f "$dir/secrets.env" ] && grep -q '^PROD_LIKE_KOS_DB_PASSWORD=' "$dir/secrets.env" \
+     && [ -f "$dir/kos-signing-key" ] && [ -f "$dir/jwt.key" ] \
      && openssl x509 -checkend 86400 -noout -in "$dir/server.pem" >/dev/null 2>&1; then
     return 0
   fi
@@ -60,6 +61,10 @@ prod_like_certs() {
       echo "PROD_LIKE_REDIS_PASSWORD=$redis_pw"
       echo "PROD_LIKE_PG_PASSWORD=$pg_pw"
       echo "PROD_LIKE_QUERY_PASSWORD=$query_pw"
+      # Each service's own login (made by its migration step).
+      echo "PROD_LIKE_COMMAND_DB_PASSWORD=$(openssl rand -hex 24)"
+      echo "PROD_LIKE_PROJECTOR_DB_PASSWORD=$(openssl rand -hex 24)"
+      echo "PROD_LIKE_KOS_DB_PASSWORD=$(openssl rand -hex 24)"
       echo "PROD_LIKE_SASL_PASSWORD='Endpoint=sb://phonebill-local.servicebus.windows.net/;SharedAccessKeyName=phonebill;SharedAccessKey=$sas'"
     } >secrets.env
     # The token signing key (command-service alone) and its public half (every service),
@@ -129,8 +134,8 @@ prod_like_redis_url() { # every node, TLS and the password (the cluster client n
 }
 
 # prod_like_postgres DIR: a PostgreSQL cluster of its own (made afresh), TLS only, with
-# the database `phonebill` owned by `phonebill_admin`, who may create roles (the
-# projector creates query-service's read-only role), as Azure's administrator login can.
+# the database `phonebill` owned by `phonebill_admin`, who may create roles (each
+# service's migration step makes its login), as Azure's administrator login can.
 prod_like_postgres() {
   local dir="$1" version conf
   version=$(ls /etc/postgresql | sort -V | tail -1)
@@ -178,6 +183,19 @@ prod_like_postgres_stop() {
 # The URL of a login on the TLS-only cluster, verifying the server against the local CA.
 prod_like_pg_url() { # DIR user password
   echo "postgres://$2:$3@localhost:$PROD_LIKE_PG_PORT/phonebill?sslmode=verify-full&sslrootcert=$1/ca.pem"
+}
+
+# A service's own login with its password (STACK_LOGIN_URL of the profile).
+prod_like_login_url() { # login
+  local password
+  case "$1" in
+    phonebill_command) password="$PROD_LIKE_COMMAND_DB_PASSWORD" ;;
+    phonebill_projector) password="$PROD_LIKE_PROJECTOR_DB_PASSWORD" ;;
+    phonebill_kos) password="$PROD_LIKE_KOS_DB_PASSWORD" ;;
+    phonebill_query) password="$PROD_LIKE_QUERY_PASSWORD" ;;
+    *) echo "no password for login $1" >&2; return 1 ;;
+  esac
+  prod_like_pg_url "$STACK_DIR/tls" "$1" "$password"
 }
 
 # prod_like_kafka DIR BROKER_DIR PORT: a Kafka node whose clients' listener (PORT+1) is

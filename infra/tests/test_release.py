@@ -163,10 +163,11 @@ def test_migrations_run_in_a_wave_before_the_workloads(prod_objects: Objects):
         [c] = pod["containers"]
         assert c["args"] == ["migrate"]
         assert pod["restartPolicy"] == "Never"
-        # The service's own image, account and secrets.
+        # The service's own image and configuration, but an account (and so an identity
+        # and secrets) of its own: it alone holds the administrator's database URL.
         service_pod = prod_objects.get("Deployment", component(svc))["spec"]["template"]["spec"]
         assert c["image"] == service_pod["containers"][0]["image"]
-        assert pod["serviceAccountName"] == service_pod["serviceAccountName"]
+        assert pod["serviceAccountName"] == f"{component(svc)}-migrate" != service_pod["serviceAccountName"]
         assert c.get("envFrom") == service_pod["containers"][0].get("envFrom")
         # Its own name label, so the service's Service, HPA and PDB do not count it.
         assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == f"{svc}-migrate"
@@ -174,8 +175,9 @@ def test_migrations_run_in_a_wave_before_the_workloads(prod_objects: Objects):
     # What the Jobs' pods need exists before them: wave -2.
     needed = prod_objects.all("ServiceAccount") + prod_objects.all("SecretProviderClass") + [
         prod_objects.get("ConfigMap", "phonebill-config")]
-    # One account and one SecretProviderClass per service, and the ConfigMap.
-    assert len(needed) == 2 * len(SERVICES) + 1 and all(wave(o) == -2 for o in needed)
+    # One account and one SecretProviderClass per service and per migration Job, and the
+    # ConfigMap.
+    assert len(needed) == 2 * (len(SERVICES) + len(jobs)) + 1 and all(wave(o) == -2 for o in needed)
     others = [o for o in prod_objects.docs if o not in needed and o["kind"] != "Job"]
     assert others and all(wave(o) == 0 for o in others)
 

@@ -437,13 +437,22 @@ def test_traces_are_off_until_a_collector_is_given_then_every_service_exports_at
 
 # What each service is given (values.yaml secrets.grants); nothing else reaches its pod.
 GRANTS = {
-    "command-service": {"database-url", "redis-url", "kafka-sasl-password", "jwt-signing-key"},
+    "command-service": {"command-database-url", "redis-url", "kafka-sasl-password", "jwt-signing-key"},
     "query-service": {"query-database-url", "redis-url", "kafka-sasl-password"},
-    "projector": {"database-url", "redis-url", "kafka-sasl-password", "query-role-password"},
-    "kos-mock": {"database-url", "redis-url", "kafka-sasl-password", "kos-signing-key"},
+    "projector": {"projector-database-url", "redis-url", "kafka-sasl-password"},
+    "kos-mock": {"kos-database-url", "redis-url", "kafka-sasl-password", "kos-signing-key"},
+}
+# The migration Jobs': the administrator's URL and the login each makes.
+MIGRATION_GRANTS = {
+    "command-service": {"database-admin-url", "command-database-url"},
+    "projector": {"database-admin-url", "projector-database-url", "query-role-password"},
+    "kos-mock": {"database-admin-url", "kos-database-url"},
 }
 KEY_VAULT_NAMES = {
-    "database-url": "phonebill-database-url",
+    "database-admin-url": "phonebill-database-url",
+    "command-database-url": "phonebill-command-database-url",
+    "projector-database-url": "phonebill-projector-database-url",
+    "kos-database-url": "phonebill-kos-database-url",
     "query-database-url": "phonebill-query-database-url",
     "query-role-password": "phonebill-query-role-password",
     "redis-url": "phonebill-redis-url",
@@ -451,8 +460,8 @@ KEY_VAULT_NAMES = {
     "jwt-signing-key": "phonebill-jwt-signing-key",
     "kos-signing-key": "phonebill-kos-signing-key",
 }
-# Where each service's PHONEBILL_DATABASE_URL comes from: query-service's own read-only login.
-DATABASE_URL_KEY = {svc: "query-database-url" if svc == "query-service" else "database-url" for svc in GRANTS}
+# Where each service's PHONEBILL_DATABASE_URL comes from: its own login.
+DATABASE_URL_KEY = {svc: next(g for g in GRANTS[svc] if g.endswith("-database-url")) for svc in GRANTS}
 
 
 @pytest.mark.parametrize("svc", SERVICES)
@@ -493,7 +502,7 @@ def test_each_service_class_holds_its_grants_alone(prod_objects: Objects, svc):
     assert synced["secretName"] == f"phonebill-secrets-{svc}"
     # The private keys stay files; the synced Secret holds what is read as variables.
     assert {d["key"] for d in synced["data"]} == {a for a in GRANTS[svc] if not a.endswith("-signing-key")}
-    assert len(prod_objects.all("SecretProviderClass")) == len(SERVICES)
+    assert len(prod_objects.all("SecretProviderClass")) == len(SERVICES) + len(MIGRATION_GRANTS)
 
 
 def test_each_private_key_reaches_its_signer_alone_and_the_public_keys_every_service(prod_objects: Objects):
@@ -512,20 +521,48 @@ def test_each_private_key_reaches_its_signer_alone_and_the_public_keys_every_ser
     assert cm["PHONEBILL_JWT_VERIFY_KEYS"] == PROD_INPUTS["jwt"]["verifyKeys"]
 
 
-def test_query_service_connects_as_the_read_only_role_the_projector_keeps(prod_objects: Objects):
-    def env_of(svc):
-        pod = prod_objects.get("Deployment", component(svc))["spec"]["template"]["spec"]
-        return {e["name"]: e for e in pod["containers"][0]["env"]}
+def env_of(objects: Objects, kind: str, name: str) -> dict:
+    pod = objects.get(kind, name)["spec"]["template"]["spec"]
+    return {e["name"]: e for e in pod["containers"][0]["env"]}
 
-    query, projector = env_of("query-service"), env_of("projector")
-    assert query["PHONEBILL_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "query-database-url"
-    assert "PHONEBILL_QUERY_ROLE_PASSWORD" not in query
-    # The projector (owner of the read schema) gives the role its password and LOGIN.
-    assert projector["PHONEBILL_QUERY_ROLE_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
-        "name": "phonebill-secrets-projector", "key": "query-role-password"}
-    assert projector["PHONEBILL_QUERY_ROLE_LOGIN"]["value"] == "true"
-    for svc in ("command-service", "kos-mock"):
-        assert "PHONEBILL_QUERY_ROLE_PASSWORD" not in env_of(svc), svc
+
+def test_each_service_connects_as_its_own_login_and_none_holds_the_administrators(prod_objects: Objects):
+    keys = set()
+    for svc in SERVICES:
+        env = env_of(prod_objects, "Deployment", component(svc))
+        key = env["PHONEBILL_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"]
+        assert key == DATABASE_URL_KEY[svc] != "database-admin-url", svc
+        keys.add(key)
+        assert "PHONEBILL_DATABASE_ADMIN_URL" not in env, svc
+        assert "PHONEBILL_QUERY_ROLE_PASSWORD" not in env, svc
+    assert len(keys) == len(SERVICES), "two services share a login"
+
+
+@pytest.mark.parametrize("svc", sorted(MIGRATION_GRANTS))
+def test_the_migration_job_alone_holds_the_administrators_url_as_an_identity_of_its_own(prod_objects: Objects, svc):
+    import yaml
+
+    [job] = [j for j in prod_objects.all("Job") if j["metadata"]["labels"]["app.kubernetes.io/component"] == svc]
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    secret = f"phonebill-secrets-{svc}-migrate"
+    assert env["PHONEBILL_DATABASE_ADMIN_URL"]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": "database-admin-url"}
+    # The login it makes is the one its service connects as.
+    assert env["PHONEBILL_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": DATABASE_URL_KEY[svc]}
+    if svc == "projector":
+        # It also makes query-service's read-only login, with its password.
+        assert env["PHONEBILL_QUERY_ROLE_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": "query-role-password"}
+        assert env["PHONEBILL_QUERY_ROLE_LOGIN"]["value"] == "true"
+    # No other secret: no token or KOS key, no Redis or broker credential.
+    assert {n for n in env if "valueFrom" in env[n] and "secretKeyRef" in env[n]["valueFrom"]} <= {
+        "PHONEBILL_DATABASE_ADMIN_URL", "PHONEBILL_DATABASE_URL", "PHONEBILL_QUERY_ROLE_PASSWORD"}
+    assert not any(n.endswith("_FILE") for n in env)
+    spc = prod_objects.get("SecretProviderClass", f"{component(svc)}-migrate-key-vault")
+    params = spc["spec"]["parameters"]
+    assert params["clientID"] == PROD_INPUTS["secrets"]["azureKeyVault"]["clientIds"][f"{svc}-migrate"]
+    aliases = {yaml.safe_load(o)["objectAlias"] for o in yaml.safe_load(params["objects"])["array"]}
+    assert aliases == MIGRATION_GRANTS[svc]
+    sa = prod_objects.get("ServiceAccount", f"{component(svc)}-migrate")
+    assert sa["metadata"]["annotations"]["azure.workload.identity/client-id"] == params["clientID"]
 
 
 def test_with_a_kubernetes_secret_a_pod_mounts_only_its_own_key_file(local_objects: Objects):

@@ -250,8 +250,10 @@ def test_federated_service_accounts_are_the_charts(prod_objects: Objects):
     assert LOCALS["services"] == list(SERVICES)
     credential = res("azurerm_federated_identity_credential", "services")
     assert credential["subject"] == "system:serviceaccount:${var.kubernetes_namespace}:${local.chart_fullname}-${each.key}"
-    # Each service account is federated with an identity of its own.
-    assert res("azurerm_user_assigned_identity", "services")["for_each"] == "${toset(local.services)}"
+    # Each service account (the services' and the migration Jobs') is federated with an
+    # identity of its own: one per reader of secrets.
+    assert res("azurerm_user_assigned_identity", "services")["for_each"] == "${toset(keys(local.secret_grants))}"
+    assert credential["for_each"] == "${toset(keys(local.secret_grants))}"
     assert credential["user_assigned_identity_id"] == "${azurerm_user_assigned_identity.services[each.key].id}"
     namespace = VARIABLES["kubernetes_namespace"]
     release = VARIABLES["helm_release_name"]
@@ -260,10 +262,24 @@ def test_federated_service_accounts_are_the_charts(prod_objects: Objects):
         assert sa["metadata"]["namespace"] == namespace
         dep = prod_objects.get("Deployment", component(svc))
         assert dep["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+    accounts = {sa["metadata"]["name"] for sa in prod_objects.all("ServiceAccount")}
+    assert accounts == {f"{release}-{identity}" for identity in LOCALS["secret_grants"]}
+
+
+def key_vault_secret_names() -> set[str]:
+    """Every secret Terraform writes, with a for_each over the service logins expanded."""
+    names = set()
+    for r in RESOURCES["azurerm_key_vault_secret"].values():
+        if "${each.key}" in r["name"]:
+            assert r["for_each"] == "${local.service_logins}"
+            names |= {r["name"].replace("${each.key}", key) for key in LOCALS["service_logins"]}
+        else:
+            names.add(r["name"])
+    return names
 
 
 def test_key_vault_secret_names_match_the_chart(prod_values_merged):
-    tf_names = {r["name"] for r in RESOURCES["azurerm_key_vault_secret"].values()}
+    tf_names = key_vault_secret_names()
     chart_names = set(prod_values_merged["secrets"]["azureKeyVault"]["objects"].values())
     assert tf_names == chart_names
 
@@ -285,6 +301,19 @@ def test_each_identity_may_read_the_secrets_the_chart_grants_its_service_and_no_
     vault_wide = [r for r in RESOURCES["azurerm_role_assignment"].values()
                   if r["scope"] == "${azurerm_key_vault.main.id}" and "Secrets User" in r["role_definition_name"]]
     assert not vault_wide, vault_wide
+
+
+def test_each_service_login_is_its_own_role_with_a_password_of_its_own_never_stored():
+    url = RESOURCES["azurerm_key_vault_secret"]["service_database_url"]
+    assert LOCALS["service_logins"] == {
+        "command": "phonebill_command", "projector": "phonebill_projector", "kos": "phonebill_kos"}
+    assert url["value_wo"].startswith('${format("postgres://%s:%s@%s:5432/%s?sslmode=require",each.value,')
+    assert "ephemeral.random_password.service_login[each.key].result" in url["value_wo"]
+    assert url["value_wo_version"] == "${var.service_login_password_version}"
+    assert "value" not in url
+    # The administrator's URL reaches the migration Jobs alone.
+    holders = {identity for identity, names in LOCALS["secret_grants"].items() if "phonebill-database-url" in names}
+    assert holders == {"command-service-migrate", "projector-migrate", "kos-mock-migrate"}
 
 
 def test_query_service_login_is_the_read_only_role_with_the_password_the_projector_sets():

@@ -5,6 +5,7 @@
 use crate::configuration::{Cli, Command};
 use crate::startup::Application;
 use crate::{db, demo};
+use service_kit::database::login::SchemaRights;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve);
@@ -20,7 +21,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped(shutdown).await
         }
         Command::Migrate => {
-            config.check()?;
+            // The migration step: as this service's own login, made first when the step
+            // is given the administrator's URL.
+            config
+                .database
+                .prepare_login(config.is_production(), SchemaRights::Own)
+                .await?;
             db::migrate(&db::connect(&config.database).await?).await?;
             Ok(())
         }

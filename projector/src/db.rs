@@ -1,6 +1,6 @@
 //! The read schema: pool, migrations, and the query role's grants.
 
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::configuration::Config;
 
@@ -29,8 +29,14 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 }
 
 /// Creates the query role if missing (roles are cluster-wide, so a concurrent creator is
-/// tolerated) and grants it the read tables only.
-pub async fn ensure_query_role(pool: &PgPool, config: &Config) -> Result<(), sqlx::Error> {
+/// tolerated) and grants it the read tables only. Creating the role and setting its
+/// password take `CREATEROLE`: in production the migration step does both with the
+/// administrator's connection, and the running projector, as the schema's owner, only
+/// grants.
+pub async fn ensure_query_role(
+    conn: &mut PgConnection,
+    config: &Config,
+) -> Result<(), sqlx::Error> {
     let role = &config.query_role;
     let schema = &config.database.schema;
     let login = if config.query_role_login {
@@ -38,15 +44,19 @@ pub async fn ensure_query_role(pool: &PgPool, config: &Config) -> Result<(), sql
     } else {
         "NOLOGIN"
     };
+    // The role is looked up first: CREATE ROLE needs CREATEROLE even when it exists.
     sqlx::query(&format!(
-        "DO $$ BEGIN CREATE ROLE \"{role}\" {login};
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
+             CREATE ROLE \"{role}\" {login};
+           END IF;
          EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
     ))
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     // Grants on one role from parallel processes can collide ("tuple concurrently
     // updated"); one advisory lock per role serialises them.
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('phonebill-grant-' || $1))")
         .bind(role)
         .execute(&mut *tx)
@@ -67,18 +77,7 @@ pub async fn ensure_query_role(pool: &PgPool, config: &Config) -> Result<(), sql
         .as_deref()
         .filter(|p| config.query_role_login && !p.is_empty())
     {
-        // ALTER ROLE takes no bind parameters; the password reaches it through a
-        // transaction-local setting, so it is never part of a statement's text (or log).
-        sqlx::query("SELECT set_config('phonebill.query_role_password', $1, true)")
-            .bind(password)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&format!(
-            "DO $$ BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L', '{role}',
-                 current_setting('phonebill.query_role_password')); END $$"
-        ))
-        .execute(&mut *tx)
-        .await?;
+        service_kit::database::login::set_password(&mut tx, role, password).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -21,10 +21,7 @@ async fn main() -> anyhow::Result<()> {
             let shutdown = service_kit::server::shutdown_on_signal();
             app.run_until_stopped(shutdown).await
         }
-        Command::Migrate => {
-            startup::prepare_database(&config).await?;
-            Ok(())
-        }
+        Command::Migrate => startup::migrate(&config).await,
         Command::RetryParked => {
             let pool = startup::prepare_database(&config).await?;
             let report = startup::processor(&config, pool)

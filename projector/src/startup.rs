@@ -13,6 +13,7 @@ use rdkafka::consumer::Consumer;
 use serde::Serialize;
 use serde_json::Value;
 use service_kit::auth::Authenticator;
+use service_kit::database::login::{self, Login, SchemaRights};
 use service_kit::hardening::{Hardened, RateLimit, RedisCounts};
 use service_kit::health::{Readiness, Up};
 use service_kit::http::ObserveLayer;
@@ -79,8 +80,49 @@ pub async fn prepare_database(config: &Config) -> anyhow::Result<PgPool> {
     config.check()?;
     let pool = db::connect(config).await?;
     db::migrate(&pool).await?;
-    db::ensure_query_role(&pool, config).await?;
+    db::ensure_query_role(&mut *pool.acquire().await?, config).await?;
     Ok(pool)
+}
+
+/// How long the projector's migration step waits for command-service's to create the
+/// event store it reads.
+const EVENT_STORE_WAIT: Duration = Duration::from_secs(300);
+
+/// The migration step: with the administrator's URL, makes the projector's login (owner
+/// of the read schema, allowed to create the replays' schemas) and query-service's, then
+/// migrates as the projector. Checks the database settings alone: the step is given no
+/// other secret.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let admin = config
+        .database
+        .prepare_login(config.is_production(), SchemaRights::OwnAndCreate)
+        .await?;
+    let pool = db::connect(config).await?;
+    db::migrate(&pool).await?;
+    let Some(mut admin) = admin else {
+        return db::ensure_query_role(&mut *pool.acquire().await?, config)
+            .await
+            .map_err(Into::into);
+    };
+    db::ensure_query_role(&mut admin, config).await?;
+    // Time travel and reconciliation read the command side's event store, whose own
+    // migration Job may be running alongside this one.
+    let login = Login::from_url(&config.database.url).map_err(anyhow::Error::msg)?;
+    let granted = login::grant_select_when_present(
+        &mut admin,
+        &config.event_store_schema,
+        "events",
+        &login.role,
+        EVENT_STORE_WAIT,
+    )
+    .await?;
+    anyhow::ensure!(
+        granted,
+        "the event store {}.events did not appear within {} s (command-service's migration)",
+        config.event_store_schema,
+        EVENT_STORE_WAIT.as_secs()
+    );
+    Ok(())
 }
 
 /// The namespace control (created if missing) and the configuration of the active

@@ -72,8 +72,8 @@ Vault the one its own SecretProviderClass syncs. Call with (dict "root" $ "name"
 {{- end -}}
 {{- end -}}
 
-{{/* The secrets a service is given (secrets.grants), as a JSON list; kafka-sasl-password
-only with SASL. Call with (dict "root" $ "name" <service>), plus "as": "files" for the
+{{/* The secrets an identity is given (secrets.grants), as a JSON list; kafka-sasl-password
+only with SASL. Call with (dict "root" $ "name" <identity>), plus "as": "files" for the
 private keys alone (*-signing-key, mounted as files) or "variables" for the rest (read
 from the environment). */}}
 {{- define "phonebill.grants" -}}
@@ -86,6 +86,27 @@ from the environment). */}}
 {{- end -}}
 {{- end -}}
 {{- toJson $grants -}}
+{{- end -}}
+
+{{/* Who reads secrets, each as an identity (service account, Key Vault identity and
+SecretProviderClass) of its own, as a JSON list: every enabled service, and the migration
+Job of each (<service>-migrate), which alone is given the administrator's database URL
+to make its service's login. */}}
+{{- define "phonebill.identities" -}}
+{{- $ids := list -}}
+{{- range $name, $svc := .Values.services -}}
+{{- if $svc.enabled -}}
+{{- $ids = append $ids $name -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.release.migrations.enabled -}}
+{{- range $name := .Values.release.migrations.services -}}
+{{- if (index $.Values.services $name).enabled -}}
+{{- $ids = append $ids (printf "%s-migrate" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $ids -}}
 {{- end -}}
 
 {{- define "phonebill.kafkaUsesSasl" -}}
@@ -120,10 +141,8 @@ Checks that fail the render early with a clear message.
 {{- if eq $v.secrets.provider "azure-key-vault" -}}
 {{- $_ := required "secrets.azureKeyVault.name is required (terraform output key_vault_name)" $v.secrets.azureKeyVault.name -}}
 {{- $_ := required "secrets.azureKeyVault.tenantId is required (terraform output tenant_id)" $v.secrets.azureKeyVault.tenantId -}}
-{{- range $name, $svc := $v.services -}}
-{{- if $svc.enabled -}}
+{{- range $name := include "phonebill.identities" . | fromJsonArray -}}
 {{- $_ := required (printf "secrets.azureKeyVault.clientIds.%s is required (terraform output helm_values)" $name) (index $v.secrets.azureKeyVault.clientIds $name) -}}
-{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- $_ := required "kafka.brokers is required" $v.kafka.brokers -}}

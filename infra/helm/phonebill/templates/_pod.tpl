@@ -2,18 +2,21 @@
 Pod template shared by the Deployments and the projector's replay CronJob.
 Call with (dict "root" $ "name" <service> "svc" <service values>), plus for a one-off Job
 "args" (container arguments; no probes), "restartPolicy", "labelName" (a name label of
-its own, so the service's Service, HPA and PDB do not count the Job's pod) and "command"
-(another binary of the image in place of its entrypoint, e.g. the analyst tools).
+its own, so the service's Service, HPA and PDB do not count the Job's pod), "command"
+(another binary of the image in place of its entrypoint, e.g. the analyst tools) and
+"identity" (whose account and secrets the pod has, e.g. <service>-migrate; default the
+service's own).
 */}}
 {{- define "phonebill.podTemplate" -}}
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
 {{- $svc := .svc -}}
 {{- $ctx := dict "root" $root "name" .name -}}
+{{- $idCtx := dict "root" $root "name" (.identity | default .name) -}}
 {{- $podCtx := dict "root" $root "name" (.labelName | default .name) "component" .name -}}
-{{- $secretName := include "phonebill.secretName" $ctx -}}
-{{- $variables := include "phonebill.grants" (merge (dict "as" "variables") $ctx) | fromJsonArray -}}
-{{- $keyFiles := include "phonebill.grants" (merge (dict "as" "files") $ctx) | fromJsonArray -}}
+{{- $secretName := include "phonebill.secretName" $idCtx -}}
+{{- $variables := include "phonebill.grants" (merge (dict "as" "variables") $idCtx) | fromJsonArray -}}
+{{- $keyFiles := include "phonebill.grants" (merge (dict "as" "files") $idCtx) | fromJsonArray -}}
 metadata:
   labels:
     {{- include "phonebill.labels" $podCtx | nindent 4 }}
@@ -31,7 +34,7 @@ metadata:
     prometheus.io/path: {{ $v.metrics.path | quote }}
     {{- end }}
 spec:
-  serviceAccountName: {{ include "phonebill.componentName" $ctx }}
+  serviceAccountName: {{ include "phonebill.componentName" $idCtx }}
   # The app never calls the Kubernetes API; workload identity and the CSI driver
   # get their own projected tokens.
   automountServiceAccountToken: false
@@ -101,15 +104,16 @@ spec:
         {{- end }}
         {{- range $variables }}
         {{- $envName := printf "PHONEBILL_%s" (. | replace "-" "_" | upper) }}
-        {{- if eq . "query-database-url" }}
-        {{- /* query-service's own read-only login is its database URL. */}}
+        {{- if hasSuffix "-database-url" . }}
+        {{- /* The service's own login (command-database-url, ...) is its database URL;
+        database-admin-url, the migration Job's alone, is PHONEBILL_DATABASE_ADMIN_URL. */}}
         {{- $envName = "PHONEBILL_DATABASE_URL" }}
         {{- end }}
         - name: {{ $envName }}
           valueFrom:
             secretKeyRef: {name: {{ $secretName }}, key: {{ . }}}
         {{- if eq . "query-role-password" }}
-        {{- /* The projector keeps query-service's read-only role able to log in with it. */}}
+        {{- /* The projector's migration step makes query-service's read-only login with it. */}}
         - name: PHONEBILL_QUERY_ROLE_LOGIN
           value: "true"
         {{- end }}
@@ -158,13 +162,13 @@ spec:
   volumes:
     {{- if eq $v.secrets.provider "azure-key-vault" }}
     {{- /* Mounted in every pod: the driver syncs the service's Secret only while a pod
-    mounts its class. The class holds this service's grants alone. */}}
+    mounts its class. The class holds this identity's grants alone. */}}
     - name: secrets
       csi:
         driver: secrets-store.csi.k8s.io
         readOnly: true
         volumeAttributes:
-          secretProviderClass: {{ include "phonebill.componentName" $ctx }}-key-vault
+          secretProviderClass: {{ include "phonebill.componentName" $idCtx }}-key-vault
     {{- else if $keyFiles }}
     - name: secrets
       secret:

@@ -6,7 +6,11 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Executor, PgPool};
+use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool};
+
+pub mod login;
+
+use login::{Login, SchemaRights};
 
 /// Each service's own defaults for [`DatabaseConfig`] (its schema, its role).
 pub trait DatabaseDefaults: Clone + Send + Sync + 'static {
@@ -47,6 +51,18 @@ pub struct DatabaseConfig<D: DatabaseDefaults> {
     )]
     pub max_connections: u32,
 
+    /// An administrator's URL, given to the migration step alone (never to a running
+    /// service): `migrate` then makes the login PHONEBILL_DATABASE_URL names and hands it
+    /// this service's schema ([`login::ensure`]) before migrating as that login.
+    #[arg(
+        id = "database_admin_url",
+        long = "database-admin-url",
+        env = "PHONEBILL_DATABASE_ADMIN_URL",
+        hide_env_values = true
+    )]
+    #[educe(Debug(method(crate::secret::option)))]
+    pub admin_url: Option<String>,
+
     #[arg(skip)]
     #[educe(Debug(ignore))]
     pub defaults: PhantomData<D>,
@@ -63,8 +79,41 @@ impl<D: DatabaseDefaults> DatabaseConfig<D> {
         }
         if production {
             check_production_url(&self.url)?;
+            if let Some(admin) = self.admin_url() {
+                check_production_url(admin).map_err(|e| {
+                    e.replace("PHONEBILL_DATABASE_URL", "PHONEBILL_DATABASE_ADMIN_URL")
+                })?;
+            }
+        }
+        if self.admin_url().is_some() {
+            Login::from_url(&self.url)?;
         }
         Ok(())
+    }
+
+    fn admin_url(&self) -> Option<&str> {
+        self.admin_url.as_deref().filter(|u| !u.is_empty())
+    }
+
+    /// The migration step's start: checks these settings (the step is given no other
+    /// secret, so nothing else is checked); with an administrator's URL, makes this
+    /// service's login and hands it the schema, then returns the administrator's
+    /// connection for what else only it may do (the projector's query role). Without one
+    /// (local development, tests) it does nothing more: the service's URL is trusted to
+    /// own its schema already.
+    pub async fn prepare_login(
+        &self,
+        production: bool,
+        rights: SchemaRights,
+    ) -> anyhow::Result<Option<PgConnection>> {
+        self.check(production).map_err(anyhow::Error::msg)?;
+        let Some(admin_url) = self.admin_url() else {
+            return Ok(None);
+        };
+        let login = Login::from_url(&self.url).map_err(anyhow::Error::msg)?;
+        let mut admin = PgConnection::connect(admin_url).await?;
+        login::ensure(&mut admin, &login, &self.schema, rights).await?;
+        Ok(Some(admin))
     }
 
     /// Creates the schema if needed and opens the pool bound to it.
@@ -82,11 +131,14 @@ pub async fn connect(url: &str, schema: &str, max_connections: u32) -> Result<Pg
     );
     let base: PgConnectOptions = url.parse()?;
     let base = base.log_statements(tracing::log::LevelFilter::Trace);
-    let mut admin = base.clone().connect().await?;
-    admin
-        .execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"").as_str())
-        .await?;
-    drop(admin);
+    let mut first = base.clone().connect().await?;
+    // Looked up first: a service's own login has no CREATE on the database.
+    if !login::schema_exists(&mut first, schema).await? {
+        first
+            .execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"").as_str())
+            .await?;
+    }
+    drop(first);
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
