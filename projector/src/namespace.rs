@@ -343,6 +343,32 @@ pub const VIEW_KINDS: &[&str] = &[
 /// Every view key under `prefix` (SCAN, never KEYS; every primary of a cluster). Keys of
 /// namespaces nested under the prefix (`<prefix><id>:`) are not views of this one and
 /// are left out.
+/// The projector's schemas beside its base read schema: the control schema and every
+/// namespace (replay) schema it lists, as far as they exist.
+pub async fn schemas_beside(
+    conn: &mut sqlx::PgConnection,
+    base_schema: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    let control = control_schema(base_schema);
+    let listed: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(format!("\"{control}\".namespaces"))
+        .fetch_one(&mut *conn)
+        .await?;
+    let mut schemas = vec![control.clone()];
+    if listed.is_some() {
+        let names: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT schema_name FROM \"{control}\".namespaces
+             WHERE schema_name <> $1
+               AND EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = schema_name)"
+        ))
+        .bind(base_schema)
+        .fetch_all(&mut *conn)
+        .await?;
+        schemas.extend(names.into_iter().filter(|n| is_identifier(n)));
+    }
+    Ok(schemas)
+}
+
 pub async fn view_keys(redis: &RedisConn, prefix: &str) -> anyhow::Result<Vec<String>> {
     let patterns: Vec<String> = VIEW_KINDS
         .iter()

@@ -34,7 +34,7 @@ use crate::analytics::{self, AnalyticsState};
 use crate::configuration::Config;
 use crate::consumer::{self, Projection};
 use crate::db;
-use crate::namespace::Control;
+use crate::namespace::{self, Control};
 use crate::openapi;
 use crate::processor::Processor;
 use crate::time_travel::TimeTravel;
@@ -104,10 +104,15 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
             .await
             .map_err(Into::into);
     };
+    let login = Login::from_url(&config.database.url).map_err(anyhow::Error::msg)?;
+    // The control schema and the replays' schemas, made by the administrator in
+    // installations older than the logins, are the projector's too.
+    for schema in namespace::schemas_beside(&mut admin, &config.database.schema).await? {
+        login::hand_over_schema(&mut admin, &schema, &login.role).await?;
+    }
     db::ensure_query_role(&mut admin, config).await?;
     // Time travel and reconciliation read the command side's event store, whose own
     // migration Job may be running alongside this one.
-    let login = Login::from_url(&config.database.url).map_err(anyhow::Error::msg)?;
     let granted = login::grant_select_when_present(
         &mut admin,
         &config.event_store_schema,

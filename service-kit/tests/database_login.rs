@@ -128,7 +128,8 @@ async fn a_login_owns_its_schema_and_cannot_reach_another_services() {
 }
 
 #[tokio::test]
-async fn a_schema_the_administrator_built_is_handed_over_whole_and_the_service_connects_to_it() {
+async fn a_schema_the_administrator_built_is_handed_over_whole_with_those_beside_it_and_the_service_connects_to_it(
+) {
     // Given a schema the administrator migrated before logins existed: a table with its
     // own sequence, a view and a function, all the administrator's
     let ns = Namespace::new();
@@ -179,6 +180,26 @@ async fn a_schema_the_administrator_built_is_handed_over_whole_and_the_service_c
         .await
         .unwrap();
     assert_eq!(touched, 1);
+
+    // And a schema beside its own (the projector's control schema) is handed over alike
+    let beside = format!("{s}_control");
+    for sql in [
+        format!("CREATE SCHEMA \"{beside}\""),
+        format!("CREATE TABLE \"{beside}\".pointer (id int)"),
+    ] {
+        sqlx::query(&sql).execute(&mut admin).await.unwrap();
+    }
+    assert!(login::hand_over_schema(&mut admin, &beside, &a.login.role)
+        .await
+        .unwrap());
+    sqlx::query(&format!("INSERT INTO \"{beside}\".pointer VALUES (1)"))
+        .execute(&mut as_a)
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP SCHEMA \"{beside}\" CASCADE"))
+        .execute(&mut as_a)
+        .await
+        .unwrap();
 
     // And the service's pool opens on its existing schema without CREATE on the database
     let pool = connect(&a.url, s, 2).await.unwrap();

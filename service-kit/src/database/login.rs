@@ -99,13 +99,13 @@ pub async fn ensure(
             .execute(&mut *tx)
             .await?;
     }
-    let statement = if schema_exists(&mut tx, schema).await? {
-        format!("ALTER SCHEMA \"{schema}\" OWNER TO \"{role}\"")
-    } else {
-        format!("CREATE SCHEMA \"{schema}\" AUTHORIZATION \"{role}\"")
-    };
-    sqlx::query(&statement).execute(&mut *tx).await?;
-    hand_over_objects(&mut tx, schema, role).await?;
+    if !hand_over_schema(&mut tx, schema, role).await? {
+        sqlx::query(&format!(
+            "CREATE SCHEMA \"{schema}\" AUTHORIZATION \"{role}\""
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
     // CREATE on the database is one row's ACL for every login: the Jobs making other
     // logins at the same moment would collide on it, so it has a lock of its own, and is
     // written only when it must change.
@@ -225,6 +225,29 @@ pub async fn set_password(
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// Gives `schema`, if it exists, and everything in it to `role` (a login [`ensure`] made,
+/// so that the administrator is a member of it); returns whether it existed. A service
+/// with schemas beside its own (the projector's control schema and replays) hands each
+/// over this way.
+pub async fn hand_over_schema(
+    admin: &mut PgConnection,
+    schema: &str,
+    role: &str,
+) -> Result<bool, sqlx::Error> {
+    assert!(
+        is_identifier(schema) && is_identifier(role),
+        "names are checked before they reach SQL"
+    );
+    if !schema_exists(&mut *admin, schema).await? {
+        return Ok(false);
+    }
+    sqlx::query(&format!("ALTER SCHEMA \"{schema}\" OWNER TO \"{role}\""))
+        .execute(&mut *admin)
+        .await?;
+    hand_over_objects(admin, schema, role).await?;
+    Ok(true)
 }
 
 /// Schemas made before logins existed hold the administrator's tables: each goes to
