@@ -54,13 +54,8 @@ pub async fn ensure_query_role(
     ))
     .execute(&mut *conn)
     .await?;
-    // Grants on one role from parallel processes can collide ("tuple concurrently
-    // updated"); one advisory lock per role serialises them.
     let mut tx = conn.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('phonebill-grant-' || $1))")
-        .bind(role)
-        .execute(&mut *tx)
-        .await?;
+    service_kit::database::login::lock_role(&mut tx, role).await?;
     sqlx::query(&format!("GRANT USAGE ON SCHEMA \"{schema}\" TO \"{role}\""))
         .execute(&mut *tx)
         .await?;

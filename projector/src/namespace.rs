@@ -130,10 +130,7 @@ impl Control {
     pub async fn grant(&self) -> Result<(), sqlx::Error> {
         let (c, role) = (&self.control, &self.query_role);
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('phonebill-grant-' || $1))")
-            .bind(role)
-            .execute(&mut *tx)
-            .await?;
+        service_kit::database::login::lock_role(&mut tx, role).await?;
         sqlx::query(&format!("GRANT USAGE ON SCHEMA \"{c}\" TO \"{role}\""))
             .execute(&mut *tx)
             .await?;

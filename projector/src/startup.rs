@@ -13,7 +13,8 @@ use rdkafka::consumer::Consumer;
 use serde::Serialize;
 use serde_json::Value;
 use service_kit::auth::Authenticator;
-use service_kit::database::login::{self, Login, SchemaRights};
+use service_kit::database::login::{self, SchemaRights};
+use service_kit::database::Administrator;
 use service_kit::hardening::{Hardened, RateLimit, RedisCounts};
 use service_kit::health::{Readiness, Up};
 use service_kit::http::ObserveLayer;
@@ -99,12 +100,15 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
         .await?;
     let pool = db::connect(config).await?;
     db::migrate(&pool).await?;
-    let Some(mut admin) = admin else {
+    let Some(Administrator {
+        conn: mut admin,
+        login,
+    }) = admin
+    else {
         return db::ensure_query_role(&mut *pool.acquire().await?, config)
             .await
             .map_err(Into::into);
     };
-    let login = Login::from_url(&config.database.url).map_err(anyhow::Error::msg)?;
     // The control schema and the replays' schemas, made by the administrator in
     // installations older than the logins, are the projector's too.
     for schema in namespace::schemas_beside(&mut admin, &config.database.schema).await? {

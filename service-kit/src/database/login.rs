@@ -109,7 +109,7 @@ pub async fn ensure(
     // CREATE on the database is one row's ACL for every login: the Jobs making other
     // logins at the same moment would collide on it, so it has a lock of its own, and is
     // written only when it must change.
-    lock_role(&mut tx, "database").await?;
+    lock_database_acl(&mut tx).await?;
     let may_create: bool =
         sqlx::query_scalar("SELECT has_database_privilege($1, current_database(), 'CREATE')")
             .bind(role)
@@ -192,11 +192,22 @@ async fn exists(conn: &mut PgConnection, query: &str, name: &str) -> Result<bool
     sqlx::query_scalar(query).bind(name).fetch_one(conn).await
 }
 
-/// Changes to one role from two sessions can collide ("tuple concurrently updated"):
-/// one transaction-scoped lock per role serialises them.
-async fn lock_role(tx: &mut PgConnection, role: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('phonebill-login-' || $1))")
-        .bind(role)
+/// Changes to one role (its attributes, or grants to it) from two sessions can collide
+/// ("tuple concurrently updated"): one transaction-scoped lock per role serialises them,
+/// wherever they are made (here, and the projector's grants to the query role).
+pub async fn lock_role(tx: &mut PgConnection, role: &str) -> Result<(), sqlx::Error> {
+    lock(tx, role).await
+}
+
+/// The database's access list (CREATE on it) is one row for every login.
+async fn lock_database_acl(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+    // Not an identifier, so no role's lock is this one.
+    lock(tx, "database acl").await
+}
+
+async fn lock(tx: &mut PgConnection, key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('phonebill-grant-' || $1))")
+        .bind(key)
         .execute(tx)
         .await?;
     Ok(())

@@ -98,28 +98,34 @@ impl<D: DatabaseDefaults> DatabaseConfig<D> {
     /// The migration step's start: checks these settings (the step is given no other
     /// secret, so nothing else is checked); with an administrator's URL, makes this
     /// service's login and hands it the schema, then returns the administrator's
-    /// connection for what else only it may do (the projector's query role). Without one
-    /// (local development, tests) it does nothing more: the service's URL is trusted to
-    /// own its schema already.
+    /// connection, with the login, for what else only it may do (the projector's other
+    /// schemas and query role). Without one (local development, tests) it does nothing
+    /// more: the service's URL is trusted to own its schema already.
     pub async fn prepare_login(
         &self,
         production: bool,
         rights: SchemaRights,
-    ) -> anyhow::Result<Option<PgConnection>> {
+    ) -> anyhow::Result<Option<Administrator>> {
         self.check(production).map_err(anyhow::Error::msg)?;
         let Some(admin_url) = self.admin_url() else {
             return Ok(None);
         };
         let login = Login::from_url(&self.url).map_err(anyhow::Error::msg)?;
-        let mut admin = PgConnection::connect(admin_url).await?;
-        login::ensure(&mut admin, &login, &self.schema, rights).await?;
-        Ok(Some(admin))
+        let mut conn = PgConnection::connect(admin_url).await?;
+        login::ensure(&mut conn, &login, &self.schema, rights).await?;
+        Ok(Some(Administrator { conn, login }))
     }
 
     /// Creates the schema if needed and opens the pool bound to it.
     pub async fn connect(&self) -> Result<PgPool, sqlx::Error> {
         connect(&self.url, &self.schema, self.max_connections).await
     }
+}
+
+/// The migration step's administrator: its connection, and the login it made.
+pub struct Administrator {
+    pub conn: PgConnection,
+    pub login: Login,
 }
 
 /// Creates `schema` if needed, then opens a pool whose `search_path` is that schema only.
