@@ -16,6 +16,8 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init_logging("info,sqlx::postgres::notice=warn");
     let cli = Cli::parse();
     let config = cli.config;
+    // With the workload's own broker identity, a refused one is reported before any work.
+    service_kit::kafka::identity::ready(&config.kafka, std::time::Duration::from_secs(60)).await?;
     match cli.command {
         Command::Replay(args) => run_replay(&config, args).await,
         Command::Namespaces => {

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::AdminOptions;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
@@ -56,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
     let mut base = ClientConfig::new();
     base.set("bootstrap.servers", &args.brokers)
         .set("socket.nagle.disable", "true");
-    let admin: AdminClient<DefaultClientContext> = base.create()?;
+    let admin = service_kit::kafka::Admin::new(base.clone())?;
     service_kit::kafka::ensure_topics(&admin, std::slice::from_ref(&topic), args.partitions)
         .await?;
 
@@ -111,7 +110,10 @@ async fn main() -> anyhow::Result<()> {
         ms(0.99),
         histogram.max() as f64 / 1000.0
     );
-    let _ = admin.delete_topics(&[&topic], &AdminOptions::new()).await;
+    let _ = admin
+        .client()
+        .delete_topics(&[&topic], &AdminOptions::new())
+        .await;
     Ok(())
 }
 

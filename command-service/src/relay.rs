@@ -31,9 +31,10 @@ use events::topics::partition_for;
 use events::Envelope;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use service_kit::kafka::{self, BrokerContext};
 use service_kit::outbox::{
     Outbox, OutboxError, OutboxPublisher, OutboxSession, Outgoing, PublisherSettings, Record,
 };
@@ -124,7 +125,7 @@ impl Outbox for EventStoreOutbox {
 
     /// Recovers what was already published: the durable cursor, and per partition the
     /// last position the broker holds (the cursor may lag it after a crash).
-    async fn open(&self, producer: &FutureProducer) -> Result<RelaySession, OutboxError> {
+    async fn open(&self, producer: &kafka::Producer) -> Result<RelaySession, OutboxError> {
         let partitions = partition_count(producer, &self.topic).await?;
         let published = last_published(&self.kafka, &self.topic, partitions).await?;
         let cursor = load_cursor(&self.pool).await?;
@@ -251,7 +252,7 @@ impl OutboxRow {
     }
 }
 
-async fn partition_count(producer: &FutureProducer, topic: &str) -> Result<i32, OutboxError> {
+async fn partition_count(producer: &kafka::Producer, topic: &str) -> Result<i32, OutboxError> {
     let producer = producer.clone();
     let name = topic.to_owned();
     let metadata = tokio::task::spawn_blocking(move || {
@@ -291,7 +292,10 @@ async fn last_published(
         .set("enable.auto.commit", "false");
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = config.create()?;
+        let consumer: BaseConsumer<BrokerContext> = config.create_with_context(BrokerContext)?;
+        // Watermarks are asked for before any poll, which is what serves token requests.
+        kafka::identity::prime(consumer.client().native_client(), &config)
+            .map_err(OutboxError::Delivery)?;
         let timeout = Duration::from_secs(10);
         let mut assignment = TopicPartitionList::new();
         // Per partition, the offset of its last message.

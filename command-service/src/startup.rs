@@ -157,7 +157,7 @@ impl Application {
         let pool = db::connect(&config.database).await?;
         db::migrate(&pool).await?;
         let topics = Topics::new(&config.kafka.topic_prefix);
-        let admin = Arc::new(kafka::admin(&config.kafka, CLIENT_ID)?);
+        let admin = Arc::new(kafka::admin(&config.kafka, CLIENT_ID).await?);
         if config.kafka.create_topics {
             provision_topics(&admin, &topics, &config.kafka).await?;
         }

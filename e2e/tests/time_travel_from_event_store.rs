@@ -23,12 +23,15 @@ async fn given_a_product_change_topic_whose_beginning_was_deleted_when_a_line_is
     let topic = Topics::new(&config.kafka.topic_prefix).product_change();
     // ... and every record of the line's partition was deleted, as retention does
     let partition = partition_for(&line, config.kafka.topic_partitions);
-    let admin = service_kit::kafka::admin(&config.kafka, "test-retention").unwrap();
+    let admin = service_kit::kafka::admin(&config.kafka, "test-retention")
+        .await
+        .unwrap();
     let mut records = TopicPartitionList::new();
     records
         .add_partition_offset(&topic, partition, Offset::End)
         .unwrap();
     admin
+        .client()
         .delete_records(&records, &AdminOptions::new())
         .await
         .unwrap();

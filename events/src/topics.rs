@@ -1,11 +1,42 @@
 //! Topic names. Every name takes a prefix so that test runs (and tenants) never collide;
 //! production uses an empty prefix.
 
+use std::collections::BTreeMap;
+
 pub const PRODUCT_CHANGE: &str = "phonebill.product-change";
 pub const KOS_RESULTS: &str = "kos.product-change-results";
 pub const KOS_BILLING: &str = "kos.billing";
 pub const DEAD_LETTER: &str = "phonebill.dead-letter";
 pub const BILL_INQUIRIES: &str = "phonebill.bill-inquiries";
+
+/// Every topic, unprefixed.
+pub const ALL: [&str; 5] = [
+    PRODUCT_CHANGE,
+    KOS_RESULTS,
+    KOS_BILLING,
+    DEAD_LETTER,
+    BILL_INQUIRIES,
+];
+
+/// Who may send to and listen on one topic.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct TopicAccess {
+    pub senders: Vec<String>,
+    pub listeners: Vec<String>,
+}
+
+/// Each topic's senders and listeners, by unprefixed name: `events/topic-access.json`,
+/// from which Terraform grants each service's identity its Event Hubs roles and the
+/// broker identity tests their Kafka ACLs.
+pub fn access() -> BTreeMap<String, TopicAccess> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        topics: BTreeMap<String, TopicAccess>,
+    }
+    let file: File = serde_json::from_str(include_str!("../topic-access.json"))
+        .expect("events/topic-access.json is valid");
+    file.topics
+}
 
 /// Topic names under one prefix.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,6 +88,28 @@ pub fn partition_for(key: &str, partitions: i32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_access_table_names_every_topic_and_only_the_services() {
+        let access = access();
+        let mut named: Vec<&str> = access.keys().map(String::as_str).collect();
+        let mut all = ALL.to_vec();
+        named.sort_unstable();
+        all.sort_unstable();
+        assert_eq!(named, all);
+        let services = ["command-service", "kos-mock", "projector", "query-service"];
+        for (topic, a) in &access {
+            for who in a.senders.iter().chain(&a.listeners) {
+                assert!(services.contains(&who.as_str()), "{topic}: {who}");
+            }
+        }
+        // What the services' code does with each topic.
+        assert_eq!(access[PRODUCT_CHANGE].senders, ["command-service"]);
+        assert_eq!(access[KOS_RESULTS].senders, ["kos-mock"]);
+        assert_eq!(access[KOS_BILLING].senders, ["kos-mock"]);
+        assert_eq!(access[BILL_INQUIRIES].senders, ["query-service"]);
+        assert!(access[DEAD_LETTER].listeners.is_empty());
+    }
 
     #[test]
     fn prefix_is_prepended_to_every_topic() {

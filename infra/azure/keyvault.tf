@@ -4,7 +4,8 @@
 # Each service reaches it as a user-assigned identity of its own (design 7.2.1),
 # federated with that service's Kubernetes service account and allowed to read its own
 # secrets alone (local.secret_grants): a compromised query-service pod cannot read the
-# token signing key, nor any pod but kos-mock KOS's key.
+# token signing key, nor any pod but kos-mock KOS's key. No secret here is a broker
+# credential: the services sign in to Event Hubs as these identities.
 resource "azurerm_key_vault" "main" {
   #checkov:skip=CKV_AZURE_189:public access is off unless key_vault_allowed_ip_ranges lists the deployer's addresses, and then the firewall denies everyone else
   name                          = substr("kv-${var.name}-${var.environment}-${var.unique_suffix}", 0, 24)
@@ -53,7 +54,8 @@ resource "azurerm_role_assignment" "deployer_key_vault" {
 }
 
 # One identity per reader of secrets: each service, and each migration Job (which alone
-# reads the administrator's database URL).
+# reads the administrator's database URL). A service's identity is also who it is to
+# Event Hubs (eventhubs.tf); the migration Jobs' identities hold no Event Hubs role.
 resource "azurerm_user_assigned_identity" "services" {
   for_each            = toset(keys(local.secret_grants))
   name                = "phonebill-${each.key}"
@@ -75,10 +77,10 @@ locals {
   # Which Key Vault secrets each service's identity may read: the chart's
   # secrets.grants, by Key Vault name (a test keeps the two the same).
   secret_grants = {
-    command-service         = ["phonebill-command-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string", "phonebill-jwt-signing-key"]
-    query-service           = ["phonebill-query-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string"]
-    projector               = ["phonebill-projector-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string"]
-    kos-mock                = ["phonebill-kos-database-url", "phonebill-redis-url", "phonebill-eventhubs-connection-string", "phonebill-kos-signing-key"]
+    command-service         = ["phonebill-command-database-url", "phonebill-redis-url", "phonebill-jwt-signing-key"]
+    query-service           = ["phonebill-query-database-url", "phonebill-redis-url"]
+    projector               = ["phonebill-projector-database-url", "phonebill-redis-url"]
+    kos-mock                = ["phonebill-kos-database-url", "phonebill-redis-url", "phonebill-kos-signing-key"]
     command-service-migrate = ["phonebill-database-url", "phonebill-command-database-url"]
     projector-migrate       = ["phonebill-database-url", "phonebill-projector-database-url", "phonebill-query-role-password"]
     kos-mock-migrate        = ["phonebill-database-url", "phonebill-kos-database-url"]
@@ -103,7 +105,6 @@ resource "azurerm_role_assignment" "service_secrets" {
     azurerm_key_vault_secret.query_database_url,
     azurerm_key_vault_secret.query_role_password,
     azurerm_key_vault_secret.redis_url,
-    azurerm_key_vault_secret.eventhubs_connection_string,
     azurerm_key_vault_secret.jwt_signing_key,
     azurerm_key_vault_secret.kos_signing_key,
   ]
@@ -213,16 +214,6 @@ resource "azurerm_key_vault_secret" "redis_url" {
     azurerm_redis_cache.main.hostname,
     azurerm_redis_cache.main.ssl_port,
   )
-
-  depends_on = [azurerm_role_assignment.deployer_key_vault, azurerm_private_endpoint.key_vault]
-}
-
-resource "azurerm_key_vault_secret" "eventhubs_connection_string" {
-  #checkov:skip=CKV_AZURE_41:rotated every 90 days by the runbook (design 7.4.1); an expiry date nobody renews would stop pods from mounting the secret
-  name         = "phonebill-eventhubs-connection-string"
-  key_vault_id = azurerm_key_vault.main.id
-  content_type = "text/plain"
-  value        = azurerm_eventhub_namespace_authorization_rule.services.primary_connection_string
 
   depends_on = [azurerm_role_assignment.deployer_key_vault, azurerm_private_endpoint.key_vault]
 }

@@ -1,6 +1,7 @@
 # phonebill production on Azure (design: shared seed/000_a90e9f181511ae38.txt, the "운영환경" physical architecture).
 # Files: network.tf (VNet, subnets, NSGs, private DNS), aks.tf, appgw.tf, eventhubs.tf,
-# postgres.tf, redis.tf, keyvault.tf (vault, secrets, workload identity), acr.tf, outputs.tf.
+# topic_access.tf (who may send and listen on each event hub), postgres.tf, redis.tf,
+# keyvault.tf (vault, secrets, workload identity), acr.tf, outputs.tf.
 
 locals {
   name = "${var.name}-${var.environment}"

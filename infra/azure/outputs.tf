@@ -8,6 +8,8 @@ output "helm_values" {
     }
     kafka = {
       brokers = "${azurerm_eventhub_namespace.main.name}.servicebus.windows.net:9093"
+      # What the services' Entra ID tokens are for: this namespace.
+      oauthScope = "https://${azurerm_eventhub_namespace.main.name}.servicebus.windows.net/.default"
     }
     secrets = {
       azureKeyVault = {

@@ -17,6 +17,8 @@
 #   infra/local/kafka.sh topics PORT ARGS...      TopicCommand (e.g. --describe)
 #   infra/local/kafka.sh groups PORT ARGS...      ConsumerGroupCommand (e.g. --describe --all-groups)
 #   infra/local/kafka.sh offsets PORT ARGS...     GetOffsetShell (e.g. --topic T: end offsets)
+#   infra/local/kafka.sh acls PORT ARGS...        AclCommand (e.g. --add --allow-principal
+#                                                 User:projector --operation Read --topic T)
 #                                                 (PORT: a local port, or host:port,... to
 #                                                 bootstrap from several nodes)
 #
@@ -25,7 +27,13 @@
 # (default partitions of auto-created topics, 12); PHONEBILL_KAFKA_SASL_SSL_PORT adds a
 # SASL_SSL listener for clients (advertised as localhost) with the PEM key store
 # PHONEBILL_KAFKA_TLS_KEYSTORE and the one PLAIN user PHONEBILL_KAFKA_SASL_PLAIN_USER /
-# PHONEBILL_KAFKA_SASL_PLAIN_PASSWORD (infra/local/prodlike.sh).
+# PHONEBILL_KAFKA_SASL_PLAIN_PASSWORD (infra/local/prodlike.sh). PHONEBILL_KAFKA_OAUTH_PORT
+# adds a SASL_PLAINTEXT OAUTHBEARER listener whose tokens are checked against the JWKS
+# file PHONEBILL_KAFKA_OAUTH_JWKS, the issuer PHONEBILL_KAFKA_OAUTH_ISSUER and the
+# audience PHONEBILL_KAFKA_OAUTH_AUDIENCE, the principal being the token's `sub`, and
+# turns on ACLs: what no ACL allows is denied there (`acls`), while the PLAINTEXT
+# listener's anonymous clients keep every right (tests create topics and grant ACLs
+# through it). The broker identity tests use it (infra/local/stack test).
 set -euo pipefail
 
 KAFKA_SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -84,6 +92,11 @@ kafka_start() {
   kafka_port_open "$port" && { kafka_log "port $port is taken by a process this script did not start"; return 1; }
   local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port"
   local advertised="PLAINTEXT://127.0.0.1:$port" protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  if [ -n "${PHONEBILL_KAFKA_OAUTH_PORT:-}" ]; then
+    listeners+=",OAUTH://127.0.0.1:$PHONEBILL_KAFKA_OAUTH_PORT"
+    advertised+=",OAUTH://127.0.0.1:$PHONEBILL_KAFKA_OAUTH_PORT"
+    protocols+=",OAUTH:SASL_PLAINTEXT"
+  fi
   if [ -n "${PHONEBILL_KAFKA_SASL_SSL_PORT:-}" ]; then
     listeners+=",SASL_SSL://127.0.0.1:$PHONEBILL_KAFKA_SASL_SSL_PORT"
     advertised+=",SASL_SSL://localhost:$PHONEBILL_KAFKA_SASL_SSL_PORT"
@@ -131,6 +144,31 @@ listener.name.sasl_ssl.ssl.keystore.location=$PHONEBILL_KAFKA_TLS_KEYSTORE
 EOF
     chmod 600 "$dir/server.properties"
   fi
+  local jvm_oauth=()
+  if [ -n "${PHONEBILL_KAFKA_OAUTH_PORT:-}" ]; then
+    local jwks="file://$PHONEBILL_KAFKA_OAUTH_JWKS"
+    # The validator class must be named: Kafka's default for a broker (ClientJwtValidator)
+    # only parses a token, accepting any signature, issuer and audience. It takes effect
+    # in this listener-wide form (the listener-and-mechanism form is ignored), and the
+    # JWKS file must be allowed by the JVM property below or the broker refuses to start.
+    cat >>"$dir/server.properties" <<EOF
+listener.name.oauth.sasl.enabled.mechanisms=OAUTHBEARER
+listener.name.oauth.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required ;
+listener.name.oauth.oauthbearer.sasl.server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler
+listener.name.oauth.sasl.oauthbearer.jwt.validator.class=org.apache.kafka.common.security.oauthbearer.BrokerJwtValidator
+listener.name.oauth.oauthbearer.sasl.oauthbearer.jwks.endpoint.url=$jwks
+listener.name.oauth.oauthbearer.sasl.oauthbearer.expected.issuer=$PHONEBILL_KAFKA_OAUTH_ISSUER
+listener.name.oauth.oauthbearer.sasl.oauthbearer.expected.audience=$PHONEBILL_KAFKA_OAUTH_AUDIENCE
+listener.name.oauth.oauthbearer.sasl.oauthbearer.sub.claim.name=sub
+# A connection signs in again before its token expires, as on Event Hubs.
+listener.name.oauth.oauthbearer.connections.max.reauth.ms=3600000
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+# The PLAINTEXT listener's clients and the node's own registration are anonymous.
+super.users=User:ANONYMOUS
+EOF
+    jvm_oauth=("-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=$jwks")
+  fi
   if [ ! -f "$dir/data/meta.properties" ]; then
     local cluster_id="${PHONEBILL_KAFKA_CLUSTER_ID:-}"
     [ -n "$cluster_id" ] || cluster_id=$(kafka_run_class kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
@@ -142,7 +180,7 @@ EOF
   local started; started=$(kafka_started_lines "$dir")
   # shellcheck disable=SC2086
   nohup "$java" $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
-    -Djava.awt.headless=true -Dlog4j2.configurationFile="$KAFKA_SCRIPT_DIR/kafka/log4j2.properties" \
+    ${jvm_oauth[@]+"${jvm_oauth[@]}"} -Djava.awt.headless=true -Dlog4j2.configurationFile="$KAFKA_SCRIPT_DIR/kafka/log4j2.properties" \
     -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$dir/server.properties" >>"$dir/broker.log" 2>&1 &
   echo $! >"$dir/broker.pid"
   local pid=$! deadline=$((SECONDS + 120))
@@ -151,6 +189,19 @@ EOF
     [ $SECONDS -lt $deadline ] || { kafka_log "the broker on $port is not ready after 120 s ($dir/broker.log)"; return 1; }
     sleep 0.1
   done
+}
+
+# kafka_oauth_keys DIR: the key of a local token issuer for the OAUTHBEARER listener:
+# DIR/issuer.der (Ed25519, PKCS#8) and DIR/jwks.json (its public key, kid
+# "local-issuer"), made once.
+kafka_oauth_keys() {
+  local dir="$1"
+  [ -f "$dir/jwks.json" ] && return 0
+  mkdir -p "$dir"
+  openssl genpkey -algorithm ED25519 -outform DER -out "$dir/issuer.der"
+  local x
+  x=$(openssl pkey -inform DER -in "$dir/issuer.der" -pubout -outform DER | tail -c 32 | base64 | tr '+/' '-_' | tr -d '=\n')
+  printf '{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"EdDSA","use":"sig","kid":"local-issuer","x":"%s"}]}\n' "$x" >"$dir/jwks.json"
 }
 
 kafka_started_lines() { # DIR
@@ -183,6 +234,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     kill) kafka_kill "$2" ;;
     topics) port="$2"; shift 2; kafka_run_class org.apache.kafka.tools.TopicCommand --bootstrap-server "$(kafka_bootstrap "$port")" "$@" ;;
     groups) port="$2"; shift 2; kafka_run_class org.apache.kafka.tools.consumer.group.ConsumerGroupCommand --bootstrap-server "$(kafka_bootstrap "$port")" "$@" ;;
+    acls) port="$2"; shift 2; kafka_run_class org.apache.kafka.tools.AclCommand --bootstrap-server "$(kafka_bootstrap "$port")" "$@" ;;
     offsets) port="$2"; shift 2; kafka_run_class org.apache.kafka.tools.GetOffsetShell --bootstrap-server "$(kafka_bootstrap "$port")" "$@" ;;
     *) sed -n '2,/^set -euo/{/^#/p}' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac

@@ -30,7 +30,10 @@ SERVICES = ("command-service", "query-service", "projector", "kos-mock")
 # The keys of infra/azure/outputs.tf `helm_values`, with made-up values.
 PROD_INPUTS = {
     "image": {"registry": "acrphonebillprodx7k2.azurecr.io", "tag": "3f9c2ab"},
-    "kafka": {"brokers": "evhns-phonebill-prod-x7k2.servicebus.windows.net:9093"},
+    "kafka": {
+        "brokers": "evhns-phonebill-prod-x7k2.servicebus.windows.net:9093",
+        "oauthScope": "https://evhns-phonebill-prod-x7k2.servicebus.windows.net/.default",
+    },
     "secrets": {
         "azureKeyVault": {
             "name": "kv-phonebill-prod-x7k2",

@@ -404,10 +404,12 @@ def test_production_configuration_shape(prod_objects: Objects):
     assert cm["PHONEBILL_METRICS_ADDR"] == f"0.0.0.0:{METRICS_PORT}"
     assert cm["PHONEBILL_KAFKA_BROKERS"].endswith(".servicebus.windows.net:9093")
     assert cm["PHONEBILL_KAFKA_SECURITY_PROTOCOL"] == "sasl_ssl"
-    assert cm["PHONEBILL_KAFKA_SASL_MECHANISM"] == "PLAIN"
-    assert cm["PHONEBILL_KAFKA_SASL_USERNAME"] == "$ConnectionString"
+    # Each service signs in to Event Hubs as its own identity, with tokens for the namespace.
+    assert cm["PHONEBILL_KAFKA_SASL_MECHANISM"] == "OAUTHBEARER"
+    assert cm["PHONEBILL_KAFKA_OAUTH_SCOPE"] == PROD_INPUTS["kafka"]["oauthScope"]
+    assert "PHONEBILL_KAFKA_SASL_USERNAME" not in cm
     assert cm["PHONEBILL_TOPIC_PREFIX"] == ""
-    # Topics are event hubs made by Terraform; the services' SAS rule cannot create them.
+    # Topics are event hubs made by Terraform; the services' roles cannot create them.
     assert cm["PHONEBILL_KAFKA_CREATE_TOPICS"] == "false"
     assert cm["PHONEBILL_TOPIC_PARTITIONS"] == str(CONSUMER_PARTITIONS)
     assert cm["PHONEBILL_REDIS_CLUSTER"] == "true"
@@ -436,11 +438,12 @@ def test_traces_are_off_until_a_collector_is_given_then_every_service_exports_at
 
 
 # What each service is given (values.yaml secrets.grants); nothing else reaches its pod.
+# No broker credential: in production the services sign in to Event Hubs as themselves.
 GRANTS = {
-    "command-service": {"command-database-url", "redis-url", "kafka-sasl-password", "jwt-signing-key"},
-    "query-service": {"query-database-url", "redis-url", "kafka-sasl-password"},
-    "projector": {"projector-database-url", "redis-url", "kafka-sasl-password"},
-    "kos-mock": {"kos-database-url", "redis-url", "kafka-sasl-password", "kos-signing-key"},
+    "command-service": {"command-database-url", "redis-url", "jwt-signing-key"},
+    "query-service": {"query-database-url", "redis-url"},
+    "projector": {"projector-database-url", "redis-url"},
+    "kos-mock": {"kos-database-url", "redis-url", "kos-signing-key"},
 }
 # The migration Jobs': the administrator's URL and the login each makes.
 MIGRATION_GRANTS = {
@@ -456,7 +459,6 @@ KEY_VAULT_NAMES = {
     "query-database-url": "phonebill-query-database-url",
     "query-role-password": "phonebill-query-role-password",
     "redis-url": "phonebill-redis-url",
-    "kafka-sasl-password": "phonebill-eventhubs-connection-string",
     "jwt-signing-key": "phonebill-jwt-signing-key",
     "kos-signing-key": "phonebill-kos-signing-key",
 }
@@ -470,10 +472,10 @@ def test_secrets_come_from_key_vault_as_the_service_own_identity(prod_objects: O
     pod = dep["spec"]["template"]["spec"]
     c = pod["containers"][0]
     env = {e["name"]: e for e in c["env"]}
-    for name, key in [("PHONEBILL_DATABASE_URL", DATABASE_URL_KEY[svc]), ("PHONEBILL_REDIS_URL", "redis-url"),
-                      ("PHONEBILL_KAFKA_SASL_PASSWORD", "kafka-sasl-password")]:
+    for name, key in [("PHONEBILL_DATABASE_URL", DATABASE_URL_KEY[svc]), ("PHONEBILL_REDIS_URL", "redis-url")]:
         assert env[name]["valueFrom"]["secretKeyRef"] == {"name": f"phonebill-secrets-{svc}", "key": key}
         assert "value" not in env[name]
+    assert "PHONEBILL_KAFKA_SASL_PASSWORD" not in env
     [vol] = [v for v in pod["volumes"] if v["name"] == "secrets"]
     assert vol["csi"]["driver"] == "secrets-store.csi.k8s.io"
     assert vol["csi"]["volumeAttributes"]["secretProviderClass"] == f"{component(svc)}-key-vault"

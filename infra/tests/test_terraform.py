@@ -8,6 +8,8 @@ infra/README.md); `terraform fmt` needs no provider and is run when the binary e
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -207,8 +209,6 @@ def test_event_hubs():
     ns = res("azurerm_eventhub_namespace", "main")
     assert ns["sku"] == "Standard"  # Kafka endpoint, no transactions needed
     assert ns["public_network_access_enabled"] is False and ns["minimum_tls_version"] == "1.2"
-    rule = res("azurerm_eventhub_namespace_authorization_rule", "services")
-    assert (rule["send"], rule["listen"], rule["manage"]) == (True, True, False)
     topics = LOCALS["topics"]
     assert set(topics) == {
         "phonebill.product-change", "kos.product-change-results", "kos.billing",
@@ -216,6 +216,98 @@ def test_event_hubs():
     assert {t["partitions"] for t in topics.values()} == {12}
     groups = {g for t in topics.values() for g in t["consumer_groups"]}
     assert groups == {"kos", "projector", "command-service"}
+
+
+# ---------------------------------------------------------------- who may use which event hub
+
+TOPIC_ACCESS_FILE = REPO / "events" / "topic-access.json"
+SENDER, RECEIVER = "Azure Event Hubs Data Sender", "Azure Event Hubs Data Receiver"
+
+
+def topic_access() -> dict:
+    return json.loads(TOPIC_ACCESS_FILE.read_text())["topics"]
+
+
+def evaluated_topic_grants(tmp_path) -> dict:
+    """local.topic_grants as Terraform computes it: topic_access.tf evaluated by
+    `terraform console` (no provider needed), reading the table at the same relative
+    path from a copy of the tree."""
+    exe = shutil.which("terraform")
+    if not exe:
+        pytest.skip("no terraform binary on PATH (the expression's shape is still checked below)")
+    module = tmp_path / "infra" / "azure"
+    module.mkdir(parents=True)
+    shutil.copy(AZURE / "topic_access.tf", module)
+    (tmp_path / "events").mkdir()
+    shutil.copy(TOPIC_ACCESS_FILE, tmp_path / "events")
+    result = subprocess.run([exe, "console"], input="jsonencode(local.topic_grants)\n", cwd=module,
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"})
+    assert result.returncode == 0, result.stderr
+    return json.loads(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_the_access_table_names_exactly_the_event_hubs_and_the_services():
+    """events/topic-access.json is the one list of who may send and listen; Terraform
+    refuses a plan where it and the event hubs disagree."""
+    table = topic_access()
+    assert set(table) == set(LOCALS["topics"])
+    named = {s for access in table.values() for s in access["senders"] + access["listeners"]}
+    assert named <= set(LOCALS["services"]), named - set(LOCALS["services"])
+    hubs = res("azurerm_eventhub", "topics")
+    conditions = [p["condition"] for p in blocks(hubs["lifecycle"], "precondition")]
+    assert "${toset(keys(local.topic_access)) == toset(keys(local.topics))}" in conditions
+    assert any("contains(local.services,grant.service)" in c.replace(" ", "") for c in conditions)
+    text = (AZURE / "topic_access.tf").read_text()
+    assert 'jsondecode(file("${path.module}/../../events/topic-access.json")).topics' in text
+    # Locals alone: the test below evaluates the file by itself.
+    assert not re.search(r"^(resource|data|module|provider)\b", text, re.MULTILINE)
+
+
+def test_each_service_may_send_and_listen_exactly_where_the_table_says(tmp_path):
+    """Data Sender on the event hubs a service publishes to, Data Receiver on those it
+    consumes, each scoped to one event hub; nothing on any other hub, and nothing for the
+    migration Jobs' identities."""
+    grant = res("azurerm_role_assignment", "event_hubs")
+    assert grant["for_each"] == "${local.topic_grants}"
+    assert grant["scope"] == "${azurerm_eventhub.topics[each.value.topic].id}"
+    assert grant["role_definition_name"] == "${each.value.role}"
+    assert grant["principal_id"] == "${azurerm_user_assigned_identity.services[each.value.service].principal_id}"
+    # No other role assignment reaches the namespace or an event hub.
+    others = [name for name, r in RESOURCES["azurerm_role_assignment"].items()
+              if name != "event_hubs" and "eventhub" in str(r["scope"])]
+    assert not others, others
+
+    granted: dict[tuple[str, str], set[str]] = {}
+    for g in evaluated_topic_grants(tmp_path).values():
+        assert g["topic"] in LOCALS["topics"], g
+        granted.setdefault((g["service"], g["role"]), set()).add(g["topic"])
+    table = topic_access()
+    for identity in LOCALS["secret_grants"]:
+        sends = {t for t, a in table.items() if identity in a["senders"]}
+        listens = {t for t, a in table.items() if identity in a["listeners"]}
+        assert granted.get((identity, SENDER), set()) == sends, identity
+        assert granted.get((identity, RECEIVER), set()) == listens, identity
+    assert {role for _, role in granted} == {SENDER, RECEIVER}
+    assert not {svc for svc, _ in granted} - set(LOCALS["services"])
+    # A few rows spelt out: who publishes what, and who may read the dead letters (nobody).
+    assert granted[("query-service", SENDER)] == {"phonebill.bill-inquiries"}
+    assert ("query-service", RECEIVER) not in granted
+    assert granted[("kos-mock", SENDER)] == {"kos.product-change-results", "kos.billing", "phonebill.dead-letter"}
+    assert not any("phonebill.dead-letter" in topics for (_, role), topics in granted.items() if role == RECEIVER)
+
+
+def test_event_hubs_takes_no_shared_key():
+    """Local (SAS) authentication is off and no key exists to hand out: no authorization
+    rule, no connection string in Key Vault, no identity granted one."""
+    ns = res("azurerm_eventhub_namespace", "main")
+    assert ns["local_authentication_enabled"] is False
+    for rtype in ("azurerm_eventhub_namespace_authorization_rule", "azurerm_eventhub_authorization_rule"):
+        assert rtype not in RESOURCES, rtype
+    for name, secret in RESOURCES["azurerm_key_vault_secret"].items():
+        assert "eventhub" not in (str(secret.get("value", "")) + secret["name"]).lower(), name
+    granted = {s for names in LOCALS["secret_grants"].values() for s in names}
+    assert not [s for s in granted if "eventhub" in s or "connection-string" in s], granted
 
 
 # ---------------------------------------------------------------- in step with the chart
@@ -356,9 +448,13 @@ def test_the_kos_signing_key_is_ed25519_as_the_services_read_it():
 
 def test_helm_values_output_has_every_installation_input():
     expr = OUTPUTS["helm_values"]["value"]
-    for key in ("registry", "brokers", "azureKeyVault", "tenantId", "clientIds", "host", "jwt", "verifyKeys"):
+    for key in ("registry", "brokers", "oauthScope", "azureKeyVault", "tenantId", "clientIds", "host", "jwt",
+                "verifyKeys"):
         assert re.search(rf"'{key}'|\b{key}\b", expr), key
     assert ":9093" in expr
+    # The tokens are for the namespace the brokers name.
+    namespace = "${azurerm_eventhub_namespace.main.name}.servicebus.windows.net"
+    assert f"https://{namespace}/.default" in expr and f"{namespace}:9093" in expr
 
 
 # ---------------------------------------------------------------- capacity

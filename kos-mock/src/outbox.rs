@@ -17,7 +17,6 @@ use chrono::{DateTime, Utc};
 use events::kos::{KosFact, KosResult, ORDER_AGGREGATE};
 use events::topics::Topics;
 use events::{event_id_for, Envelope, EventPayload};
-use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
 use service_kit::outbox::{
     Outbox, OutboxError, OutboxPublisher, OutboxSession, Outgoing, PublisherSettings, Record,
@@ -168,7 +167,10 @@ impl Outbox for KosOutbox {
         "kos-outbox"
     }
 
-    async fn open(&self, _producer: &FutureProducer) -> Result<KosOutboxSession, OutboxError> {
+    async fn open(
+        &self,
+        _producer: &service_kit::kafka::Producer,
+    ) -> Result<KosOutboxSession, OutboxError> {
         Ok(KosOutboxSession {
             pool: self.pool.clone(),
             topics: self.topics.clone(),

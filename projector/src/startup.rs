@@ -199,7 +199,7 @@ impl Application {
         control.grant().await?;
         let redis = RedisConn::connect(&config.redis).await?;
         let topics = Topics::new(&config.kafka.topic_prefix);
-        let admin = Arc::new(kafka::admin(&config.kafka, CLIENT_ID)?);
+        let admin = Arc::new(kafka::admin(&config.kafka, CLIENT_ID).await?);
         if config.kafka.create_topics {
             kafka::ensure_topics(
                 &admin,

@@ -192,6 +192,15 @@ impl IdWatch {
 }
 
 impl ClientContext for IdWatch {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        config: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        service_kit::kafka::identity::token(config)
+    }
+
     fn stats_raw(&self, statistics: &[u8]) {
         // A search, not a parse: the statistics are a few KiB of JSON, every 250 ms.
         const ASSIGNED: &[u8] = br#""idemp_state": "Assigned""#;

@@ -53,7 +53,7 @@ impl Application {
         );
         crate::namespace::resolve(&config, &views).await?;
         let topics = Topics::new(&config.kafka.topic_prefix);
-        let admin = Arc::new(kafka::admin(&config.kafka, CLIENT_ID)?);
+        let admin = Arc::new(kafka::admin(&config.kafka, CLIENT_ID).await?);
         if config.kafka.create_topics {
             kafka::ensure_topics(
                 &admin,

@@ -141,6 +141,15 @@ pub struct Ended {
 struct QuietEof;
 
 impl ClientContext for QuietEof {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        config: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        crate::kafka::identity::token(config)
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if !matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
             tracing::error!("librdkafka: {error}: {reason}");
@@ -183,8 +192,13 @@ impl BoundedReader {
             // measurable cost in speed (its consumers decode and apply far slower).
             .set("queued.max.messages.kbytes", "8192")
             .set("fetch.max.bytes", "8388608");
+        let consumer: BaseConsumer<QuietEof> = client.create_with_context(QuietEof)?;
+        // Plans ask for watermarks before any poll, which is what serves token requests.
+        if let Err(e) = crate::kafka::identity::prime(consumer.client().native_client(), &client) {
+            tracing::warn!("the bounded reader has no broker token yet: {e}");
+        }
         Ok(Self {
-            consumer: client.create_with_context(QuietEof)?,
+            consumer,
             stop: None,
             silence: SILENCE,
         })

@@ -12,13 +12,15 @@ use std::time::Duration;
 
 use events::dead_letter as dlq;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
+
+use crate::kafka::{BrokerContext, Producer};
 use rdkafka::ClientConfig;
 
 /// Publishes dead letters for one consumer.
 #[derive(Clone)]
 pub struct DeadLetters {
-    producer: FutureProducer,
+    producer: Producer,
     topic: String,
     consumer: String,
 }
@@ -36,7 +38,7 @@ impl DeadLetters {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", "10000")
-            .create()?;
+            .create_with_context(BrokerContext)?;
         Ok(Self {
             producer,
             topic: topic.into(),

@@ -105,6 +105,15 @@ fn lag_seconds(waiting: i64, last_finished_ms: i64, now_ms: i64) -> f64 {
 }
 
 impl ClientContext for GroupContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        config: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        crate::kafka::identity::token(config)
+    }
+
     fn stats(&self, statistics: Statistics) {
         let now_ms = chrono::Utc::now().timestamp_millis();
         for (topic, t) in &statistics.topics {

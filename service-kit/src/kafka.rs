@@ -1,15 +1,21 @@
 //! Kafka client settings (Apache Kafka locally, Azure Event Hubs in production, by
 //! configuration alone), consumer-group membership, and topic provisioning.
 
+use std::error::Error as StdError;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::OAuthToken;
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
+use rdkafka::producer::{DeliveryResult, FutureProducer, ProducerContext};
+use rdkafka::{ClientConfig, ClientContext};
 
 use clap::Args;
+
+pub mod identity;
 
 /// How to reach the broker, read from `PHONEBILL_KAFKA_*` (flattened into each
 /// service's configuration).
@@ -32,7 +38,8 @@ pub struct KafkaConfig {
     )]
     pub security_protocol: String,
 
-    /// SASL mechanism; Event Hubs takes `PLAIN`.
+    /// SASL mechanism: `PLAIN` with a connection string, or `OAUTHBEARER` for the
+    /// workload's own identity (see [`identity`]).
     #[arg(
         long = "kafka-sasl-mechanism",
         env = "PHONEBILL_KAFKA_SASL_MECHANISM",
@@ -52,6 +59,42 @@ pub struct KafkaConfig {
     )]
     #[educe(Debug(method(crate::secret::option)))]
     pub sasl_password: Option<String>,
+
+    /// OAUTHBEARER: the token endpoint. Unset: Entra ID's for `AZURE_TENANT_ID`.
+    #[arg(
+        long = "kafka-oauth-token-url",
+        env = "PHONEBILL_KAFKA_OAUTH_TOKEN_URL"
+    )]
+    pub oauth_token_url: Option<String>,
+
+    /// OAUTHBEARER: what the token is for (Event Hubs:
+    /// `https://<namespace>.servicebus.windows.net/.default`).
+    #[arg(long = "kafka-oauth-scope", env = "PHONEBILL_KAFKA_OAUTH_SCOPE")]
+    pub oauth_scope: Option<String>,
+
+    /// OAUTHBEARER: the workload identity's client id (set by AKS workload identity).
+    #[arg(long = "azure-client-id", env = "AZURE_CLIENT_ID")]
+    pub oauth_client_id: Option<String>,
+
+    /// OAUTHBEARER: the file holding the pod's federated token, the client assertion
+    /// (set and renewed by AKS workload identity).
+    #[arg(
+        long = "azure-federated-token-file",
+        env = "AZURE_FEDERATED_TOKEN_FILE"
+    )]
+    pub oauth_assertion_file: Option<PathBuf>,
+
+    /// OAUTHBEARER: the Entra ID tenant (set by AKS workload identity).
+    #[arg(long = "azure-tenant-id", env = "AZURE_TENANT_ID")]
+    pub azure_tenant_id: Option<String>,
+
+    /// OAUTHBEARER: Entra ID's sign-in host (set by AKS workload identity).
+    #[arg(
+        long = "azure-authority-host",
+        env = "AZURE_AUTHORITY_HOST",
+        default_value = "https://login.microsoftonline.com/"
+    )]
+    pub azure_authority_host: String,
 
     /// Prefix of every topic name (empty in production; unique per test run).
     #[arg(
@@ -107,10 +150,29 @@ pub struct KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// Whether clients sign in as the workload's own identity (SASL `OAUTHBEARER`).
+    pub fn uses_oauth(&self) -> bool {
+        self.security_protocol
+            .to_ascii_lowercase()
+            .starts_with("sasl")
+            && self.sasl_mechanism.eq_ignore_ascii_case("OAUTHBEARER")
+    }
+
     /// What production (Event Hubs) needs, as a message naming the variable to set.
     pub fn check_production(&self) -> Result<(), String> {
         if !self.security_protocol.eq_ignore_ascii_case("sasl_ssl") {
             return Err("production needs PHONEBILL_KAFKA_SECURITY_PROTOCOL=sasl_ssl (Event Hubs' Kafka endpoint)".into());
+        }
+        if self.uses_oauth() {
+            let settings =
+                identity::OAuthSettings::from_config(self)?.expect("OAUTHBEARER has settings");
+            if !settings.token_url.starts_with("https://") {
+                return Err(format!(
+                    "production needs an https token endpoint, not {}",
+                    settings.token_url
+                ));
+            }
+            return Ok(());
         }
         if self.sasl_username.as_deref().unwrap_or("").is_empty() {
             return Err("production needs PHONEBILL_KAFKA_SASL_USERNAME (`$ConnectionString` for Event Hubs)".into());
@@ -147,8 +209,33 @@ pub fn client_config(config: &KafkaConfig, client_id: &str) -> ClientConfig {
         if let Some(password) = &config.sasl_password {
             cc.set("sasl.password", password);
         }
+        identity::configure(&mut cc, config);
     }
     cc
+}
+
+/// The producer every publisher here uses (outbox relays, dead letters).
+pub type Producer = FutureProducer<BrokerContext>;
+
+/// The client context of every client that needs nothing more: it answers librdkafka's
+/// requests for an `OAUTHBEARER` token from the workload's token source.
+#[derive(Clone, Copy, Default)]
+pub struct BrokerContext;
+
+impl ClientContext for BrokerContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, config: Option<&str>) -> Result<OAuthToken, Box<dyn StdError>> {
+        identity::token(config)
+    }
+}
+
+impl ConsumerContext for BrokerContext {}
+
+impl ProducerContext for BrokerContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
 }
 
 /// The settings of a consumer group member: `group.id`, the session (a crashed member's
@@ -195,14 +282,42 @@ pub fn static_member_id(config: &KafkaConfig, role: &str) -> Option<String> {
 /// must resume within a rolling restart's budget rather than after a grown backoff.
 pub const STANDBY_POLL: Duration = Duration::from_millis(250);
 
-pub type Admin = AdminClient<DefaultClientContext>;
+/// The admin client (topic creation, the readiness probe). rdkafka never serves an
+/// admin client's token requests, so each use first hands it the current token.
+pub struct Admin {
+    client: AdminClient<BrokerContext>,
+    settings: ClientConfig,
+}
+
+impl Admin {
+    pub fn new(settings: ClientConfig) -> Result<Self, rdkafka::error::KafkaError> {
+        Ok(Self {
+            client: settings.create_with_context(BrokerContext)?,
+            settings,
+        })
+    }
+
+    /// The client, holding the workload's current token when it signs in with one.
+    pub fn client(&self) -> &AdminClient<BrokerContext> {
+        if let Err(e) = identity::prime(self.client.inner().native_client(), &self.settings) {
+            tracing::warn!("the admin client has no broker token: {e}");
+        }
+        &self.client
+    }
+}
 
 /// A topic's replication factor left to the broker (KIP-464).
 const BROKER_DEFAULT: i32 = -1;
 
-pub fn admin(config: &KafkaConfig, client_id: &str) -> Result<Admin, rdkafka::error::KafkaError> {
-    client_config(config, client_id).create()
+/// The service's admin client, once the workload holds its first broker token: a
+/// refused identity stops start-up here, with the token endpoint's reason.
+pub async fn admin(config: &KafkaConfig, client_id: &str) -> anyhow::Result<Admin> {
+    identity::ready(config, IDENTITY_WAIT).await?;
+    Ok(Admin::new(client_config(config, client_id))?)
 }
+
+/// How long start-up waits for the token endpoint (its retries back off up to 30 s).
+const IDENTITY_WAIT: Duration = Duration::from_secs(60);
 
 /// Creates the topics that do not exist yet, replicated as the cluster's
 /// `default.replication.factor` says (3 on the local three-node cluster, 1 on one node;
@@ -213,7 +328,7 @@ pub async fn ensure_topics(admin: &Admin, names: &[String], partitions: i32) -> 
         .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(BROKER_DEFAULT)))
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    for result in admin.create_topics(&topics, &options).await? {
+    for result in admin.client().create_topics(&topics, &options).await? {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => anyhow::bail!("creating topic {topic}: {code}"),
@@ -225,9 +340,11 @@ pub async fn ensure_topics(admin: &Admin, names: &[String], partitions: i32) -> 
 /// True when the broker answers a metadata request in time (readiness).
 pub async fn reachable(admin: &Arc<Admin>, timeout: Duration) -> bool {
     let admin = Arc::clone(admin);
-    tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, timeout).is_ok())
-        .await
-        .unwrap_or(false)
+    tokio::task::spawn_blocking(move || {
+        admin.client().inner().fetch_metadata(None, timeout).is_ok()
+    })
+    .await
+    .unwrap_or(false)
 }
 
 #[cfg(test)]

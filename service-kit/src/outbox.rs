@@ -25,7 +25,9 @@ use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 use events::{codec, Envelope};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
+
+use crate::kafka::{BrokerContext, Producer};
 use rdkafka::ClientConfig;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
@@ -148,7 +150,7 @@ pub trait Outbox: Send + Sync + 'static {
 
     /// Starts a session once the lead is taken and the producer exists (recovery reads
     /// what the broker already holds, if the outbox needs it).
-    async fn open(&self, producer: &FutureProducer) -> Result<Self::Session, OutboxError>;
+    async fn open(&self, producer: &Producer) -> Result<Self::Session, OutboxError>;
 }
 
 /// What a leading publisher asks of its outbox, round after round.
@@ -206,7 +208,7 @@ impl<O> Clone for OutboxPublisher<O> {
 pub struct Leading<S> {
     /// The connection holding the advisory lock; the lock goes with it.
     _lock: PgConnection,
-    producer: FutureProducer,
+    producer: Producer,
     pub session: S,
     name: &'static str,
 }
@@ -289,7 +291,7 @@ impl<O: Outbox> OutboxPublisher<O> {
         if !leader {
             return Err(OutboxError::NotLeader);
         }
-        let producer: FutureProducer = self.producer.create()?;
+        let producer: Producer = self.producer.create_with_context(BrokerContext)?;
         let session = self.outbox.open(&producer).await?;
         Ok(Leading {
             _lock: lock,

@@ -29,7 +29,7 @@ fn kafka() -> KafkaConfig {
 /// A new topic of `partitions` partitions, named for this test alone.
 async fn topic(partitions: i32) -> String {
     let name = Namespace::new().group("bounded");
-    let admin = admin(&kafka(), "bounded-reader-test").unwrap();
+    let admin = admin(&kafka(), "bounded-reader-test").await.unwrap();
     ensure_topics(&admin, std::slice::from_ref(&name), partitions)
         .await
         .unwrap();

@@ -42,7 +42,7 @@ impl Bench {
         let kafka = Cli::parse_from(["test", "--kafka-brokers", &brokers()]).kafka;
         let topic = ns.group("input");
         let dead_letter_topic = ns.group("dead-letter");
-        let admin = kafka::admin(&kafka, "group-worker-test").unwrap();
+        let admin = kafka::admin(&kafka, "group-worker-test").await.unwrap();
         kafka::ensure_topics(&admin, std::slice::from_ref(&topic), partitions)
             .await
             .unwrap();

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use events::Envelope;
-use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
 use service_kit::kafka::{ensure_topics, Admin};
 use service_kit::outbox::{
@@ -50,7 +49,10 @@ impl Outbox for TestOutbox {
         "test-outbox"
     }
 
-    async fn open(&self, _producer: &FutureProducer) -> Result<TestSession, OutboxError> {
+    async fn open(
+        &self,
+        _producer: &service_kit::kafka::Producer,
+    ) -> Result<TestSession, OutboxError> {
         Ok(TestSession {
             pool: self.pool.clone(),
             topic: self.topic.clone(),
@@ -122,7 +124,7 @@ impl Fixture {
         .await
         .unwrap();
         let topic = ns.group("outbox");
-        let admin: Admin = kafka().create().unwrap();
+        let admin = Admin::new(kafka()).unwrap();
         ensure_topics(&admin, std::slice::from_ref(&topic), PARTITIONS)
             .await
             .expect("the broker is reachable");

@@ -1,11 +1,13 @@
 //! What the integration tests of every crate share, once: the test environment
 //! ([`env`]), a namespace per test ([`namespace`]), polling with a deadline ([`wait`]),
 //! publishing to and reading back a topic ([`topic`]), HTTP clients ([`http`]), the
-//! event and fact builders ([`fixtures`]) and child processes ([`process`]).
+//! event and fact builders ([`fixtures`]), child processes ([`process`]) and the
+//! broker's identity side: a local token endpoint and Kafka ACLs ([`broker_identity`]).
 //!
 //! A dev-dependency only, and on no service crate: whatever is specific to one service
 //! (`spawn_app`, `test_config`, `TestApp`) stays in that crate's tests.
 
+pub mod broker_identity;
 pub mod env;
 pub mod fixtures;
 pub mod http;

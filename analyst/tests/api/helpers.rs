@@ -47,7 +47,9 @@ pub async fn cleanup(pool: &PgPool, config: &Config, redis: &RedisConn) {
 /// Creates the topics the projector reads, for tests that run no projector.
 pub async fn create_topics(config: &Config) {
     let topics = Topics::new(&config.kafka.topic_prefix);
-    let admin = service_kit::kafka::admin(&config.kafka, "projector-test").unwrap();
+    let admin = service_kit::kafka::admin(&config.kafka, "projector-test")
+        .await
+        .unwrap();
     service_kit::kafka::ensure_topics(
         &admin,
         &[

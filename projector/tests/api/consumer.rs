@@ -445,7 +445,9 @@ async fn given_the_projector_sigkilled_while_5000_events_stream_in_when_restarte
     assert_eq!(total, PER_LINE * lines as i64);
     let topics = events::topics::Topics::new(&config.kafka.topic_prefix);
     // Topics exist before the producer starts (the binary would create them too).
-    let admin = service_kit::kafka::admin(&config.kafka, "test").unwrap();
+    let admin = service_kit::kafka::admin(&config.kafka, "test")
+        .await
+        .unwrap();
     service_kit::kafka::ensure_topics(
         &admin,
         &[

@@ -72,16 +72,20 @@ Vault the one its own SecretProviderClass syncs. Call with (dict "root" $ "name"
 {{- end -}}
 {{- end -}}
 
-{{/* The secrets an identity is given (secrets.grants), as a JSON list; kafka-sasl-password
-only with SASL. Call with (dict "root" $ "name" <identity>), plus "as": "files" for the
-private keys alone (*-signing-key, mounted as files) or "variables" for the rest (read
-from the environment). */}}
+{{/* The secrets an identity is given, as a JSON list: its secrets.grants, and with
+kafka.auth password the broker's kafka-sasl-password for a service (an entry of
+services; never a migration Job, which does not use Kafka). Call with (dict "root" $
+"name" <identity>), plus "as": "files" for the private keys alone (*-signing-key, mounted
+as files) or "variables" for the rest (read from the environment). */}}
 {{- define "phonebill.grants" -}}
+{{- $all := index .root.Values.secrets.grants .name | default list -}}
+{{- if and (eq .root.Values.kafka.auth "password") (hasKey .root.Values.services .name) -}}
+{{- $all = append $all "kafka-sasl-password" -}}
+{{- end -}}
 {{- $grants := list -}}
-{{- range (index .root.Values.secrets.grants .name | default list) -}}
+{{- range $all -}}
 {{- $file := hasSuffix "-signing-key" . -}}
-{{- $wanted := or (not $.as) (and $file (eq $.as "files")) (and (not $file) (eq $.as "variables")) -}}
-{{- if and $wanted (or (ne . "kafka-sasl-password") (include "phonebill.kafkaUsesSasl" $.root)) -}}
+{{- if or (not $.as) (and $file (eq $.as "files")) (and (not $file) (eq $.as "variables")) -}}
 {{- $grants = append $grants . -}}
 {{- end -}}
 {{- end -}}
@@ -146,6 +150,24 @@ Checks that fail the render early with a clear message.
 {{- end -}}
 {{- end -}}
 {{- $_ := required "kafka.brokers is required" $v.kafka.brokers -}}
+{{- if and (eq $v.kafka.auth "none") (include "phonebill.kafkaUsesSasl" .) -}}
+{{- fail (printf "kafka.securityProtocol %s authenticates: set kafka.auth to password or entra" $v.kafka.securityProtocol) -}}
+{{- end -}}
+{{- if and (eq $v.kafka.auth "password") (not (include "phonebill.kafkaUsesSasl" .)) -}}
+{{- fail "kafka.auth password needs kafka.securityProtocol sasl_ssl (or sasl_plaintext)" -}}
+{{- end -}}
+{{- if and (eq $v.kafka.auth "password") (eq $v.secrets.provider "azure-key-vault") -}}
+{{- $_ := required "kafka.auth password with Key Vault needs secrets.azureKeyVault.objects.kafka-sasl-password (the secret holding the broker's password)" (index $v.secrets.azureKeyVault.objects "kafka-sasl-password") -}}
+{{- end -}}
+{{- if eq $v.kafka.auth "entra" -}}
+{{- if ne (lower $v.kafka.securityProtocol) "sasl_ssl" -}}
+{{- fail "kafka.auth entra sends access tokens to the broker: it needs kafka.securityProtocol sasl_ssl" -}}
+{{- end -}}
+{{- if ne $v.secrets.provider "azure-key-vault" -}}
+{{- fail "kafka.auth entra needs secrets.provider azure-key-vault: each service's token comes from its workload identity, which the chart sets up with Key Vault" -}}
+{{- end -}}
+{{- $_ := required "kafka.oauthScope is required with kafka.auth entra (terraform output helm_values: https://<namespace>.servicebus.windows.net/.default)" $v.kafka.oauthScope -}}
+{{- end -}}
 {{- if eq $v.environment "production" -}}
 {{- $_ := required "image.registry is required in production (terraform output acr_login_server)" $v.image.registry -}}
 {{- $_ := required "jwt.verifyKeys is required in production (terraform output helm_values)" $v.jwt.verifyKeys -}}
