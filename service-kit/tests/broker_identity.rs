@@ -4,6 +4,7 @@
 //! with ACLs on, and a local stand-in for Entra ID's token exchange
 //! (`test_support::broker_identity`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -77,6 +78,11 @@ async fn each_application_sends_only_where_it_is_granted_and_reads_where_it_list
     identity::ready(&projector, Duration::from_secs(30))
         .await
         .unwrap();
+    let admin = Arc::new(kafka::admin(&command, "command-service").await.unwrap());
+    assert!(
+        kafka::reachable(&admin, Duration::from_secs(10)).await,
+        "the readiness probe signs in too"
+    );
 
     // When command-service publishes a change, and the projector forges one on the same
     // topic and on KOS's topic
@@ -183,10 +189,10 @@ async fn a_workload_whose_account_is_not_the_federated_one_gets_no_token_and_say
 
 #[tokio::test]
 async fn tokens_are_renewed_before_they_expire_and_publishing_carries_on() {
-    // Given command-service with tokens that live 4 s, on a broker that makes a
+    // Given command-service with tokens that live 5 s, on a broker that makes a
     // connection sign in again when its token expires
     let broker = OAuthBroker::from_env();
-    let provider = IdentityProvider::start(&broker, Duration::from_secs(4));
+    let provider = IdentityProvider::start(&broker, Duration::from_secs(5));
     let prefix = topics_granted_to(&["command-service"]).await;
     let topics = events::topics::Topics::new(&prefix);
     let command = provider.workload("command-service").kafka(&prefix);

@@ -349,8 +349,11 @@ async fn token(State(p): State<Arc<Provider>>, Form(grant): Form<Grant>) -> Resp
         }
         record.application.clone()
     };
-    let now = chrono::Utc::now().timestamp();
-    let lifetime = p.lifetime.as_secs().max(1) as i64;
+    // `exp` is whole seconds: `expires_in` counts to it, not to a second later.
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let now = now_ms / 1000;
+    let lifetime = p.lifetime.as_secs().max(2) as i64;
+    let expires_in = ((now + lifetime) * 1000 - now_ms) / 1000;
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(p.broker.issuer_kid.clone());
     let access = jsonwebtoken::encode(
@@ -366,7 +369,7 @@ async fn token(State(p): State<Arc<Provider>>, Form(grant): Form<Grant>) -> Resp
     )
     .unwrap();
     *p.issued.lock().unwrap().entry(application).or_default() += 1;
-    Json(json!({"token_type": "Bearer", "expires_in": lifetime, "access_token": access}))
+    Json(json!({"token_type": "Bearer", "expires_in": expires_in, "access_token": access}))
         .into_response()
 }
 

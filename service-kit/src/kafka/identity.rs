@@ -261,7 +261,7 @@ impl Source {
         source
     }
 
-    /// The current token, waiting up to `within` for the first one (less once the
+    /// The current token, waiting up to `within` for the first one (not when the
     /// endpoint has refused this workload).
     fn current(&self, within: Duration) -> Result<Token, String> {
         let deadline = Instant::now() + within;
@@ -272,7 +272,9 @@ impl Source {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             match &state.error {
-                Some(failure) if failure.refused || left.is_zero() => {
+                // Only the first token is waited for: once one has expired, the caller
+                // (a client's poll path) hears of the outage at once and asks again.
+                Some(failure) if failure.refused || left.is_zero() || state.token.is_some() => {
                     return Err(failure.message.clone())
                 }
                 None if left.is_zero() => {
@@ -405,25 +407,34 @@ pub fn token_from_response(
             "a token response without a token or a lifetime".into(),
         ));
     }
-    let principal = subject(&granted.access_token).unwrap_or_else(|| client_id.to_owned());
+    let (principal, exp) =
+        claims(&granted.access_token).unwrap_or_else(|| (client_id.to_owned(), None));
+    // `expires_in` is whole seconds counted from the answer; a JWT's own `exp` is what
+    // the broker ends the session at, and may come first.
+    let answered = asked_at_ms + (granted.expires_in as i64) * 1000;
+    let expires_at_ms = exp.map_or(answered, |exp| answered.min(exp * 1000));
     Ok(Token {
         access: granted.access_token,
         principal,
-        expires_at_ms: asked_at_ms + (granted.expires_in as i64) * 1000,
+        expires_at_ms,
     })
 }
 
-/// A JWT's `sub`, unverified: only a label for logs (the broker checks the token).
-fn subject(jwt: &str) -> Option<String> {
+/// A JWT's `sub` and `exp`, unverified: a label for logs and the expiry the broker will
+/// hold the session to (the broker checks the token).
+fn claims(jwt: &str) -> Option<(String, Option<i64>)> {
     #[derive(Deserialize)]
     struct Claims {
         sub: String,
+        exp: Option<i64>,
     }
     let payload = jwt.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
         .ok()?;
-    serde_json::from_slice::<Claims>(&bytes).ok().map(|c| c.sub)
+    serde_json::from_slice::<Claims>(&bytes)
+        .ok()
+        .map(|c| (c.sub, c.exp))
 }
 
 #[cfg(test)]
@@ -497,15 +508,22 @@ mod tests {
     }
 
     #[test]
-    fn a_granted_token_lives_from_when_it_was_asked_for_and_names_its_subject() {
+    fn a_granted_token_lives_from_when_it_was_asked_for_or_to_its_exp_and_names_its_subject() {
         let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(br#"{"sub":"projector","aud":"x"}"#);
+            .encode(br#"{"sub":"projector","aud":"x","exp":4000}"#);
         let jwt = format!("e30.{payload}.sig");
         let body = format!(r#"{{"token_type":"Bearer","expires_in":3599,"access_token":"{jwt}"}}"#);
         let token = token_from_response(200, body.as_bytes(), 1_000, "client-1").unwrap();
         assert_eq!(token.access, jwt);
         assert_eq!(token.principal, "projector");
         assert_eq!(token.expires_at_ms, 1_000 + 3_599_000);
+
+        // A token whose own `exp` comes before the answer's count ends at its `exp`.
+        let early = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"sub":"projector","exp":3000}"#);
+        let body = format!(r#"{{"expires_in":3599,"access_token":"e30.{early}.sig"}}"#);
+        let token = token_from_response(200, body.as_bytes(), 1_000, "client-1").unwrap();
+        assert_eq!(token.expires_at_ms, 3_000_000);
 
         let opaque = token_from_response(
             200,
