@@ -100,7 +100,7 @@ def test_the_tests_are_what_ci_runs_here():
 
 def test_every_image_is_built_from_its_dockerfile():
     job = workflow()["jobs"]["images"]
-    assert job["needs"] == "test"
+    assert job["needs"] == ["test", "advisories"]
     assert job["strategy"]["matrix"]["image"] == IMAGES
     assert sorted(p.name.removesuffix(".Dockerfile") for p in DOCKER.glob("*.Dockerfile")) == sorted(IMAGES)
     [build] = step_using("images", "docker/build-push-action")
@@ -180,3 +180,13 @@ def test_no_script_interpolates_an_expression():
     for job, spec in workflow()["jobs"].items():
         for step in spec["steps"]:
             assert "${{" not in step.get("run", ""), (job, step.get("name"))
+
+
+def test_a_dependency_with_a_known_vulnerability_stops_delivery():
+    job = workflow()["jobs"]["advisories"]
+    commands = "\n".join(s.get("run", "") for s in job["steps"])
+    assert "cargo deny --log-level error check advisories" in commands
+    assert "--manifest-path bench/journeys/Cargo.toml --config deny.toml check advisories" in commands
+    npm = [s for s in job["steps"] if "npm audit" in s.get("run", "")]
+    assert npm and npm[0]["working-directory"] == "web" and "--omit=dev" in npm[0]["run"]
+    assert "advisories" in workflow()["jobs"]["images"]["needs"]
