@@ -359,7 +359,8 @@ mod tests {
         kafka: KafkaConfig,
     }
 
-    fn config(args: &[&str]) -> KafkaConfig {
+    /// The settings the command line `args` gives (also for `identity`'s tests).
+    pub(super) fn config(args: &[&str]) -> KafkaConfig {
         Cli::parse_from(std::iter::once("test").chain(args.iter().copied())).kafka
     }
 

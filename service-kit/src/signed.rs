@@ -36,7 +36,7 @@ const LOCAL_DEV_SEED: [u8; 32] = *b"phonebill-kos-local-dev-key-0001";
 
 // RFC 8410: an Ed25519 key in PKCS#8 (v1) and in SubjectPublicKeyInfo is this fixed
 // prefix followed by the 32 key bytes.
-pub(crate) const PKCS8_PREFIX: [u8; 16] = [
+pub const PKCS8_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
 pub(crate) const SPKI_PREFIX: [u8; 12] = [

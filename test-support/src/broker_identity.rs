@@ -24,10 +24,12 @@ use axum::{Form, Json, Router};
 use base64::Engine;
 use clap::Parser;
 use ed25519_dalek::SigningKey;
+use events::topics::TopicAccess;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use service_kit::kafka::KafkaConfig;
+use service_kit::signed::PKCS8_PREFIX;
 use uuid::Uuid;
 
 /// The audience a workload's federated token is made for, as AKS writes it.
@@ -81,9 +83,7 @@ impl Key {
     }
 
     fn from_seed(seed: [u8; 32]) -> Self {
-        // PKCS#8 v1 for Ed25519 (RFC 8410): a fixed prefix, then the 32-byte seed.
-        let mut der = hex_prefix().to_vec();
-        der.extend_from_slice(&seed);
+        let der: Vec<u8> = PKCS8_PREFIX.iter().chain(&seed).copied().collect();
         let public = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
         Self {
             encoding: EncodingKey::from_ed_der(&der),
@@ -98,18 +98,11 @@ impl Key {
         let seed: [u8; 32] = der[der.len() - 32..].try_into().expect("a 32-byte seed");
         assert_eq!(
             &der[..der.len() - 32],
-            hex_prefix(),
+            PKCS8_PREFIX,
             "an Ed25519 PKCS#8 key"
         );
         Self::from_seed(seed)
     }
-}
-
-fn hex_prefix() -> &'static [u8] {
-    &[
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-        0x20,
-    ]
 }
 
 #[derive(Serialize, Deserialize)]
@@ -373,63 +366,52 @@ async fn token(State(p): State<Arc<Provider>>, Form(grant): Form<Grant>) -> Resp
         .into_response()
 }
 
+/// The ACL tool's arguments allowing `principal` each of `operations` on `topics`, or on
+/// the consumer groups named under `group_prefix`.
+fn acl(
+    principal: &str,
+    operations: &[&str],
+    topics: &[String],
+    group_prefix: Option<&str>,
+) -> Vec<String> {
+    let mut args = vec!["--add".into(), "--allow-principal".into(), principal.into()];
+    for operation in operations {
+        args.extend(["--operation".into(), (*operation).into()]);
+    }
+    for topic in topics {
+        args.extend(["--topic".into(), topic.clone()]);
+    }
+    if let Some(prefix) = group_prefix {
+        args.extend(["--resource-pattern-type", "prefixed", "--group", prefix].map(String::from));
+    }
+    args
+}
+
 /// Gives each application the Kafka ACLs on the topics under `prefix` that
 /// `events/topic-access.json` gives it as Event Hubs roles: Write to what it sends
 /// to, Read from what it listens on (with its consumer groups, named under `prefix`).
 /// Only `applications` are granted (each grant is a JVM run of Kafka's ACL tool).
 pub async fn grant_topic_access(prefix: &str, applications: &[&str]) {
     let access = events::topics::access();
+    // The topics (under `prefix`) where `role` of their access names `app`.
+    let topics = |app: &str, role: fn(&TopicAccess) -> &Vec<String>| -> Vec<String> {
+        access
+            .iter()
+            .filter(|(_, a)| role(a).iter().any(|who| who == app))
+            .map(|(t, _)| format!("{prefix}{t}"))
+            .collect()
+    };
     let mut runs = Vec::new();
     for app in applications {
         let principal = format!("User:{app}");
-        let sends: Vec<String> = access
-            .iter()
-            .filter(|(_, a)| a.senders.iter().any(|s| s == app))
-            .map(|(t, _)| format!("{prefix}{t}"))
-            .collect();
-        let listens: Vec<String> = access
-            .iter()
-            .filter(|(_, a)| a.listeners.iter().any(|l| l == app))
-            .map(|(t, _)| format!("{prefix}{t}"))
-            .collect();
+        let sends = topics(app, |a| &a.senders);
         if !sends.is_empty() {
-            let mut args = vec![
-                "--add".into(),
-                "--allow-principal".into(),
-                principal.clone(),
-            ];
-            args.extend(["--operation", "Write", "--operation", "Describe"].map(String::from));
-            for t in &sends {
-                args.extend(["--topic".into(), t.clone()]);
-            }
-            runs.push(args);
+            runs.push(acl(&principal, &["Write", "Describe"], &sends, None));
         }
+        let listens = topics(app, |a| &a.listeners);
         if !listens.is_empty() {
-            let mut args = vec![
-                "--add".into(),
-                "--allow-principal".into(),
-                principal.clone(),
-            ];
-            args.extend(["--operation", "Read", "--operation", "Describe"].map(String::from));
-            for t in &listens {
-                args.extend(["--topic".into(), t.clone()]);
-            }
-            runs.push(args);
-            runs.push(
-                [
-                    "--add",
-                    "--allow-principal",
-                    &principal,
-                    "--operation",
-                    "Read",
-                    "--resource-pattern-type",
-                    "prefixed",
-                    "--group",
-                    prefix,
-                ]
-                .map(String::from)
-                .to_vec(),
-            );
+            runs.push(acl(&principal, &["Read", "Describe"], &listens, None));
+            runs.push(acl(&principal, &["Read"], &[], Some(prefix)));
         }
     }
     let script = std::env::var("PHONEBILL_KAFKA_SCRIPT")

@@ -439,19 +439,8 @@ fn claims(jwt: &str) -> Option<(String, Option<i64>)> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
+    use super::super::tests::config;
     use super::*;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        kafka: KafkaConfig,
-    }
-
-    fn config(args: &[&str]) -> KafkaConfig {
-        Cli::parse_from(std::iter::once("test").chain(args.iter().copied())).kafka
-    }
 
     const WORKLOAD: &[&str] = &[
         "--kafka-security-protocol",
